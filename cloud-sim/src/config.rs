@@ -1,0 +1,480 @@
+//! Command line (`cloud-sim serve ...`), every flag with a `CLOUD_SIM_*` environment twin, and the
+//! validated [`Config`] the library runs on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::domain::net::overlaps;
+
+/// A simulated cloud: regions, zones, instances, load balancers and route tables over REST.
+#[derive(Debug, Parser)]
+#[command(name = "cloud-sim", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the cloud API (and, later, the load-balancer data plane).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines for a terminal.
+    Plain,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to serve the API on (port 0 picks a free port, which is logged).
+    #[arg(long, env = "CLOUD_SIM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory for the default SQLite database file.
+    #[arg(long, env = "CLOUD_SIM_DATA_DIR", default_value = "cloud-sim-data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL; default `sqlite://<data-dir>/cloud-sim.db`. `sqlite::memory:` keeps state in
+    /// memory only (lost on exit).
+    #[arg(long, env = "CLOUD_SIM_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Name of the simulated region.
+    #[arg(long, env = "CLOUD_SIM_REGION", default_value = "sim-1")]
+    pub region: String,
+
+    /// Zones of the region, comma-separated.
+    #[arg(
+        long,
+        env = "CLOUD_SIM_ZONES",
+        value_delimiter = ',',
+        default_value = "zone-a,zone-b,zone-c"
+    )]
+    pub zones: Vec<String>,
+
+    /// The region's network: caller-chosen instance IPs, zone subnets and LB pools must lie in it.
+    #[arg(long, env = "CLOUD_SIM_NETWORK_CIDR", default_value = "127.0.0.0/8")]
+    pub network_cidr: Ipv4Net,
+
+    /// Per-zone instance subnets as `zone=cidr`, comma-separated; zones not listed get
+    /// 127.1.<n>.0/24 for the n-th zone (1-based).
+    #[arg(long, env = "CLOUD_SIM_INSTANCE_SUBNETS", value_delimiter = ',', value_parser = parse_zone_cidr)]
+    pub instance_subnets: Vec<(String, Ipv4Net)>,
+
+    /// Per-zone load-balancer frontend pools as `zone=cidr`, comma-separated; zones not listed get
+    /// 127.64.<n>.0/24 for the n-th zone (1-based).
+    #[arg(long, env = "CLOUD_SIM_LB_POOLS", value_delimiter = ',', value_parser = parse_zone_cidr)]
+    pub lb_pools: Vec<(String, Ipv4Net)>,
+
+    /// How long instances stay `pending` before `running` (e.g. `2s`, `500ms`, `0`).
+    #[arg(long, env = "CLOUD_SIM_INSTANCE_BOOT_DELAY", default_value = "2s", value_parser = parse_duration)]
+    pub instance_boot_delay: Duration,
+
+    /// How long instances stay `stopping` before `stopped`.
+    #[arg(long, env = "CLOUD_SIM_INSTANCE_STOP_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub instance_stop_delay: Duration,
+
+    /// How long load balancers stay `provisioning` before `active`.
+    #[arg(long, env = "CLOUD_SIM_LB_PROVISION_DELAY", default_value = "3s", value_parser = parse_duration)]
+    pub lb_provision_delay: Duration,
+
+    /// How long terminated instances stay visible before they are purged (as on EC2).
+    #[arg(long, env = "CLOUD_SIM_TERMINATED_RETENTION", default_value = "1h", value_parser = parse_duration)]
+    pub terminated_retention: Duration,
+
+    /// Most routes one route table may hold.
+    #[arg(long, env = "CLOUD_SIM_ROUTE_QUOTA", default_value_t = 50)]
+    pub route_quota: u32,
+
+    /// File of bearer tokens, one `<token> <project> [admin]` per line (`#` starts a comment).
+    /// Without it the API is open and everything belongs to project `default`.
+    #[arg(long, env = "CLOUD_SIM_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Throttle every project to this many requests per second (token bucket); off when unset.
+    #[arg(long, env = "CLOUD_SIM_THROTTLE_RATE")]
+    pub throttle_rate: Option<f64>,
+
+    /// Bucket size for `--throttle-rate`.
+    #[arg(long, env = "CLOUD_SIM_THROTTLE_BURST", default_value_t = 20)]
+    pub throttle_burst: u32,
+
+    /// Log filter in `tracing` syntax (e.g. `info`, `cloud_sim=debug`).
+    #[arg(long, env = "CLOUD_SIM_LOG", default_value = "info")]
+    pub log_filter: String,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "CLOUD_SIM_LOG_FORMAT",
+        value_enum,
+        default_value = "plain"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Parses `zone=cidr`.
+fn parse_zone_cidr(s: &str) -> Result<(String, Ipv4Net), String> {
+    let (zone, cidr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not zone=cidr"))?;
+    let net = crate::domain::net::parse_ipv4_network(cidr)?;
+    Ok((zone.trim().to_owned(), net))
+}
+
+/// Parses a duration such as `0`, `250ms`, `2s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 2s, 5m, 1h)"))?;
+    let d = match unit {
+        "" if n == 0 => Duration::ZERO,
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => {
+            return Err(format!(
+                "{s:?} has no unit or an unknown one (use ms, s, m or h)"
+            ));
+        }
+    };
+    Ok(d)
+}
+
+/// One zone's addressing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneConfig {
+    pub name: String,
+    pub instance_subnet: Ipv4Net,
+    pub lb_pool: Ipv4Net,
+}
+
+/// A bearer token's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub project: String,
+    pub admin: bool,
+}
+
+/// Validated configuration of a cloud-sim server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub region: String,
+    pub network_cidr: Ipv4Net,
+    pub zones: Vec<ZoneConfig>,
+    pub instance_boot_delay: Duration,
+    pub instance_stop_delay: Duration,
+    pub lb_provision_delay: Duration,
+    pub terminated_retention: Duration,
+    pub route_quota: u32,
+    /// `None`: open API, one `default` project with admin rights.
+    pub tokens: Option<HashMap<String, Principal>>,
+    /// `(rate per second, burst)` applied to every project.
+    pub throttle: Option<(f64, u32)>,
+}
+
+/// Why a configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("cannot read tokens file {path}")]
+    TokensFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    /// The defaults of `cloud-sim serve`, with every delay zero: what unit and HTTP tests want.
+    pub fn for_tests() -> Self {
+        let zones = ["zone-a", "zone-b", "zone-c"].map(String::from).to_vec();
+        Self::build("sim-1", "127.0.0.0/8".parse().unwrap(), &zones, &[], &[])
+            .expect("default test config is valid")
+    }
+
+    /// Assembles and validates zone addressing: default subnets and pools for unlisted zones, all
+    /// inside the network, none overlapping.
+    pub fn build(
+        region: &str,
+        network_cidr: Ipv4Net,
+        zones: &[String],
+        subnets: &[(String, Ipv4Net)],
+        pools: &[(String, Ipv4Net)],
+    ) -> Result<Self, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if zones.is_empty() {
+            return invalid("at least one zone is required".into());
+        }
+        crate::domain::validate::dns1123_label("region", region)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for (i, z) in zones.iter().enumerate() {
+            crate::domain::validate::dns1123_label("zones", z)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if zones[..i].contains(z) {
+                return invalid(format!("zone {z:?} is listed twice"));
+            }
+        }
+        let lookup = |list: &[(String, Ipv4Net)],
+                      what: &str|
+         -> Result<BTreeMap<String, Ipv4Net>, ConfigError> {
+            let mut m = BTreeMap::new();
+            for (z, n) in list {
+                if !zones.contains(z) {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what} names zone {z:?}, which is not in --zones"
+                    )));
+                }
+                m.insert(z.clone(), *n);
+            }
+            Ok(m)
+        };
+        let subnets = lookup(subnets, "--instance-subnets")?;
+        let pools = lookup(pools, "--lb-pools")?;
+        let mut out = Vec::new();
+        for (i, name) in zones.iter().enumerate() {
+            let n = u8::try_from(i + 1)
+                .map_err(|_| ConfigError::Invalid("at most 255 zones".into()))?;
+            let default_net =
+                |second: u8| Ipv4Net::new([127, second, n, 0].into(), 24).expect("valid /24");
+            out.push(ZoneConfig {
+                name: name.clone(),
+                instance_subnet: subnets.get(name).copied().unwrap_or_else(|| default_net(1)),
+                lb_pool: pools.get(name).copied().unwrap_or_else(|| default_net(64)),
+            });
+        }
+        let mut nets: Vec<(String, Ipv4Net)> = Vec::new();
+        for z in &out {
+            nets.push((format!("instance subnet of {}", z.name), z.instance_subnet));
+            nets.push((format!("LB pool of {}", z.name), z.lb_pool));
+        }
+        for (i, (what, net)) in nets.iter().enumerate() {
+            if net.prefix_len() > 29 {
+                return invalid(format!("{what} ({net}) is smaller than /29"));
+            }
+            if !network_cidr.contains(net) {
+                return invalid(format!(
+                    "{what} ({net}) is outside the network {network_cidr}"
+                ));
+            }
+            for (other, onet) in &nets[..i] {
+                if overlaps(&IpNet::V4(*net), &IpNet::V4(*onet)) {
+                    return invalid(format!("{what} ({net}) overlaps {other} ({onet})"));
+                }
+            }
+        }
+        Ok(Self {
+            region: region.to_owned(),
+            network_cidr,
+            zones: out,
+            instance_boot_delay: Duration::ZERO,
+            instance_stop_delay: Duration::ZERO,
+            lb_provision_delay: Duration::ZERO,
+            terminated_retention: Duration::from_secs(3600),
+            route_quota: 50,
+            tokens: None,
+            throttle: None,
+        })
+    }
+
+    /// Validates `serve` flags into a config (reads the tokens file).
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let mut c = Self::build(
+            &args.region,
+            args.network_cidr,
+            &args.zones,
+            &args.instance_subnets,
+            &args.lb_pools,
+        )?;
+        c.instance_boot_delay = args.instance_boot_delay;
+        c.instance_stop_delay = args.instance_stop_delay;
+        c.lb_provision_delay = args.lb_provision_delay;
+        c.terminated_retention = args.terminated_retention;
+        if args.route_quota == 0 {
+            return Err(ConfigError::Invalid(
+                "--route-quota must be at least 1".into(),
+            ));
+        }
+        c.route_quota = args.route_quota;
+        if let Some(path) = &args.tokens_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokensFile {
+                path: path.clone(),
+                source,
+            })?;
+            c.tokens = Some(
+                parse_tokens(&text)
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?,
+            );
+        }
+        if let Some(rate) = args.throttle_rate {
+            if !(rate.is_finite() && rate > 0.0) || args.throttle_burst == 0 {
+                return Err(ConfigError::Invalid(
+                    "--throttle-rate must be > 0 and --throttle-burst >= 1".into(),
+                ));
+            }
+            c.throttle = Some((rate, args.throttle_burst));
+        }
+        Ok(c)
+    }
+
+    pub fn zone(&self, name: &str) -> Option<&ZoneConfig> {
+        self.zones.iter().find(|z| z.name == name)
+    }
+
+    /// The database URL `serve` uses.
+    pub fn database_url(args: &ServeArgs) -> String {
+        args.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("cloud-sim.db").display()))
+    }
+}
+
+/// Parses a tokens file: `<token> <project> [admin]` per line.
+pub fn parse_tokens(text: &str) -> Result<HashMap<String, Principal>, String> {
+    let mut out = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (token, project, admin) = match fields.as_slice() {
+            [t, p] => (*t, *p, false),
+            [t, p, "admin"] => (*t, *p, true),
+            _ => {
+                return Err(format!(
+                    "line {}: expected `<token> <project> [admin]`",
+                    n + 1
+                ));
+            }
+        };
+        crate::domain::validate::dns1123_label("project", project)
+            .map_err(|e| format!("line {}: {e}", n + 1))?;
+        if out
+            .insert(
+                token.to_owned(),
+                Principal {
+                    project: project.to_owned(),
+                    admin,
+                },
+            )
+            .is_some()
+        {
+            return Err(format!("line {}: token listed twice", n + 1));
+        }
+    }
+    if out.is_empty() {
+        return Err("no tokens defined".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "5", "s", "1d", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_zone_addressing() {
+        let c = Config::for_tests();
+        let z: Vec<_> = c
+            .zones
+            .iter()
+            .map(|z| {
+                (
+                    z.name.as_str(),
+                    z.instance_subnet.to_string(),
+                    z.lb_pool.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            z,
+            [
+                ("zone-a", "127.1.1.0/24".into(), "127.64.1.0/24".into()),
+                ("zone-b", "127.1.2.0/24".into(), "127.64.2.0/24".into()),
+                ("zone-c", "127.1.3.0/24".into(), "127.64.3.0/24".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn addressing_errors_are_explained() {
+        let zones = vec!["a".to_string(), "b".to_string()];
+        let net: Ipv4Net = "127.0.0.0/8".parse().unwrap();
+        type Nets = Vec<(String, Ipv4Net)>;
+        let cases: Vec<(Nets, Nets, &str)> = vec![
+            (
+                vec![("a".into(), "127.1.2.0/24".parse().unwrap())],
+                vec![],
+                "overlaps",
+            ),
+            (
+                vec![("a".into(), "10.0.0.0/24".parse().unwrap())],
+                vec![],
+                "outside",
+            ),
+            (
+                vec![("c".into(), "127.9.0.0/24".parse().unwrap())],
+                vec![],
+                "not in --zones",
+            ),
+            (
+                vec![],
+                vec![("a".into(), "127.64.1.0/30".parse().unwrap())],
+                "smaller than /29",
+            ),
+        ];
+        for (subnets, pools, want) in cases {
+            let err = Config::build("r", net, &zones, &subnets, &pools)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{err} should mention {want}");
+        }
+        assert!(Config::build("r", net, &["a".into(), "a".into()], &[], &[]).is_err());
+        assert!(Config::build("r", net, &[], &[], &[]).is_err());
+    }
+
+    #[test]
+    fn tokens_file() {
+        let t = parse_tokens("# comment\nsecret-a team-a\nsecret-b team-b admin\n\n").unwrap();
+        assert_eq!(
+            t["secret-a"],
+            Principal {
+                project: "team-a".into(),
+                admin: false
+            }
+        );
+        assert!(t["secret-b"].admin);
+        assert!(parse_tokens("one").is_err());
+        assert!(parse_tokens("t p x").is_err());
+        assert!(parse_tokens("t p\nt q").is_err());
+        assert!(parse_tokens("t Bad_Project").is_err());
+        assert!(parse_tokens("# nothing").is_err());
+    }
+}

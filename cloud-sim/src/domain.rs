@@ -1,0 +1,8 @@
+//! Pure domain rules: state machines, address allocation, validation, page tokens.
+//!
+//! Nothing in here does I/O or knows about axum or sqlx, so every rule is tested with plain `#[test]`s.
+
+pub mod instance;
+pub mod net;
+pub mod page;
+pub mod validate;

@@ -1,0 +1,67 @@
+//! The HTTP layer: router, middleware and thin handlers, one module per resource.
+//!
+//! Middleware, outermost first: request ID + metrics + access log ([`middleware::observe`]),
+//! authentication ([`middleware::authenticate`]), fault injection ([`middleware::inject_faults`]),
+//! idempotency keys ([`middleware::idempotency`]). Handlers parse the request, call one
+//! [`crate::ops::Cloud`] method and serialize its result.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::metrics::Metrics;
+use crate::ops::Cloud;
+
+pub mod admin;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod instances;
+pub mod load_balancers;
+pub mod middleware;
+pub mod openapi;
+pub mod regions;
+pub mod routes;
+
+/// Shared state of every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub cloud: Cloud,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The whole API as a router.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(regions::router())
+        .merge(instances::router())
+        .merge(load_balancers::router())
+        .merge(routes::router())
+        .merge(events::router())
+        .merge(admin::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::idempotency,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::inject_faults,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(crate::metrics::serve))
+        .route("/openapi.json", get(openapi::serve))
+        .merge(api)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,173 @@
+//! `/v1/instances`: create, get, list, update tags, start, stop, terminate, delete.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cloud_api::{
+    ApiErrorBody, CreateInstanceRequest, Instance, InstanceState, Page, UpdateInstanceRequest,
+};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::domain::instance::Action;
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::http::extract::{ApiJson, ApiQuery, IfMatch};
+use crate::ops::{Ctx, ListParams, tag_filter};
+use crate::store::InstanceFilter;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/instances", post(create).get(list))
+        .route("/v1/instances/{id}", get(read).patch(update).delete(delete))
+        .route("/v1/instances/{id}/start", post(start))
+        .route("/v1/instances/{id}/stop", post(stop))
+        .route("/v1/instances/{id}/terminate", post(terminate))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListInstancesQuery {
+    /// Only instances in this zone.
+    zone: Option<String>,
+    /// Only instances in this state.
+    #[param(value_type = Option<InstanceState>)]
+    state: Option<String>,
+    /// Only the instance(s) with this name (terminated ones included).
+    name: Option<String>,
+    /// `key=value`: only instances with this tag.
+    tag: Option<String>,
+    /// Items per page: default 50, larger values are coerced down to 500.
+    page_size: Option<u32>,
+    /// `next_page_token` of the previous page.
+    page_token: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/instances", tag = "instances", request_body = CreateInstanceRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the create safe to retry")),
+    responses((status = 201, body = Instance), (status = 409, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+pub async fn create(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    ApiJson(req): ApiJson<CreateInstanceRequest>,
+) -> Result<(StatusCode, Json<Instance>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.cloud.create_instance(&ctx, req).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/instances", tag = "instances", params(ListInstancesQuery),
+    responses((status = 200, body = Page<Instance>), (status = 400, body = ApiErrorBody)))]
+pub async fn list(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    ApiQuery(q): ApiQuery<ListInstancesQuery>,
+) -> Result<Json<Page<Instance>>, ApiError> {
+    let state = q
+        .state
+        .as_deref()
+        .map(str::parse::<InstanceState>)
+        .transpose()
+        .map_err(ApiError::BadRequest)?;
+    let filter = InstanceFilter {
+        zone: q.zone,
+        state,
+        name: q.name,
+        tag: tag_filter(q.tag.as_deref())?,
+    };
+    let params = ListParams {
+        page_size: q.page_size,
+        page_token: q.page_token,
+    };
+    Ok(Json(s.cloud.list_instances(&ctx, filter, &params).await?))
+}
+
+#[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances", params(("id" = String, Path)),
+    responses((status = 200, body = Instance), (status = 404, body = ApiErrorBody)))]
+pub async fn read(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Json<Instance>, ApiError> {
+    Ok(Json(s.cloud.get_instance(&ctx, &id).await?))
+}
+
+#[utoipa::path(patch, path = "/v1/instances/{id}", tag = "instances", request_body = UpdateInstanceRequest,
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = Instance), (status = 404, body = ApiErrorBody), (status = 412, body = ApiErrorBody)))]
+pub async fn update(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    ApiJson(req): ApiJson<UpdateInstanceRequest>,
+) -> Result<Json<Instance>, ApiError> {
+    Ok(Json(
+        s.cloud
+            .update_instance(&ctx, &id, if_match.as_deref(), req)
+            .await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/v1/instances/{id}", tag = "instances",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 404, body = ApiErrorBody), (status = 412, body = ApiErrorBody)))]
+pub async fn delete(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+) -> Result<StatusCode, ApiError> {
+    s.cloud
+        .delete_instance(&ctx, &id, if_match.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/instances/{id}/start", tag = "instances", params(("id" = String, Path)),
+    responses((status = 200, body = Instance), (status = 409, body = ApiErrorBody)))]
+pub async fn start(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+) -> Result<Json<Instance>, ApiError> {
+    Ok(Json(
+        s.cloud
+            .instance_action(&ctx, &id, if_match.as_deref(), Action::Start)
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/instances/{id}/stop", tag = "instances", params(("id" = String, Path)),
+    responses((status = 200, body = Instance), (status = 409, body = ApiErrorBody)))]
+pub async fn stop(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+) -> Result<Json<Instance>, ApiError> {
+    Ok(Json(
+        s.cloud
+            .instance_action(&ctx, &id, if_match.as_deref(), Action::Stop)
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/instances/{id}/terminate", tag = "instances", params(("id" = String, Path)),
+    responses((status = 200, body = Instance), (status = 404, body = ApiErrorBody)))]
+pub async fn terminate(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+) -> Result<Json<Instance>, ApiError> {
+    Ok(Json(
+        s.cloud
+            .instance_action(&ctx, &id, if_match.as_deref(), Action::Terminate)
+            .await?,
+    ))
+}

@@ -1,0 +1,114 @@
+//! `/v1/load-balancers`: create, get, list, update, delete.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cloud_api::{
+    ApiErrorBody, CreateLoadBalancerRequest, LoadBalancer, Page, UpdateLoadBalancerRequest,
+};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::http::extract::{ApiJson, ApiQuery, IfMatch};
+use crate::ops::{Ctx, ListParams, tag_filter};
+use crate::store::LbFilter;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/load-balancers", post(create).get(list))
+        .route(
+            "/v1/load-balancers/{id}",
+            get(read).patch(update).delete(delete),
+        )
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListLbQuery {
+    /// Only the load balancer with this name.
+    name: Option<String>,
+    /// `key=value`: only load balancers with this tag.
+    tag: Option<String>,
+    page_size: Option<u32>,
+    page_token: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/load-balancers", tag = "load-balancers", request_body = CreateLoadBalancerRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = LoadBalancer), (status = 409, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+pub async fn create(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    ApiJson(req): ApiJson<CreateLoadBalancerRequest>,
+) -> Result<(StatusCode, Json<LoadBalancer>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.cloud.create_load_balancer(&ctx, req).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/load-balancers", tag = "load-balancers", params(ListLbQuery),
+    responses((status = 200, body = Page<LoadBalancer>), (status = 400, body = ApiErrorBody)))]
+pub async fn list(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    ApiQuery(q): ApiQuery<ListLbQuery>,
+) -> Result<Json<Page<LoadBalancer>>, ApiError> {
+    let filter = LbFilter {
+        name: q.name,
+        tag: tag_filter(q.tag.as_deref())?,
+    };
+    let params = ListParams {
+        page_size: q.page_size,
+        page_token: q.page_token,
+    };
+    Ok(Json(
+        s.cloud.list_load_balancers(&ctx, filter, &params).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/load-balancers/{id}", tag = "load-balancers", params(("id" = String, Path)),
+    responses((status = 200, body = LoadBalancer), (status = 404, body = ApiErrorBody)))]
+pub async fn read(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Json<LoadBalancer>, ApiError> {
+    Ok(Json(s.cloud.get_load_balancer(&ctx, &id).await?))
+}
+
+#[utoipa::path(patch, path = "/v1/load-balancers/{id}", tag = "load-balancers", request_body = UpdateLoadBalancerRequest,
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = LoadBalancer), (status = 404, body = ApiErrorBody), (status = 412, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+pub async fn update(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    ApiJson(req): ApiJson<UpdateLoadBalancerRequest>,
+) -> Result<Json<LoadBalancer>, ApiError> {
+    Ok(Json(
+        s.cloud
+            .update_load_balancer(&ctx, &id, if_match.as_deref(), req)
+            .await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/v1/load-balancers/{id}", tag = "load-balancers",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 404, body = ApiErrorBody), (status = 412, body = ApiErrorBody)))]
+pub async fn delete(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+) -> Result<StatusCode, ApiError> {
+    s.cloud
+        .delete_load_balancer(&ctx, &id, if_match.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,236 @@
+//! Request middleware: request IDs, metrics and access logs; authentication; fault injection;
+//! idempotency keys.
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use cloud_api::{DEFAULT_PROJECT, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER};
+
+use crate::config::Principal;
+use crate::error::ApiError;
+use crate::faults::Target;
+use crate::http::AppState;
+use crate::store::{self, Claim, now_ms};
+
+/// Largest request body accepted (and buffered for idempotency checks).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Header set on responses replayed from an idempotency key.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The ID of the request being served (empty outside a request).
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+fn new_request_id() -> String {
+    format!("req-{:016x}", rand::random::<u64>())
+}
+
+/// Assigns the request ID (keeping a sane one the client sent), records metrics and logs the
+/// request when it completes.
+pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_request_id, str::to_owned);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    state
+        .metrics
+        .observe_request(&route, method.as_str(), status, elapsed);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(request_id = %id, %method, path, status, ms, "request");
+    } else if route.starts_with("/v1/") && method != Method::GET {
+        tracing::info!(request_id = %id, %method, path, status, ms, "request");
+    } else {
+        tracing::debug!(request_id = %id, %method, path, status, ms, "request");
+    }
+    resp
+}
+
+/// Maps the bearer token to a [`Principal`]; without a tokens file everyone is the admin of the
+/// `default` project.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let principal = match &state.cloud.config.tokens {
+        None => Principal {
+            project: DEFAULT_PROJECT.to_owned(),
+            admin: true,
+        },
+        Some(tokens) => {
+            let token = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match token.and_then(|t| tokens.get(t)) {
+                Some(p) => p.clone(),
+                None => {
+                    let mut resp = ApiError::Unauthenticated.into_response();
+                    resp.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    return resp;
+                }
+            }
+        }
+    };
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// Applies the fault rules that match on method and path (zonal rules are applied by operations).
+pub async fn inject_faults(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let project = req
+        .extensions()
+        .get::<Principal>()
+        .map_or("", |p| p.project.as_str())
+        .to_owned();
+    let (delay, failure) = state.cloud.faults.evaluate(Target {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        zone: None,
+        project: &project,
+    });
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(e) = failure {
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+/// `Idempotency-Key` on POST: the first request runs and its successful response is stored; a
+/// retry with the same key and body gets that response again; a different body is a 409.
+pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let Some(key) = req.headers().get(IDEMPOTENCY_KEY_HEADER) else {
+        return next.run(req).await;
+    };
+    let key = match key.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_owned(),
+        _ => {
+            return ApiError::BadRequest(
+                "Idempotency-Key must be 1-255 visible ASCII characters".into(),
+            )
+            .into_response();
+        }
+    };
+    match run_idempotent(&state, key, req, next).await {
+        Ok(resp) | Err(resp) => resp,
+    }
+}
+
+async fn run_idempotent(
+    state: &AppState,
+    key: String,
+    req: Request,
+    next: Next,
+) -> Result<Response, Response> {
+    let project = req
+        .extensions()
+        .get::<Principal>()
+        .map_or("", |p| p.project.as_str())
+        .to_owned();
+    let (parts, body) = req.into_parts();
+    let body = to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge.into_response())?;
+    let method = parts.method.to_string();
+    let path = parts.uri.path().to_owned();
+    let db = &state.cloud.db;
+    let err = |e: store::StoreError| ApiError::from(e).into_response();
+
+    let mut tx = db.begin().await.map_err(err)?;
+    let claim = store::claim_idempotency(&mut tx, &project, &key, &method, &path, &body, now_ms())
+        .await
+        .map_err(err)?;
+    tx.commit().await.map_err(err)?;
+    match claim {
+        Claim::New => {}
+        Claim::Replay { status, body } => {
+            let mut resp = Response::new(Body::from(body));
+            *resp.status_mut() =
+                axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp.headers_mut()
+                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+            return Ok(resp);
+        }
+        Claim::Mismatch => return Err(ApiError::IdempotencyKeyReused(key).into_response()),
+        Claim::InFlight => {
+            return Err(ApiError::Conflict(format!(
+                "a request with idempotency key {key:?} is still in progress"
+            ))
+            .into_response());
+        }
+    }
+
+    let resp = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let (rparts, rbody) = resp.into_parts();
+    let bytes: Bytes = match to_bytes(rbody, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = release(db, &project, &key).await;
+            return Err(
+                ApiError::BadRequest(format!("cannot buffer response: {e}")).into_response()
+            );
+        }
+    };
+    let outcome = if rparts.status.is_success() {
+        complete(db, &project, &key, rparts.status.as_u16(), &bytes).await
+    } else {
+        // Failures are not remembered: the client may fix the cause and retry with the same key.
+        release(db, &project, &key).await
+    };
+    if let Err(e) = outcome {
+        tracing::error!(key, error = %crate::http::error::error_chain(&e), "cannot record idempotency key");
+    }
+    Ok(Response::from_parts(rparts, Body::from(bytes)))
+}
+
+async fn complete(
+    db: &store::Db,
+    project: &str,
+    key: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<(), store::StoreError> {
+    let mut tx = db.begin().await?;
+    store::complete_idempotency(&mut tx, project, key, status, body).await?;
+    tx.commit().await
+}
+
+async fn release(db: &store::Db, project: &str, key: &str) -> Result<(), store::StoreError> {
+    let mut tx = db.begin().await?;
+    store::release_idempotency(&mut tx, project, key).await?;
+    tx.commit().await
+}

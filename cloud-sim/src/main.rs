@@ -1,0 +1,14 @@
+use clap::Parser;
+use cloud_sim::config::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            cloud_sim::telemetry::init(&args.log_filter, args.log_format)
+                .map_err(anyhow::Error::msg)?;
+            cloud_sim::serve(args).await
+        }
+    }
+}

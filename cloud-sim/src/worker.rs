@@ -1,0 +1,40 @@
+//! The background worker: settles transitional states when their delay has passed and purges
+//! expired records. It sleeps until the next deadline (at most [`MAX_IDLE`]) and is woken early
+//! by any write, since a write may have set a nearer deadline.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::ops::Cloud;
+use crate::store::now_ms;
+
+/// Longest the worker sleeps without looking (retention purges ride on this).
+pub const MAX_IDLE: Duration = Duration::from_secs(1);
+
+/// Runs until `shutdown` turns true.
+pub async fn run(cloud: Cloud, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let notified = cloud.db.events_signal().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Err(e) = cloud.settle_due().await {
+            tracing::warn!(error = %crate::http::error::error_chain(&e), "settling due resources failed; will retry");
+        }
+        let sleep = match cloud.next_deadline().await {
+            Ok(Some(at)) => {
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(MAX_IDLE)
+            }
+            Ok(None) => MAX_IDLE,
+            Err(e) => {
+                tracing::warn!(error = %crate::http::error::error_chain(&e), "reading deadlines failed");
+                MAX_IDLE
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = &mut notified => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}

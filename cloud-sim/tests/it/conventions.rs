@@ -1,0 +1,226 @@
+//! Cross-cutting API conventions: request IDs, error bodies, idempotency keys, pagination tokens,
+//! content types, metrics and the OpenAPI document.
+
+use crate::common::{assert_error, decode, spawn};
+
+#[tokio::test]
+async fn every_response_has_a_request_id_and_errors_carry_it() {
+    let c = spawn().await;
+    let resp = c.http.get(c.url("/healthz")).send().await.unwrap();
+    assert!(
+        resp.headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("req-")
+    );
+    // A client-supplied ID is kept, so logs on both sides correlate.
+    let resp = c
+        .http
+        .get(c.url("/v1/zones"))
+        .header("x-request-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "trace-123");
+
+    let (status, headers, body) = c.get_json("/v1/nothing-here").await;
+    assert_error(status, &headers, &body, 404, "NOT_FOUND");
+    let resp = c
+        .http
+        .put(c.url("/v1/instances"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, body) = decode(resp).await;
+    assert_error(status, &headers, &body, 405, "METHOD_NOT_ALLOWED");
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_or_conflict() {
+    let c = spawn().await;
+    let body = serde_json::json!({"name": "idem", "zone": "zone-a", "instance_type": "sim.small"});
+    let send = |key: &'static str, body: serde_json::Value| {
+        let req = c
+            .http
+            .post(c.url("/v1/instances"))
+            .header("idempotency-key", key)
+            .json(&body);
+        async move { decode(req.send().await.unwrap()).await }
+    };
+    let (s1, h1, b1) = send("key-1", body.clone()).await;
+    assert_eq!(s1, 201, "{b1}");
+    assert!(h1.get("idempotent-replayed").is_none());
+    let (s2, h2, b2) = send("key-1", body.clone()).await;
+    assert_eq!(s2, 201);
+    assert_eq!(h2["idempotent-replayed"], "true");
+    assert_eq!(
+        b1["id"], b2["id"],
+        "the replay returns the original instance"
+    );
+    let all = c
+        .client
+        .list_all_instances(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "no second instance was made");
+
+    let other =
+        serde_json::json!({"name": "idem2", "zone": "zone-a", "instance_type": "sim.small"});
+    let (s3, h3, b3) = send("key-1", other.clone()).await;
+    assert_error(s3, &h3, &b3, 409, "IDEMPOTENCY_KEY_REUSED");
+
+    // A failed request is not remembered: fixing the body and retrying with the key works.
+    let bad = serde_json::json!({"name": "idem3", "zone": "zone-q", "instance_type": "sim.small"});
+    let (s4, _, _) = send("key-2", bad).await;
+    assert_eq!(s4, 422);
+    let (s5, _, b5) = send(
+        "key-2",
+        serde_json::json!({"name": "idem3", "zone": "zone-a", "instance_type": "sim.small"}),
+    )
+    .await;
+    assert_eq!(s5, 201, "{b5}");
+    // Keys are per project and per path: the same key on another path is a mismatch.
+    let (s6, h6, b6) = decode(
+        c.http
+            .post(c.url("/v1/load-balancers"))
+            .header("idempotency-key", "key-1")
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(s6, &h6, &b6, 409, "IDEMPOTENCY_KEY_REUSED");
+}
+
+#[tokio::test]
+async fn page_tokens_are_opaque_and_bound_to_their_query() {
+    let c = spawn().await;
+    for n in 0..3 {
+        c.instance(&format!("n{n}"), "zone-a").await;
+    }
+    let (_, _, page) = c.get_json("/v1/instances?page_size=1&zone=zone-a").await;
+    let token = page["next_page_token"].as_str().unwrap().to_owned();
+    let (status, _, next) = c
+        .get_json(&format!(
+            "/v1/instances?page_size=1&zone=zone-a&page_token={token}"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(next["items"][0]["name"], "n1");
+    // The same token with different filters is refused.
+    let (status, headers, body) = c
+        .get_json(&format!(
+            "/v1/instances?page_size=1&zone=zone-b&page_token={token}"
+        ))
+        .await;
+    assert_error(status, &headers, &body, 400, "INVALID_ARGUMENT");
+    let (status, headers, body) = c.get_json("/v1/instances?page_token=garbage").await;
+    assert_error(status, &headers, &body, 400, "INVALID_ARGUMENT");
+    // Sizes: too large is coerced, negative or non-numeric is a 400 naming the parameter.
+    let (status, _, body) = c.get_json("/v1/instances?page_size=100000").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["items"].as_array().unwrap().len(), 3);
+    let (status, headers, body) = c.get_json("/v1/instances?page_size=-1").await;
+    assert_error(status, &headers, &body, 400, "INVALID_ARGUMENT");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("page_size"),
+        "{body}"
+    );
+    let (status, headers, body) = c.get_json("/v1/instances?state=exploded").await;
+    assert_error(status, &headers, &body, 400, "INVALID_ARGUMENT");
+    let (status, headers, body) = c.get_json("/v1/instances?colour=red").await;
+    assert_error(status, &headers, &body, 400, "INVALID_ARGUMENT");
+}
+
+#[tokio::test]
+async fn bodies_must_be_json() {
+    let c = spawn().await;
+    let resp = c
+        .http
+        .post(c.url("/v1/instances"))
+        .header("content-type", "text/plain")
+        .body("name=x")
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, body) = decode(resp).await;
+    assert_error(status, &headers, &body, 415, "UNSUPPORTED_MEDIA_TYPE");
+    let huge = "x".repeat(3 << 20);
+    let resp = c
+        .http
+        .post(c.url("/v1/instances"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route() {
+    let c = spawn().await;
+    c.instance("m", "zone-a").await;
+    c.client.get_instance("i-0000000000000001").await.unwrap();
+    let text = c
+        .http
+        .get(c.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            r#"cloudsim_http_requests_total{route="/v1/instances",method="POST",status="201"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"cloudsim_http_requests_total{route="/v1/instances/{id}",method="GET",status="404"} 1"#), "{text}");
+    assert!(
+        text.contains("cloudsim_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let c = spawn().await;
+    let (status, _, doc) = c.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/v1/instances",
+        "/v1/instances/{id}",
+        "/v1/instances/{id}/stop",
+        "/v1/load-balancers/{id}",
+        "/v1/route-tables/{table}/routes",
+        "/v1/events",
+        "/v1/admin/faults",
+        "/v1/admin/zones/{zone}",
+        "/v1/zones",
+        "/v1/instance-types",
+    ] {
+        assert!(paths.contains_key(p), "missing {p}");
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for s in [
+        "Instance",
+        "LoadBalancer",
+        "Route",
+        "ApiErrorBody",
+        "ErrorCode",
+        "ZonePolicy",
+    ] {
+        assert!(schemas.contains_key(s), "missing schema {s}");
+    }
+}

@@ -1,0 +1,260 @@
+//! Fault injection through the admin API, and how the client copes with it.
+
+use std::time::{Duration, Instant};
+
+use cloud_api::{CreateFaultRequest, ErrorCode, FaultEffect};
+use cloud_client::{Client, RetryPolicy};
+use cloud_sim::Config;
+
+use crate::common::{decode, instance_req, spawn, spawn_with};
+
+fn rule(effect: FaultEffect) -> CreateFaultRequest {
+    CreateFaultRequest {
+        method: None,
+        path_prefix: None,
+        zone: None,
+        effect,
+        probability: 1.0,
+        count: None,
+        ttl_seconds: None,
+    }
+}
+
+#[tokio::test]
+async fn injected_errors_carry_status_code_and_retry_after() {
+    let c = spawn().await;
+    let mut r = rule(FaultEffect::Error {
+        status: 503,
+        retry_after_seconds: Some(1),
+    });
+    r.method = Some("GET".into());
+    r.path_prefix = Some("/v1/zones".into());
+    r.count = Some(1);
+    let added = c.client.add_fault(&r).await.unwrap();
+    assert_eq!(added.remaining, Some(1));
+    let resp = c.http.get(c.url("/v1/zones")).send().await.unwrap();
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let (status, _, body) = decode(resp).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "UNAVAILABLE");
+    // Count exhausted: the rule is gone and requests succeed.
+    assert_eq!(
+        c.http
+            .get(c.url("/v1/zones"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert!(c.client.list_faults().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_client_retries_and_honours_retry_after() {
+    let c = spawn().await;
+    let mut r = rule(FaultEffect::Error {
+        status: 503,
+        retry_after_seconds: Some(1),
+    });
+    r.path_prefix = Some("/v1/instance-types".into());
+    r.count = Some(2);
+    c.client.add_fault(&r).await.unwrap();
+    let retrying = Client::builder(c.server.base_url()).build().unwrap();
+    let started = Instant::now();
+    let types = retrying.instance_types().await.unwrap();
+    assert!(!types.is_empty());
+    // Two refusals, each asking for 1 s.
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "waited only {:?}",
+        started.elapsed()
+    );
+
+    // Retries are bounded: a permanent 500 fails after max_retries + 1 attempts.
+    let mut r = rule(FaultEffect::Error {
+        status: 500,
+        retry_after_seconds: None,
+    });
+    r.path_prefix = Some("/v1/zones".into());
+    let fault = c.client.add_fault(&r).await.unwrap();
+    let quick = Client::builder(c.server.base_url())
+        .retry(RetryPolicy {
+            max_retries: 2,
+            base_backoff: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        })
+        .build()
+        .unwrap();
+    let e = quick.zones().await.unwrap_err();
+    assert_eq!(e.status().unwrap().as_u16(), 500);
+    let hits = c
+        .client
+        .list_faults()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.id == fault.id)
+        .unwrap()
+        .hits;
+    assert_eq!(hits, 3);
+    // Client errors are never retried.
+    c.client.clear_faults().await.unwrap();
+    let mut r = rule(FaultEffect::Error {
+        status: 409,
+        retry_after_seconds: None,
+    });
+    r.path_prefix = Some("/v1/zones".into());
+    let fault = c.client.add_fault(&r).await.unwrap();
+    assert_eq!(
+        quick.zones().await.unwrap_err().code(),
+        Some(ErrorCode::Conflict)
+    );
+    let hits = c
+        .client
+        .list_faults()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.id == fault.id)
+        .unwrap()
+        .hits;
+    assert_eq!(hits, 1);
+}
+
+#[tokio::test]
+async fn throttling_gives_429_with_retry_after() {
+    let c = spawn().await;
+    let mut r = rule(FaultEffect::Throttle {
+        rate_per_second: 0.5,
+        burst: 2,
+    });
+    r.path_prefix = Some("/v1/zones".into());
+    c.client.add_fault(&r).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            c.http
+                .get(c.url("/v1/zones"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+            200
+        );
+    }
+    let resp = c.http.get(c.url("/v1/zones")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&after), "retry-after {after}");
+    let (_, _, body) = decode(resp).await;
+    assert_eq!(body["error"]["code"], "THROTTLED");
+}
+
+#[tokio::test]
+async fn global_throttle_flag_limits_each_project() {
+    let mut config = Config::for_tests();
+    config.throttle = Some((0.1, 3));
+    let c = spawn_with(config).await;
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(
+                c.http
+                    .get(c.url("/v1/zones"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16(),
+            );
+        }
+        v
+    };
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+}
+
+#[tokio::test]
+async fn latency_and_timeouts() {
+    let c = spawn().await;
+    let mut r = rule(FaultEffect::Latency { millis: 1500 });
+    r.path_prefix = Some("/v1/regions".into());
+    c.client.add_fault(&r).await.unwrap();
+    let impatient = Client::builder(c.server.base_url())
+        .timeout(Duration::from_millis(200))
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let e = impatient.region().await.unwrap_err();
+    assert!(matches!(e, cloud_client::Error::Timeout { .. }), "{e:?}");
+    let started = Instant::now();
+    c.client.region().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn zonal_faults_hit_only_that_zone() {
+    let c = spawn().await;
+    let a = c.instance("a", "zone-a").await;
+    let b = c.instance("b", "zone-b").await;
+    let mut r = rule(FaultEffect::Error {
+        status: 500,
+        retry_after_seconds: None,
+    });
+    r.zone = Some("zone-b".into());
+    c.client.add_fault(&r).await.unwrap();
+    assert!(c.client.get_instance(a.id.as_str()).await.is_ok());
+    assert_eq!(
+        c.client
+            .get_instance(b.id.as_str())
+            .await
+            .unwrap_err()
+            .status()
+            .unwrap()
+            .as_u16(),
+        500
+    );
+    assert_eq!(
+        c.client
+            .create_instance(&instance_req("b2", "zone-b"))
+            .await
+            .unwrap_err()
+            .status()
+            .unwrap()
+            .as_u16(),
+        500
+    );
+    c.client
+        .create_instance(&instance_req("a2", "zone-a"))
+        .await
+        .unwrap();
+    // The admin API is never faulted, so a test can always clean up.
+    c.client.clear_faults().await.unwrap();
+    assert!(c.client.get_instance(b.id.as_str()).await.is_ok());
+}
+
+#[tokio::test]
+async fn bad_fault_rules_are_rejected() {
+    let c = spawn().await;
+    let mut r = rule(FaultEffect::Error {
+        status: 200,
+        retry_after_seconds: None,
+    });
+    r.zone = None;
+    let e = c.client.add_fault(&r).await.unwrap_err();
+    assert_eq!(e.field(), Some("effect.status"));
+    let (status, _, body) = c
+        .post_json(
+            "/v1/admin/faults",
+            &serde_json::json!({"effect": {"type": "explode"}}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "effect.type");
+    assert!(!c.client.delete_fault("fault-999").await.unwrap());
+}

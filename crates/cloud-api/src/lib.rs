@@ -1,0 +1,50 @@
+//! Wire types of the simcloud cloud API.
+//!
+//! Layout: [`ids`] holds the resource ID newtypes and the provider ID that Kubernetes nodes carry,
+//! [`error`] the one error body every endpoint returns, and one module per resource family
+//! ([`region`], [`instance`], [`load_balancer`], [`route`], [`event`], [`fault`]). [`page`] is the
+//! list envelope shared by every collection.
+//!
+//! This crate does no I/O: it is the contract between `cloud-sim` (the server) and `cloud-client`
+//! (the client), so every `Serialize` type here changes deliberately. With the `openapi` feature
+//! the types also derive `utoipa::ToSchema`, which is how cloud-sim's `/openapi.json` is generated.
+
+pub mod error;
+pub mod event;
+pub mod fault;
+pub mod ids;
+pub mod instance;
+pub mod load_balancer;
+pub mod page;
+pub mod region;
+pub mod route;
+
+pub use error::{ApiErrorBody, ErrorCode, ErrorDetail};
+pub use event::{Event, EventKind, EventPage, ResourceKind};
+pub use fault::{CreateFaultRequest, FaultEffect, FaultRule, SetZoneStateRequest};
+pub use ids::{IdError, InstanceId, LoadBalancerId, ProviderId, ProviderIdError, RouteId};
+pub use instance::{
+    CreateInstanceRequest, Instance, InstanceState, InstanceType, UpdateInstanceRequest,
+};
+pub use load_balancer::{
+    Backend, CreateLoadBalancerRequest, Frontend, HealthCheck, HealthCheckProtocol, IpMode,
+    Listener, LoadBalancer, LoadBalancerState, Protocol, Scheme, UpdateLoadBalancerRequest,
+    ZoneAffinity, ZonePolicy,
+};
+pub use page::Page;
+pub use region::{Region, Zone, ZoneState};
+pub use route::{CreateRouteRequest, Route, RouteState, RouteTable};
+
+/// Resource tags: an ordered map so that bodies and etags are deterministic.
+pub type Tags = std::collections::BTreeMap<String, String>;
+
+/// Header carrying the request ID on every response (and accepted on requests).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Header that makes a mutating POST idempotent.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// The project used when cloud-sim runs without a tokens file.
+pub const DEFAULT_PROJECT: &str = "default";
+/// Default and maximum `page_size` of list calls.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Larger `page_size` values are coerced down to this.
+pub const MAX_PAGE_SIZE: u32 = 500;

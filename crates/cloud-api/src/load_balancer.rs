@@ -1,0 +1,225 @@
+//! Load balancers: listeners, backends, health check, zone policy and zonal frontends.
+
+use std::net::Ipv4Addr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::{InstanceId, LoadBalancerId, Tags};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancerState {
+    /// Created; frontends are allocated but not serving until the provision delay has passed.
+    Provisioning,
+    Active,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// `external` frontends are reachable from outside the cluster's network, `internal` only inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Scheme {
+    #[default]
+    External,
+    Internal,
+}
+
+/// How Kubernetes should treat the frontend IPs (`status.loadBalancer.ingress[].ipMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum IpMode {
+    /// Traffic arrives with the VIP as destination (kube-proxy may short-circuit it).
+    #[default]
+    Vip,
+    /// Traffic arrives from the load balancer as a proxy.
+    Proxy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub protocol: Protocol,
+    /// Port on the frontend IPs.
+    pub port: u16,
+    /// Port on the backends (a Service's nodePort).
+    pub backend_port: u16,
+}
+
+/// A backend instance. Zone and address are filled in by the cloud from the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Backend {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub instance_id: InstanceId,
+    pub zone: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub private_ip: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckProtocol {
+    #[default]
+    Tcp,
+    Http,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheck {
+    pub protocol: HealthCheckProtocol,
+    /// Port to probe; absent means each listener's backend port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Path for `http` checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub interval_seconds: u32,
+    pub timeout_seconds: u32,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    /// Kubernetes cloud providers' usual defaults: TCP every 10 s, 2 to turn healthy, 3 to turn unhealthy.
+    fn default() -> Self {
+        Self {
+            protocol: HealthCheckProtocol::Tcp,
+            port: None,
+            path: None,
+            interval_seconds: 10,
+            timeout_seconds: 5,
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+/// Where a zonal frontend may send traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum ZoneAffinity {
+    /// No preference beyond `cross_zone`.
+    #[default]
+    None,
+    /// Stay in the client's zone; spill over only as needed (unhealthy or overloaded local backends).
+    PreferSameZone,
+    /// Never leave the client's zone.
+    SameZoneOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct ZonePolicy {
+    /// When false (the default, as on AWS NLB), a zonal frontend sends only to its own zone's
+    /// backends while any of them is healthy.
+    pub cross_zone: bool,
+    pub zone_affinity: ZoneAffinity,
+    /// When every eligible backend is unhealthy: true sends anyway, false refuses connections.
+    pub fail_open: bool,
+}
+
+impl Default for ZonePolicy {
+    fn default() -> Self {
+        Self {
+            cross_zone: false,
+            zone_affinity: ZoneAffinity::None,
+            fail_open: true,
+        }
+    }
+}
+
+/// One frontend address per zone the load balancer serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Frontend {
+    pub zone: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "127.64.1.10"))]
+    pub ip: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoadBalancer {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "lb-0f3c2a9b7d1e4c55"))]
+    pub id: LoadBalancerId,
+    /// Unique within the project.
+    pub name: String,
+    pub region: String,
+    pub state: LoadBalancerState,
+    pub scheme: Scheme,
+    pub ip_mode: IpMode,
+    pub listeners: Vec<Listener>,
+    pub backends: Vec<Backend>,
+    pub health_check: HealthCheck,
+    pub zone_policy: ZonePolicy,
+    pub frontends: Vec<Frontend>,
+    pub tags: Tags,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub etag: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateLoadBalancerRequest {
+    pub name: String,
+    #[serde(default)]
+    pub scheme: Scheme,
+    #[serde(default)]
+    pub ip_mode: IpMode,
+    pub listeners: Vec<Listener>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub backends: Vec<InstanceId>,
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    #[serde(default)]
+    pub zone_policy: ZonePolicy,
+    /// Zones to put frontends in; absent means every zone of the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zones: Option<Vec<String>>,
+    /// Specific frontend addresses to use, at most one per zone, each inside its zone's pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub requested_ips: Vec<Ipv4Addr>,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+/// Every field is optional; present fields replace the current value whole (lists included).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLoadBalancerRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_mode: Option<IpMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listeners: Option<Vec<Listener>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
+    pub backends: Option<Vec<InstanceId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_policy: Option<ZonePolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
+}
