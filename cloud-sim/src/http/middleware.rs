@@ -194,17 +194,20 @@ async fn run_idempotent(
         }
     }
 
+    // If the client goes away, hyper drops this future mid-request; the guard then releases the
+    // claim so that a retry is not told "in progress" until the claim times out.
+    let mut guard = ClaimGuard {
+        db: db.clone(),
+        project: project.clone(),
+        key: key.clone(),
+        armed: true,
+    };
     let resp = next.run(Request::from_parts(parts, Body::from(body))).await;
     let (rparts, rbody) = resp.into_parts();
-    let bytes: Bytes = match to_bytes(rbody, usize::MAX).await {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = release(db, &project, &key).await;
-            return Err(
-                ApiError::BadRequest(format!("cannot buffer response: {e}")).into_response()
-            );
-        }
-    };
+    let bytes: Bytes = to_bytes(rbody, usize::MAX).await.map_err(|e| {
+        ApiError::BadRequest(format!("cannot buffer response: {e}")).into_response()
+    })?;
+    guard.armed = false;
     let outcome = if rparts.status.is_success() {
         complete(db, &project, &key, rparts.status.as_u16(), &bytes).await
     } else {
@@ -215,6 +218,34 @@ async fn run_idempotent(
         tracing::error!(key, error = %crate::http::error::error_chain(&e), "cannot record idempotency key");
     }
     Ok(Response::from_parts(rparts, Body::from(bytes)))
+}
+
+/// Releases an idempotency claim when dropped while armed.
+struct ClaimGuard {
+    db: store::Db,
+    project: String,
+    key: String,
+    armed: bool,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (db, project, key) = (
+            self.db.clone(),
+            std::mem::take(&mut self.project),
+            std::mem::take(&mut self.key),
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = release(&db, &project, &key).await {
+                    tracing::warn!(key, error = %crate::http::error::error_chain(&e), "cannot release abandoned idempotency key");
+                }
+            });
+        }
+    }
 }
 
 async fn complete(

@@ -1,0 +1,214 @@
+//! API benchmark: create N instances, list them all page by page, get each one.
+//!
+//! Prints operations per second and p50/p99 latency per operation, next to a baseline measured in
+//! the same run (`GET /healthz`: the HTTP round trip with no database work), so the figures can be
+//! compared across machines as ratios. Run with:
+//!
+//! ```text
+//! cargo bench -p cloud-sim --bench api              # 5,000 instances, file-backed SQLite
+//! cargo bench -p cloud-sim --bench api -- 1000 memory
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloud_api::{CreateInstanceRequest, Tags};
+use cloud_client::{Client, InstanceFilter, PageRequest, RetryPolicy};
+use cloud_sim::{Config, Server};
+use tokio::sync::Semaphore;
+
+const CONCURRENCY: usize = 8;
+
+struct Stats {
+    name: &'static str,
+    latencies: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Stats {
+    fn pct(&self, p: f64) -> Duration {
+        let mut v = self.latencies.clone();
+        v.sort_unstable();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v[i]
+    }
+
+    fn ops_per_sec(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+}
+
+async fn timed<F, Fut>(name: &'static str, count: usize, concurrency: usize, op: F) -> Stats
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let sem = Arc::new(Semaphore::new(concurrency));
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(count);
+    for i in 0..count {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let op = op.clone();
+        handles.push(tokio::spawn(async move {
+            let t = Instant::now();
+            op(i).await;
+            drop(permit);
+            t.elapsed()
+        }));
+    }
+    let mut latencies = Vec::with_capacity(count);
+    for h in handles {
+        latencies.push(h.await.unwrap());
+    }
+    Stats {
+        name,
+        latencies,
+        wall: started.elapsed(),
+    }
+}
+
+fn config() -> Config {
+    let zones: Vec<String> = ["zone-a", "zone-b", "zone-c"].map(String::from).to_vec();
+    let subnets = [
+        ("zone-a", "127.16.0.0/18"),
+        ("zone-b", "127.17.0.0/18"),
+        ("zone-c", "127.18.0.0/18"),
+    ]
+    .map(|(z, n)| (z.to_owned(), n.parse().unwrap()))
+    .to_vec();
+    Config::build(
+        "sim-1",
+        "127.0.0.0/8".parse().unwrap(),
+        &zones,
+        &subnets,
+        &[],
+    )
+    .unwrap()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(5000);
+    let memory = args.get(1).is_some_and(|s| s == "memory");
+    let dir = std::env::temp_dir().join(format!("cloud-sim-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = if memory {
+        "sqlite::memory:".to_owned()
+    } else {
+        format!("sqlite://{}", dir.join("bench.db").display())
+    };
+    let server = Server::start(config(), &url, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let client = Client::builder(server.base_url())
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    println!(
+        "cloud-sim API benchmark: {n} instances, {CONCURRENCY} concurrent clients, database {}",
+        if memory {
+            "in memory"
+        } else {
+            "SQLite file (WAL, synchronous=FULL)"
+        }
+    );
+
+    let http = reqwest::Client::new();
+    let health = format!("{}/healthz", server.base_url());
+    let baseline = timed("baseline GET /healthz", n, CONCURRENCY, move |_| {
+        let (http, health) = (http.clone(), health.clone());
+        async move {
+            http.get(&health)
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap();
+        }
+    })
+    .await;
+
+    let c = client.clone();
+    let create = timed("create instance", n, CONCURRENCY, move |i| {
+        let c = c.clone();
+        async move {
+            let req = CreateInstanceRequest {
+                name: format!("bench-{i:05}"),
+                zone: ["zone-a", "zone-b", "zone-c"][i % 3].into(),
+                instance_type: "sim.small".into(),
+                tags: Tags::new(),
+                private_ip: None,
+            };
+            c.create_instance(&req).await.unwrap();
+        }
+    })
+    .await;
+
+    // List page by page (sequential by nature: each page needs the previous token).
+    let mut list_lat = Vec::new();
+    let mut ids = Vec::with_capacity(n);
+    let started = Instant::now();
+    let mut page = PageRequest {
+        page_size: Some(500),
+        page_token: None,
+    };
+    loop {
+        let t = Instant::now();
+        let p = client
+            .list_instances(&InstanceFilter::default(), &page)
+            .await
+            .unwrap();
+        list_lat.push(t.elapsed());
+        ids.extend(p.items.into_iter().map(|i| i.id.to_string()));
+        match p.next_page_token {
+            Some(tok) => page.page_token = Some(tok),
+            None => break,
+        }
+    }
+    let list = Stats {
+        name: "list page (500 items)",
+        latencies: list_lat,
+        wall: started.elapsed(),
+    };
+    assert_eq!(ids.len(), n, "listing returned every instance exactly once");
+
+    let ids = Arc::new(ids);
+    let c = client.clone();
+    let get = timed("get instance", n, CONCURRENCY, move |i| {
+        let (c, ids) = (c.clone(), ids.clone());
+        async move {
+            assert!(c.get_instance(&ids[i]).await.unwrap().is_some());
+        }
+    })
+    .await;
+
+    let base_p50 = baseline.pct(0.5).as_secs_f64();
+    println!();
+    println!(
+        "{:<24} {:>7} {:>10} {:>10} {:>10} {:>14}",
+        "operation", "count", "ops/s", "p50 ms", "p99 ms", "p50 / baseline"
+    );
+    for s in [&baseline, &create, &list, &get] {
+        println!(
+            "{:<24} {:>7} {:>10.0} {:>10.2} {:>10.2} {:>13.1}x",
+            s.name,
+            s.latencies.len(),
+            s.ops_per_sec(),
+            s.pct(0.5).as_secs_f64() * 1e3,
+            s.pct(0.99).as_secs_f64() * 1e3,
+            s.pct(0.5).as_secs_f64() / base_p50
+        );
+    }
+    println!(
+        "\nfull listing of {n} instances: {:.1} ms over {} pages",
+        list.wall.as_secs_f64() * 1e3,
+        list.latencies.len()
+    );
+    server.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
