@@ -1033,10 +1033,10 @@ impl Cloud {
                 let last_seq = events.last().map_or(after, |e| e.seq);
                 return Ok(EventPage { events, last_seq });
             }
-            let last = store::last_event_seq(&mut conn).await?;
+            // With nothing new, report the head of the log: continuing from it skips events of
+            // other projects, and a caller that passes a huge `after` learns where the log ends.
+            let last_seq = store::last_event_seq(&mut conn).await?;
             drop(conn);
-            // Events of other projects advance the log too; continuing from `last` skips them.
-            let last_seq = last.max(after);
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Ok(EventPage { events, last_seq });
             }

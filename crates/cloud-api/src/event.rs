@@ -63,8 +63,8 @@ pub struct Event {
     pub zone: Option<String>,
 }
 
-/// Events after a sequence number. `last_seq` is where to continue from, even when `events` is
-/// empty (it is then the latest sequence number the log has).
+/// Events after a sequence number. `last_seq` is where to continue from; when `events` is empty
+/// it is the newest sequence number in the log (so `after=<huge>` finds the head).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventPage {

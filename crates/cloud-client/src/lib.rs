@@ -797,6 +797,11 @@ impl Client {
             .await
     }
 
+    /// The sequence number of the newest event: where to start following the log from now on.
+    pub async fn event_head(&self) -> Result<i64> {
+        Ok(self.events(i64::MAX, 1, Duration::ZERO).await?.last_seq)
+    }
+
     // -- admin --------------------------------------------------------------------------------
 
     pub async fn add_fault(&self, req: &CreateFaultRequest) -> Result<FaultRule> {

@@ -1,0 +1,852 @@
+//! The generic request logic: get, list, create, update, patch, delete, each applying the
+//! per-kind rules of [`crate::resources`] and [`crate::kinds`]. HTTP parsing lives in
+//! [`crate::http`]; this module only sees parsed requests.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::kinds::{self, Allocations};
+use crate::patch::{self, PatchError};
+use crate::resources::{self, ResourceDef};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{self, StatusError};
+use crate::store::{Expired, Key, Store, Write, Written, resource_version};
+
+/// Namespaces that exist from the start and cannot be deleted.
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// What a request addresses.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub def: &'static ResourceDef,
+    /// `None` for cluster-scoped kinds and for all-namespace lists and watches.
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    /// `status` for the status subresource.
+    pub status: bool,
+}
+
+impl Target {
+    fn key(&self) -> Result<Key, StatusError> {
+        let name = self
+            .name
+            .clone()
+            .ok_or_else(|| StatusError::method_not_allowed("a name is required"))?;
+        Ok(Key::new(
+            self.def.storage,
+            self.namespace.clone().unwrap_or_default(),
+            name,
+        ))
+    }
+
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+}
+
+/// Patch flavours kube-sim understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    Merge,
+    Json,
+    Strategic,
+}
+
+/// Parsed list parameters.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+}
+
+/// The API server's state and logic.
+#[derive(Debug)]
+pub struct Api {
+    pub store: Arc<Store>,
+    /// Serialises Service writes so node ports and cluster IPs are never handed out twice.
+    service_alloc: Mutex<()>,
+}
+
+/// RFC 3339 at second precision, as `creationTimestamp` and `deletionTimestamp` are.
+pub fn now_seconds() -> String {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn new_uid() -> String {
+    let b: [u8; 16] = rand::random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn generate_suffix() -> String {
+    // The alphabet kube-apiserver uses for generateName (no vowels, no look-alikes).
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+fn meta(v: &Value) -> Option<&serde_json::Map<String, Value>> {
+    v.get("metadata").and_then(Value::as_object)
+}
+
+fn meta_mut(v: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !v.get("metadata").is_some_and(Value::is_object) {
+        v["metadata"] = json!({});
+    }
+    v["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
+}
+
+fn finalizers(v: &Value) -> Vec<String> {
+    v.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn deleting(v: &Value) -> bool {
+    v.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+}
+
+/// Continue tokens: the list's resourceVersion and the last key returned, hex-encoded.
+fn encode_continue(rv: u64, key: &Key) -> String {
+    format!("{rv}\u{0}{}\u{0}{}", key.namespace, key.name)
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_continue(token: &str) -> Option<(u64, String, String)> {
+    if !token.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Vec<u8> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let s = String::from_utf8(bytes).ok()?;
+    let mut parts = s.split('\u{0}');
+    let rv = parts.next()?.parse().ok()?;
+    Some((rv, parts.next()?.to_owned(), parts.next()?.to_owned()))
+}
+
+impl Api {
+    pub fn new(store: Arc<Store>) -> Self {
+        let api = Self {
+            store,
+            service_alloc: Mutex::new(()),
+        };
+        for ns in SYSTEM_NAMESPACES {
+            let def = resources::by_storage(resources::NAMESPACES).expect("namespaces are served");
+            let t = Target {
+                def,
+                namespace: None,
+                name: None,
+                status: false,
+            };
+            api.create(&t, json!({"metadata": {"name": ns}}), false)
+                .expect("system namespaces can be created");
+        }
+        api
+    }
+
+    fn namespace_exists(&self, ns: &str) -> bool {
+        self.store
+            .get(&Key::new(resources::NAMESPACES, "", ns))
+            .is_some()
+    }
+
+    pub fn get(&self, t: &Target) -> Result<Value, StatusError> {
+        let key = t.key()?;
+        let obj = self
+            .store
+            .get(&key)
+            .ok_or_else(|| StatusError::not_found(t.def, t.name()))?;
+        Ok(kinds::to_wire(t.def, &obj))
+    }
+
+    pub fn list(&self, t: &Target, q: &ListQuery) -> Result<Value, StatusError> {
+        let (items, current_rv) = self.store.list(t.def.storage, t.namespace.as_deref());
+        let (rv, after) = match q.continue_token.as_deref() {
+            None | Some("") => (current_rv, None),
+            Some(tok) => {
+                let (rv, ns, name) = decode_continue(tok)
+                    .ok_or_else(|| StatusError::bad_request("invalid continue token"))?;
+                if rv < self.store.oldest_watchable() {
+                    return Err(StatusError::expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                    ));
+                }
+                (rv, Some((ns, name)))
+            }
+        };
+        let mut out = Vec::new();
+        let mut next = None;
+        for (key, obj) in items {
+            if let Some((ns, name)) = &after
+                && (key.namespace.as_str(), key.name.as_str()) <= (ns.as_str(), name.as_str())
+            {
+                continue;
+            }
+            let wire = kinds::to_wire(t.def, &obj);
+            if !q.labels.matches(&wire) || !q.fields.matches(&wire) {
+                continue;
+            }
+            if q.limit.is_some_and(|l| l > 0 && out.len() == l) {
+                // One more match exists: hand out a token that resumes after the last returned key.
+                next = Some(encode_continue(rv, &last_key(&out, t)));
+                break;
+            }
+            out.push(wire);
+        }
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if let Some(c) = next {
+            metadata["continue"] = json!(c);
+        }
+        Ok(
+            json!({"kind": t.def.list_kind(), "apiVersion": t.def.api_version(), "metadata": metadata, "items": out}),
+        )
+    }
+
+    pub fn create(
+        &self,
+        t: &Target,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<(u16, Value), StatusError> {
+        if t.status {
+            return Err(StatusError::method_not_allowed(
+                "create is not allowed on the status subresource",
+            ));
+        }
+        let def = t.def;
+        let mut obj = self.check_body(def, body)?;
+        let m = meta_mut(&mut obj);
+        let name = match m
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            Some(n) => n.to_owned(),
+            None => match m
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                Some(prefix) => format!("{prefix}{}", generate_suffix()),
+                None => {
+                    return Err(StatusError::invalid(
+                        def,
+                        "",
+                        "metadata.name",
+                        "Required value: name or generateName is required",
+                    ));
+                }
+            },
+        };
+        if let Some(n) = &t.name
+            && *n != name
+        {
+            return Err(StatusError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
+        }
+        kinds::validate_name(def, &name).map_err(|e| {
+            StatusError::invalid(
+                def,
+                &name,
+                "metadata.name",
+                format!("Invalid value: {name:?}: {e}"),
+            )
+        })?;
+        let namespace = self.check_namespace(t, m)?;
+        if m.get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(StatusError::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
+        m.insert("name".into(), json!(name));
+        m.insert("uid".into(), json!(new_uid()));
+        m.insert("creationTimestamp".into(), json!(now_seconds()));
+        m.remove("deletionTimestamp");
+        m.remove("deletionGracePeriodSeconds");
+        if def.generation {
+            m.insert("generation".into(), json!(1));
+        } else {
+            m.remove("generation");
+        }
+        if def.group == "events.k8s.io" {
+            kinds::validate_new_event(def, &name, &obj)?;
+        }
+        let mut obj = kinds::from_wire(def, obj);
+        match def.storage {
+            resources::SERVICES | resources::PODS => {
+                if let Some(o) = obj.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+            resources::NAMESPACES => {
+                obj["status"] = json!({"phase": "Active"});
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+            resources::LEASES => kinds::validate_lease(def, &name, &obj)?,
+            _ => {}
+        }
+        let key = Key::new(def.storage, namespace, name.clone());
+        let _alloc_guard = (def.storage == resources::SERVICES)
+            .then(|| self.service_alloc.lock().expect("alloc lock"));
+        if def.storage == resources::SERVICES {
+            let mut alloc = self.service_allocations((&key.namespace, &key.name));
+            kinds::prepare_service(def, &name, None, &mut obj, &mut alloc)?;
+        }
+        if dry_run {
+            return Ok((201, kinds::to_wire(def, &obj)));
+        }
+        let written = self.store.write(&key, |cur| match cur {
+            Some(_) => Err(StatusError::already_exists(def, &name)),
+            None => Ok(Write::Put(obj)),
+        })?;
+        Ok((201, kinds::to_wire(def, written.object())))
+    }
+
+    /// Checks `apiVersion`/`kind` of a body against `def`.
+    fn check_body(&self, def: &ResourceDef, body: Value) -> Result<Value, StatusError> {
+        if !body.is_object() {
+            return Err(StatusError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        let api_version = def.api_version();
+        for (field, want) in [("apiVersion", api_version.as_str()), ("kind", def.kind)] {
+            if let Some(got) = body
+                .get(field)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                && got != want
+            {
+                return Err(StatusError::bad_request(format!(
+                    "the body's {field} {got:?} does not match the URL's {want:?}"
+                )));
+            }
+        }
+        Ok(body)
+    }
+
+    /// The namespace an object goes in, checking the body against the URL.
+    fn check_namespace(
+        &self,
+        t: &Target,
+        m: &mut serde_json::Map<String, Value>,
+    ) -> Result<String, StatusError> {
+        if !t.def.namespaced {
+            m.remove("namespace");
+            return Ok(String::new());
+        }
+        let url_ns = t.namespace.clone().unwrap_or_default();
+        match m
+            .get("namespace")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            Some(ns) if ns != url_ns => {
+                return Err(StatusError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => {}
+        }
+        if !self.namespace_exists(&url_ns) {
+            return Err(StatusError::namespace_not_found(&url_ns));
+        }
+        m.insert("namespace".into(), json!(url_ns));
+        Ok(url_ns)
+    }
+
+    fn service_allocations(&self, skip: (&str, &str)) -> Allocations {
+        let (items, _) = self.store.list(resources::SERVICES, None);
+        Allocations::from_services(items.iter().map(|(_, v)| v), skip)
+    }
+
+    /// PUT: replace the object (or its status) with `body`.
+    pub fn update(
+        &self,
+        t: &Target,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<(u16, Value), StatusError> {
+        let def = t.def;
+        let body = self.check_body(def, body)?;
+        let body_name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !body_name.is_empty() && body_name != t.name() {
+            return Err(StatusError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({})",
+                t.name()
+            )));
+        }
+        if def.namespaced
+            && let Some(ns) = body
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            && Some(ns) != t.namespace.as_deref()
+        {
+            return Err(StatusError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let key = t.key()?;
+        if self.store.get(&key).is_none() {
+            if def.create_on_update && !t.status {
+                let mut body = body;
+                if let Some(m) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("resourceVersion");
+                }
+                return self.create(t, body, dry_run);
+            }
+            return Err(StatusError::not_found(def, t.name()));
+        }
+        let precondition = body
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        if precondition.is_none() && !def.unconditional_update {
+            return Err(StatusError::invalid(
+                def,
+                t.name(),
+                "metadata.resourceVersion",
+                "Invalid value: 0: must be specified for an update",
+            ));
+        }
+        self.guaranteed_update(t, dry_run, move |_current| Ok((body, precondition)))
+    }
+
+    /// PATCH: apply the patch to the current object, atomically.
+    pub fn patch(
+        &self,
+        t: &Target,
+        ty: PatchType,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<(u16, Value), StatusError> {
+        let def = t.def;
+        self.guaranteed_update(t, dry_run, move |current| {
+            let patched = match ty {
+                PatchType::Merge => {
+                    if !body.is_object() {
+                        return Err(StatusError::bad_request(
+                            "a merge patch must be a JSON object",
+                        ));
+                    }
+                    patch::merge(current, &body)
+                }
+                PatchType::Json => {
+                    patch::json(current, &body).map_err(|e| patch_error(def, t.name(), e))?
+                }
+                PatchType::Strategic => patch::strategic(def.kind, current, &body)
+                    .map_err(|e| patch_error(def, t.name(), e))?,
+            };
+            let current_rv = current
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str);
+            let patched_rv = patched
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str);
+            // An RV the patch sets (or changes) is a precondition; one it inherits is not.
+            let precondition =
+                (patched_rv != current_rv).then(|| patched_rv.unwrap_or("").to_owned());
+            if patched.pointer("/metadata/name").and_then(Value::as_str) != Some(t.name()) {
+                return Err(StatusError::bad_request("the patch changes metadata.name"));
+            }
+            Ok((patched, precondition))
+        })
+    }
+
+    /// Applies `transform` to the current object (in wire form) and commits the result with the
+    /// per-kind update rules. `transform` returns the new object and an optional RV precondition.
+    fn guaranteed_update(
+        &self,
+        t: &Target,
+        dry_run: bool,
+        transform: impl FnOnce(&Value) -> Result<(Value, Option<String>), StatusError>,
+    ) -> Result<(u16, Value), StatusError> {
+        let def = t.def;
+        let key = t.key()?;
+        let name = t.name().to_owned();
+        let _alloc_guard = (def.storage == resources::SERVICES)
+            .then(|| self.service_alloc.lock().expect("alloc lock"));
+        let mut alloc = (def.storage == resources::SERVICES)
+            .then(|| self.service_allocations((&key.namespace, &key.name)));
+        let mut sent: Option<Value> = None;
+        let decide = |cur: Option<&Value>| -> Result<Write, StatusError> {
+            let Some(old) = cur else {
+                return Err(StatusError::not_found(def, &name));
+            };
+            let old_wire = kinds::to_wire(def, old);
+            let (new_wire, precondition) = transform(&old_wire)?;
+            let new_wire = self.check_body(def, new_wire)?;
+            if let Some(rv) = precondition
+                && Some(rv.as_str())
+                    != old
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+            {
+                return Err(StatusError::conflict(def, &name));
+            }
+            let mut new = kinds::from_wire(def, new_wire);
+            // System fields come from the stored object.
+            {
+                let old_meta = meta(old).cloned().unwrap_or_default();
+                let m = meta_mut(&mut new);
+                for f in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                    "name",
+                    "namespace",
+                ] {
+                    match old_meta.get(f) {
+                        Some(v) => m.insert(f.into(), v.clone()),
+                        None => m.remove(f),
+                    };
+                }
+            }
+            if def.status {
+                if t.status {
+                    let status = new.get("status").cloned();
+                    new = old.clone();
+                    match status {
+                        Some(s) => new["status"] = s,
+                        None => {
+                            if let Some(o) = new.as_object_mut() {
+                                o.remove("status");
+                            }
+                        }
+                    }
+                } else {
+                    match old.get("status") {
+                        Some(s) => new["status"] = s.clone(),
+                        None => {
+                            if let Some(o) = new.as_object_mut() {
+                                o.remove("status");
+                            }
+                        }
+                    }
+                }
+            }
+            if deleting(old) {
+                let before = finalizers(old);
+                if finalizers(&new).iter().any(|f| !before.contains(f)) {
+                    return Err(StatusError::invalid(
+                        def,
+                        &name,
+                        "metadata.finalizers",
+                        "Forbidden: no new finalizers can be added if the object is being deleted",
+                    ));
+                }
+            }
+            match def.storage {
+                resources::NODES => kinds::check_node_immutables(def, &name, old, &new)?,
+                resources::SERVICES => {
+                    if t.status {
+                        kinds::default_ingress_ip_mode(&mut new);
+                    } else if let Some(a) = alloc.as_mut() {
+                        kinds::prepare_service(def, &name, Some(old), &mut new, a)?;
+                    }
+                }
+                resources::LEASES => kinds::validate_lease(def, &name, &new)?,
+                _ => {}
+            }
+            if def.generation {
+                let strip = |v: &Value| {
+                    let mut v = v.clone();
+                    let labels = v.pointer("/metadata/labels").cloned();
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("metadata");
+                        o.insert("labels".into(), labels.unwrap_or(Value::Null));
+                    }
+                    v
+                };
+                if strip(old) != strip(&new) {
+                    let g = old
+                        .pointer("/metadata/generation")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+                }
+            }
+            sent = Some(new.clone());
+            if deleting(&new) && finalizers(&new).is_empty() {
+                return Ok(Write::Delete);
+            }
+            if dry_run {
+                return Ok(Write::Put(old.clone()));
+            }
+            Ok(Write::Put(new))
+        };
+        let written = self.store.write(&key, decide)?;
+        let obj = match (&written, dry_run) {
+            (_, true) => sent.unwrap_or_else(|| written.object().clone()),
+            (Written::Deleted(v), _) => v.clone(),
+            (w, _) => w.object().clone(),
+        };
+        Ok((200, kinds::to_wire(def, &obj)))
+    }
+
+    /// DELETE with optional `DeleteOptions`.
+    pub fn delete(&self, t: &Target, options: &Value) -> Result<(u16, Value), StatusError> {
+        let def = t.def;
+        if t.status {
+            return Err(StatusError::method_not_allowed(
+                "delete is not allowed on the status subresource",
+            ));
+        }
+        let key = t.key()?;
+        let name = t.name().to_owned();
+        if def.storage == resources::NAMESPACES {
+            return self.delete_namespace(t, &name);
+        }
+        let pre_uid = options
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let pre_rv = options
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let dry_run = options
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        let written = self.store.write(&key, |cur| {
+            let Some(old) = cur else {
+                return Err(StatusError::not_found(def, &name));
+            };
+            if let Some(uid) = &pre_uid
+                && old.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str())
+            {
+                return Err(StatusError::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        old.pointer("/metadata/uid")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                    ),
+                ));
+            }
+            if let Some(rv) = &pre_rv
+                && old
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    != Some(rv.as_str())
+            {
+                return Err(StatusError::conflict(def, &name));
+            }
+            if dry_run {
+                return Ok(Write::Put(old.clone()));
+            }
+            if finalizers(old).is_empty() {
+                return Ok(Write::Delete);
+            }
+            if deleting(old) {
+                return Ok(Write::Put(old.clone()));
+            }
+            let mut new = old.clone();
+            let m = meta_mut(&mut new);
+            m.insert("deletionTimestamp".into(), json!(now_seconds()));
+            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            if let Some(g) = m
+                .get("generation")
+                .and_then(Value::as_i64)
+                .filter(|g| *g > 0)
+            {
+                m.insert("generation".into(), json!(g + 1));
+            }
+            Ok(Write::Put(new))
+        })?;
+        match written {
+            Written::Deleted(obj) if !def.return_deleted_object => {
+                let uid = obj
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                Ok((200, status::delete_success(def, &name, uid.as_deref())))
+            }
+            other => Ok((200, kinds::to_wire(def, other.object()))),
+        }
+    }
+
+    /// Namespaces are deleted with everything in them at once (kube-sim has no namespace
+    /// controller to drain them gradually); the system namespaces cannot be deleted.
+    fn delete_namespace(&self, t: &Target, name: &str) -> Result<(u16, Value), StatusError> {
+        if SYSTEM_NAMESPACES.contains(&name) {
+            return Err(StatusError::new(
+                403,
+                "Forbidden",
+                format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+            ));
+        }
+        let key = t.key()?;
+        if self.store.get(&key).is_none() {
+            return Err(StatusError::not_found(t.def, name));
+        }
+        for k in self.store.keys_in_namespace(name) {
+            self.store.write::<StatusError>(&k, |_| Ok(Write::Delete))?;
+        }
+        let written = self
+            .store
+            .write::<StatusError>(&key, |_| Ok(Write::Delete))?;
+        Ok((200, kinds::to_wire(t.def, written.object())))
+    }
+
+    /// DELETE on a collection: deletes every object matching the selectors.
+    pub fn delete_collection(
+        &self,
+        t: &Target,
+        q: &ListQuery,
+    ) -> Result<(u16, Value), StatusError> {
+        let list = self.list(
+            t,
+            &ListQuery {
+                limit: None,
+                continue_token: None,
+                ..q.clone()
+            },
+        )?;
+        let mut deleted = Vec::new();
+        for item in list["items"].as_array().cloned().unwrap_or_default() {
+            let name = item
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let ns = item
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let one = Target {
+                def: t.def,
+                namespace: ns,
+                name: Some(name),
+                status: false,
+            };
+            match self.delete(&one, &json!({})) {
+                Ok(_) => deleted.push(item),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let rv = self.store.current_rv().to_string();
+        Ok((
+            200,
+            json!({"kind": t.def.list_kind(), "apiVersion": t.def.api_version(), "metadata": {"resourceVersion": rv}, "items": deleted}),
+        ))
+    }
+
+    /// Checks a watch can start at `rv`.
+    pub fn check_watchable(&self, rv: u64) -> Result<(), Expired> {
+        let oldest = self.store.oldest_watchable();
+        if rv < oldest {
+            Err(Expired {
+                requested: rv,
+                oldest,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn last_key(out: &[Value], t: &Target) -> Key {
+    let last = out.last().cloned().unwrap_or(Value::Null);
+    Key::new(
+        t.def.storage,
+        last.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        last.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+    )
+}
+
+fn patch_error(def: &ResourceDef, name: &str, e: PatchError) -> StatusError {
+    match e {
+        PatchError::Syntax(m) => StatusError::bad_request(m),
+        PatchError::Invalid(m) => {
+            let mut s = StatusError::new(
+                422,
+                "Invalid",
+                format!("{} \"{name}\" is invalid: {m}", def.kind),
+            );
+            s.details = Some(json!({"name": name, "group": def.group, "kind": def.kind}));
+            s
+        }
+    }
+}
+
+/// Used by watches: the resourceVersion of an object.
+pub fn object_rv(v: &Value) -> u64 {
+    resource_version(v).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let k = Key::new("services", "default", "web");
+        let t = encode_continue(1234, &k);
+        assert_eq!(
+            decode_continue(&t),
+            Some((1234, "default".into(), "web".into()))
+        );
+        assert_eq!(decode_continue("zz"), None);
+        assert_eq!(decode_continue("abc"), None);
+    }
+
+    #[test]
+    fn uids_look_like_uuids() {
+        let u = new_uid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(u.matches('-').count(), 4);
+        assert_eq!(generate_suffix().len(), 5);
+    }
+}

@@ -1,0 +1,103 @@
+//! Command line of the `kube-sim` binary; every flag has a `KUBE_SIM_*` environment twin.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// An in-memory Kubernetes API server for tests and the local sandbox, with simulated kubelets.
+#[derive(Debug, Parser)]
+#[command(name = "kube-sim", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Kubernetes API (plain HTTP, no authentication) and optionally run kubelets.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to serve on (port 0 picks a free one; the kubeconfig records it).
+    #[arg(long, env = "KUBE_SIM_LISTEN", default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+
+    /// Where to write a kubeconfig for kubectl and kube clients.
+    #[arg(
+        long,
+        env = "KUBE_SIM_KUBECONFIG",
+        default_value = "kube-sim.kubeconfig"
+    )]
+    pub kubeconfig: PathBuf,
+
+    /// Changes kept for watch replay; watches from older resourceVersions get 410 Expired.
+    #[arg(long, env = "KUBE_SIM_HISTORY", default_value_t = 10_000)]
+    pub history: usize,
+
+    /// Interval of watch bookmarks (for watches that ask for them).
+    #[arg(long, env = "KUBE_SIM_BOOKMARK_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub bookmark_interval: Duration,
+
+    /// cloud-sim URL: when set, run a kubelet for every instance of the cloud.
+    #[arg(long, env = "KUBE_SIM_CLOUD_URL")]
+    pub cloud_url: Option<String>,
+
+    /// Bearer token for cloud-sim, when it runs with a tokens file.
+    #[arg(long, env = "KUBE_SIM_CLOUD_TOKEN", hide_env_values = true)]
+    pub cloud_token: Option<String>,
+
+    /// Only instances tagged `kubernetes.io/cluster/<name>` (any value) become Nodes; all
+    /// instances when unset.
+    #[arg(long, env = "KUBE_SIM_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+
+    /// Pod network; each Node gets a /24 from it, as kube-controller-manager's node IPAM does.
+    #[arg(long, env = "KUBE_SIM_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
+    pub cluster_cidr: ipnet::Ipv4Net,
+
+    /// How often simulated kubelets post Ready heartbeats.
+    #[arg(long, env = "KUBE_SIM_NODE_STATUS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub node_status_interval: Duration,
+
+    /// How long after a kubelet stops reporting its Node's Ready condition turns Unknown
+    /// (kube-controller-manager's --node-monitor-grace-period).
+    #[arg(long, env = "KUBE_SIM_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: Duration,
+
+    /// Log filter in `tracing` syntax.
+    #[arg(long, env = "KUBE_SIM_LOG", default_value = "info")]
+    pub log_filter: String,
+
+    #[arg(long, env = "KUBE_SIM_LOG_FORMAT", value_enum, default_value = "plain")]
+    pub log_format: LogFormat,
+}
+
+/// Parses `0`, `250ms`, `2s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 2s, 5m)"))?;
+    match unit {
+        "" if n == 0 => Ok(Duration::ZERO),
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "{s:?} has no unit or an unknown one (use ms, s, m or h)"
+        )),
+    }
+}

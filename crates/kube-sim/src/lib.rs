@@ -1,0 +1,219 @@
+//! kube-sim: a small in-memory Kubernetes API server, faithful where kube-rs, kube-runtime and
+//! kubectl depend on it, plus simulated kubelets driven by cloud-sim.
+//!
+//! Layout: [`store`] keeps objects, the global resourceVersion and the change history;
+//! [`resources`] lists the served kinds and their rules; [`kinds`] holds per-kind behaviour
+//! (Service allocation, Node immutables, Event conversion); [`patch`] the three patch flavours;
+//! [`selectors`] label and field selectors; [`api`] the generic request logic; [`watch`] watch
+//! streams; [`http`] routing and parsing; [`discovery`] the discovery documents; [`faults`] test
+//! fault injection; [`kubelet`] the kubelet simulator. [`Server`] runs it all.
+//!
+//! Not served, on purpose: TLS and authentication (plain HTTP on loopback), protobuf (415),
+//! server-side apply (415), OpenAPI documents (404; use `kubectl --validate=false`), Table
+//! output (kubectl falls back to plain lists), and garbage collection.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch as tokio_watch;
+use tokio::task::JoinHandle;
+
+pub mod api;
+pub mod config;
+pub mod discovery;
+pub mod faults;
+pub mod http;
+pub mod kinds;
+pub mod kubelet;
+pub mod patch;
+pub mod resources;
+pub mod selectors;
+pub mod status;
+pub mod store;
+pub mod watch;
+
+/// How to run the API server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Changes kept for watches to replay; older resourceVersions get 410 Expired.
+    pub history: usize,
+    /// How often watches that asked for bookmarks get one.
+    pub bookmark_every: Duration,
+    /// Where to write a kubeconfig pointing at this server, if anywhere.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            history: 10_000,
+            bookmark_every: Duration::from_secs(60),
+            kubeconfig: None,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write kubeconfig {path}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running kube-sim API server.
+pub struct Server {
+    addr: SocketAddr,
+    state: http::AppState,
+    shutdown: tokio_watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start(config: ServerConfig) -> Result<Self, ServeError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let store = Arc::new(store::Store::new(config.history));
+        let state = http::AppState {
+            api: Arc::new(api::Api::new(store)),
+            faults: Arc::new(faults::Faults::new()),
+            bookmark_every: config.bookmark_every,
+            address: addr.to_string(),
+        };
+        if let Some(path) = &config.kubeconfig {
+            write_kubeconfig(path, &format!("http://{addr}")).map_err(|source| {
+                ServeError::Kubeconfig {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
+        let (shutdown, mut rx) = tokio_watch::channel(false);
+        let router = http::router(state.clone());
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "kube-sim server failed");
+            }
+        });
+        tracing::info!(%addr, "kube-sim serving");
+        Ok(Self {
+            addr,
+            state,
+            shutdown,
+            task,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn api(&self) -> &Arc<api::Api> {
+        &self.state.api
+    }
+
+    pub fn faults(&self) -> &Arc<faults::Faults> {
+        &self.state.faults
+    }
+
+    /// Stops accepting requests. Open watches are ended.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.state.faults.control_watches(watch::WatchControl::Cut);
+        let _ = self.task.await;
+    }
+}
+
+/// Writes a kubeconfig whose current context points at `server` with no credentials.
+pub fn write_kubeconfig(path: &Path, server: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, kubeconfig(server))
+}
+
+/// A kubeconfig for `server` (plain HTTP, no user credentials).
+pub fn kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-sim\n  cluster:\n    server: {server}\ncontexts:\n- name: kube-sim\n  context:\n    cluster: kube-sim\n    user: kube-sim\ncurrent-context: kube-sim\nusers:\n- name: kube-sim\n  user: {{}}\npreferences: {{}}\n"
+    )
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// `kube-sim serve`: the API server, plus kubelets when `--cloud-url` is given, until a signal.
+pub async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
+    let server = Server::start(ServerConfig {
+        listen: args.listen,
+        history: args.history.max(1),
+        bookmark_every: args.bookmark_interval.max(Duration::from_millis(100)),
+        kubeconfig: Some(args.kubeconfig.clone()),
+    })
+    .await?;
+    tracing::info!(kubeconfig = %args.kubeconfig.display(), "use: kubectl --kubeconfig {} get nodes", args.kubeconfig.display());
+    let kubelets = match &args.cloud_url {
+        Some(url) => {
+            let config =
+                kubelet::KubeletConfig::from_args(&args, url).map_err(anyhow::Error::msg)?;
+            Some(
+                kubelet::Kubelets::start(config, server.api().clone())
+                    .map_err(anyhow::Error::msg)?,
+            )
+        }
+        None => None,
+    };
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    if let Some(k) = kubelets {
+        k.stop().await;
+    }
+    server.shutdown().await;
+    Ok(())
+}
