@@ -523,11 +523,12 @@ pub fn from_wire(def: &ResourceDef, wire: Value) -> Value {
     } else {
         wire
     };
-    if def.group == "events.k8s.io"
-        && let Some(o) = out.as_object_mut()
-    {
-        o.insert("apiVersion".into(), json!("v1"));
-        o.insert("kind".into(), json!("Event"));
+    // The storage form always carries the canonical apiVersion and kind, so equal content
+    // compares equal whatever the writer sent.
+    let canonical = crate::resources::by_storage(def.storage).unwrap_or(def);
+    if let Some(o) = out.as_object_mut() {
+        o.insert("apiVersion".into(), json!(canonical.api_version()));
+        o.insert("kind".into(), json!(canonical.kind));
     }
     out
 }

@@ -49,11 +49,29 @@ pub fn merge(target: &Value, patch: &Value) -> Value {
 }
 
 /// RFC 6902, including `test`. A failing operation fails the whole patch.
+///
+/// As in kube-apiserver's JSON-patch library, `test` with value `null` succeeds on a missing
+/// path: kube-runtime's finalizer helper relies on it (`test /metadata/finalizers == null`).
 pub fn json(target: &Value, ops: &Value) -> Result<Value, PatchError> {
     let ops: json_patch::Patch =
         serde_json::from_value(ops.clone()).map_err(|e| PatchError::Syntax(e.to_string()))?;
     let mut out = target.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| PatchError::Invalid(e.to_string()))?;
+    for op in ops.0 {
+        if let json_patch::PatchOperation::Test(t) = &op
+            && t.value.is_null()
+        {
+            match out.pointer(t.path.as_str()) {
+                None | Some(Value::Null) => continue,
+                Some(other) => {
+                    return Err(PatchError::Invalid(format!(
+                        "test failed at {}: {other} is not null",
+                        t.path
+                    )));
+                }
+            }
+        }
+        json_patch::patch(&mut out, &[op]).map_err(|e| PatchError::Invalid(e.to_string()))?;
+    }
     Ok(out)
 }
 
@@ -251,6 +269,23 @@ mod tests {
             json(&t, &json!({"op": "x"})),
             Err(PatchError::Syntax(_))
         ));
+        // `test == null` passes on a missing path and fails on a present one.
+        let empty = json!({"metadata": {}});
+        let added = json(
+            &empty,
+            &json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": ["f"]}
+            ]),
+        );
+        assert_eq!(added.unwrap(), json!({"metadata": {"finalizers": ["f"]}}));
+        assert!(
+            json(
+                &t,
+                &json!([{"op": "test", "path": "/metadata/finalizers", "value": null}])
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -1,0 +1,299 @@
+//! kubectl v1.32 against kube-sim: the commands users and the sandbox docs rely on.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use kube_sim::ServerConfig;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::common::{Sim, start_with};
+
+struct Kubectl {
+    sim: Sim,
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Kubectl {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn setup() -> Kubectl {
+    let dir = std::env::temp_dir().join(format!("kube-sim-kubectl-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    let sim = start_with(ServerConfig {
+        kubeconfig: Some(kubeconfig.clone()),
+        ..ServerConfig::default()
+    })
+    .await;
+    Kubectl {
+        sim,
+        kubeconfig,
+        cache: dir.join("cache"),
+        dir,
+    }
+}
+
+impl Kubectl {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args);
+        c.env_remove("KUBECONFIG").kill_on_drop(true);
+        c
+    }
+
+    /// Runs kubectl, asserts success, returns stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = tokio::time::timeout(Duration::from_secs(60), self.cmd(args).output())
+            .await
+            .expect("kubectl timed out")
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn write(&self, name: &str, content: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        p.display().to_string()
+    }
+}
+
+const SVC_YAML: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  type: LoadBalancer
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_describe_and_api_resources() {
+    let k = setup().await;
+    let out = k.ok(&["api-resources"]).await;
+    for want in ["nodes", "services", "leases", "endpointslices", "events"] {
+        assert!(out.contains(want), "api-resources lacks {want}:\n{out}");
+    }
+    assert!(out.contains("svc"), "short names are listed:\n{out}");
+    k.sim.post("/api/v1/nodes", json!({"metadata": {"name": "node-a", "labels": {"topology.kubernetes.io/zone": "zone-a"}}})).await;
+    let out = k.ok(&["get", "nodes"]).await;
+    assert!(out.contains("node-a"), "{out}");
+    let out = k.ok(&["get", "no", "node-a", "-o", "yaml"]).await;
+    assert!(
+        out.contains("name: node-a") && out.contains("resourceVersion:"),
+        "{out}"
+    );
+    let out = k
+        .ok(&[
+            "get",
+            "nodes",
+            "-l",
+            "topology.kubernetes.io/zone=zone-a",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(out.trim(), "node/node-a");
+    let out = k
+        .ok(&[
+            "get",
+            "nodes",
+            "-l",
+            "topology.kubernetes.io/zone=zone-b",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(out.trim(), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_twice_is_a_no_op_and_patches_label_taint_work() {
+    let k = setup().await;
+    let file = k.write("svc.yaml", SVC_YAML);
+    let out = k.ok(&["apply", "--validate=false", "-f", &file]).await;
+    assert!(out.contains("service/web created"), "{out}");
+    let rv1 = k
+        .sim
+        .get("/api/v1/namespaces/default/services/web")
+        .await
+        .body["metadata"]["resourceVersion"]
+        .clone();
+    let out = k.ok(&["apply", "--validate=false", "-f", &file]).await;
+    assert!(out.contains("service/web unchanged"), "{out}");
+    let rv2 = k
+        .sim
+        .get("/api/v1/namespaces/default/services/web")
+        .await
+        .body["metadata"]["resourceVersion"]
+        .clone();
+    assert_eq!(rv1, rv2, "a second apply writes nothing");
+    // A changed file is applied as a strategic merge patch.
+    let file2 = k.write(
+        "svc2.yaml",
+        &SVC_YAML.replace("targetPort: 8080", "targetPort: 9090"),
+    );
+    k.ok(&["apply", "--validate=false", "-f", &file2]).await;
+    let svc = k
+        .sim
+        .get("/api/v1/namespaces/default/services/web")
+        .await
+        .body;
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 9090);
+    assert!(
+        svc["spec"]["ports"][0]["nodePort"].is_number(),
+        "the allocated node port survives apply"
+    );
+
+    k.ok(&[
+        "patch",
+        "service",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
+    ])
+    .await;
+    k.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"metadata":{"annotations":{"a":"b"}}}"#,
+    ])
+    .await;
+    let svc = k
+        .sim
+        .get("/api/v1/namespaces/default/services/web")
+        .await
+        .body;
+    assert_eq!(svc["spec"]["sessionAffinity"], "ClientIP");
+    assert_eq!(svc["metadata"]["annotations"]["a"], "b");
+
+    k.sim
+        .post("/api/v1/nodes", json!({"metadata": {"name": "n1"}}))
+        .await;
+    k.ok(&["label", "node", "n1", "tier=edge"]).await;
+    k.ok(&["taint", "node", "n1", "dedicated=lb:NoSchedule"])
+        .await;
+    let node = k.sim.get("/api/v1/nodes/n1").await.body;
+    assert_eq!(node["metadata"]["labels"]["tier"], "edge");
+    assert_eq!(node["spec"]["taints"][0]["key"], "dedicated");
+    k.ok(&["taint", "node", "n1", "dedicated-"]).await;
+    let node = k.sim.get("/api/v1/nodes/n1").await.body;
+    assert!(
+        node["spec"]["taints"]
+            .as_array()
+            .is_none_or(|t| t.is_empty()),
+        "{node}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_returns_once_the_object_is_gone() {
+    let k = setup().await;
+    k.sim
+        .post(
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+        )
+        .await;
+    let child = k
+        .cmd(&["delete", "configmap", "held"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // kubectl waits: the object is still there, marked for deletion.
+    crate::common::wait_for("deletionTimestamp", Duration::from_secs(30), || async {
+        let o = k
+            .sim
+            .get("/api/v1/namespaces/default/configmaps/held")
+            .await
+            .body;
+        o["metadata"]["deletionTimestamp"].is_string().then_some(())
+    })
+    .await;
+    k.sim
+        .patch(
+            "/api/v1/namespaces/default/configmaps/held",
+            "merge",
+            json!({"metadata": {"finalizers": null}}),
+        )
+        .await;
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("kubectl delete returned")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deleted"));
+    assert_eq!(
+        k.sim
+            .get("/api/v1/namespaces/default/configmaps/held")
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_prints_new_objects() {
+    let k = setup().await;
+    let mut child = k
+        .cmd(&["get", "configmaps", "-w", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Keep creating until kubectl's watch reports one (it may start after the first create).
+    let mut n = 0;
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            k.sim
+                .post(
+                    "/api/v1/namespaces/default/configmaps",
+                    json!({"metadata": {"name": format!("w{n}")}}),
+                )
+                .await;
+            n += 1;
+            if let Ok(Ok(Some(line))) =
+                tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+            {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("kubectl get -w printed an event");
+    assert!(seen.starts_with("configmap/w"), "{seen}");
+    child.kill().await.unwrap();
+}

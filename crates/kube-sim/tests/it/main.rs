@@ -1,0 +1,10 @@
+//! kube-sim tests. `conformance` is plain HTTP and written so that it could run unchanged against a
+//! real kube-apiserver; `kube_rs` drives kube-sim with the kube client and kube-runtime; `kubectl`
+//! with the installed kubectl; `kubelet` with an in-process cloud-sim.
+
+mod common;
+mod conformance;
+mod kube_rs;
+mod kubectl;
+mod kubelet;
+mod watches;
