@@ -435,32 +435,48 @@ pub fn validate_new_event(def: &ResourceDef, name: &str, ev: &Value) -> Result<(
     Ok(())
 }
 
+/// Fields that are the same data in the two Event APIs: (core/v1 name, events.k8s.io/v1 name).
+const EVENT_FIELDS: [(&str, &str); 14] = [
+    ("metadata", "metadata"),
+    ("eventTime", "eventTime"),
+    ("action", "action"),
+    ("reason", "reason"),
+    ("type", "type"),
+    ("involvedObject", "regarding"),
+    ("related", "related"),
+    ("message", "note"),
+    ("reportingComponent", "reportingController"),
+    ("reportingInstance", "reportingInstance"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("source", "deprecatedSource"),
+    ("series", "series"),
+];
+
+/// Copies the shared fields of `from` into a new Event of `api_version`, renaming them with `name`.
+fn copy_event_fields(
+    from: &Value,
+    api_version: &str,
+    name: impl Fn(&(&'static str, &'static str)) -> (&'static str, &'static str),
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("apiVersion".into(), json!(api_version));
+    out.insert("kind".into(), json!("Event"));
+    for pair in &EVENT_FIELDS {
+        let (src, dst) = name(pair);
+        if let Some(v) = from.get(src).filter(|v| !v.is_null()) {
+            out.insert(dst.into(), v.clone());
+        }
+    }
+    out
+}
+
 /// core/v1 Event (storage form) to events.k8s.io/v1.
 pub fn event_to_events_v1(core: &Value) -> Value {
-    let mut out = Map::new();
-    out.insert("apiVersion".into(), json!("events.k8s.io/v1"));
-    out.insert("kind".into(), json!("Event"));
-    let copy = |out: &mut Map<String, Value>, from: &str, to: &str| {
-        if let Some(v) = core.get(from).filter(|v| !v.is_null()) {
-            out.insert(to.into(), v.clone());
-        }
-    };
-    copy(&mut out, "metadata", "metadata");
-    copy(&mut out, "eventTime", "eventTime");
-    copy(&mut out, "action", "action");
-    copy(&mut out, "reason", "reason");
-    copy(&mut out, "type", "type");
-    copy(&mut out, "involvedObject", "regarding");
-    copy(&mut out, "related", "related");
-    copy(&mut out, "message", "note");
-    copy(&mut out, "reportingComponent", "reportingController");
-    copy(&mut out, "reportingInstance", "reportingInstance");
-    copy(&mut out, "firstTimestamp", "deprecatedFirstTimestamp");
-    copy(&mut out, "lastTimestamp", "deprecatedLastTimestamp");
-    copy(&mut out, "source", "deprecatedSource");
-    if let Some(series) = core.get("series").filter(|v| v.is_object()) {
-        out.insert("series".into(), series.clone());
-    } else if let Some(c) = core.get("count").and_then(Value::as_i64).filter(|c| *c > 1) {
+    let mut out = copy_event_fields(core, "events.k8s.io/v1", |&(c, e)| (c, e));
+    if !out.contains_key("series")
+        && let Some(c) = core.get("count").and_then(Value::as_i64).filter(|c| *c > 1)
+    {
         out.insert("deprecatedCount".into(), json!(c));
     }
     Value::Object(out)
@@ -468,37 +484,14 @@ pub fn event_to_events_v1(core: &Value) -> Value {
 
 /// events.k8s.io/v1 Event to the core/v1 storage form.
 pub fn event_from_events_v1(ev: &Value) -> Value {
-    let mut out = Map::new();
-    out.insert("apiVersion".into(), json!("v1"));
-    out.insert("kind".into(), json!("Event"));
-    let copy = |out: &mut Map<String, Value>, from: &str, to: &str| {
-        if let Some(v) = ev.get(from).filter(|v| !v.is_null()) {
-            out.insert(to.into(), v.clone());
-        }
-    };
-    copy(&mut out, "metadata", "metadata");
-    copy(&mut out, "eventTime", "eventTime");
-    copy(&mut out, "action", "action");
-    copy(&mut out, "reason", "reason");
-    copy(&mut out, "type", "type");
-    copy(&mut out, "regarding", "involvedObject");
-    copy(&mut out, "related", "related");
-    copy(&mut out, "note", "message");
-    copy(&mut out, "reportingController", "reportingComponent");
-    copy(&mut out, "reportingInstance", "reportingInstance");
-    copy(&mut out, "deprecatedFirstTimestamp", "firstTimestamp");
-    copy(&mut out, "deprecatedLastTimestamp", "lastTimestamp");
-    copy(&mut out, "deprecatedSource", "source");
-    copy(&mut out, "series", "series");
+    let mut out = copy_event_fields(ev, "v1", |&(c, e)| (e, c));
     let count = ev
         .pointer("/series/count")
         .and_then(Value::as_i64)
         .or_else(|| ev.get("deprecatedCount").and_then(Value::as_i64))
         .unwrap_or(1);
     out.insert("count".into(), json!(count));
-    if !out.contains_key("involvedObject") {
-        out.insert("involvedObject".into(), json!({}));
-    }
+    out.entry("involvedObject").or_insert_with(|| json!({}));
     Value::Object(out)
 }
 

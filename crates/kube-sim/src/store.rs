@@ -183,13 +183,20 @@ impl Store {
     /// current resourceVersion.
     pub fn list(&self, storage: &'static str, namespace: Option<&str>) -> (Vec<(Key, Value)>, u64) {
         let inner = self.lock();
-        let items = inner
+        (Self::collect(&inner, storage, namespace), inner.rv)
+    }
+
+    /// Objects of one storage (and namespace), by key range rather than a full scan.
+    fn collect(inner: &Inner, storage: &'static str, namespace: Option<&str>) -> Vec<(Key, Value)> {
+        let start = Key::new(storage, namespace.unwrap_or(""), "");
+        inner
             .objects
-            .iter()
-            .filter(|(k, _)| k.storage == storage && namespace.is_none_or(|ns| k.namespace == ns))
+            .range(start..)
+            .take_while(|(k, _)| {
+                k.storage == storage && namespace.is_none_or(|ns| k.namespace == ns)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        (items, inner.rv)
+            .collect()
     }
 
     /// Runs `decide` on the current object under the lock and commits what it returns.
@@ -301,13 +308,11 @@ impl Store {
         namespace: Option<&str>,
     ) -> (Vec<(Key, Value)>, u64, ChangeReceiver) {
         let inner = self.lock();
-        let items = inner
-            .objects
-            .iter()
-            .filter(|(k, _)| k.storage == storage && namespace.is_none_or(|ns| k.namespace == ns))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        (items, inner.rv, self.changes.subscribe())
+        (
+            Self::collect(&inner, storage, namespace),
+            inner.rv,
+            self.changes.subscribe(),
+        )
     }
 
     /// Forgets all history, so watches from any earlier resourceVersion get 410 Expired (tests).

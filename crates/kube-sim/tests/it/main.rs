@@ -2,6 +2,7 @@
 //! real kube-apiserver; `kube_rs` drives kube-sim with the kube client and kube-runtime; `kubectl`
 //! with the installed kubectl; `kubelet` with an in-process cloud-sim.
 
+mod binary;
 mod common;
 mod conformance;
 mod kube_rs;

@@ -1,0 +1,167 @@
+//! A fake provider for controller tests: instances keyed by node name, every call recorded, and
+//! failures that can be scripted.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Node;
+
+use super::{CloudError, CloudProvider, InstanceMetadata, InstancesV2};
+
+/// A fake instance.
+#[derive(Debug, Clone, Default)]
+pub struct FakeInstance {
+    pub metadata: InstanceMetadata,
+    pub shutdown: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// By node name.
+    instances: HashMap<String, FakeInstance>,
+    calls: Vec<String>,
+    /// The next N calls (any method) fail with this message.
+    failures: Option<(u32, String)>,
+    /// Calls for nodes in this set fail (by node name) until cleared.
+    failing_nodes: HashMap<String, String>,
+    metadata_none: bool,
+}
+
+/// The fake provider. Cheap to share behind an `Arc`.
+#[derive(Debug, Default)]
+pub struct FakeCloud {
+    state: Mutex<State>,
+    /// Added before every call (to test concurrency and measure throughput).
+    pub delay: Duration,
+}
+
+impl FakeCloud {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_delay(delay: Duration) -> Self {
+        Self {
+            state: Mutex::default(),
+            delay,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("fake cloud lock")
+    }
+
+    /// Adds (or replaces) the instance behind node `name`.
+    pub fn set_instance(&self, name: &str, instance: FakeInstance) {
+        self.state().instances.insert(name.to_owned(), instance);
+    }
+
+    pub fn remove_instance(&self, name: &str) {
+        self.state().instances.remove(name);
+    }
+
+    pub fn set_shutdown(&self, name: &str, shutdown: bool) {
+        if let Some(i) = self.state().instances.get_mut(name) {
+            i.shutdown = shutdown;
+        }
+    }
+
+    /// The next `n` calls fail with `message`.
+    pub fn fail_next(&self, n: u32, message: &str) {
+        self.state().failures = Some((n, message.to_owned()));
+    }
+
+    /// Every call about node `name` fails until [`FakeCloud::heal_node`].
+    pub fn fail_node(&self, name: &str, message: &str) {
+        self.state()
+            .failing_nodes
+            .insert(name.to_owned(), message.to_owned());
+    }
+
+    pub fn heal_node(&self, name: &str) {
+        self.state().failing_nodes.remove(name);
+    }
+
+    /// `instance_metadata` answers `Ok(None)` ("skip") while set.
+    pub fn set_metadata_none(&self, none: bool) {
+        self.state().metadata_none = none;
+    }
+
+    /// Recorded calls, as `method:node`.
+    pub fn calls(&self) -> Vec<String> {
+        self.state().calls.clone()
+    }
+
+    pub fn count_calls(&self, method: &str) -> usize {
+        self.state()
+            .calls
+            .iter()
+            .filter(|c| c.split(':').next() == Some(method))
+            .count()
+    }
+
+    async fn enter(&self, method: &str, node: &Node) -> Result<Option<FakeInstance>, CloudError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let mut s = self.state();
+        s.calls.push(format!("{method}:{name}"));
+        if let Some((n, msg)) = s.failures.as_mut() {
+            let msg = msg.clone();
+            *n -= 1;
+            if *n == 0 {
+                s.failures = None;
+            }
+            return Err(CloudError::Fake(msg));
+        }
+        if let Some(msg) = s.failing_nodes.get(&name) {
+            return Err(CloudError::Fake(msg.clone()));
+        }
+        Ok(s.instances.get(&name).cloned())
+    }
+}
+
+#[async_trait]
+impl InstancesV2 for FakeCloud {
+    async fn instance_exists(&self, node: &Node) -> Result<bool, CloudError> {
+        Ok(self.enter("instance-exists", node).await?.is_some())
+    }
+
+    async fn instance_shutdown(&self, node: &Node) -> Result<bool, CloudError> {
+        Ok(self
+            .enter("instance-shutdown", node)
+            .await?
+            .is_some_and(|i| i.shutdown))
+    }
+
+    async fn instance_metadata(&self, node: &Node) -> Result<Option<InstanceMetadata>, CloudError> {
+        let found = self.enter("instance-metadata", node).await?;
+        if self.state().metadata_none {
+            return Ok(None);
+        }
+        match found {
+            Some(i) => Ok(Some(i.metadata)),
+            None => Err(CloudError::InstanceNotFound(
+                node.metadata.name.clone().unwrap_or_default(),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl CloudProvider for FakeCloud {
+    fn provider_name(&self) -> &'static str {
+        crate::names::PROVIDER_NAME
+    }
+
+    async fn initialize(&self) -> Result<(), CloudError> {
+        Ok(())
+    }
+
+    fn instances_v2(&self) -> Option<&dyn InstancesV2> {
+        Some(self)
+    }
+}

@@ -1,0 +1,451 @@
+//! Flags (upstream names and defaults where they apply; each with a `CCM_*` environment twin) and
+//! the `--cloud-config` file.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+use crate::controllers::{ControllerName, parse_controllers};
+use crate::names;
+
+/// Kubernetes cloud-controller-manager for simcloud: initialises nodes (zones, addresses,
+/// provider IDs), deletes nodes whose instances are gone, and taints shut-down ones.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ccm", version, about, long_about = None)]
+pub struct Args {
+    /// Cloud provider name; must be `simcloud`.
+    #[arg(long, env = "CCM_CLOUD_PROVIDER", default_value = "")]
+    pub cloud_provider: String,
+
+    /// Path to the cloud configuration file (YAML: endpoint, project, tokenFile, region).
+    #[arg(long, env = "CCM_CLOUD_CONFIG")]
+    pub cloud_config: Option<PathBuf>,
+
+    /// Controllers to run: `*` for all, `name` to enable, `-name` to disable
+    /// (cloud-node, cloud-node-lifecycle, route, service, or upstream's aliases).
+    #[arg(
+        long,
+        env = "CCM_CONTROLLERS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
+    pub controllers: Vec<String>,
+
+    /// Path to a kubeconfig; empty means in-cluster configuration.
+    #[arg(long, env = "CCM_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// API server URL, overriding the kubeconfig's.
+    #[arg(long, env = "CCM_MASTER")]
+    pub master: Option<String>,
+
+    /// Name of the cluster: tags and names of cloud resources the ccm creates carry it.
+    #[arg(long, env = "CCM_CLUSTER_NAME", default_value = "kubernetes")]
+    pub cluster_name: String,
+
+    /// Pod network of the cluster, comma-separated (used by the route controller).
+    #[arg(long, env = "CCM_CLUSTER_CIDR", default_value = "")]
+    pub cluster_cidr: String,
+
+    /// Whether to manage pod-CIDR routes in the cloud.
+    #[arg(long, env = "CCM_CONFIGURE_CLOUD_ROUTES", default_value_t = true, action = ArgAction::Set)]
+    pub configure_cloud_routes: bool,
+
+    /// Period of the route controller's reconciliation.
+    #[arg(long, env = "CCM_ROUTE_RECONCILIATION_PERIOD", default_value = "10s", value_parser = parse_go_duration)]
+    pub route_reconciliation_period: Duration,
+
+    /// Period of the node-lifecycle controller's pass over NotReady nodes.
+    #[arg(long, env = "CCM_NODE_MONITOR_PERIOD", default_value = "5s", value_parser = parse_go_duration)]
+    pub node_monitor_period: Duration,
+
+    /// Period of the node controller's address refresh.
+    #[arg(long, env = "CCM_NODE_STATUS_UPDATE_FREQUENCY", default_value = "5m", value_parser = parse_go_duration)]
+    pub node_status_update_frequency: Duration,
+
+    /// Nodes initialised in parallel (must be at least 1; upstream silently accepts 0).
+    #[arg(long, env = "CCM_CONCURRENT_NODE_SYNCS", default_value_t = 1)]
+    pub concurrent_node_syncs: u16,
+
+    /// Nodes whose addresses are refreshed in parallel; 0 means `--concurrent-node-syncs`.
+    #[arg(long, env = "CCM_CONCURRENT_NODE_STATUS_UPDATES", default_value_t = 0)]
+    pub concurrent_node_status_updates: u16,
+
+    /// Services synced in parallel.
+    #[arg(long, env = "CCM_CONCURRENT_SERVICE_SYNCS", default_value_t = 1)]
+    pub concurrent_service_syncs: u16,
+
+    /// Client-side rate limit towards the API server (requests per second).
+    #[arg(long, env = "CCM_KUBE_API_QPS", default_value_t = 20.0)]
+    pub kube_api_qps: f32,
+
+    /// Burst for `--kube-api-qps`.
+    #[arg(long, env = "CCM_KUBE_API_BURST", default_value_t = 30)]
+    pub kube_api_burst: u32,
+
+    /// Elect a leader with a Lease before running controllers.
+    #[arg(long, env = "CCM_LEADER_ELECT", default_value_t = true, action = ArgAction::Set)]
+    pub leader_elect: bool,
+
+    #[arg(long, env = "CCM_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_go_duration)]
+    pub leader_elect_lease_duration: Duration,
+
+    #[arg(long, env = "CCM_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = parse_go_duration)]
+    pub leader_elect_renew_deadline: Duration,
+
+    #[arg(long, env = "CCM_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = parse_go_duration)]
+    pub leader_elect_retry_period: Duration,
+
+    /// Only `leases` is supported.
+    #[arg(long, env = "CCM_LEADER_ELECT_RESOURCE_LOCK", default_value = "leases")]
+    pub leader_elect_resource_lock: String,
+
+    #[arg(long, env = "CCM_LEADER_ELECT_RESOURCE_NAME", default_value = names::LEASE_NAME)]
+    pub leader_elect_resource_name: String,
+
+    #[arg(long, env = "CCM_LEADER_ELECT_RESOURCE_NAMESPACE", default_value = names::LEASE_NAMESPACE)]
+    pub leader_elect_resource_namespace: String,
+
+    /// Identity in the Lease; default `<hostname>_<random>`.
+    #[arg(long, env = "CCM_LEADER_ELECT_IDENTITY")]
+    pub leader_elect_identity: Option<String>,
+
+    /// Address for /healthz, /readyz, /livez and /metrics (plain HTTP).
+    #[arg(long, env = "CCM_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+
+    /// Port for /healthz and /metrics; 0 disables serving.
+    #[arg(long, env = "CCM_SECURE_PORT", default_value_t = names::DEFAULT_PORT)]
+    pub secure_port: u16,
+
+    /// Log filter in `tracing` syntax.
+    #[arg(long, env = "CCM_LOG", default_value = "info")]
+    pub log_filter: String,
+
+    #[arg(long, env = "CCM_LOG_FORMAT", value_enum, default_value = "plain")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+/// Parses Go-style durations (`300ms`, `5s`, `1m30s`, `2h`), as upstream flags take them.
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (e.g. 500ms, 5s, 1m30s)");
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = Duration::ZERO;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        total += match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            _ => return Err(bad()),
+        };
+    }
+    Ok(total)
+}
+
+/// The validated settings.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub controllers: BTreeSet<ControllerName>,
+    pub cloud: CloudConfig,
+    pub identity: String,
+}
+
+impl Args {
+    /// Checks everything that can be checked before connecting anywhere.
+    pub fn validate(&self) -> Result<Validated, String> {
+        match self.cloud_provider.as_str() {
+            "" => {
+                return Err(
+                    "--cloud-provider cannot be empty (use --cloud-provider=simcloud)".into(),
+                );
+            }
+            names::PROVIDER_NAME => {}
+            other => {
+                return Err(format!(
+                    "unknown cloud provider {other:?}: this ccm only implements {:?}",
+                    names::PROVIDER_NAME
+                ));
+            }
+        }
+        let controllers = parse_controllers(&self.controllers)?;
+        if self.concurrent_node_syncs == 0 {
+            return Err("--concurrent-node-syncs must be at least 1 (0 would leave every node uninitialized)".into());
+        }
+        if self.concurrent_service_syncs == 0 {
+            return Err("--concurrent-service-syncs must be at least 1".into());
+        }
+        if self.kube_api_qps.is_nan() || self.kube_api_qps <= 0.0 || self.kube_api_burst == 0 {
+            return Err("--kube-api-qps must be > 0 and --kube-api-burst at least 1".into());
+        }
+        for (flag, d) in [
+            ("--node-monitor-period", self.node_monitor_period),
+            (
+                "--node-status-update-frequency",
+                self.node_status_update_frequency,
+            ),
+            (
+                "--route-reconciliation-period",
+                self.route_reconciliation_period,
+            ),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{flag} must be greater than 0"));
+            }
+        }
+        if self.leader_elect {
+            if self.leader_elect_resource_lock != "leases" {
+                return Err(format!(
+                    "--leader-elect-resource-lock={:?} is not supported; use leases",
+                    self.leader_elect_resource_lock
+                ));
+            }
+            if !(self.leader_elect_retry_period < self.leader_elect_renew_deadline
+                && self.leader_elect_renew_deadline < self.leader_elect_lease_duration)
+            {
+                return Err(
+                    "leader election needs retry period < renew deadline < lease duration".into(),
+                );
+            }
+        }
+        let cloud = match &self.cloud_config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read --cloud-config {}: {e}", path.display()))?;
+                CloudConfig::parse(&text)
+                    .map_err(|e| format!("--cloud-config {}: {e}", path.display()))?
+            }
+            None => return Err("--cloud-config is required: it names the cloud endpoint".into()),
+        };
+        let identity = self
+            .leader_elect_identity
+            .clone()
+            .unwrap_or_else(default_identity);
+        Ok(Validated {
+            controllers,
+            cloud,
+            identity,
+        })
+    }
+}
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "ccm".into());
+    format!("{host}_{:016x}", rand::random::<u64>())
+}
+
+/// The `--cloud-config` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudConfig {
+    /// cloud-sim URL, e.g. `http://cloud-sim.kube-system:8080`.
+    pub endpoint: String,
+    /// Project the token belongs to (informational: logged and shown in errors).
+    pub project: Option<String>,
+    /// File holding the bearer token (when cloud-sim runs with a tokens file).
+    pub token_file: Option<PathBuf>,
+    /// Expected region; start-up fails if the cloud reports another.
+    pub region: Option<String>,
+}
+
+impl CloudConfig {
+    /// Parses the flat YAML form: `key: value` lines, `#` comments, optional quotes.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut endpoint = None;
+        let mut c = CloudConfig {
+            endpoint: String::new(),
+            project: None,
+            token_file: None,
+            region: None,
+        };
+        for (n, raw) in text.lines().enumerate() {
+            let line = strip_comment(raw).trim_end();
+            if line.trim().is_empty() || line.trim() == "---" {
+                continue;
+            }
+            let (key, value) = line
+                .split_once(':')
+                .ok_or_else(|| format!("line {}: expected `key: value`", n + 1))?;
+            if key.starts_with(char::is_whitespace) {
+                return Err(format!("line {}: nested values are not supported", n + 1));
+            }
+            let value = unquote(value.trim());
+            let value = (!value.is_empty()).then(|| value.to_owned());
+            match key.trim() {
+                "endpoint" => endpoint = value,
+                "project" => c.project = value,
+                "tokenFile" => c.token_file = value.map(PathBuf::from),
+                "region" => c.region = value,
+                other => {
+                    return Err(format!(
+                        "line {}: unknown key {other:?} (known: endpoint, project, tokenFile, region)",
+                        n + 1
+                    ));
+                }
+            }
+        }
+        c.endpoint = endpoint.ok_or("endpoint is required")?;
+        if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {
+            return Err(format!(
+                "endpoint {:?} must be an http:// or https:// URL",
+                c.endpoint
+            ));
+        }
+        Ok(c)
+    }
+}
+
+fn strip_comment(line: &str) -> &str {
+    // A '#' starts a comment unless it is inside quotes.
+    let mut quote = None;
+    for (i, ch) in line.char_indices() {
+        match (ch, quote) {
+            ('"' | '\'', None) => quote = Some(ch),
+            (c, Some(q)) if c == q => quote = None,
+            ('#', None) => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+fn unquote(v: &str) -> &str {
+    for q in ['"', '\''] {
+        if let Some(inner) = v.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
+            return inner;
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        let table = [
+            ("5s", 5_000),
+            ("300ms", 300),
+            ("1m30s", 90_000),
+            ("2h", 7_200_000),
+            ("5m", 300_000),
+            ("0", 0),
+        ];
+        for (s, ms) in table {
+            assert_eq!(parse_go_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        }
+        for bad in ["", "5", "s", "1d", "-5s", "1.5s", "5s3"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cloud_config_file() {
+        let c = CloudConfig::parse("# simcloud\nendpoint: \"http://cloud-sim:8080\"  # the API\nproject: team-a\ntokenFile: /etc/simcloud/token\nregion: 'sim-1'\n").unwrap();
+        assert_eq!(
+            c,
+            CloudConfig {
+                endpoint: "http://cloud-sim:8080".into(),
+                project: Some("team-a".into()),
+                token_file: Some("/etc/simcloud/token".into()),
+                region: Some("sim-1".into())
+            }
+        );
+        assert!(
+            CloudConfig::parse("project: x")
+                .unwrap_err()
+                .contains("endpoint is required")
+        );
+        assert!(
+            CloudConfig::parse("endpoint: cloud-sim:8080")
+                .unwrap_err()
+                .contains("http://")
+        );
+        assert!(
+            CloudConfig::parse("endpoint: http://x\nzone: a")
+                .unwrap_err()
+                .contains("unknown key")
+        );
+        assert!(CloudConfig::parse("endpoint: http://x\n  nested: y").is_err());
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["ccm", "--cloud-provider=simcloud"];
+        v.extend_from_slice(extra);
+        Args::parse_from(v)
+    }
+
+    #[test]
+    fn validation_rejects_what_upstream_should() {
+        let dir = std::env::temp_dir().join(format!("ccm-config-{:x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("cloud.yaml");
+        std::fs::write(&cfg, "endpoint: http://127.0.0.1:8080\n").unwrap();
+        let cfg = cfg.display().to_string();
+        let ok = args(&["--cloud-config", &cfg]).validate().unwrap();
+        assert_eq!(ok.controllers.len(), 4);
+        let cases: &[(&[&str], &str)] = &[
+            (&["--controllers", "*,-bogus"], "not a known controller"),
+            (&["--concurrent-node-syncs", "0"], "at least 1"),
+            (&["--leader-elect-resource-lock", "endpoints"], "leases"),
+            (&["--leader-elect-renew-deadline", "20s"], "renew deadline"),
+            (&["--node-monitor-period", "0"], "greater than 0"),
+        ];
+        for (extra, want) in cases {
+            let mut all = vec!["--cloud-config", cfg.as_str()];
+            all.extend_from_slice(extra);
+            let e = args(&all).validate().unwrap_err();
+            assert!(e.contains(want), "{extra:?}: {e}");
+        }
+        let e = Args::parse_from(["ccm", "--cloud-config", &cfg])
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("--cloud-provider cannot be empty"), "{e}");
+        let e = Args::parse_from(["ccm", "--cloud-provider=aws", "--cloud-config", &cfg])
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("unknown cloud provider"), "{e}");
+        assert!(
+            args(&[])
+                .validate()
+                .unwrap_err()
+                .contains("--cloud-config is required")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,299 @@
+//! ccm: a Kubernetes cloud-controller-manager for simcloud.
+//!
+//! Layout: [`config`] holds the flags and the cloud-config file; [`controllers`] the
+//! `--controllers` syntax; [`cloud`] the provider traits (mirroring upstream's InstancesV2) with
+//! the simcloud and fake implementations; [`node_plan`] the pure planning of the node controllers;
+//! [`node_controller`] (`cloud-node`) and [`node_lifecycle`] (`cloud-node-lifecycle`) act on it;
+//! [`leader`] is Lease-based leader election; [`server`] serves health and metrics; [`names`]
+//! holds every name the cluster sees. [`run`] wires it together.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub mod cloud;
+pub mod config;
+pub mod controllers;
+pub mod leader;
+pub mod metrics;
+pub mod names;
+pub mod node_controller;
+pub mod node_lifecycle;
+pub mod node_plan;
+pub mod server;
+
+use crate::cloud::CloudProvider;
+use crate::controllers::ControllerName;
+
+/// The error and all its sources, `: `-separated.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        s.push_str(": ");
+        s.push_str(&src.to_string());
+        cur = src.source();
+    }
+    s
+}
+
+/// Settings of the controllers, independent of how the ccm was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub controllers: BTreeSet<ControllerName>,
+    pub identity: String,
+    pub concurrent_node_syncs: u16,
+    pub concurrent_node_status_updates: u16,
+    pub node_status_update_frequency: Duration,
+    pub node_monitor_period: Duration,
+}
+
+impl Options {
+    /// All node controllers with upstream defaults but quick periods, for tests.
+    pub fn for_tests(identity: &str) -> Self {
+        Self {
+            controllers: [
+                ControllerName::CloudNode,
+                ControllerName::CloudNodeLifecycle,
+            ]
+            .into(),
+            identity: identity.to_owned(),
+            concurrent_node_syncs: 4,
+            concurrent_node_status_updates: 4,
+            node_status_update_frequency: Duration::from_secs(300),
+            node_monitor_period: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A stop signal that can be cloned into every task.
+#[derive(Debug, Clone)]
+pub struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    pub fn new() -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Self(rx))
+    }
+
+    /// Resolves once the stop is signalled (or its sender is gone).
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            loop {
+                if *rx.borrow_and_update() {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Starts the enabled controllers; they run until `stop`. Controllers whose cloud interface is
+/// missing are skipped with a warning, as upstream does.
+pub fn start_controllers(
+    client: kube::Client,
+    cloud: Arc<dyn CloudProvider>,
+    metrics: Arc<metrics::Metrics>,
+    opts: &Options,
+    stop: &Stop,
+) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    let has_instances = cloud.instances_v2().is_some();
+    for c in &opts.controllers {
+        match c {
+            ControllerName::CloudNode if has_instances => {
+                let ctx = Arc::new(node_controller::NodeContext::new(
+                    client.clone(),
+                    cloud.clone(),
+                    metrics.clone(),
+                    &opts.identity,
+                ));
+                let status_workers = if opts.concurrent_node_status_updates == 0 {
+                    opts.concurrent_node_syncs
+                } else {
+                    opts.concurrent_node_status_updates
+                };
+                set.spawn(node_controller::run(
+                    ctx,
+                    opts.concurrent_node_syncs,
+                    opts.node_status_update_frequency,
+                    status_workers,
+                    stop.wait(),
+                ));
+            }
+            ControllerName::CloudNodeLifecycle if has_instances => {
+                let ctx = Arc::new(node_lifecycle::LifecycleContext::new(
+                    client.clone(),
+                    cloud.clone(),
+                    metrics.clone(),
+                    &opts.identity,
+                ));
+                set.spawn(node_lifecycle::run(
+                    ctx,
+                    opts.node_monitor_period,
+                    stop.wait(),
+                ));
+            }
+            ControllerName::Route | ControllerName::Service => {
+                tracing::warn!(
+                    controller = c.as_str(),
+                    "controller is not implemented yet; skipping it"
+                );
+                continue;
+            }
+            other => {
+                tracing::warn!(
+                    controller = other.as_str(),
+                    "the cloud provider does not support instances; skipping controller"
+                );
+                continue;
+            }
+        }
+        tracing::info!(controller = c.as_str(), "started controller");
+    }
+    set
+}
+
+/// Builds the kube client from `--kubeconfig` / `--master` (in-cluster config when both are unset).
+pub async fn kube_client(args: &config::Args) -> anyhow::Result<kube::Client> {
+    use anyhow::Context as _;
+    let mut cfg = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("invalid kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no --kubeconfig given and no in-cluster configuration found")?,
+    };
+    if let Some(master) = &args.master {
+        cfg.cluster_url = master
+            .parse()
+            .with_context(|| format!("invalid --master {master:?}"))?;
+    }
+    kube::Client::try_from(cfg).context("cannot build the Kubernetes client")
+}
+
+fn cloud_client(cfg: &config::CloudConfig) -> anyhow::Result<cloud_client::Client> {
+    use anyhow::Context as _;
+    let mut b = cloud_client::Client::builder(&cfg.endpoint).user_agent(names::USER_AGENT);
+    if let Some(path) = &cfg.token_file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read tokenFile {}", path.display()))?;
+        b = b.token(token.trim());
+    }
+    b.build().context("cannot build the cloud client")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// The ccm: validates flags, connects, elects a leader, runs controllers until a signal or until
+/// leadership is lost (an error: the process should exit and restart, as upstream's does).
+pub async fn run(args: config::Args) -> anyhow::Result<()> {
+    let v = args.validate().map_err(anyhow::Error::msg)?;
+    let client = kube_client(&args).await?;
+    let cloud: Arc<dyn CloudProvider> = Arc::new(cloud::simcloud::SimCloud::new(
+        cloud_client(&v.cloud)?,
+        v.cloud.region.clone(),
+    ));
+    let metrics = Arc::new(metrics::Metrics::new());
+    let health = Arc::new(server::Health::new(args.leader_elect_renew_deadline));
+    if args.secure_port != 0 {
+        server::spawn(
+            SocketAddr::new(args.bind_address, args.secure_port),
+            health.clone(),
+            metrics.clone(),
+        )
+        .await?;
+    }
+    let opts = Options {
+        controllers: v.controllers.clone(),
+        identity: v.identity.clone(),
+        concurrent_node_syncs: args.concurrent_node_syncs,
+        concurrent_node_status_updates: args.concurrent_node_status_updates,
+        node_status_update_frequency: args.node_status_update_frequency,
+        node_monitor_period: args.node_monitor_period,
+    };
+    tracing::info!(identity = %opts.identity, controllers = ?opts.controllers.iter().map(|c| c.as_str()).collect::<Vec<_>>(), project = v.cloud.project.as_deref().unwrap_or("default"), "starting cloud-controller-manager");
+    let mut elector = args.leader_elect.then(|| {
+        leader::LeaderElector::new(
+            client.clone(),
+            leader::LeaderConfig {
+                namespace: args.leader_elect_resource_namespace.clone(),
+                name: args.leader_elect_resource_name.clone(),
+                identity: opts.identity.clone(),
+                lease_duration: args.leader_elect_lease_duration,
+                renew_deadline: args.leader_elect_renew_deadline,
+                retry_period: args.leader_elect_retry_period,
+            },
+        )
+    });
+    health.set_started();
+    let leader_label = metrics::QueueLabels {
+        name: names::LEASE_NAME.into(),
+    };
+    if let Some(e) = elector.as_mut() {
+        tokio::select! {
+            _ = e.acquire() => {}
+            _ = shutdown_signal() => return Ok(()),
+        }
+        health.set_leading(true);
+        metrics.leader.get_or_create(&leader_label).set(1);
+    }
+    cloud
+        .initialize()
+        .await
+        .map_err(|e| anyhow::anyhow!("initializing the cloud provider: {}", error_chain(&e)))?;
+    let (stop_tx, stop) = Stop::new();
+    let mut tasks = start_controllers(client, cloud, metrics.clone(), &opts, &stop);
+    let lost = match elector.as_mut() {
+        Some(e) => {
+            let h = health.clone();
+            tokio::select! {
+                _ = e.hold(move || h.renewed()) => true,
+                _ = shutdown_signal() => false,
+            }
+        }
+        None => {
+            shutdown_signal().await;
+            false
+        }
+    };
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    metrics.leader.get_or_create(&leader_label).set(0);
+    health.set_leading(false);
+    if lost {
+        anyhow::bail!("lost the leader lease; exiting so a fresh process can campaign again");
+    }
+    if let Some(e) = elector.as_mut() {
+        e.release().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! The `cloud-node-lifecycle` controller: every `--node-monitor-period`, for NotReady and Unknown
+//! simcloud nodes only, deletes the Node when its instance is definitely gone and taints it
+//! `node.cloudprovider.kubernetes.io/shutdown` when the instance is shut down; Ready nodes lose
+//! that taint. A cloud error never deletes anything.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::cloud::{CloudProvider, is_ours};
+use crate::metrics::Metrics;
+use crate::names;
+use crate::node_plan::{self, Ready};
+
+pub struct LifecycleContext {
+    pub client: kube::Client,
+    pub cloud: Arc<dyn CloudProvider>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+}
+
+impl LifecycleContext {
+    pub fn new(
+        client: kube::Client,
+        cloud: Arc<dyn CloudProvider>,
+        metrics: Arc<Metrics>,
+        identity: &str,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: names::NODE_LIFECYCLE_CONTROLLER.into(),
+                instance: Some(identity.to_owned()),
+            },
+        );
+        Self {
+            client,
+            cloud,
+            metrics,
+            recorder,
+        }
+    }
+}
+
+/// What a pass decided for one node (for logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Skipped,
+    Untainted,
+    Deleted,
+    Tainted,
+    Unchanged,
+    CloudError,
+}
+
+async fn set_taints(
+    api: &Api<Node>,
+    name: &str,
+    taints: Vec<k8s_openapi::api::core::v1::Taint>,
+) -> Result<(), kube::Error> {
+    // Taints are an atomic list: a strategic patch replaces it whole.
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"taints": taints}})),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Handles one node.
+pub async fn monitor_node(ctx: &LifecycleContext, node: &Node) -> Outcome {
+    let name = node.name_any();
+    if !is_ours(node) {
+        return Outcome::Skipped;
+    }
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let instances = ctx
+        .cloud
+        .instances_v2()
+        .expect("the lifecycle controller only runs with InstancesV2");
+    if node_plan::ready(node) == Ready::True {
+        if let Some(taints) = node_plan::taints_without_shutdown(node) {
+            match set_taints(&api, &name, taints).await {
+                Ok(()) => {
+                    tracing::info!(node = %name, "node is Ready again; removed the shutdown taint");
+                    return Outcome::Untainted;
+                }
+                Err(e) => {
+                    tracing::warn!(node = %name, error = %e, "cannot remove the shutdown taint")
+                }
+            }
+        }
+        return Outcome::Unchanged;
+    }
+    let exists = match instances.instance_exists(node).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(node = %name, error = %crate::error_chain(&e), "cannot check the node's instance; keeping the node");
+            return Outcome::CloudError;
+        }
+    };
+    if !exists {
+        let reference = node.object_ref(&());
+        let note = format!("Deleting node {name} because it does not exist in the cloud provider");
+        let ev = Event {
+            type_: EventType::Normal,
+            reason: names::REASON_DELETING_NODE.into(),
+            note: Some(note.clone()),
+            action: "DeleteNode".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+            tracing::warn!(node = %name, error = %e, "cannot publish DeletingNode event");
+        }
+        tracing::info!(node = %name, "{note}");
+        return match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => Outcome::Deleted,
+            Err(e) => {
+                let ev = Event {
+                    type_: EventType::Warning,
+                    reason: names::REASON_DELETING_NODE_FAILED.into(),
+                    note: Some(format!("Failed deleting node {name}: {e}")),
+                    action: "DeleteNode".into(),
+                    secondary: None,
+                };
+                let _ = ctx.recorder.publish(&ev, &reference).await;
+                tracing::warn!(node = %name, error = %e, "deleting node failed");
+                Outcome::CloudError
+            }
+        };
+    }
+    match instances.instance_shutdown(node).await {
+        Ok(true) => match node_plan::taints_with_shutdown(node) {
+            Some(taints) => match set_taints(&api, &name, taints).await {
+                Ok(()) => {
+                    tracing::info!(node = %name, "instance is shut down; tainted the node");
+                    Outcome::Tainted
+                }
+                Err(e) => {
+                    tracing::warn!(node = %name, error = %e, "cannot add the shutdown taint");
+                    Outcome::Unchanged
+                }
+            },
+            None => Outcome::Unchanged,
+        },
+        Ok(false) => Outcome::Unchanged,
+        Err(e) => {
+            tracing::warn!(node = %name, error = %crate::error_chain(&e), "cannot check whether the instance is shut down");
+            Outcome::CloudError
+        }
+    }
+}
+
+/// One pass over every node in the cache.
+pub async fn monitor_nodes(ctx: &LifecycleContext, nodes: &[Arc<Node>]) -> Vec<(String, Outcome)> {
+    let mut out = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        out.push((n.name_any(), monitor_node(ctx, n).await));
+    }
+    out
+}
+
+/// Runs passes every `period` (sliding: counted from the end of the previous pass) until
+/// `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<LifecycleContext>,
+    period: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let (store, writer) = reflector::store();
+    let cache: Store<Node> = store;
+    let informer = tokio::spawn(async move {
+        reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects()
+            .for_each(|r| {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "node watch error");
+                }
+                futures_util::future::ready(())
+            })
+            .await;
+    });
+    let name = crate::controllers::ControllerName::CloudNodeLifecycle.as_str();
+    ctx.metrics.set_running(name, true);
+    let passes = async {
+        loop {
+            let started = std::time::Instant::now();
+            ctx.metrics.start(name);
+            let outcomes = monitor_nodes(&ctx, &cache.state()).await;
+            ctx.metrics.finish(
+                name,
+                started.elapsed(),
+                outcomes.iter().any(|(_, o)| *o == Outcome::CloudError),
+            );
+            tokio::time::sleep(period).await;
+        }
+    };
+    tokio::select! {
+        _ = passes => {}
+        _ = shutdown => {}
+    }
+    informer.abort();
+    ctx.metrics.set_running(name, false);
+}
