@@ -221,6 +221,9 @@ impl Args {
             }
         }
         if self.leader_elect {
+            if self.leader_elect_lease_duration < Duration::from_secs(1) {
+                return Err("--leader-elect-lease-duration must be at least 1s (Leases count whole seconds)".into());
+            }
             if self.leader_elect_resource_lock != "leases" {
                 return Err(format!(
                     "--leader-elect-resource-lock={:?} is not supported; use leases",

@@ -1,0 +1,121 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ccm::cloud::fake::{FakeCloud, FakeInstance};
+use ccm::cloud::{InstanceMetadata, NodeAddress};
+use ccm::{Options, Stop};
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub struct Harness {
+    pub kube: kube_sim::Server,
+    pub client: kube::Client,
+    pub cloud: Arc<FakeCloud>,
+    pub nodes: Api<Node>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+pub fn client_for(url: &str) -> kube::Client {
+    kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap()
+}
+
+/// kube-sim, the fake cloud and the node controllers, running.
+pub async fn start(cloud: FakeCloud) -> Harness {
+    let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
+        .await
+        .unwrap();
+    let client = client_for(&kube.url());
+    let cloud = Arc::new(cloud);
+    let (stop, rx) = Stop::new();
+    let tasks = ccm::start_controllers(
+        client.clone(),
+        cloud.clone(),
+        Arc::new(ccm::metrics::Metrics::new()),
+        &Options::for_tests("test"),
+        &rx,
+    );
+    let nodes = Api::all(client.clone());
+    Harness {
+        kube,
+        client,
+        cloud,
+        nodes,
+        stop,
+        tasks,
+    }
+}
+
+impl Harness {
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        self.kube.shutdown().await;
+    }
+
+    /// Creates a Node as a kubelet with `--cloud-provider=external` registers it.
+    pub async fn register(&self, name: &str, extra: serde_json::Value) -> Node {
+        let mut v = json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "spec": {"taints": [{"key": ccm::names::TAINT_UNINITIALIZED, "value": "true", "effect": "NoSchedule"}]},
+            "status": {"addresses": [{"type": "Hostname", "address": name}], "conditions": [{"type": "Ready", "status": "True"}]}});
+        json_patch::merge(&mut v, &extra);
+        self.nodes
+            .create(&PostParams::default(), &serde_json::from_value(v).unwrap())
+            .await
+            .unwrap()
+    }
+
+    pub async fn node(&self, name: &str) -> Option<Node> {
+        self.nodes.get_opt(name).await.unwrap()
+    }
+}
+
+pub fn instance(name: &str, zone: &str, ip: &str) -> FakeInstance {
+    FakeInstance {
+        metadata: InstanceMetadata {
+            provider_id: format!("simcloud://{zone}/i-00000000000000{:02x}", name.len()),
+            instance_type: "sim.small".into(),
+            node_addresses: vec![
+                NodeAddress::new("InternalIP", ip),
+                NodeAddress::new("Hostname", name),
+            ],
+            zone: zone.into(),
+            region: "sim-1".into(),
+            additional_labels: BTreeMap::from([(
+                "simcloud.dev/instance-id".to_owned(),
+                "i-1".to_owned(),
+            )]),
+        },
+        shutdown: false,
+    }
+}
+
+pub fn initialized(n: &Node) -> bool {
+    !ccm::node_plan::has_uninitialized_taint(n)
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub const T: Duration = Duration::from_secs(20);
