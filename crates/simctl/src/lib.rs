@@ -1,0 +1,78 @@
+//! simctl: the simcloud command line. `simctl up` runs the local sandbox (cloud-sim, kube-sim with
+//! simulated kubelets, and the ccm) in one process; the other commands drive a running cloud-sim.
+//!
+//! Layout: [`Cli`] is the command line; [`commands`] the cloud commands; [`up`] the sandbox;
+//! [`table`] terminal tables.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub mod commands;
+pub mod table;
+pub mod up;
+
+/// The simcloud CLI.
+#[derive(Debug, Parser)]
+#[command(name = "simctl", version, about, long_about = None)]
+pub struct Cli {
+    /// cloud-sim API URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SIMCTL_CLOUD_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub cloud_url: String,
+
+    /// Bearer token, when cloud-sim runs with a tokens file.
+    #[arg(long, global = true, env = "SIMCTL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value = "table")]
+    pub output: Output,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the local sandbox: cloud-sim, kube-sim with kubelets, and the ccm, until Ctrl-C.
+    Up(up::UpArgs),
+    /// Instances: list, create, start, stop, terminate, delete.
+    #[command(subcommand, alias = "instance", alias = "i")]
+    Instances(commands::InstanceCmd),
+    /// Zones: list, set-state.
+    #[command(subcommand, alias = "zone")]
+    Zones(commands::ZoneCmd),
+    /// Load balancers: list.
+    #[command(subcommand, name = "lbs", alias = "load-balancers")]
+    Lbs(commands::LbCmd),
+}
+
+/// Runs a command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => up::run(args).await,
+        cmd => {
+            let mut b = cloud_client::Client::builder(&cli.cloud_url)
+                .timeout(Duration::from_secs(30))
+                .user_agent("simctl");
+            if let Some(t) = &cli.token {
+                b = b.token(t);
+            }
+            let client = b.build()?;
+            let out = commands::execute(&client, cmd, cli.output).await?;
+            print!("{out}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! `simctl up`: the local sandbox in one process, no Docker. cloud-sim keeps its state in a SQLite
+//! file under the data dir, kube-sim serves the Kubernetes API with simulated kubelets (one per
+//! instance), and the ccm initialises the nodes. Runs until Ctrl-C.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use ccm::cloud::CloudProvider;
+use ccm::controllers::ControllerName;
+use cloud_api::{CreateInstanceRequest, InstanceState, Tags};
+use cloud_client::{Client, InstanceFilter};
+use kube_sim::api::Target;
+use kube_sim::kubelet::{CLUSTER_TAG_PREFIX, KubeletConfig, Kubelets};
+use serde_json::Value;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Where cloud-sim's database and the kubeconfig live (kept across runs).
+    #[arg(long, env = "SIMCTL_DATA_DIR", default_value = ".simcloud")]
+    pub data_dir: PathBuf,
+
+    /// Nodes (instances) the cluster should have; missing ones are created, spread over the zones.
+    #[arg(long, default_value_t = 6)]
+    pub nodes: usize,
+
+    /// Zones of the region.
+    #[arg(long, value_delimiter = ',', default_value = "zone-a,zone-b,zone-c")]
+    pub zones: Vec<String>,
+
+    /// Instance type of new nodes.
+    #[arg(long = "instance-type", default_value = "sim.medium")]
+    pub instance_type: String,
+
+    /// cloud-sim's API address (port 0 picks one; it is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub cloud_listen: SocketAddr,
+
+    /// kube-sim's API address (port 0 picks one; the kubeconfig records it).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub kube_listen: SocketAddr,
+
+    /// Cluster name: instances are tagged `kubernetes.io/cluster/<name>`.
+    #[arg(long, default_value = "simcloud")]
+    pub cluster_name: String,
+
+    /// How long new instances stay pending.
+    #[arg(long, default_value = "1s", value_parser = cloud_sim::config::parse_duration)]
+    pub boot_delay: Duration,
+
+    /// How long after an instance stops its Node turns NotReady (the kubelets' grace period).
+    #[arg(long, default_value = "40s", value_parser = cloud_sim::config::parse_duration)]
+    pub node_monitor_grace_period: Duration,
+
+    /// How often the ccm's node-lifecycle controller checks NotReady nodes.
+    #[arg(long, default_value = "5s", value_parser = cloud_sim::config::parse_duration)]
+    pub node_monitor_period: Duration,
+
+    /// Give up if the nodes are not all initialised within this long.
+    #[arg(long, default_value = "120s", value_parser = cloud_sim::config::parse_duration)]
+    pub timeout: Duration,
+
+    /// Log filter in `tracing` syntax.
+    #[arg(long, env = "SIMCTL_LOG", default_value = "warn")]
+    pub log_filter: String,
+}
+
+/// Node names `simctl up` manages: `node-1` .. `node-N`.
+pub fn node_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("node-{i}")).collect()
+}
+
+/// The zone of the i-th node (0-based): round robin.
+pub fn zone_for(i: usize, zones: &[String]) -> &str {
+    &zones[i % zones.len()]
+}
+
+fn initialised_nodes(kube: &kube_sim::Server) -> BTreeSet<String> {
+    let t = Target {
+        def: kube_sim::resources::by_storage(kube_sim::resources::NODES).expect("nodes"),
+        namespace: None,
+        name: None,
+        status: false,
+    };
+    let Ok(list) = kube.api().list(&t, &Default::default()) else {
+        return BTreeSet::new();
+    };
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| {
+            !n.pointer("/spec/taints")
+                .and_then(Value::as_array)
+                .is_some_and(|ts| {
+                    ts.iter()
+                        .any(|t| t["key"] == ccm::names::TAINT_UNINITIALIZED)
+                })
+        })
+        .filter_map(|n| {
+            n.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Creates the nodes the cluster lacks.
+async fn ensure_instances(client: &Client, args: &UpArgs) -> anyhow::Result<Vec<String>> {
+    let tag = format!("{CLUSTER_TAG_PREFIX}{}", args.cluster_name);
+    let existing = client
+        .list_all_instances(&InstanceFilter {
+            tag: Some((tag.clone(), "owned".into())),
+            ..Default::default()
+        })
+        .await?;
+    let mut names = Vec::new();
+    for (i, name) in node_names(args.nodes).into_iter().enumerate() {
+        match existing
+            .iter()
+            .find(|x| x.name == name && x.state != InstanceState::Terminated)
+        {
+            Some(x) if x.state == InstanceState::Stopped => {
+                client.start_instance(x.id.as_str()).await?;
+            }
+            Some(_) => {}
+            None => {
+                let mut tags = Tags::new();
+                tags.insert(tag.clone(), "owned".into());
+                let req = CreateInstanceRequest {
+                    name: name.clone(),
+                    zone: zone_for(i, &args.zones).to_owned(),
+                    instance_type: args.instance_type.clone(),
+                    tags,
+                    private_ip: None,
+                };
+                client
+                    .create_instance(&req)
+                    .await
+                    .with_context(|| format!("creating instance {name}"))?;
+            }
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter)
+        .with_context(|| format!("invalid log filter {:?}", args.log_filter))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    if args.zones.is_empty() || args.nodes == 0 {
+        bail!("--zones and --nodes must not be empty");
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let started = Instant::now();
+    eprintln!("starting cloud-sim ...");
+    let mut cfg = cloud_sim::Config::build(
+        "sim-1",
+        "127.0.0.0/8".parse().expect("valid CIDR"),
+        &args.zones,
+        &[],
+        &[],
+    )?;
+    cfg.instance_boot_delay = args.boot_delay;
+    cfg.instance_stop_delay = Duration::from_secs(1);
+    cfg.lb_provision_delay = Duration::from_secs(2);
+    let db = format!("sqlite://{}", args.data_dir.join("cloud-sim.db").display());
+    let cloud = cloud_sim::Server::start(cfg, &db, args.cloud_listen)
+        .await
+        .context("starting cloud-sim")?;
+    let cloud_url = cloud.base_url();
+
+    eprintln!("starting kube-sim and its kubelets ...");
+    let kubeconfig = args.data_dir.join("kubeconfig");
+    let kube = kube_sim::Server::start(kube_sim::ServerConfig {
+        listen: args.kube_listen,
+        kubeconfig: Some(kubeconfig.clone()),
+        ..Default::default()
+    })
+    .await
+    .context("starting kube-sim")?;
+    let kubelets = Kubelets::start(
+        KubeletConfig {
+            cloud_url: cloud_url.clone(),
+            cloud_token: None,
+            cluster_name: Some(args.cluster_name.clone()),
+            cluster_cidr: "10.244.0.0/16".parse().expect("valid CIDR"),
+            status_interval: Duration::from_secs(10),
+            grace_period: args.node_monitor_grace_period,
+        },
+        kube.api().clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+
+    eprintln!("starting the cloud-controller-manager ...");
+    let cloud_client = Client::builder(&cloud_url)
+        .user_agent("simctl-up")
+        .build()?;
+    let provider: Arc<dyn CloudProvider> = Arc::new(ccm::cloud::simcloud::SimCloud::new(
+        cloud_client.clone(),
+        None,
+    ));
+    provider
+        .initialize()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", ccm::error_chain(&e)))?;
+    let kube_client = kube::Client::try_from(kube::Config::new(kube.url().parse()?))?;
+    let opts = ccm::Options {
+        controllers: ControllerName::ALL.into_iter().collect(),
+        identity: "simctl-up".into(),
+        concurrent_node_syncs: 4,
+        concurrent_node_status_updates: 4,
+        node_status_update_frequency: Duration::from_secs(300),
+        node_monitor_period: args.node_monitor_period.max(Duration::from_millis(100)),
+    };
+    let (stop_tx, stop) = ccm::Stop::new();
+    let mut controllers = ccm::start_controllers(
+        kube_client,
+        provider,
+        Arc::new(ccm::metrics::Metrics::new()),
+        &opts,
+        &stop,
+    );
+
+    let names = ensure_instances(&cloud_client, &args).await?;
+    let want: BTreeSet<String> = names.iter().cloned().collect();
+    let deadline = Instant::now() + args.timeout;
+    let mut last = usize::MAX;
+    loop {
+        let done = initialised_nodes(&kube).intersection(&want).count();
+        if done != last {
+            eprintln!("waiting for nodes: {done}/{} initialised", want.len());
+            last = done;
+        }
+        if done == want.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {done} of {} nodes were initialised within {:?}",
+                want.len(),
+                args.timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let kc = kubeconfig.display();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "\nsimcloud sandbox is up ({} nodes over {} zones, {:.1}s)",
+        want.len(),
+        args.zones.len(),
+        started.elapsed().as_secs_f64()
+    )?;
+    writeln!(out, "  cloud-sim API:  {cloud_url}")?;
+    writeln!(out, "  Kubernetes API: {}", kube.url())?;
+    writeln!(out, "  kubeconfig:     {kc}")?;
+    writeln!(out, "\nTry:")?;
+    writeln!(
+        out,
+        "  kubectl --kubeconfig {kc} get nodes -L topology.kubernetes.io/zone"
+    )?;
+    writeln!(out, "  simctl --cloud-url {cloud_url} instances list")?;
+    writeln!(
+        out,
+        "  simctl --cloud-url {cloud_url} instances stop node-1     # the node gets the shutdown taint"
+    )?;
+    writeln!(
+        out,
+        "\nPress Ctrl-C to stop. State is kept in {}.",
+        args.data_dir.display()
+    )?;
+    out.flush()?;
+    drop(out);
+
+    ccm::shutdown_signal().await;
+    eprintln!("stopping ...");
+    let _ = stop_tx.send(true);
+    while controllers.join_next().await.is_some() {}
+    kubelets.stop().await;
+    kube.shutdown().await;
+    cloud.shutdown().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_spread_round_robin() {
+        let zones: Vec<String> = ["zone-a", "zone-b", "zone-c"].map(String::from).to_vec();
+        let placed: Vec<_> = node_names(4)
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{n}@{}", zone_for(i, &zones)))
+            .collect();
+        assert_eq!(
+            placed,
+            [
+                "node-1@zone-a",
+                "node-2@zone-b",
+                "node-3@zone-c",
+                "node-4@zone-a"
+            ]
+        );
+    }
+}

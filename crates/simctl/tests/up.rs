@@ -1,0 +1,168 @@
+//! `simctl up` as a user runs it, then kubectl and simctl against the sandbox it started.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+async fn kubectl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(dir.join("kubeconfig"))
+        .arg("--cache-dir")
+        .arg(dir.join("kubectl-cache"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn simctl(cloud_url: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_simctl"))
+        .arg("--cloud-url")
+        .arg(cloud_url)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "simctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
+    let dir: PathBuf = std::env::temp_dir().join(format!("simctl-up-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simctl"))
+        .args([
+            "up",
+            "--cloud-listen",
+            "127.0.0.1:0",
+            "--kube-listen",
+            "127.0.0.1:0",
+            "--nodes",
+            "3",
+            "--boot-delay",
+            "0",
+        ])
+        .args([
+            "--node-monitor-grace-period",
+            "1s",
+            "--node-monitor-period",
+            "300ms",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut progress = Vec::new();
+    let cloud_url = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut up = false;
+        loop {
+            tokio::select! {
+                line = stdout.next_line() => {
+                    let line = line.unwrap().expect("simctl up exited early");
+                    up |= line.contains("simcloud sandbox is up");
+                    if let Some(url) = line.trim().strip_prefix("cloud-sim API:") {
+                        assert!(up);
+                        return url.trim().to_owned();
+                    }
+                }
+                line = stderr.next_line() => {
+                    if let Ok(Some(l)) = line { progress.push(l) }
+                }
+            }
+        }
+    })
+    .await
+    .expect("simctl up came up");
+    assert!(
+        progress.iter().any(|l| l.starts_with("waiting for nodes:")),
+        "progress is shown: {progress:?}"
+    );
+
+    // Every node initialised, zones round robin.
+    let out = kubectl(&dir, &["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.topology\\.kubernetes\\.io/zone} {end}"]).await;
+    let mut pairs: Vec<&str> = out.split_whitespace().collect();
+    pairs.sort();
+    assert_eq!(pairs, ["node-1=zone-a", "node-2=zone-b", "node-3=zone-c"]);
+    let table = simctl(&cloud_url, &["instances", "list"]).await;
+    assert!(
+        table.starts_with("ID") && table.contains("node-2") && table.contains("running"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&simctl(&cloud_url, &["-o", "json", "zones", "list"]).await).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+
+    // Stop node-1: the shutdown taint appears. Terminate node-2: its Node is deleted.
+    simctl(&cloud_url, &["instances", "stop", "node-1"]).await;
+    wait_for("shutdown taint on node-1", async || {
+        kubectl(
+            &dir,
+            &[
+                "get",
+                "node",
+                "node-1",
+                "-o",
+                "jsonpath={.spec.taints[*].key}",
+            ],
+        )
+        .await
+        .contains("node.cloudprovider.kubernetes.io/shutdown")
+    })
+    .await;
+    simctl(&cloud_url, &["instances", "terminate", "node-2"]).await;
+    wait_for("node-2 deleted", async || {
+        !kubectl(&dir, &["get", "nodes", "-o", "name"])
+            .await
+            .contains("node/node-2")
+    })
+    .await;
+
+    // Ctrl-C (SIGINT) stops it cleanly.
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
