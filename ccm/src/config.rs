@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Parser};
 
 use crate::controllers::{ControllerName, parse_controllers};
 use crate::names;
@@ -129,46 +129,9 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Plain,
-    Json,
-}
+pub use sim_common::LogFormat;
 
-/// Parses Go-style durations (`300ms`, `5s`, `1m30s`, `2h`), as upstream flags take them.
-pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (e.g. 500ms, 5s, 1m30s)");
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = Duration::ZERO;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        total += match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            _ => return Err(bad()),
-        };
-    }
-    Ok(total)
-}
+pub use sim_common::parse_duration as parse_go_duration;
 
 /// The validated settings.
 #[derive(Debug, Clone)]
@@ -358,24 +321,6 @@ fn unquote(v: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations() {
-        let table = [
-            ("5s", 5_000),
-            ("300ms", 300),
-            ("1m30s", 90_000),
-            ("2h", 7_200_000),
-            ("5m", 300_000),
-            ("0", 0),
-        ];
-        for (s, ms) in table {
-            assert_eq!(parse_go_duration(s), Ok(Duration::from_millis(ms)), "{s}");
-        }
-        for bad in ["", "5", "s", "1d", "-5s", "1.5s", "5s3"] {
-            assert!(parse_go_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn cloud_config_file() {

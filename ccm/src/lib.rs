@@ -29,17 +29,7 @@ pub mod server;
 use crate::cloud::CloudProvider;
 use crate::controllers::ControllerName;
 
-/// The error and all its sources, `: `-separated.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        s.push_str(": ");
-        s.push_str(&src.to_string());
-        cur = src.source();
-    }
-    s
-}
+pub use sim_common::{error_chain, shutdown_signal};
 
 /// Settings of the controllers, independent of how the ccm was started.
 #[derive(Debug, Clone)]
@@ -194,22 +184,6 @@ fn cloud_client(cfg: &config::CloudConfig) -> anyhow::Result<cloud_client::Clien
         b = b.token(token.trim());
     }
     b.build().context("cannot build the cloud client")
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }
 
 /// The ccm: validates flags, connects, elects a leader, runs controllers until a signal or until

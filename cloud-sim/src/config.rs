@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::domain::net::overlaps;
@@ -25,13 +25,7 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines for a terminal.
-    Plain,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
+pub use sim_common::LogFormat;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -76,19 +70,19 @@ pub struct ServeArgs {
     pub lb_pools: Vec<(String, Ipv4Net)>,
 
     /// How long instances stay `pending` before `running` (e.g. `2s`, `500ms`, `0`).
-    #[arg(long, env = "CLOUD_SIM_INSTANCE_BOOT_DELAY", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "CLOUD_SIM_INSTANCE_BOOT_DELAY", default_value = "2s", value_parser = sim_common::parse_duration)]
     pub instance_boot_delay: Duration,
 
     /// How long instances stay `stopping` before `stopped`.
-    #[arg(long, env = "CLOUD_SIM_INSTANCE_STOP_DELAY", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "CLOUD_SIM_INSTANCE_STOP_DELAY", default_value = "1s", value_parser = sim_common::parse_duration)]
     pub instance_stop_delay: Duration,
 
     /// How long load balancers stay `provisioning` before `active`.
-    #[arg(long, env = "CLOUD_SIM_LB_PROVISION_DELAY", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "CLOUD_SIM_LB_PROVISION_DELAY", default_value = "3s", value_parser = sim_common::parse_duration)]
     pub lb_provision_delay: Duration,
 
     /// How long terminated instances stay visible before they are purged (as on EC2).
-    #[arg(long, env = "CLOUD_SIM_TERMINATED_RETENTION", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env = "CLOUD_SIM_TERMINATED_RETENTION", default_value = "1h", value_parser = sim_common::parse_duration)]
     pub terminated_retention: Duration,
 
     /// Most routes one route table may hold.
@@ -129,29 +123,6 @@ fn parse_zone_cidr(s: &str) -> Result<(String, Ipv4Net), String> {
         .ok_or_else(|| format!("{s:?} is not zone=cidr"))?;
     let net = crate::domain::net::parse_ipv4_network(cidr)?;
     Ok((zone.trim().to_owned(), net))
-}
-
-/// Parses a duration such as `0`, `250ms`, `2s`, `5m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 2s, 5m, 1h)"))?;
-    let d = match unit {
-        "" if n == 0 => Duration::ZERO,
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => {
-            return Err(format!(
-                "{s:?} has no unit or an unknown one (use ms, s, m or h)"
-            ));
-        }
-    };
-    Ok(d)
 }
 
 /// One zone's addressing.
@@ -386,18 +357,6 @@ pub fn parse_tokens(text: &str) -> Result<HashMap<String, Principal>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "5", "s", "1d", "-1s", "1.5s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn default_zone_addressing() {

@@ -21,7 +21,6 @@ pub mod http;
 pub mod metrics;
 pub mod ops;
 pub mod store;
-pub mod telemetry;
 pub mod worker;
 
 pub use config::Config;
@@ -148,27 +147,7 @@ impl Server {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-}
+pub use sim_common::shutdown_signal;
 
 /// `cloud-sim serve`: validates flags, prepares the data dir and serves until a signal.
 pub async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {

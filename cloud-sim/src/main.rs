@@ -6,7 +6,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            cloud_sim::telemetry::init(&args.log_filter, args.log_format)
+            sim_common::init_logging(&args.log_filter, args.log_format)
                 .map_err(anyhow::Error::msg)?;
             cloud_sim::serve(args).await
         }

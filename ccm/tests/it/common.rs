@@ -99,23 +99,6 @@ pub fn initialized(n: &Node) -> bool {
     !ccm::node_plan::has_uninitialized_taint(n)
 }
 
-/// Polls `check` until it returns Some or the deadline passes.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+pub use sim_common::wait_for;
 
 pub const T: Duration = Duration::from_secs(20);

@@ -38,17 +38,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The error and all its sources, `: `-separated.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        s.push_str(": ");
-        s.push_str(&src.to_string());
-        cur = src.source();
-    }
-    s
-}
+pub use sim_common::error_chain;
 
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound {

@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use cloud_api::{CreateInstanceRequest, Instance, Tags};
 use cloud_client::{Client, RetryPolicy};
 use cloud_sim::{Config, Server};
@@ -110,21 +108,4 @@ pub fn assert_error(
     assert!(!body["error"]["message"].as_str().unwrap().is_empty());
 }
 
-/// Polls `check` until it returns Some or the deadline passes.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use sim_common::wait_for;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 /// An in-memory Kubernetes API server for tests and the local sandbox, with simulated kubelets.
 #[derive(Debug, Parser)]
@@ -20,11 +20,7 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Plain,
-    Json,
-}
+pub use sim_common::LogFormat;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -45,7 +41,7 @@ pub struct ServeArgs {
     pub history: usize,
 
     /// Interval of watch bookmarks (for watches that ask for them).
-    #[arg(long, env = "KUBE_SIM_BOOKMARK_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "KUBE_SIM_BOOKMARK_INTERVAL", default_value = "60s", value_parser = sim_common::parse_duration)]
     pub bookmark_interval: Duration,
 
     /// cloud-sim URL: when set, run a kubelet for every instance of the cloud.
@@ -66,12 +62,12 @@ pub struct ServeArgs {
     pub cluster_cidr: ipnet::Ipv4Net,
 
     /// How often simulated kubelets post Ready heartbeats.
-    #[arg(long, env = "KUBE_SIM_NODE_STATUS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "KUBE_SIM_NODE_STATUS_INTERVAL", default_value = "10s", value_parser = sim_common::parse_duration)]
     pub node_status_interval: Duration,
 
     /// How long after a kubelet stops reporting its Node's Ready condition turns Unknown
     /// (kube-controller-manager's --node-monitor-grace-period).
-    #[arg(long, env = "KUBE_SIM_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = parse_duration)]
+    #[arg(long, env = "KUBE_SIM_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = sim_common::parse_duration)]
     pub node_monitor_grace_period: Duration,
 
     /// Log filter in `tracing` syntax.
@@ -80,24 +76,4 @@ pub struct ServeArgs {
 
     #[arg(long, env = "KUBE_SIM_LOG_FORMAT", value_enum, default_value = "plain")]
     pub log_format: LogFormat,
-}
-
-/// Parses `0`, `250ms`, `2s`, `5m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 2s, 5m)"))?;
-    match unit {
-        "" if n == 0 => Ok(Duration::ZERO),
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!(
-            "{s:?} has no unit or an unknown one (use ms, s, m or h)"
-        )),
-    }
 }

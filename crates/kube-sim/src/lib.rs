@@ -169,24 +169,7 @@ pub fn kubeconfig(server: &str) -> String {
     )
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-}
+pub use sim_common::shutdown_signal;
 
 /// `kube-sim serve`: the API server, plus kubelets when `--cloud-url` is given, until a signal.
 pub async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {

@@ -1,20 +1,11 @@
-use anyhow::Context as _;
 use clap::Parser;
-use kube_sim::config::{Cli, Command, LogFormat};
+use kube_sim::config::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Cli {
         command: Command::Serve(args),
     } = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter)
-        .with_context(|| format!("invalid log filter {:?}", args.log_filter))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    sim_common::init_logging(&args.log_filter, args.log_format).map_err(anyhow::Error::msg)?;
     kube_sim::serve(args).await
 }

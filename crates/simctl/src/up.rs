@@ -49,19 +49,19 @@ pub struct UpArgs {
     pub cluster_name: String,
 
     /// How long new instances stay pending.
-    #[arg(long, default_value = "1s", value_parser = cloud_sim::config::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = sim_common::parse_duration)]
     pub boot_delay: Duration,
 
     /// How long after an instance stops its Node turns NotReady (the kubelets' grace period).
-    #[arg(long, default_value = "40s", value_parser = cloud_sim::config::parse_duration)]
+    #[arg(long, default_value = "40s", value_parser = sim_common::parse_duration)]
     pub node_monitor_grace_period: Duration,
 
     /// How often the ccm's node-lifecycle controller checks NotReady nodes.
-    #[arg(long, default_value = "5s", value_parser = cloud_sim::config::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = sim_common::parse_duration)]
     pub node_monitor_period: Duration,
 
     /// Give up if the nodes are not all initialised within this long.
-    #[arg(long, default_value = "120s", value_parser = cloud_sim::config::parse_duration)]
+    #[arg(long, default_value = "120s", value_parser = sim_common::parse_duration)]
     pub timeout: Duration,
 
     /// Log filter in `tracing` syntax.
