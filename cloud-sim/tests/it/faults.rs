@@ -257,4 +257,11 @@ async fn bad_fault_rules_are_rejected() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["field"], "effect.type");
     assert!(!c.client.delete_fault("fault-999").await.unwrap());
+    let kept = c
+        .client
+        .add_fault(&rule(FaultEffect::Latency { millis: 1 }))
+        .await
+        .unwrap();
+    assert!(c.client.delete_fault(&kept.id).await.unwrap());
+    assert!(c.client.list_faults().await.unwrap().is_empty());
 }

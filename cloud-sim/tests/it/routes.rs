@@ -109,6 +109,10 @@ async fn quota_is_enforced_and_recovers() {
     assert_eq!(e.status().unwrap().as_u16(), 409);
     let table = c.client.route_table(T).await.unwrap();
     assert_eq!((table.route_count, table.route_quota), (3, 3));
+    let (status, _, tables) = c.get_json("/v1/route-tables").await;
+    assert_eq!(status, 200);
+    assert_eq!(tables["items"][0]["id"], "default");
+    assert_eq!(tables["items"][0]["route_count"], 3);
     c.client.delete_route(T, ids[0].as_str()).await.unwrap();
     c.client
         .create_route(T, &route("r3", "10.244.3.0/24", &n))
