@@ -93,6 +93,7 @@ async fn one_run(nodes: usize, latency: Duration, workers: u16) {
         concurrent_node_status_updates: workers,
         node_status_update_frequency: Duration::from_secs(3600),
         node_monitor_period: Duration::from_secs(3600),
+        ..ccm::Options::for_tests("bench")
     };
     let (stop_tx, stop) = ccm::Stop::new();
     let started = Instant::now();

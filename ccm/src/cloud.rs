@@ -1,5 +1,5 @@
-//! The provider interface, mirroring upstream `k8s.io/cloud-provider` (`InstancesV2` here; the
-//! `LoadBalancer` and `Routes` halves arrive with the service and route controllers), and its
+//! The provider interface, mirroring upstream `k8s.io/cloud-provider` (`InstancesV2` and `Routes`;
+//! the `LoadBalancer` half arrives with the service controller), and its
 //! implementations: [`simcloud`] over cloud-client, and [`fake`] for controller tests.
 //!
 //! Controllers reach the cloud only through these traits; only [`simcloud`] imports cloud-client.
@@ -92,6 +92,47 @@ pub trait InstancesV2: Send + Sync {
     async fn instance_metadata(&self, node: &Node) -> Result<Option<InstanceMetadata>, CloudError>;
 }
 
+/// A route as the cloud reports it (upstream `cloudprovider.Route`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudRoute {
+    /// The provider's ID of the route (what deleting it needs).
+    pub id: String,
+    pub name: String,
+    /// Name of the node the route sends to; empty when the target is gone.
+    pub target_node: String,
+    pub destination_cidr: String,
+    /// The target no longer exists (or is terminated): the route drops traffic.
+    pub blackhole: bool,
+}
+
+/// What a new route needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub target_node: String,
+    /// The target node's provider ID, when it has one (the provider's fastest way to the instance).
+    pub target_provider_id: Option<String>,
+    pub destination_cidr: String,
+}
+
+/// Pod-CIDR routes (upstream `Routes`).
+#[async_trait]
+pub trait Routes: Send + Sync {
+    /// Every route this cluster manages.
+    async fn list_routes(&self, cluster: &str) -> Result<Vec<CloudRoute>, CloudError>;
+
+    /// Creates a route; `name_hint` is the node's UID (the provider picks the name). Creating a
+    /// route that already exists with the same destination and target succeeds.
+    async fn create_route(
+        &self,
+        cluster: &str,
+        name_hint: &str,
+        route: &RouteSpec,
+    ) -> Result<(), CloudError>;
+
+    /// Deletes a route returned by [`Routes::list_routes`]; deleting a missing route succeeds.
+    async fn delete_route(&self, cluster: &str, route: &CloudRoute) -> Result<(), CloudError>;
+}
+
 /// A cloud provider (upstream `cloudprovider.Interface`).
 #[async_trait]
 pub trait CloudProvider: Send + Sync {
@@ -103,6 +144,9 @@ pub trait CloudProvider: Send + Sync {
 
     /// Instance lookups, if supported.
     fn instances_v2(&self) -> Option<&dyn InstancesV2>;
+
+    /// Pod-CIDR routes, if supported.
+    fn routes(&self) -> Option<&dyn Routes>;
 }
 
 /// The provider ID of a node, if it has one.

@@ -137,6 +137,8 @@ pub use sim_common::parse_duration as parse_go_duration;
 #[derive(Debug, Clone)]
 pub struct Validated {
     pub controllers: BTreeSet<ControllerName>,
+    /// Parsed `--cluster-cidr` (empty when the route controller does not run).
+    pub cluster_cidrs: Vec<ipnet::IpNet>,
     pub cloud: CloudConfig,
     pub identity: String,
 }
@@ -210,12 +212,19 @@ impl Args {
             }
             None => return Err("--cloud-config is required: it names the cloud endpoint".into()),
         };
+        let routes = controllers.contains(&ControllerName::Route) && self.configure_cloud_routes;
+        let cluster_cidrs = if routes || !self.cluster_cidr.trim().is_empty() {
+            crate::route_controller::parse_cluster_cidrs(&self.cluster_cidr)?
+        } else {
+            Vec::new()
+        };
         let identity = self
             .leader_elect_identity
             .clone()
             .unwrap_or_else(default_identity);
         Ok(Validated {
             controllers,
+            cluster_cidrs,
             cloud,
             identity,
         })
@@ -365,8 +374,29 @@ mod tests {
         let cfg = dir.join("cloud.yaml");
         std::fs::write(&cfg, "endpoint: http://127.0.0.1:8080\n").unwrap();
         let cfg = cfg.display().to_string();
-        let ok = args(&["--cloud-config", &cfg]).validate().unwrap();
+        let ok = args(&["--cloud-config", &cfg, "--cluster-cidr", "10.244.0.0/16"])
+            .validate()
+            .unwrap();
         assert_eq!(ok.controllers.len(), 4);
+        assert_eq!(ok.cluster_cidrs.len(), 1);
+        // Routes need a cluster CIDR, unless they are switched off.
+        let e = args(&["--cloud-config", &cfg]).validate().unwrap_err();
+        assert!(e.contains("--cluster-cidr is required"), "{e}");
+        assert!(
+            args(&["--cloud-config", &cfg, "--configure-cloud-routes=false"])
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            args(&["--cloud-config", &cfg, "--controllers", "*,-route"])
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            args(&["--cloud-config", &cfg, "--cluster-cidr", "nope"])
+                .validate()
+                .is_err()
+        );
         let cases: &[(&[&str], &str)] = &[
             (&["--controllers", "*,-bogus"], "not a known controller"),
             (&["--concurrent-node-syncs", "0"], "at least 1"),
@@ -375,7 +405,12 @@ mod tests {
             (&["--node-monitor-period", "0"], "greater than 0"),
         ];
         for (extra, want) in cases {
-            let mut all = vec!["--cloud-config", cfg.as_str()];
+            let mut all = vec![
+                "--cloud-config",
+                cfg.as_str(),
+                "--cluster-cidr",
+                "10.244.0.0/16",
+            ];
             all.extend_from_slice(extra);
             let e = args(&all).validate().unwrap_err();
             assert!(e.contains(want), "{extra:?}: {e}");

@@ -24,6 +24,7 @@ pub mod names;
 pub mod node_controller;
 pub mod node_lifecycle;
 pub mod node_plan;
+pub mod route_controller;
 pub mod server;
 
 use crate::cloud::CloudProvider;
@@ -40,6 +41,12 @@ pub struct Options {
     pub concurrent_node_status_updates: u16,
     pub node_status_update_frequency: Duration,
     pub node_monitor_period: Duration,
+    /// `--cluster-name`: tags and names of cloud resources.
+    pub cluster_name: String,
+    /// Parsed `--cluster-cidr` (required when routes are configured).
+    pub cluster_cidrs: Vec<ipnet::IpNet>,
+    pub configure_cloud_routes: bool,
+    pub route_reconciliation_period: Duration,
 }
 
 impl Options {
@@ -56,6 +63,10 @@ impl Options {
             concurrent_node_status_updates: 4,
             node_status_update_frequency: Duration::from_secs(300),
             node_monitor_period: Duration::from_millis(200),
+            cluster_name: "kubernetes".into(),
+            cluster_cidrs: vec!["10.244.0.0/16".parse().expect("valid CIDR")],
+            configure_cloud_routes: true,
+            route_reconciliation_period: Duration::from_millis(300),
         }
     }
 }
@@ -132,7 +143,26 @@ pub fn start_controllers(
                     stop.wait(),
                 ));
             }
-            ControllerName::Route | ControllerName::Service => {
+            ControllerName::Route if !opts.configure_cloud_routes => {
+                tracing::info!("--configure-cloud-routes=false: not starting the route controller");
+                continue;
+            }
+            ControllerName::Route if cloud.routes().is_some() => {
+                let ctx = Arc::new(route_controller::RouteContext::new(
+                    client.clone(),
+                    cloud.clone(),
+                    metrics.clone(),
+                    &opts.identity,
+                    &opts.cluster_name,
+                    opts.cluster_cidrs.clone(),
+                ));
+                set.spawn(route_controller::run(
+                    ctx,
+                    opts.route_reconciliation_period,
+                    stop.wait(),
+                ));
+            }
+            ControllerName::Service => {
                 tracing::warn!(
                     controller = c.as_str(),
                     "controller is not implemented yet; skipping it"
@@ -212,6 +242,10 @@ pub async fn run(args: config::Args) -> anyhow::Result<()> {
         concurrent_node_status_updates: args.concurrent_node_status_updates,
         node_status_update_frequency: args.node_status_update_frequency,
         node_monitor_period: args.node_monitor_period,
+        cluster_name: args.cluster_name.clone(),
+        cluster_cidrs: v.cluster_cidrs.clone(),
+        configure_cloud_routes: args.configure_cloud_routes,
+        route_reconciliation_period: args.route_reconciliation_period,
     };
     tracing::info!(identity = %opts.identity, controllers = ?opts.controllers.iter().map(|c| c.as_str()).collect::<Vec<_>>(), project = v.cloud.project.as_deref().unwrap_or("default"), "starting cloud-controller-manager");
     let mut elector = args.leader_elect.then(|| {

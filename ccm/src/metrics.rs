@@ -41,6 +41,7 @@ pub struct Metrics {
     pub queue_retries: Family<QueueLabels, Counter>,
     pub queue_in_flight: Family<QueueLabels, Gauge>,
     pub queue_work_duration: Family<QueueLabels, Histogram, fn() -> Histogram>,
+    pub route_syncs: Counter,
 }
 
 impl Default for Metrics {
@@ -103,7 +104,14 @@ impl Metrics {
             "Seconds one reconcile took",
             queue_work_duration.clone(),
         );
+        let route_syncs = Counter::default();
+        registry.register(
+            "route_controller_route_sync",
+            "Route controller reconciliation passes",
+            route_syncs.clone(),
+        );
         Self {
+            route_syncs,
             registry,
             taint_removal_delay,
             initial_node_sync_delay,

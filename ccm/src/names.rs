@@ -40,3 +40,24 @@ pub const REASON_DELETING_NODE_FAILED: &str = "DeletingNodeFailed";
 
 /// Default serving port (`CloudControllerManagerPort`).
 pub const DEFAULT_PORT: u16 = 10258;
+
+/// Tag prefix of cloud resources the ccm creates: `kubernetes.io/cluster/<cluster-name>=owned`.
+pub const TAG_CLUSTER_PREFIX: &str = "kubernetes.io/cluster/";
+/// Value of the cluster tag.
+pub const TAG_OWNED: &str = "owned";
+/// Tag on routes naming the node they serve.
+pub const TAG_ROUTE_NODE: &str = "simcloud.dev/node";
+
+/// The cluster tag key for `cluster`.
+pub fn cluster_tag(cluster: &str) -> String {
+    format!("{TAG_CLUSTER_PREFIX}{cluster}")
+}
+
+/// Route controller event reason and `NetworkUnavailable` condition values.
+pub const ROUTE_CONTROLLER: &str = "route-controller";
+pub const REASON_FAILED_TO_CREATE_ROUTE: &str = "FailedToCreateRoute";
+pub const CONDITION_NETWORK_UNAVAILABLE: &str = "NetworkUnavailable";
+pub const REASON_ROUTE_CREATED: &str = "RouteCreated";
+pub const REASON_NO_ROUTE_CREATED: &str = "NoRouteCreated";
+pub const MESSAGE_ROUTE_CREATED: &str = "RouteController created a route";
+pub const MESSAGE_NO_ROUTE_CREATED: &str = "RouteController failed to create a route";

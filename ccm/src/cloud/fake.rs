@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Node;
 
-use super::{CloudError, CloudProvider, InstanceMetadata, InstancesV2};
+use super::{
+    CloudError, CloudProvider, CloudRoute, InstanceMetadata, InstancesV2, RouteSpec, Routes,
+};
 
 /// A fake instance.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +29,11 @@ struct State {
     /// Calls for nodes in this set fail (by node name) until cleared.
     failing_nodes: HashMap<String, String>,
     metadata_none: bool,
+    /// Routes by ID.
+    routes: Vec<CloudRoute>,
+    next_route: u64,
+    /// Creating more routes than this fails (a quota).
+    route_quota: Option<usize>,
 }
 
 /// The fake provider. Cheap to share behind an `Arc`.
@@ -87,6 +94,49 @@ impl FakeCloud {
     /// `instance_metadata` answers `Ok(None)` ("skip") while set.
     pub fn set_metadata_none(&self, none: bool) {
         self.state().metadata_none = none;
+    }
+
+    /// Routes the fake cloud holds.
+    pub fn routes_snapshot(&self) -> Vec<CloudRoute> {
+        self.state().routes.clone()
+    }
+
+    /// Adds a route as if someone else created it.
+    pub fn insert_route(&self, route: CloudRoute) {
+        self.state().routes.push(route);
+    }
+
+    /// Marks the routes to `node` as blackholes (its instance went away).
+    pub fn blackhole_routes_to(&self, node: &str) {
+        for r in self
+            .state()
+            .routes
+            .iter_mut()
+            .filter(|r| r.target_node == node)
+        {
+            r.blackhole = true;
+        }
+    }
+
+    pub fn set_route_quota(&self, quota: Option<usize>) {
+        self.state().route_quota = quota;
+    }
+
+    fn enter_route(&self, method: &str, what: &str) -> Result<(), CloudError> {
+        let mut s = self.state();
+        s.calls.push(format!("{method}:{what}"));
+        if let Some((n, msg)) = s.failures.as_mut() {
+            let msg = msg.clone();
+            *n -= 1;
+            if *n == 0 {
+                s.failures = None;
+            }
+            return Err(CloudError::Fake(msg));
+        }
+        if let Some(msg) = s.failing_nodes.get(what) {
+            return Err(CloudError::Fake(msg.clone()));
+        }
+        Ok(())
     }
 
     /// Recorded calls, as `method:node`.
@@ -152,6 +202,53 @@ impl InstancesV2 for FakeCloud {
 }
 
 #[async_trait]
+impl Routes for FakeCloud {
+    async fn list_routes(&self, _cluster: &str) -> Result<Vec<CloudRoute>, CloudError> {
+        self.enter_route("list-routes", "")?;
+        Ok(self.state().routes.clone())
+    }
+
+    async fn create_route(
+        &self,
+        cluster: &str,
+        name_hint: &str,
+        route: &RouteSpec,
+    ) -> Result<(), CloudError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.enter_route("create-route", &route.target_node)?;
+        let mut s = self.state();
+        if s.routes.iter().any(|r| {
+            r.target_node == route.target_node && r.destination_cidr == route.destination_cidr
+        }) {
+            return Ok(());
+        }
+        if s.route_quota.is_some_and(|q| s.routes.len() >= q) {
+            return Err(CloudError::Fake(
+                "QUOTA_EXCEEDED: the route table is full".into(),
+            ));
+        }
+        s.next_route += 1;
+        let id = format!("rt-{:016x}", s.next_route);
+        s.routes.push(CloudRoute {
+            id,
+            name: format!("{cluster}-{name_hint}"),
+            target_node: route.target_node.clone(),
+            destination_cidr: route.destination_cidr.clone(),
+            blackhole: false,
+        });
+        Ok(())
+    }
+
+    async fn delete_route(&self, _cluster: &str, route: &CloudRoute) -> Result<(), CloudError> {
+        self.enter_route("delete-route", &route.target_node)?;
+        self.state().routes.retain(|r| r.id != route.id);
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl CloudProvider for FakeCloud {
     fn provider_name(&self) -> &'static str {
         crate::names::PROVIDER_NAME
@@ -162,6 +259,10 @@ impl CloudProvider for FakeCloud {
     }
 
     fn instances_v2(&self) -> Option<&dyn InstancesV2> {
+        Some(self)
+    }
+
+    fn routes(&self) -> Option<&dyn Routes> {
         Some(self)
     }
 }

@@ -7,7 +7,10 @@ use cloud_api::{Instance, InstanceState, ProviderId};
 use cloud_client::{Client, InstanceFilter};
 use k8s_openapi::api::core::v1::Node;
 
-use super::{CloudError, CloudProvider, InstanceMetadata, InstancesV2, NodeAddress, provider_id};
+use super::{
+    CloudError, CloudProvider, CloudRoute, InstanceMetadata, InstancesV2, NodeAddress, RouteSpec,
+    Routes, provider_id,
+};
 use crate::names;
 
 /// The simcloud provider.
@@ -112,6 +115,119 @@ impl InstancesV2 for SimCloud {
     }
 }
 
+/// The name of the route for `cidr` of the node with UID `name_hint`: `<cluster>-<16 hex digits>`,
+/// stable across restarts so a retried create finds its earlier result.
+pub fn route_name(cluster: &str, name_hint: &str, cidr: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name_hint.bytes().chain([0]).chain(cidr.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let prefix: String = cluster
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(200)
+        .collect();
+    let prefix = prefix.trim_matches('-');
+    if prefix.is_empty() {
+        format!("route-{h:016x}")
+    } else {
+        format!("{prefix}-{h:016x}")
+    }
+}
+
+#[async_trait]
+impl Routes for SimCloud {
+    async fn list_routes(&self, cluster: &str) -> Result<Vec<CloudRoute>, CloudError> {
+        let tag = names::cluster_tag(cluster);
+        let routes = self
+            .client
+            .list_all_routes(cloud_client::DEFAULT_ROUTE_TABLE)
+            .await
+            .map_err(api_error)?;
+        Ok(routes
+            .into_iter()
+            .filter(|r| r.tags.get(&tag).is_some_and(|v| v == names::TAG_OWNED))
+            .map(|r| CloudRoute {
+                id: r.id.to_string(),
+                target_node: r
+                    .tags
+                    .get(names::TAG_ROUTE_NODE)
+                    .cloned()
+                    .unwrap_or_default(),
+                name: r.name,
+                destination_cidr: r.destination_cidr.to_string(),
+                blackhole: r.state == cloud_api::RouteState::Blackhole,
+            })
+            .collect())
+    }
+
+    async fn create_route(
+        &self,
+        cluster: &str,
+        name_hint: &str,
+        route: &RouteSpec,
+    ) -> Result<(), CloudError> {
+        let instance_id = match route
+            .target_provider_id
+            .as_deref()
+            .map(str::parse::<ProviderId>)
+        {
+            Some(Ok(pid)) => pid.instance_id,
+            _ => {
+                let filter = InstanceFilter {
+                    name: Some(route.target_node.clone()),
+                    ..Default::default()
+                };
+                let found = self
+                    .client
+                    .list_all_instances(&filter)
+                    .await
+                    .map_err(api_error)?;
+                found
+                    .into_iter()
+                    .find(|i| i.state != InstanceState::Terminated)
+                    .ok_or_else(|| CloudError::InstanceNotFound(route.target_node.clone()))?
+                    .id
+            }
+        };
+        let mut tags = cloud_api::Tags::new();
+        tags.insert(names::cluster_tag(cluster), names::TAG_OWNED.into());
+        tags.insert(names::TAG_ROUTE_NODE.into(), route.target_node.clone());
+        let req = cloud_api::CreateRouteRequest {
+            name: route_name(cluster, name_hint, &route.destination_cidr),
+            destination_cidr: route.destination_cidr.clone(),
+            target_instance_id: instance_id,
+            tags,
+        };
+        match self
+            .client
+            .create_route(cloud_client::DEFAULT_ROUTE_TABLE, &req)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Same name: an earlier attempt (maybe of a ccm that died) already made it.
+            Err(e) if e.code() == Some(cloud_api::ErrorCode::AlreadyExists) => Ok(()),
+            Err(e) => Err(api_error(e)),
+        }
+    }
+
+    async fn delete_route(&self, _cluster: &str, route: &CloudRoute) -> Result<(), CloudError> {
+        self.client
+            .delete_route(cloud_client::DEFAULT_ROUTE_TABLE, &route.id)
+            .await
+            .map(|_| ())
+            .map_err(api_error)
+    }
+}
+
 #[async_trait]
 impl CloudProvider for SimCloud {
     fn provider_name(&self) -> &'static str {
@@ -134,5 +250,25 @@ impl CloudProvider for SimCloud {
 
     fn instances_v2(&self) -> Option<&dyn InstancesV2> {
         Some(self)
+    }
+
+    fn routes(&self) -> Option<&dyn Routes> {
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_names_are_stable_valid_and_distinct() {
+        let a = route_name("kubernetes", "uid-1", "10.244.1.0/24");
+        assert_eq!(a, route_name("kubernetes", "uid-1", "10.244.1.0/24"));
+        assert_ne!(a, route_name("kubernetes", "uid-1", "fd00::/64"));
+        assert_ne!(a, route_name("kubernetes", "uid-2", "10.244.1.0/24"));
+        assert!(a.starts_with("kubernetes-") && a.len() == "kubernetes-".len() + 16);
+        assert!(route_name("My_Cluster", "u", "c").starts_with("my-cluster-"));
+        assert!(route_name("__", "u", "c").starts_with("route-"));
     }
 }

@@ -27,6 +27,11 @@ pub fn client_for(url: &str) -> kube::Client {
 
 /// kube-sim, the fake cloud and the node controllers, running.
 pub async fn start(cloud: FakeCloud) -> Harness {
+    start_with(cloud, Options::for_tests("test")).await
+}
+
+/// kube-sim, the fake cloud and the controllers in `opts`, running.
+pub async fn start_with(cloud: FakeCloud, opts: Options) -> Harness {
     let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
         .await
         .unwrap();
@@ -37,7 +42,7 @@ pub async fn start(cloud: FakeCloud) -> Harness {
         client.clone(),
         cloud.clone(),
         Arc::new(ccm::metrics::Metrics::new()),
-        &Options::for_tests("test"),
+        &opts,
         &rx,
     );
     let nodes = Api::all(client.clone());

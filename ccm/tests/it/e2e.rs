@@ -22,6 +22,8 @@ fn spawn_ccm(dir: &Path, identity: &str) -> Child {
             "--secure-port=0",
             "--node-monitor-period=300ms",
             "--concurrent-node-syncs=4",
+            "--cluster-cidr=10.244.0.0/16",
+            "--route-reconciliation-period=1s",
         ])
         .args([
             "--leader-elect-lease-duration=2s",

@@ -6,3 +6,4 @@ mod e2e;
 mod leader;
 mod lifecycle;
 mod node_init;
+mod routes;

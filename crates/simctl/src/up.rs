@@ -221,6 +221,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         concurrent_node_status_updates: 4,
         node_status_update_frequency: Duration::from_secs(300),
         node_monitor_period: args.node_monitor_period.max(Duration::from_millis(100)),
+        cluster_name: args.cluster_name.clone(),
+        cluster_cidrs: vec!["10.244.0.0/16".parse().expect("valid CIDR")],
+        configure_cloud_routes: true,
+        route_reconciliation_period: Duration::from_secs(10),
     };
     let (stop_tx, stop) = ccm::Stop::new();
     let mut controllers = ccm::start_controllers(

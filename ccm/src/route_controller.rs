@@ -1,0 +1,545 @@
+//! The `route` controller: one cloud route per node pod CIDR, as upstream's route controller.
+//!
+//! Each pass (every `--route-reconciliation-period`, and soon after a node's pod CIDRs change)
+//! lists the cluster's routes, plans ([`plan`]) which to create and which to delete (stale or
+//! blackhole routes, only inside `--cluster-cidr`), acts with up to 200 operations in flight, and
+//! sets each node's `NetworkUnavailable` condition (`RouteCreated` / `NoRouteCreated`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::cloud::{CloudProvider, CloudRoute, RouteSpec, is_ours, provider_id};
+use crate::metrics::Metrics;
+use crate::names;
+
+/// Most route creates and deletes in flight at once (upstream's `maxConcurrentRouteOperations`).
+pub const MAX_CONCURRENT_ROUTE_OPERATIONS: usize = 200;
+/// Node changes never trigger passes more often than this.
+pub const MIN_RESYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Parses `--cluster-cidr`: one CIDR, or a dual-stack pair (one per family).
+pub fn parse_cluster_cidrs(s: &str) -> Result<Vec<IpNet>, String> {
+    let parts: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.is_empty() {
+        return Err("--cluster-cidr is required when the route controller runs (or pass --configure-cloud-routes=false)".into());
+    }
+    let nets = parts
+        .iter()
+        .map(|p| {
+            p.parse::<IpNet>()
+                .map(|n| n.trunc())
+                .map_err(|_| format!("--cluster-cidr: {p:?} is not a CIDR"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    match nets.as_slice() {
+        [_] => Ok(nets),
+        [a, b] if matches!(a, IpNet::V4(_)) != matches!(b, IpNet::V4(_)) => Ok(nets),
+        [_, _] => {
+            Err("--cluster-cidr: two CIDRs must be a dual-stack pair (one IPv4, one IPv6)".into())
+        }
+        _ => Err("--cluster-cidr: at most two CIDRs (a dual-stack pair)".into()),
+    }
+}
+
+/// True when the route's destination starts or ends inside a cluster CIDR (upstream's
+/// `isResponsibleForRoute`): only such routes are ever deleted.
+pub fn responsible(destination: &str, cluster: &[IpNet]) -> bool {
+    let Ok(net) = destination.parse::<IpNet>() else {
+        return false;
+    };
+    cluster
+        .iter()
+        .any(|c| c.contains(&net.network()) || c.contains(&net.broadcast()))
+}
+
+/// What the route controller needs to know about a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub uid: String,
+    pub provider_id: Option<String>,
+    pub pod_cidrs: Vec<String>,
+}
+
+impl NodeInfo {
+    pub fn from_node(n: &Node) -> Self {
+        let spec = n.spec.as_ref();
+        let mut pod_cidrs: Vec<String> = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+        if pod_cidrs.is_empty()
+            && let Some(c) = spec
+                .and_then(|s| s.pod_cidr.clone())
+                .filter(|c| !c.is_empty())
+        {
+            pod_cidrs.push(c);
+        }
+        Self {
+            name: n.name_any(),
+            uid: n.uid().unwrap_or_default(),
+            provider_id: provider_id(n).map(str::to_owned),
+            pod_cidrs,
+        }
+    }
+}
+
+/// Creates and deletes of one pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutePlan {
+    /// `(node, pod CIDR)` pairs without a route.
+    pub creates: Vec<(String, String)>,
+    pub deletes: Vec<CloudRoute>,
+}
+
+fn same_cidr(a: &str, b: &str) -> bool {
+    match (a.parse::<IpNet>(), b.parse::<IpNet>()) {
+        (Ok(x), Ok(y)) => x.trunc() == y.trunc(),
+        _ => a == b,
+    }
+}
+
+/// Plans a pass (pure): a route for every pod CIDR of every simcloud node; deletion of blackhole
+/// routes and of routes no node wants, inside the cluster CIDRs only.
+pub fn plan(nodes: &[NodeInfo], routes: &[CloudRoute], cluster: &[IpNet]) -> RoutePlan {
+    let mut out = RoutePlan::default();
+    let mut wanted: Vec<(&str, &str)> = Vec::new();
+    for n in nodes {
+        if n.provider_id
+            .as_deref()
+            .is_some_and(|p| !cloud_api::ProviderId::is_ours(p))
+        {
+            continue;
+        }
+        for cidr in &n.pod_cidrs {
+            wanted.push((&n.name, cidr));
+            let exists = routes.iter().any(|r| {
+                r.target_node == n.name && same_cidr(&r.destination_cidr, cidr) && !r.blackhole
+            });
+            if !exists {
+                out.creates.push((n.name.clone(), cidr.clone()));
+            }
+        }
+    }
+    for r in routes {
+        if !responsible(&r.destination_cidr, cluster) {
+            continue;
+        }
+        let is_wanted = wanted
+            .iter()
+            .any(|(node, cidr)| *node == r.target_node && same_cidr(&r.destination_cidr, cidr));
+        if r.blackhole || !is_wanted {
+            out.deletes.push(r.clone());
+        }
+    }
+    out
+}
+
+/// The `NetworkUnavailable` status a node should have after a pass: `Some(true)` = unavailable
+/// (`NoRouteCreated`), `Some(false)` = `RouteCreated`, `None` = leave the node alone (no pod
+/// CIDRs and no routes).
+pub fn network_unavailable(
+    node: &NodeInfo,
+    had_routes: bool,
+    failed: &BTreeSet<(String, String)>,
+) -> Option<bool> {
+    if node.pod_cidrs.is_empty() {
+        return had_routes.then_some(true);
+    }
+    Some(
+        node.pod_cidrs
+            .iter()
+            .any(|c| failed.contains(&(node.name.clone(), c.clone()))),
+    )
+}
+
+pub struct RouteContext {
+    pub client: kube::Client,
+    pub cloud: Arc<dyn CloudProvider>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub cluster_name: String,
+    pub cluster_cidrs: Vec<IpNet>,
+}
+
+impl RouteContext {
+    pub fn new(
+        client: kube::Client,
+        cloud: Arc<dyn CloudProvider>,
+        metrics: Arc<Metrics>,
+        identity: &str,
+        cluster_name: &str,
+        cluster_cidrs: Vec<IpNet>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: names::ROUTE_CONTROLLER.into(),
+                instance: Some(identity.to_owned()),
+            },
+        );
+        Self {
+            client,
+            cloud,
+            metrics,
+            recorder,
+            cluster_name: cluster_name.to_owned(),
+            cluster_cidrs,
+        }
+    }
+}
+
+/// The node's current `NetworkUnavailable` (status, reason), if set.
+fn current_condition(node: &Node) -> Option<(String, String)> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == names::CONDITION_NETWORK_UNAVAILABLE)
+        .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()))
+}
+
+async fn set_condition(ctx: &RouteContext, node: &Node, unavailable: bool) {
+    let (status, reason, message) = if unavailable {
+        (
+            "True",
+            names::REASON_NO_ROUTE_CREATED,
+            names::MESSAGE_NO_ROUTE_CREATED,
+        )
+    } else {
+        (
+            "False",
+            names::REASON_ROUTE_CREATED,
+            names::MESSAGE_ROUTE_CREATED,
+        )
+    };
+    if current_condition(node).is_some_and(|(s, r)| s == status && r == reason) {
+        return;
+    }
+    let now = jiff::Timestamp::now().to_string();
+    let cond = json!({"type": names::CONDITION_NETWORK_UNAVAILABLE, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now});
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    match api
+        .patch_status(
+            &node.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"status": {"conditions": [cond]}})),
+        )
+        .await
+    {
+        Ok(_) => tracing::info!(node = %node.name_any(), status, reason, "set NetworkUnavailable"),
+        Err(e) => {
+            tracing::warn!(node = %node.name_any(), error = %e, "cannot set NetworkUnavailable")
+        }
+    }
+}
+
+/// Outcome of a pass, for logs, metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub created: usize,
+    pub deleted: usize,
+    pub failed_creates: usize,
+    pub failed_deletes: usize,
+}
+
+/// One reconciliation pass over `nodes`.
+pub async fn reconcile(
+    ctx: &RouteContext,
+    nodes: &[Arc<Node>],
+) -> Result<PassReport, crate::cloud::CloudError> {
+    let routes_api = ctx
+        .cloud
+        .routes()
+        .expect("the route controller only runs with Routes");
+    let routes = routes_api.list_routes(&ctx.cluster_name).await?;
+    let infos: Vec<NodeInfo> = nodes
+        .iter()
+        .filter(|n| is_ours(n))
+        .map(|n| NodeInfo::from_node(n))
+        .collect();
+    let p = plan(&infos, &routes, &ctx.cluster_cidrs);
+    let mut report = PassReport::default();
+    // Owned data in every future, so the pass stays `Send` for any lifetime.
+    let delete_futs: Vec<_> = p
+        .deletes
+        .iter()
+        .cloned()
+        .map(|r| {
+            let cloud = ctx.cloud.clone();
+            let cluster = ctx.cluster_name.clone();
+            async move {
+                let routes_api = cloud.routes().expect("checked at start");
+                let res = routes_api.delete_route(&cluster, &r).await;
+                match &res {
+                    Ok(()) => tracing::info!(route = %r.name, destination = %r.destination_cidr, node = %r.target_node, blackhole = r.blackhole, "deleted route"),
+                    Err(e) => tracing::warn!(route = %r.name, error = %crate::error_chain(e), "deleting route failed"),
+                }
+                res.is_ok()
+            }
+        })
+        .collect();
+    let by_name: HashMap<&str, &NodeInfo> = infos.iter().map(|n| (n.name.as_str(), n)).collect();
+    let create_futs: Vec<_> = p
+        .creates
+        .iter()
+        .map(|(node, cidr)| {
+            let info = by_name[node.as_str()].clone();
+            let (node, cidr) = (node.clone(), cidr.clone());
+            let cloud = ctx.cloud.clone();
+            let cluster = ctx.cluster_name.clone();
+            async move {
+                let routes_api = cloud.routes().expect("checked at start");
+                let started = Instant::now();
+                let spec = RouteSpec {
+                    target_node: node.clone(),
+                    target_provider_id: info.provider_id.clone(),
+                    destination_cidr: cidr.clone(),
+                };
+                let res = routes_api.create_route(&cluster, &info.uid, &spec).await;
+                (
+                    node,
+                    cidr,
+                    res.map_err(|e| (crate::error_chain(&e), started.elapsed())),
+                )
+            }
+        })
+        .collect();
+    let deletes = futures_util::stream::iter(delete_futs)
+        .buffer_unordered(MAX_CONCURRENT_ROUTE_OPERATIONS / 2)
+        .collect::<Vec<bool>>();
+    let creates = futures_util::stream::iter(create_futs)
+        .buffer_unordered(MAX_CONCURRENT_ROUTE_OPERATIONS / 2)
+        .collect::<Vec<_>>();
+    let (deleted, created) = futures_util::join!(deletes, creates);
+    report.deleted = deleted.iter().filter(|ok| **ok).count();
+    report.failed_deletes = deleted.len() - report.deleted;
+    let mut failed = BTreeSet::new();
+    let node_objs: BTreeMap<String, &Arc<Node>> = nodes.iter().map(|n| (n.name_any(), n)).collect();
+    for (node, cidr, res) in created {
+        match res {
+            Ok(()) => {
+                report.created += 1;
+                tracing::info!(node, destination = %cidr, "created route");
+            }
+            Err((err, took)) => {
+                report.failed_creates += 1;
+                tracing::warn!(node, destination = %cidr, error = %err, "creating route failed");
+                if let Some(n) = node_objs.get(&node) {
+                    let note = format!(
+                        "Could not create route {} {cidr} for node {node} after {took:?}: {err}",
+                        by_name[node.as_str()].uid
+                    );
+                    let ev = Event {
+                        type_: EventType::Warning,
+                        reason: names::REASON_FAILED_TO_CREATE_ROUTE.into(),
+                        note: Some(note.chars().take(1000).collect()),
+                        action: "CreateRoute".into(),
+                        secondary: None,
+                    };
+                    if let Err(e) = ctx.recorder.publish(&ev, &n.object_ref(&())).await {
+                        tracing::warn!(node, error = %e, "cannot publish FailedToCreateRoute event");
+                    }
+                }
+                failed.insert((node, cidr));
+            }
+        }
+    }
+    for info in &infos {
+        let had_routes = routes.iter().any(|r| r.target_node == info.name);
+        if let (Some(unavailable), Some(n)) = (
+            network_unavailable(info, had_routes, &failed),
+            node_objs.get(&info.name),
+        ) {
+            set_condition(ctx, n, unavailable).await;
+        }
+    }
+    Ok(report)
+}
+
+/// Runs passes every `period`, and soon after node pod CIDRs change, until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<RouteContext>,
+    period: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let (store, writer) = reflector::store();
+    let cache: Store<Node> = store;
+    let trigger = Arc::new(Notify::new());
+    let informer = {
+        let trigger = trigger.clone();
+        tokio::spawn(async move {
+            let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+            let mut events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+                .default_backoff()
+                .touched_objects()
+                .boxed();
+            while let Some(ev) = events.next().await {
+                if let Ok(n) = ev {
+                    let info = NodeInfo::from_node(&n);
+                    if seen
+                        .insert(info.name.clone(), info.pod_cidrs.clone())
+                        .as_ref()
+                        != Some(&info.pod_cidrs)
+                    {
+                        trigger.notify_one();
+                    }
+                }
+            }
+        })
+    };
+    let name = crate::controllers::ControllerName::Route.as_str();
+    ctx.metrics.set_running(name, true);
+    let passes = async {
+        let _ = cache.wait_until_ready().await;
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = trigger.notified() => {}
+            }
+            let started = Instant::now();
+            ctx.metrics.start(name);
+            ctx.metrics.route_syncs.inc();
+            let result = reconcile(&ctx, &cache.state()).await;
+            ctx.metrics.finish(name, started.elapsed(), result.is_err());
+            match result {
+                Ok(r) if r != PassReport::default() => {
+                    tracing::info!(?r, took = ?started.elapsed(), "route pass")
+                }
+                Ok(_) => tracing::debug!(took = ?started.elapsed(), "route pass: nothing to do"),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), "route pass failed: cannot list routes")
+                }
+            }
+            tokio::time::sleep(MIN_RESYNC_INTERVAL.saturating_sub(started.elapsed())).await;
+        }
+    };
+    tokio::select! {
+        _ = passes => {}
+        _ = shutdown => {}
+    }
+    informer.abort();
+    ctx.metrics.set_running(name, false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, cidrs: &[&str]) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            provider_id: Some(format!(
+                "simcloud://zone-a/i-00000000000000{:02x}",
+                name.len()
+            )),
+            pod_cidrs: cidrs.iter().map(|c| (*c).to_owned()).collect(),
+        }
+    }
+
+    fn route(id: &str, node: &str, cidr: &str, blackhole: bool) -> CloudRoute {
+        CloudRoute {
+            id: id.into(),
+            name: id.into(),
+            target_node: node.into(),
+            destination_cidr: cidr.into(),
+            blackhole,
+        }
+    }
+
+    #[test]
+    fn cluster_cidr_flag() {
+        assert_eq!(parse_cluster_cidrs("10.244.0.0/16").unwrap().len(), 1);
+        assert_eq!(
+            parse_cluster_cidrs("10.244.0.0/16,fd00:10:244::/56")
+                .unwrap()
+                .len(),
+            2
+        );
+        for bad in [
+            "",
+            " ",
+            "10.244.0.0",
+            "10.244.0.0/16,10.245.0.0/16",
+            "a/b",
+            "10.0.0.0/8,fd00::/8,10.1.0.0/16",
+        ] {
+            assert!(parse_cluster_cidrs(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn responsibility_is_the_cluster_cidr() {
+        let cluster = parse_cluster_cidrs("10.244.0.0/16").unwrap();
+        assert!(responsible("10.244.3.0/24", &cluster));
+        assert!(responsible("10.244.0.0/16", &cluster));
+        assert!(
+            !responsible("10.0.0.0/8", &cluster),
+            "a wider route that merely contains the cluster CIDR is not ours"
+        );
+        assert!(!responsible("192.168.1.0/24", &cluster));
+        assert!(!responsible("garbage", &cluster));
+    }
+
+    #[test]
+    fn plan_table() {
+        let cluster = parse_cluster_cidrs("10.244.0.0/16").unwrap();
+        let nodes = vec![
+            node("a", &["10.244.1.0/24"]),
+            node("b", &["10.244.2.0/24"]),
+            node("c", &[]),
+        ];
+        let routes = vec![
+            route("r-a", "a", "10.244.1.0/24", false),         // keep
+            route("r-old", "a", "10.244.9.0/24", false),       // stale CIDR: delete
+            route("r-gone", "zz", "10.244.7.0/24", false),     // node gone: delete
+            route("r-black", "b", "10.244.2.0/24", true),      // blackhole: delete (and re-create)
+            route("r-outside", "zz", "192.168.0.0/24", false), // outside the cluster CIDR: never deleted
+        ];
+        let p = plan(&nodes, &routes, &cluster);
+        assert_eq!(
+            p.creates,
+            vec![("b".to_owned(), "10.244.2.0/24".to_owned())]
+        );
+        let mut deleted: Vec<_> = p.deletes.iter().map(|r| r.id.as_str()).collect();
+        deleted.sort();
+        assert_eq!(deleted, ["r-black", "r-gone", "r-old"]);
+    }
+
+    #[test]
+    fn foreign_nodes_get_no_routes() {
+        let cluster = parse_cluster_cidrs("10.244.0.0/16").unwrap();
+        let mut n = node("kind-worker", &["10.244.5.0/24"]);
+        n.provider_id = Some("kind://docker/kind/kind-worker".into());
+        assert_eq!(plan(&[n], &[], &cluster), RoutePlan::default());
+    }
+
+    #[test]
+    fn network_condition_table() {
+        let n = node("a", &["10.244.1.0/24"]);
+        let none = BTreeSet::new();
+        let failed: BTreeSet<_> = [("a".to_owned(), "10.244.1.0/24".to_owned())].into();
+        assert_eq!(network_unavailable(&n, true, &none), Some(false));
+        assert_eq!(network_unavailable(&n, false, &failed), Some(true));
+        let bare = node("c", &[]);
+        assert_eq!(network_unavailable(&bare, false, &none), None);
+        assert_eq!(network_unavailable(&bare, true, &none), Some(true));
+    }
+}
