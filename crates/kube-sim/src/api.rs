@@ -545,13 +545,14 @@ impl Api {
             }
             if def.status {
                 if t.status {
-                    let status = new.get("status").cloned();
-                    new = old.clone();
-                    match status {
-                        Some(s) => new["status"] = s,
+                    // The status strategies of Node and Service only reset the spec: metadata
+                    // (labels, finalizers) written through /status persists, which the upstream
+                    // service controller relies on for its finalizer.
+                    match old.get("spec") {
+                        Some(s) => new["spec"] = s.clone(),
                         None => {
                             if let Some(o) = new.as_object_mut() {
-                                o.remove("status");
+                                o.remove("spec");
                             }
                         }
                     }

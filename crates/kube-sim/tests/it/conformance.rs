@@ -216,6 +216,16 @@ async fn status_is_split_from_the_main_resource() {
         r.body["status"]["loadBalancer"]["ingress"],
         json!([{"ip": "127.64.2.2", "ipMode": "Proxy"}])
     );
+    // Metadata written through /status persists (the service controller adds its finalizer there).
+    let r = s
+        .patch(
+            &format!("{SVCS}/web/status"),
+            "strategic",
+            json!({"metadata": {"finalizers": ["service.kubernetes.io/load-balancer-cleanup"]}, "spec": {"type": "ClusterIP"}}),
+        )
+        .await;
+    assert_eq!(r.body["metadata"]["finalizers"], json!(["service.kubernetes.io/load-balancer-cleanup"]));
+    assert_eq!(r.body["spec"]["type"], "LoadBalancer");
     // No status subresource on ConfigMaps.
     assert_eq!(
         s.get("/api/v1/namespaces/default/configmaps/x/status")
