@@ -1,5 +1,5 @@
-//! The provider interface, mirroring upstream `k8s.io/cloud-provider` (`InstancesV2` and `Routes`;
-//! the `LoadBalancer` half arrives with the service controller), and its
+//! The provider interface, mirroring upstream `k8s.io/cloud-provider` (`InstancesV2`, `Routes`,
+//! `LoadBalancer`), and its
 //! implementations: [`simcloud`] over cloud-client, and [`fake`] for controller tests.
 //!
 //! Controllers reach the cloud only through these traits; only [`simcloud`] imports cloud-client.
@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{LoadBalancerStatus, Node, Service};
 
 pub mod fake;
 pub mod simcloud;
+pub mod simcloud_lb;
 
 /// One node address (`status.addresses[]`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -61,6 +62,15 @@ pub enum CloudError {
     /// The instance backing the node does not exist (only where absence is an error, as for metadata).
     #[error("no instance backs node {0}")]
     InstanceNotFound(String),
+    /// The Service asks for something the cloud cannot do (bad annotation, SCTP, no node ports).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The load balancer to update does not exist.
+    #[error("load balancer {0} does not exist")]
+    LoadBalancerNotFound(String),
+    /// Try again after this long (upstream's `api.RetryError`): a fixed delay, not back-off.
+    #[error("{message} (retry in {after:?})")]
+    RetryAfter { message: String, after: Duration },
     /// A scripted failure of the fake provider.
     #[error("{0}")]
     Fake(String),
@@ -73,6 +83,7 @@ impl CloudError {
             CloudError::Api(e) => e
                 .downcast_ref::<cloud_client::Error>()
                 .and_then(cloud_client::Error::retry_after),
+            CloudError::RetryAfter { after, .. } => Some(*after),
             _ => None,
         }
     }
@@ -133,6 +144,61 @@ pub trait Routes: Send + Sync {
     async fn delete_route(&self, cluster: &str, route: &CloudRoute) -> Result<(), CloudError>;
 }
 
+/// A load balancer this cluster owns, found by its tags (for garbage collection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedLoadBalancer {
+    pub id: String,
+    pub name: String,
+    /// `namespace/name` of the Service it was made for.
+    pub service: String,
+    pub service_uid: String,
+}
+
+/// Load balancers for `type: LoadBalancer` Services (upstream `LoadBalancer`). Services and
+/// Nodes are read-only arguments.
+#[async_trait]
+pub trait LoadBalancer: Send + Sync {
+    /// The status of the Service's load balancer, or `None` if it has none.
+    async fn get_load_balancer(
+        &self,
+        cluster: &str,
+        svc: &Service,
+    ) -> Result<Option<LoadBalancerStatus>, CloudError>;
+
+    /// The name the provider gives the Service's load balancer.
+    fn get_load_balancer_name(&self, cluster: &str, svc: &Service) -> String;
+
+    /// Creates or updates the load balancer; the status goes into `.status.loadBalancer`.
+    async fn ensure_load_balancer(
+        &self,
+        cluster: &str,
+        svc: &Service,
+        nodes: &[Node],
+    ) -> Result<LoadBalancerStatus, CloudError>;
+
+    /// Updates the backends only.
+    async fn update_load_balancer(
+        &self,
+        cluster: &str,
+        svc: &Service,
+        nodes: &[Node],
+    ) -> Result<(), CloudError>;
+
+    /// Deletes the load balancer; succeeds if there is none.
+    async fn ensure_load_balancer_deleted(
+        &self,
+        cluster: &str,
+        svc: &Service,
+    ) -> Result<(), CloudError>;
+
+    /// Every load balancer tagged as owned by this cluster (not in upstream's interface: used to
+    /// collect load balancers whose Service is gone, which upstream leaks).
+    async fn list_owned(&self, cluster: &str) -> Result<Vec<OwnedLoadBalancer>, CloudError>;
+
+    /// Deletes one owned load balancer by ID; succeeds if it is already gone.
+    async fn delete_owned(&self, cluster: &str, lb: &OwnedLoadBalancer) -> Result<(), CloudError>;
+}
+
 /// A cloud provider (upstream `cloudprovider.Interface`).
 #[async_trait]
 pub trait CloudProvider: Send + Sync {
@@ -147,6 +213,9 @@ pub trait CloudProvider: Send + Sync {
 
     /// Pod-CIDR routes, if supported.
     fn routes(&self) -> Option<&dyn Routes>;
+
+    /// Load balancers, if supported.
+    fn load_balancer(&self) -> Option<&dyn LoadBalancer>;
 }
 
 /// The provider ID of a node, if it has one.

@@ -78,6 +78,11 @@ pub struct Args {
     #[arg(long, env = "CCM_CONCURRENT_SERVICE_SYNCS", default_value_t = 1)]
     pub concurrent_service_syncs: u16,
 
+    /// Handle LoadBalancer Services of this `loadBalancerClass` (by default only Services without
+    /// a class are handled, as upstream).
+    #[arg(long, env = "CCM_LOAD_BALANCER_CLASS")]
+    pub load_balancer_class: Option<String>,
+
     /// Client-side rate limit towards the API server (requests per second).
     #[arg(long, env = "CCM_KUBE_API_QPS", default_value_t = 20.0)]
     pub kube_api_qps: f32,

@@ -26,6 +26,8 @@ pub mod node_lifecycle;
 pub mod node_plan;
 pub mod route_controller;
 pub mod server;
+pub mod service_controller;
+pub mod service_plan;
 
 use crate::cloud::CloudProvider;
 use crate::controllers::ControllerName;
@@ -47,6 +49,9 @@ pub struct Options {
     pub cluster_cidrs: Vec<ipnet::IpNet>,
     pub configure_cloud_routes: bool,
     pub route_reconciliation_period: Duration,
+    pub concurrent_service_syncs: u16,
+    /// Handle Services of this `loadBalancerClass` (instead of class-less ones).
+    pub load_balancer_class: Option<String>,
 }
 
 impl Options {
@@ -67,6 +72,8 @@ impl Options {
             cluster_cidrs: vec!["10.244.0.0/16".parse().expect("valid CIDR")],
             configure_cloud_routes: true,
             route_reconciliation_period: Duration::from_millis(300),
+            concurrent_service_syncs: 4,
+            load_balancer_class: None,
         }
     }
 }
@@ -162,12 +169,20 @@ pub fn start_controllers(
                     stop.wait(),
                 ));
             }
-            ControllerName::Service => {
-                tracing::warn!(
-                    controller = c.as_str(),
-                    "controller is not implemented yet; skipping it"
-                );
-                continue;
+            ControllerName::Service if cloud.load_balancer().is_some() => {
+                let ctx = Arc::new(service_controller::ServiceContext::new(
+                    client.clone(),
+                    cloud.clone(),
+                    metrics.clone(),
+                    &opts.identity,
+                    &opts.cluster_name,
+                    opts.load_balancer_class.clone(),
+                ));
+                set.spawn(service_controller::run(
+                    ctx,
+                    opts.concurrent_service_syncs,
+                    stop.wait(),
+                ));
             }
             other => {
                 tracing::warn!(
@@ -246,6 +261,8 @@ pub async fn run(args: config::Args) -> anyhow::Result<()> {
         cluster_cidrs: v.cluster_cidrs.clone(),
         configure_cloud_routes: args.configure_cloud_routes,
         route_reconciliation_period: args.route_reconciliation_period,
+        concurrent_service_syncs: args.concurrent_service_syncs,
+        load_balancer_class: args.load_balancer_class.clone(),
     };
     tracing::info!(identity = %opts.identity, controllers = ?opts.controllers.iter().map(|c| c.as_str()).collect::<Vec<_>>(), project = v.cloud.project.as_deref().unwrap_or("default"), "starting cloud-controller-manager");
     let mut elector = args.leader_elect.then(|| {

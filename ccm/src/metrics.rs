@@ -42,6 +42,9 @@ pub struct Metrics {
     pub queue_in_flight: Family<QueueLabels, Gauge>,
     pub queue_work_duration: Family<QueueLabels, Histogram, fn() -> Histogram>,
     pub route_syncs: Counter,
+    pub lb_syncs: Counter,
+    pub nodesync_errors: Counter,
+    pub update_host_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -110,7 +113,28 @@ impl Metrics {
             "Route controller reconciliation passes",
             route_syncs.clone(),
         );
+        let lb_syncs = Counter::default();
+        registry.register(
+            "service_controller_loadbalancer_sync",
+            "UpdateLoadBalancer calls from node changes",
+            lb_syncs.clone(),
+        );
+        let nodesync_errors = Counter::default();
+        registry.register(
+            "service_controller_nodesync_error",
+            "Failed node-driven load-balancer updates",
+            nodesync_errors.clone(),
+        );
+        let update_host_latency = Histogram::new(exponential_buckets(1.0, 2.0, 15));
+        registry.register(
+            "service_controller_update_loadbalancer_host_latency_seconds",
+            "Seconds one node-driven load-balancer update took",
+            update_host_latency.clone(),
+        );
         Self {
+            lb_syncs,
+            nodesync_errors,
+            update_host_latency,
             route_syncs,
             registry,
             taint_removal_delay,

@@ -61,3 +61,40 @@ pub const REASON_ROUTE_CREATED: &str = "RouteCreated";
 pub const REASON_NO_ROUTE_CREATED: &str = "NoRouteCreated";
 pub const MESSAGE_ROUTE_CREATED: &str = "RouteController created a route";
 pub const MESSAGE_NO_ROUTE_CREATED: &str = "RouteController failed to create a route";
+
+/// Finalizer of LoadBalancer Services (upstream's, so clusters stay portable).
+pub const LB_FINALIZER: &str = "service.kubernetes.io/load-balancer-cleanup";
+/// Nodes labelled with this (ParseBool true, or unparsable) are not load-balancer backends.
+pub const LABEL_EXCLUDE_FROM_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+/// Nodes with this taint key are not load-balancer backends.
+pub const TAINT_TO_BE_DELETED: &str = "ToBeDeletedByClusterAutoscaler";
+/// Tags on load balancers naming their Service.
+pub const TAG_SERVICE_NAME: &str = "kubernetes.io/service-name";
+pub const TAG_SERVICE_UID: &str = "kubernetes.io/service-uid";
+
+pub const SERVICE_CONTROLLER: &str = "service-controller";
+pub const REASON_ENSURING_LB: &str = "EnsuringLoadBalancer";
+pub const REASON_ENSURED_LB: &str = "EnsuredLoadBalancer";
+pub const REASON_UNAVAILABLE_LB: &str = "UnAvailableLoadBalancer";
+pub const REASON_SYNC_LB_FAILED: &str = "SyncLoadBalancerFailed";
+pub const REASON_DELETING_LB: &str = "DeletingLoadBalancer";
+pub const REASON_DELETED_LB: &str = "DeletedLoadBalancer";
+pub const REASON_DELETE_LB_FAILED: &str = "DeleteLoadBalancerFailed";
+pub const REASON_UPDATED_LB: &str = "UpdatedLoadBalancer";
+pub const REASON_UPDATE_LB_FAILED: &str = "UpdateLoadBalancerFailed";
+
+/// Service annotations (all under `simcloud.dev/`); see docs/ccm.md for the table.
+pub const ANN_CROSS_ZONE: &str = "simcloud.dev/load-balancer-cross-zone";
+pub const ANN_ZONE_AFFINITY: &str = "simcloud.dev/load-balancer-zone-affinity";
+pub const ANN_FAIL_OPEN: &str = "simcloud.dev/load-balancer-fail-open";
+pub const ANN_INTERNAL: &str = "simcloud.dev/load-balancer-internal";
+pub const ANN_IP_MODE: &str = "simcloud.dev/load-balancer-ip-mode";
+pub const ANN_IPS: &str = "simcloud.dev/load-balancer-ips";
+pub const ANN_ZONES: &str = "simcloud.dev/load-balancer-zones";
+pub const ANN_HC_PROTOCOL: &str = "simcloud.dev/load-balancer-healthcheck-protocol";
+pub const ANN_HC_PORT: &str = "simcloud.dev/load-balancer-healthcheck-port";
+pub const ANN_HC_PATH: &str = "simcloud.dev/load-balancer-healthcheck-path";
+pub const ANN_HC_INTERVAL: &str = "simcloud.dev/load-balancer-healthcheck-interval";
+pub const ANN_HC_TIMEOUT: &str = "simcloud.dev/load-balancer-healthcheck-timeout";
+pub const ANN_HC_HEALTHY: &str = "simcloud.dev/load-balancer-healthcheck-healthy-threshold";
+pub const ANN_HC_UNHEALTHY: &str = "simcloud.dev/load-balancer-healthcheck-unhealthy-threshold";

@@ -6,10 +6,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Node, Service};
 
 use super::{
-    CloudError, CloudProvider, CloudRoute, InstanceMetadata, InstancesV2, RouteSpec, Routes,
+    CloudError, CloudProvider, CloudRoute, InstanceMetadata, InstancesV2, LoadBalancer,
+    OwnedLoadBalancer, RouteSpec, Routes,
 };
 
 /// A fake instance.
@@ -34,6 +35,27 @@ struct State {
     next_route: u64,
     /// Creating more routes than this fails (a quota).
     route_quota: Option<usize>,
+    /// Load balancers by `namespace/name` of their Service.
+    lbs: HashMap<String, FakeLb>,
+    /// The next N load-balancer calls fail with a retry-after delay.
+    lb_retry_after: Option<(u32, Duration)>,
+}
+
+/// A fake load balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeLb {
+    pub service_uid: String,
+    /// Backend node names, in the order the controller passed them.
+    pub hosts: Vec<String>,
+    pub ip: String,
+}
+
+fn svc_key(svc: &Service) -> String {
+    format!(
+        "{}/{}",
+        svc.metadata.namespace.as_deref().unwrap_or("default"),
+        svc.metadata.name.as_deref().unwrap_or("")
+    )
 }
 
 /// The fake provider. Cheap to share behind an `Arc`.
@@ -135,6 +157,46 @@ impl FakeCloud {
         }
         if let Some(msg) = s.failing_nodes.get(what) {
             return Err(CloudError::Fake(msg.clone()));
+        }
+        Ok(())
+    }
+
+    /// Load balancers the fake cloud holds, by `namespace/name` of their Service.
+    pub fn lbs(&self) -> HashMap<String, FakeLb> {
+        self.state().lbs.clone()
+    }
+
+    /// Adds a load balancer as if an earlier ccm had made it.
+    pub fn insert_lb(&self, service: &str, lb: FakeLb) {
+        self.state().lbs.insert(service.to_owned(), lb);
+    }
+
+    /// The next `n` load-balancer calls fail asking for a retry after `after`.
+    pub fn lb_retry_after(&self, n: u32, after: Duration) {
+        self.state().lb_retry_after = Some((n, after));
+    }
+
+    fn enter_lb(&self, method: &str, key: &str) -> Result<(), CloudError> {
+        let mut s = self.state();
+        s.calls.push(format!("{method}:{key}"));
+        if let Some((n, after)) = s.lb_retry_after.as_mut() {
+            let after = *after;
+            *n -= 1;
+            if *n == 0 {
+                s.lb_retry_after = None;
+            }
+            return Err(CloudError::RetryAfter {
+                message: "throttled".into(),
+                after,
+            });
+        }
+        if let Some((n, msg)) = s.failures.as_mut() {
+            let msg = msg.clone();
+            *n -= 1;
+            if *n == 0 {
+                s.failures = None;
+            }
+            return Err(CloudError::Fake(msg));
         }
         Ok(())
     }
@@ -248,6 +310,111 @@ impl Routes for FakeCloud {
     }
 }
 
+fn fake_status(lb: &FakeLb) -> LoadBalancerStatus {
+    LoadBalancerStatus {
+        ingress: Some(vec![LoadBalancerIngress {
+            ip: Some(lb.ip.clone()),
+            ip_mode: Some("VIP".into()),
+            ..Default::default()
+        }]),
+    }
+}
+
+fn host_names(nodes: &[Node]) -> Vec<String> {
+    nodes
+        .iter()
+        .map(|n| n.metadata.name.clone().unwrap_or_default())
+        .collect()
+}
+
+#[async_trait]
+impl LoadBalancer for FakeCloud {
+    async fn get_load_balancer(
+        &self,
+        _cluster: &str,
+        svc: &Service,
+    ) -> Result<Option<LoadBalancerStatus>, CloudError> {
+        Ok(self.state().lbs.get(&svc_key(svc)).map(fake_status))
+    }
+
+    fn get_load_balancer_name(&self, _cluster: &str, svc: &Service) -> String {
+        svc_key(svc)
+    }
+
+    async fn ensure_load_balancer(
+        &self,
+        _cluster: &str,
+        svc: &Service,
+        nodes: &[Node],
+    ) -> Result<LoadBalancerStatus, CloudError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let key = svc_key(svc);
+        self.enter_lb("ensure-lb", &key)?;
+        let mut s = self.state();
+        let n = s.lbs.len();
+        let lb = s.lbs.entry(key).or_insert_with(|| FakeLb {
+            service_uid: svc.metadata.uid.clone().unwrap_or_default(),
+            hosts: vec![],
+            ip: format!("127.64.1.{}", n + 2),
+        });
+        lb.hosts = host_names(nodes);
+        Ok(fake_status(lb))
+    }
+
+    async fn update_load_balancer(
+        &self,
+        _cluster: &str,
+        svc: &Service,
+        nodes: &[Node],
+    ) -> Result<(), CloudError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let key = svc_key(svc);
+        self.enter_lb("update-lb", &key)?;
+        match self.state().lbs.get_mut(&key) {
+            Some(lb) => {
+                lb.hosts = host_names(nodes);
+                Ok(())
+            }
+            None => Err(CloudError::LoadBalancerNotFound(key)),
+        }
+    }
+
+    async fn ensure_load_balancer_deleted(
+        &self,
+        _cluster: &str,
+        svc: &Service,
+    ) -> Result<(), CloudError> {
+        let key = svc_key(svc);
+        self.enter_lb("delete-lb", &key)?;
+        self.state().lbs.remove(&key);
+        Ok(())
+    }
+
+    async fn list_owned(&self, _cluster: &str) -> Result<Vec<OwnedLoadBalancer>, CloudError> {
+        Ok(self
+            .state()
+            .lbs
+            .iter()
+            .map(|(k, lb)| OwnedLoadBalancer {
+                id: k.clone(),
+                name: k.clone(),
+                service: k.clone(),
+                service_uid: lb.service_uid.clone(),
+            })
+            .collect())
+    }
+
+    async fn delete_owned(&self, _cluster: &str, lb: &OwnedLoadBalancer) -> Result<(), CloudError> {
+        self.enter_lb("delete-lb", &lb.service)?;
+        self.state().lbs.remove(&lb.service);
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl CloudProvider for FakeCloud {
     fn provider_name(&self) -> &'static str {
@@ -263,6 +430,10 @@ impl CloudProvider for FakeCloud {
     }
 
     fn routes(&self) -> Option<&dyn Routes> {
+        Some(self)
+    }
+
+    fn load_balancer(&self) -> Option<&dyn LoadBalancer> {
         Some(self)
     }
 }

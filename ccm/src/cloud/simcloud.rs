@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use cloud_api::{Instance, InstanceState, ProviderId};
 use cloud_client::{Client, InstanceFilter};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{LoadBalancerStatus, Node, Service};
 
 use super::{
-    CloudError, CloudProvider, CloudRoute, InstanceMetadata, InstancesV2, NodeAddress, RouteSpec,
-    Routes, provider_id,
+    CloudError, CloudProvider, CloudRoute, InstanceMetadata, InstancesV2, LoadBalancer,
+    NodeAddress, OwnedLoadBalancer, RouteSpec, Routes, provider_id, simcloud_lb,
 };
 use crate::names;
 
@@ -228,6 +228,149 @@ impl Routes for SimCloud {
     }
 }
 
+impl SimCloud {
+    async fn find_lb(&self, svc: &Service) -> Result<Option<cloud_api::LoadBalancer>, CloudError> {
+        self.client
+            .find_load_balancer(&simcloud_lb::lb_name(svc))
+            .await
+            .map_err(api_error)
+    }
+
+    async fn create_lb(
+        &self,
+        req: &cloud_api::CreateLoadBalancerRequest,
+    ) -> Result<cloud_api::LoadBalancer, CloudError> {
+        let lb = self
+            .client
+            .create_load_balancer(req)
+            .await
+            .map_err(api_error)?;
+        tracing::info!(lb = %lb.id, name = %lb.name, frontends = lb.frontends.len(), backends = lb.backends.len(), "created load balancer");
+        Ok(lb)
+    }
+}
+
+#[async_trait]
+impl LoadBalancer for SimCloud {
+    async fn get_load_balancer(
+        &self,
+        _cluster: &str,
+        svc: &Service,
+    ) -> Result<Option<LoadBalancerStatus>, CloudError> {
+        Ok(self.find_lb(svc).await?.map(|lb| simcloud_lb::status(&lb)))
+    }
+
+    fn get_load_balancer_name(&self, _cluster: &str, svc: &Service) -> String {
+        simcloud_lb::lb_name(svc)
+    }
+
+    async fn ensure_load_balancer(
+        &self,
+        cluster: &str,
+        svc: &Service,
+        nodes: &[Node],
+    ) -> Result<LoadBalancerStatus, CloudError> {
+        let want = simcloud_lb::desired(cluster, svc, nodes).map_err(CloudError::Unsupported)?;
+        let lb = match self.find_lb(svc).await? {
+            None => self.create_lb(&want).await?,
+            Some(lb) => match simcloud_lb::change(&lb, &want) {
+                simcloud_lb::Change::None => lb,
+                simcloud_lb::Change::Update(u) => {
+                    let updated = self
+                        .client
+                        .update_load_balancer(lb.id.as_str(), &u, Some(&lb.etag))
+                        .await
+                        .map_err(api_error)?;
+                    tracing::info!(lb = %updated.id, "updated load balancer");
+                    updated
+                }
+                simcloud_lb::Change::Recreate(why) => {
+                    tracing::info!(lb = %lb.id, reason = %why, "re-creating load balancer");
+                    self.client
+                        .delete_load_balancer(lb.id.as_str())
+                        .await
+                        .map_err(api_error)?;
+                    self.create_lb(&want).await?
+                }
+            },
+        };
+        Ok(simcloud_lb::status(&lb))
+    }
+
+    async fn update_load_balancer(
+        &self,
+        _cluster: &str,
+        svc: &Service,
+        nodes: &[Node],
+    ) -> Result<(), CloudError> {
+        let Some(lb) = self.find_lb(svc).await? else {
+            return Err(CloudError::LoadBalancerNotFound(simcloud_lb::lb_name(svc)));
+        };
+        let backends = simcloud_lb::backends(nodes);
+        let have: Vec<_> = lb.backends.iter().map(|b| b.instance_id.clone()).collect();
+        if have == backends {
+            return Ok(());
+        }
+        let u = cloud_api::UpdateLoadBalancerRequest {
+            backends: Some(backends),
+            ..Default::default()
+        };
+        self.client
+            .update_load_balancer(lb.id.as_str(), &u, Some(&lb.etag))
+            .await
+            .map_err(api_error)?;
+        tracing::info!(lb = %lb.id, backends = u.backends.as_ref().map_or(0, Vec::len), "updated load balancer backends");
+        Ok(())
+    }
+
+    async fn ensure_load_balancer_deleted(
+        &self,
+        _cluster: &str,
+        svc: &Service,
+    ) -> Result<(), CloudError> {
+        if let Some(lb) = self.find_lb(svc).await? {
+            self.client
+                .delete_load_balancer(lb.id.as_str())
+                .await
+                .map_err(api_error)?;
+            tracing::info!(lb = %lb.id, "deleted load balancer");
+        }
+        Ok(())
+    }
+
+    async fn list_owned(&self, cluster: &str) -> Result<Vec<OwnedLoadBalancer>, CloudError> {
+        let filter = cloud_client::LoadBalancerFilter {
+            name: None,
+            tag: Some((names::cluster_tag(cluster), names::TAG_OWNED.into())),
+        };
+        let lbs = self
+            .client
+            .list_all_load_balancers(&filter)
+            .await
+            .map_err(api_error)?;
+        Ok(lbs
+            .into_iter()
+            .map(|lb| {
+                let (service, service_uid) = simcloud_lb::owner(&lb.tags);
+                OwnedLoadBalancer {
+                    id: lb.id.to_string(),
+                    name: lb.name,
+                    service,
+                    service_uid,
+                }
+            })
+            .collect())
+    }
+
+    async fn delete_owned(&self, _cluster: &str, lb: &OwnedLoadBalancer) -> Result<(), CloudError> {
+        self.client
+            .delete_load_balancer(&lb.id)
+            .await
+            .map(|_| ())
+            .map_err(api_error)
+    }
+}
+
 #[async_trait]
 impl CloudProvider for SimCloud {
     fn provider_name(&self) -> &'static str {
@@ -253,6 +396,10 @@ impl CloudProvider for SimCloud {
     }
 
     fn routes(&self) -> Option<&dyn Routes> {
+        Some(self)
+    }
+
+    fn load_balancer(&self) -> Option<&dyn LoadBalancer> {
         Some(self)
     }
 }

@@ -225,6 +225,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         cluster_cidrs: vec!["10.244.0.0/16".parse().expect("valid CIDR")],
         configure_cloud_routes: true,
         route_reconciliation_period: Duration::from_secs(10),
+        concurrent_service_syncs: 4,
+        load_balancer_class: None,
     };
     let (stop_tx, stop) = ccm::Stop::new();
     let mut controllers = ccm::start_controllers(

@@ -224,7 +224,10 @@ async fn status_is_split_from_the_main_resource() {
             json!({"metadata": {"finalizers": ["service.kubernetes.io/load-balancer-cleanup"]}, "spec": {"type": "ClusterIP"}}),
         )
         .await;
-    assert_eq!(r.body["metadata"]["finalizers"], json!(["service.kubernetes.io/load-balancer-cleanup"]));
+    assert_eq!(
+        r.body["metadata"]["finalizers"],
+        json!(["service.kubernetes.io/load-balancer-cleanup"])
+    );
     assert_eq!(r.body["spec"]["type"], "LoadBalancer");
     // No status subresource on ConfigMaps.
     assert_eq!(

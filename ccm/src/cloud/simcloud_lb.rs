@@ -1,0 +1,632 @@
+//! How a Service maps to a simcloud load balancer (pure): name, listeners, backends, health check,
+//! zone policy from `spec.trafficDistribution` and `simcloud.dev/` annotations, tags; what an
+//! existing load balancer needs (nothing, an update, or re-creation); and the Service status.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use cloud_api::{
+    CreateLoadBalancerRequest, HealthCheck, HealthCheckProtocol, InstanceId, IpMode, Listener,
+    LoadBalancer, Protocol, ProviderId, Scheme, Tags, UpdateLoadBalancerRequest, ZoneAffinity,
+    ZonePolicy,
+};
+use k8s_openapi::api::core::v1::{
+    LoadBalancerIngress, LoadBalancerStatus, Node, PortStatus, Service,
+};
+
+use crate::names;
+use crate::service_plan::parse_bool;
+
+/// Upstream's `DefaultLoadBalancerName`: `a` + the Service UID without dashes, at most 32 characters.
+pub fn lb_name(svc: &Service) -> String {
+    let uid: String = svc
+        .metadata
+        .uid
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
+    let mut name = format!("a{}", uid.to_ascii_lowercase());
+    name.truncate(32);
+    name
+}
+
+fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
+    svc.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+        .map(str::trim)
+}
+
+fn bool_annotation(svc: &Service, key: &str) -> Result<Option<bool>, String> {
+    annotation(svc, key)
+        .map(|v| parse_bool(v).ok_or_else(|| format!("annotation {key}: {v:?} is not a boolean")))
+        .transpose()
+}
+
+fn u32_annotation(svc: &Service, key: &str) -> Result<Option<u32>, String> {
+    annotation(svc, key)
+        .map(|v| {
+            v.parse::<u32>()
+                .map_err(|_| format!("annotation {key}: {v:?} is not a whole number"))
+        })
+        .transpose()
+}
+
+/// Instance IDs of the simcloud nodes (others cannot be backends), in node order, without repeats.
+pub fn backends(nodes: &[Node]) -> Vec<InstanceId> {
+    let mut out: Vec<InstanceId> = Vec::new();
+    for n in nodes {
+        if let Some(pid) = crate::cloud::provider_id(n).and_then(|p| p.parse::<ProviderId>().ok())
+            && !out.contains(&pid.instance_id)
+        {
+            out.push(pid.instance_id);
+        }
+    }
+    out
+}
+
+/// The load balancer the Service should have.
+pub fn desired(
+    cluster: &str,
+    svc: &Service,
+    nodes: &[Node],
+) -> Result<CreateLoadBalancerRequest, String> {
+    let spec = svc.spec.clone().unwrap_or_default();
+    let mut listeners = Vec::new();
+    for p in spec.ports.as_deref().unwrap_or_default() {
+        let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
+            "TCP" => Protocol::Tcp,
+            "UDP" => Protocol::Udp,
+            other => {
+                return Err(format!(
+                    "port {}: protocol {other} is not supported by simcloud load balancers",
+                    p.port
+                ));
+            }
+        };
+        let node_port = p.node_port.ok_or_else(|| {
+            format!(
+                "port {} has no nodePort (simcloud load balancers send to node ports)",
+                p.port
+            )
+        })?;
+        let port = u16::try_from(p.port).map_err(|_| format!("port {} is out of range", p.port))?;
+        let backend_port = u16::try_from(node_port)
+            .map_err(|_| format!("nodePort {node_port} is out of range"))?;
+        listeners.push(Listener {
+            protocol,
+            port,
+            backend_port,
+        });
+    }
+    if listeners.is_empty() {
+        return Err("the Service has no ports".into());
+    }
+    let mut health_check = HealthCheck::default();
+    if spec.external_traffic_policy.as_deref() == Some("Local")
+        && let Some(p) = spec
+            .health_check_node_port
+            .and_then(|p| u16::try_from(p).ok())
+    {
+        health_check = HealthCheck {
+            protocol: HealthCheckProtocol::Http,
+            port: Some(p),
+            path: Some("/healthz".into()),
+            ..health_check
+        };
+    }
+    if let Some(v) = annotation(svc, names::ANN_HC_PROTOCOL) {
+        health_check.protocol = match v.to_ascii_lowercase().as_str() {
+            "tcp" => HealthCheckProtocol::Tcp,
+            "http" => HealthCheckProtocol::Http,
+            _ => {
+                return Err(format!(
+                    "annotation {}: {v:?} is not tcp or http",
+                    names::ANN_HC_PROTOCOL
+                ));
+            }
+        };
+        if health_check.protocol == HealthCheckProtocol::Tcp {
+            health_check.path = None;
+        }
+    }
+    if let Some(p) = u32_annotation(svc, names::ANN_HC_PORT)? {
+        health_check.port = Some(
+            u16::try_from(p)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("annotation {}: {p} is not a port", names::ANN_HC_PORT))?,
+        );
+    }
+    if let Some(path) = annotation(svc, names::ANN_HC_PATH) {
+        health_check.path = Some(path.to_owned());
+    }
+    if health_check.protocol == HealthCheckProtocol::Http && health_check.path.is_none() {
+        health_check.path = Some("/healthz".into());
+    }
+    for (key, field) in [
+        (names::ANN_HC_INTERVAL, &mut health_check.interval_seconds),
+        (names::ANN_HC_TIMEOUT, &mut health_check.timeout_seconds),
+        (names::ANN_HC_HEALTHY, &mut health_check.healthy_threshold),
+        (
+            names::ANN_HC_UNHEALTHY,
+            &mut health_check.unhealthy_threshold,
+        ),
+    ] {
+        if let Some(v) = u32_annotation(svc, key)? {
+            *field = v;
+        }
+    }
+    let mut zone_policy = ZonePolicy::default();
+    if matches!(
+        spec.traffic_distribution.as_deref(),
+        Some("PreferSameZone" | "PreferClose")
+    ) {
+        zone_policy.zone_affinity = ZoneAffinity::PreferSameZone;
+    }
+    if let Some(v) = annotation(svc, names::ANN_ZONE_AFFINITY) {
+        zone_policy.zone_affinity = match v {
+            "none" => ZoneAffinity::None,
+            "prefer-same-zone" => ZoneAffinity::PreferSameZone,
+            "same-zone-only" => ZoneAffinity::SameZoneOnly,
+            _ => {
+                return Err(format!(
+                    "annotation {}: {v:?} is not none, prefer-same-zone or same-zone-only",
+                    names::ANN_ZONE_AFFINITY
+                ));
+            }
+        };
+    }
+    if let Some(b) = bool_annotation(svc, names::ANN_CROSS_ZONE)? {
+        zone_policy.cross_zone = b;
+    }
+    if let Some(b) = bool_annotation(svc, names::ANN_FAIL_OPEN)? {
+        zone_policy.fail_open = b;
+    }
+    let scheme = if bool_annotation(svc, names::ANN_INTERNAL)?.unwrap_or(false) {
+        Scheme::Internal
+    } else {
+        Scheme::External
+    };
+    let ip_mode = match annotation(svc, names::ANN_IP_MODE)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("vip") => IpMode::Vip,
+        Some("proxy") => IpMode::Proxy,
+        Some(v) => {
+            return Err(format!(
+                "annotation {}: {v:?} is not VIP or Proxy",
+                names::ANN_IP_MODE
+            ));
+        }
+    };
+    let list = |key: &str| -> Vec<String> {
+        annotation(svc, key)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let requested_ips = list(names::ANN_IPS)
+        .iter()
+        .map(|ip| {
+            ip.parse::<Ipv4Addr>().map_err(|_| {
+                format!(
+                    "annotation {}: {ip:?} is not an IPv4 address",
+                    names::ANN_IPS
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let zones = Some(list(names::ANN_ZONES)).filter(|z| !z.is_empty());
+    let mut tags = Tags::new();
+    tags.insert(names::cluster_tag(cluster), names::TAG_OWNED.into());
+    let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+    tags.insert(
+        names::TAG_SERVICE_NAME.into(),
+        format!("{ns}/{}", svc.metadata.name.as_deref().unwrap_or("")),
+    );
+    tags.insert(
+        names::TAG_SERVICE_UID.into(),
+        svc.metadata.uid.clone().unwrap_or_default(),
+    );
+    Ok(CreateLoadBalancerRequest {
+        name: lb_name(svc),
+        scheme,
+        ip_mode,
+        listeners,
+        backends: backends(nodes),
+        health_check,
+        zone_policy,
+        zones,
+        requested_ips,
+        tags,
+    })
+}
+
+/// What an existing load balancer needs to match the desired one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    None,
+    Update(Box<UpdateLoadBalancerRequest>),
+    /// An immutable property differs (scheme, zones, requested addresses): delete and create.
+    Recreate(String),
+}
+
+pub fn change(existing: &LoadBalancer, want: &CreateLoadBalancerRequest) -> Change {
+    if existing.scheme != want.scheme {
+        return Change::Recreate("the scheme (internal/external) changed".into());
+    }
+    if let Some(zones) = &want.zones {
+        let mut have: Vec<&str> = existing.frontends.iter().map(|f| f.zone.as_str()).collect();
+        let mut wanted: Vec<&str> = zones.iter().map(String::as_str).collect();
+        have.sort_unstable();
+        wanted.sort_unstable();
+        if have != wanted {
+            return Change::Recreate("the frontend zones changed".into());
+        }
+    }
+    if !want
+        .requested_ips
+        .iter()
+        .all(|ip| existing.frontends.iter().any(|f| f.ip == *ip))
+    {
+        return Change::Recreate("the requested frontend addresses changed".into());
+    }
+    let mut u = UpdateLoadBalancerRequest::default();
+    let have_backends: Vec<InstanceId> = existing
+        .backends
+        .iter()
+        .map(|b| b.instance_id.clone())
+        .collect();
+    if have_backends != want.backends {
+        u.backends = Some(want.backends.clone());
+    }
+    if existing.listeners != want.listeners {
+        u.listeners = Some(want.listeners.clone());
+    }
+    if existing.health_check != want.health_check {
+        u.health_check = Some(want.health_check.clone());
+    }
+    if existing.zone_policy != want.zone_policy {
+        u.zone_policy = Some(want.zone_policy);
+    }
+    if existing.ip_mode != want.ip_mode {
+        u.ip_mode = Some(want.ip_mode);
+    }
+    if existing.tags != want.tags {
+        u.tags = Some(want.tags.clone());
+    }
+    if u == UpdateLoadBalancerRequest::default() {
+        Change::None
+    } else {
+        Change::Update(Box::new(u))
+    }
+}
+
+/// The Service status of a load balancer: one ingress per zonal frontend, with `ipMode` and ports.
+pub fn status(lb: &LoadBalancer) -> LoadBalancerStatus {
+    let mode = match lb.ip_mode {
+        IpMode::Vip => "VIP",
+        IpMode::Proxy => "Proxy",
+    };
+    let ports: Vec<PortStatus> = lb
+        .listeners
+        .iter()
+        .map(|l| PortStatus {
+            port: i32::from(l.port),
+            protocol: match l.protocol {
+                Protocol::Tcp => "TCP",
+                Protocol::Udp => "UDP",
+            }
+            .into(),
+            error: None,
+        })
+        .collect();
+    let ingress = lb
+        .frontends
+        .iter()
+        .map(|f| LoadBalancerIngress {
+            ip: Some(f.ip.to_string()),
+            ip_mode: Some(mode.into()),
+            ports: Some(ports.clone()),
+            hostname: None,
+        })
+        .collect();
+    LoadBalancerStatus {
+        ingress: Some(ingress),
+    }
+}
+
+/// The tags that identify a Service's load balancer, for garbage collection.
+pub fn owner(tags: &Tags) -> (String, String) {
+    (
+        tags.get(names::TAG_SERVICE_NAME)
+            .cloned()
+            .unwrap_or_default(),
+        tags.get(names::TAG_SERVICE_UID)
+            .cloned()
+            .unwrap_or_default(),
+    )
+}
+
+/// Annotation keys this provider reads, for docs and validation.
+pub fn annotations() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        (
+            names::ANN_CROSS_ZONE,
+            "true/false: let zonal frontends use other zones' backends (default false)",
+        ),
+        (
+            names::ANN_ZONE_AFFINITY,
+            "none, prefer-same-zone or same-zone-only (default from spec.trafficDistribution)",
+        ),
+        (
+            names::ANN_FAIL_OPEN,
+            "true/false: send to unhealthy backends when none is healthy (default true)",
+        ),
+        (
+            names::ANN_INTERNAL,
+            "true: internal load balancer (default external)",
+        ),
+        (
+            names::ANN_IP_MODE,
+            "VIP or Proxy: the ingress ipMode (default VIP)",
+        ),
+        (
+            names::ANN_IPS,
+            "comma-separated frontend addresses to use, at most one per zone",
+        ),
+        (
+            names::ANN_ZONES,
+            "comma-separated zones to put frontends in (default all)",
+        ),
+        (names::ANN_HC_PROTOCOL, "tcp or http"),
+        (
+            names::ANN_HC_PORT,
+            "health-check port (default the node port, or healthCheckNodePort for Local)",
+        ),
+        (
+            names::ANN_HC_PATH,
+            "health-check path for http (default /healthz)",
+        ),
+        (
+            names::ANN_HC_INTERVAL,
+            "seconds between checks (default 10)",
+        ),
+        (names::ANN_HC_TIMEOUT, "seconds per check (default 5)"),
+        (
+            names::ANN_HC_HEALTHY,
+            "successes to turn healthy (default 2)",
+        ),
+        (
+            names::ANN_HC_UNHEALTHY,
+            "failures to turn unhealthy (default 3)",
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(extra: serde_json::Value) -> Service {
+        let mut v = json!({"metadata": {"name": "web", "namespace": "shop", "uid": "0f3c2a9b-7d1e-4c55-9a8b-123456789abc"},
+            "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}]}});
+        json_patch::merge(&mut v, &extra);
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn node(name: &str, pid: Option<&str>) -> Node {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"providerID": pid}}))
+            .unwrap()
+    }
+
+    #[test]
+    fn names_follow_upstream() {
+        assert_eq!(lb_name(&svc(json!({}))), "a0f3c2a9b7d1e4c559a8b123456789ab");
+        assert_eq!(lb_name(&svc(json!({}))).len(), 32);
+    }
+
+    #[test]
+    fn defaults_map_ports_backends_and_tags() {
+        let nodes = [
+            node("a", Some("simcloud://zone-a/i-0000000000000001")),
+            node("b", Some("simcloud://zone-b/i-0000000000000002")),
+            node("kind", Some("kind://docker/kind/kind")),
+            node("bare", None),
+        ];
+        let d = desired("demo", &svc(json!({})), &nodes).unwrap();
+        assert_eq!(
+            d.listeners,
+            vec![Listener {
+                protocol: Protocol::Tcp,
+                port: 80,
+                backend_port: 30080
+            }]
+        );
+        assert_eq!(
+            d.backends
+                .iter()
+                .map(InstanceId::as_str)
+                .collect::<Vec<_>>(),
+            ["i-0000000000000001", "i-0000000000000002"]
+        );
+        assert_eq!(d.health_check, HealthCheck::default());
+        assert_eq!(d.zone_policy, ZonePolicy::default());
+        assert_eq!((d.scheme, d.ip_mode), (Scheme::External, IpMode::Vip));
+        assert_eq!(d.tags["kubernetes.io/cluster/demo"], "owned");
+        assert_eq!(d.tags[names::TAG_SERVICE_NAME], "shop/web");
+        assert_eq!(
+            d.tags[names::TAG_SERVICE_UID],
+            "0f3c2a9b-7d1e-4c55-9a8b-123456789abc"
+        );
+    }
+
+    #[test]
+    fn traffic_distribution_local_policy_and_annotations() {
+        let s = svc(
+            json!({"spec": {"trafficDistribution": "PreferSameZone", "externalTrafficPolicy": "Local", "healthCheckNodePort": 32001}}),
+        );
+        let d = desired("c", &s, &[]).unwrap();
+        assert_eq!(d.zone_policy.zone_affinity, ZoneAffinity::PreferSameZone);
+        assert_eq!(
+            (
+                d.health_check.protocol,
+                d.health_check.port,
+                d.health_check.path.as_deref()
+            ),
+            (HealthCheckProtocol::Http, Some(32001), Some("/healthz"))
+        );
+        assert_eq!(
+            desired(
+                "c",
+                &svc(json!({"spec": {"trafficDistribution": "PreferClose"}})),
+                &[]
+            )
+            .unwrap()
+            .zone_policy
+            .zone_affinity,
+            ZoneAffinity::PreferSameZone
+        );
+        let s = svc(json!({"metadata": {"annotations": {
+            names::ANN_CROSS_ZONE: "true", names::ANN_ZONE_AFFINITY: "same-zone-only", names::ANN_FAIL_OPEN: "false",
+            names::ANN_INTERNAL: "true", names::ANN_IP_MODE: "Proxy", names::ANN_IPS: "127.64.1.9, 127.64.2.9",
+            names::ANN_ZONES: "zone-a,zone-b", names::ANN_HC_PROTOCOL: "http", names::ANN_HC_PATH: "/ready", names::ANN_HC_INTERVAL: "3"}},
+            "spec": {"trafficDistribution": "PreferSameZone"}}));
+        let d = desired("c", &s, &[]).unwrap();
+        assert_eq!(
+            d.zone_policy,
+            ZonePolicy {
+                cross_zone: true,
+                zone_affinity: ZoneAffinity::SameZoneOnly,
+                fail_open: false
+            }
+        );
+        assert_eq!((d.scheme, d.ip_mode), (Scheme::Internal, IpMode::Proxy));
+        assert_eq!(d.requested_ips.len(), 2);
+        assert_eq!(d.zones, Some(vec!["zone-a".into(), "zone-b".into()]));
+        assert_eq!(
+            (
+                d.health_check.protocol,
+                d.health_check.path.as_deref(),
+                d.health_check.interval_seconds
+            ),
+            (HealthCheckProtocol::Http, Some("/ready"), 3)
+        );
+    }
+
+    #[test]
+    fn bad_services_are_errors_that_name_the_cause() {
+        let cases = [
+            (
+                json!({"spec": {"ports": [{"port": 80, "protocol": "SCTP", "nodePort": 30080}]}}),
+                "SCTP",
+            ),
+            (json!({"spec": {"ports": [{"port": 80}]}}), "no nodePort"),
+            (json!({"spec": {"ports": []}}), "no ports"),
+            (
+                json!({"metadata": {"annotations": {names::ANN_CROSS_ZONE: "maybe"}}}),
+                names::ANN_CROSS_ZONE,
+            ),
+            (
+                json!({"metadata": {"annotations": {names::ANN_ZONE_AFFINITY: "nearby"}}}),
+                names::ANN_ZONE_AFFINITY,
+            ),
+            (
+                json!({"metadata": {"annotations": {names::ANN_IPS: "not-an-ip"}}}),
+                names::ANN_IPS,
+            ),
+            (
+                json!({"metadata": {"annotations": {names::ANN_HC_PORT: "70000"}}}),
+                names::ANN_HC_PORT,
+            ),
+        ];
+        for (extra, want) in cases {
+            let e = desired("c", &svc(extra.clone()), &[]).unwrap_err();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+    }
+
+    fn existing(d: &CreateLoadBalancerRequest) -> LoadBalancer {
+        serde_json::from_value(json!({
+            "id": "lb-0000000000000001", "name": d.name, "region": "sim-1", "state": "active", "scheme": d.scheme, "ip_mode": d.ip_mode,
+            "listeners": d.listeners, "backends": d.backends.iter().map(|b| json!({"instance_id": b, "zone": "zone-a", "private_ip": "127.1.1.2"})).collect::<Vec<_>>(),
+            "health_check": d.health_check, "zone_policy": d.zone_policy,
+            "frontends": [{"zone": "zone-a", "ip": "127.64.1.2"}, {"zone": "zone-b", "ip": "127.64.2.2"}],
+            "tags": d.tags, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "etag": "1"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn change_table() {
+        let nodes = [node("a", Some("simcloud://zone-a/i-0000000000000001"))];
+        let d = desired("c", &svc(json!({})), &nodes).unwrap();
+        let lb = existing(&d);
+        assert_eq!(change(&lb, &d), Change::None);
+        let more = desired(
+            "c",
+            &svc(json!({})),
+            &[
+                nodes[0].clone(),
+                node("b", Some("simcloud://zone-b/i-0000000000000002")),
+            ],
+        )
+        .unwrap();
+        match change(&lb, &more) {
+            Change::Update(u) => assert_eq!(
+                (u.backends.map(|b| b.len()), u.listeners.is_none()),
+                (Some(2), true)
+            ),
+            other => panic!("{other:?}"),
+        }
+        let internal = desired(
+            "c",
+            &svc(json!({"metadata": {"annotations": {names::ANN_INTERNAL: "true"}}})),
+            &nodes,
+        )
+        .unwrap();
+        assert!(matches!(change(&lb, &internal), Change::Recreate(_)));
+        let zones = desired(
+            "c",
+            &svc(json!({"metadata": {"annotations": {names::ANN_ZONES: "zone-a"}}})),
+            &nodes,
+        )
+        .unwrap();
+        assert!(matches!(change(&lb, &zones), Change::Recreate(_)));
+        let pinned = desired(
+            "c",
+            &svc(json!({"metadata": {"annotations": {names::ANN_IPS: "127.64.1.2"}}})),
+            &nodes,
+        )
+        .unwrap();
+        assert_eq!(change(&lb, &pinned), Change::None);
+    }
+
+    #[test]
+    fn status_has_one_ingress_per_frontend_with_ip_mode_and_ports() {
+        let d = desired(
+            "c",
+            &svc(json!({"metadata": {"annotations": {names::ANN_IP_MODE: "Proxy"}}})),
+            &[],
+        )
+        .unwrap();
+        let s = status(&existing(&d));
+        let ingress = s.ingress.unwrap();
+        assert_eq!(ingress.len(), 2);
+        assert_eq!(ingress[0].ip.as_deref(), Some("127.64.1.2"));
+        assert_eq!(ingress[0].ip_mode.as_deref(), Some("Proxy"));
+        assert_eq!(ingress[0].ports.as_ref().unwrap()[0].port, 80);
+    }
+}

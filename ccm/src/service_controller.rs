@@ -1,0 +1,566 @@
+//! The `service` controller: cloud load balancers for `type: LoadBalancer` Services, as upstream's
+//! service controller, with its finalizer-first ordering, events, retries and backend predicates.
+//!
+//! One kube-runtime `Controller` over Services also watches Nodes: a node change that alters the
+//! backend set (name and provider ID of nodes passing the predicates) triggers the load-balancer
+//! Services, whose reconcile then updates only the backends of the load balancers whose set
+//! changed. Because both paths run inside the Service's reconcile, an ensure and a node-driven
+//! update of one Service never race. A Service whose relevant fields did not change since its
+//! last successful ensure (a fingerprint of upstream's `needsUpdate` fields) causes no cloud call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{LoadBalancerStatus, Node, Service};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::cloud::{CloudError, CloudProvider};
+use crate::metrics::Metrics;
+use crate::names;
+use crate::service_plan::{self, Decision};
+
+/// Queue name in metrics.
+pub const QUEUE: &str = "service";
+/// Upstream's `minRetryDelay` / `maxRetryDelay`.
+pub const MIN_RETRY: Duration = Duration::from_secs(5);
+pub const MAX_RETRY: Duration = Duration::from_secs(300);
+/// Node names listed in events at most (upstream's `maxNodeNamesToLog`).
+const MAX_NODE_NAMES: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("syncing load balancer for {service}")]
+    Cloud {
+        service: String,
+        #[source]
+        source: CloudError,
+    },
+    #[error("writing service {service}")]
+    Kube {
+        service: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ServiceError {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ServiceError::Cloud { source, .. } => source.retry_after(),
+            ServiceError::Kube { .. } => None,
+        }
+    }
+}
+
+/// Retry delay after `failures` consecutive failures: 5 s doubling to 300 s.
+pub fn backoff(failures: u32) -> Duration {
+    MIN_RETRY
+        .saturating_mul(2u32.saturating_pow(failures.min(16)))
+        .min(MAX_RETRY)
+}
+
+type NodeSet = BTreeMap<String, String>;
+
+/// What the controller remembers about a Service it synced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Synced {
+    fingerprint: u64,
+    nodes: NodeSet,
+}
+
+pub struct ServiceContext {
+    pub client: kube::Client,
+    pub cloud: Arc<dyn CloudProvider>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub cluster: String,
+    /// Handle Services of this `loadBalancerClass` instead of class-less ones.
+    pub class: Option<String>,
+    nodes: Mutex<Option<Store<Node>>>,
+    synced: Mutex<HashMap<String, Synced>>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl ServiceContext {
+    pub fn new(
+        client: kube::Client,
+        cloud: Arc<dyn CloudProvider>,
+        metrics: Arc<Metrics>,
+        identity: &str,
+        cluster: &str,
+        class: Option<String>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: names::SERVICE_CONTROLLER.into(),
+                instance: Some(identity.to_owned()),
+            },
+        );
+        Self {
+            client,
+            cloud,
+            metrics,
+            recorder,
+            cluster: cluster.to_owned(),
+            class,
+            nodes: Mutex::default(),
+            synced: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    fn backend_nodes(&self) -> Vec<Node> {
+        let store = self.nodes.lock().expect("nodes lock").clone();
+        let mut nodes: Vec<Node> = store
+            .map(|s| s.state())
+            .unwrap_or_default()
+            .iter()
+            .filter(|n| service_plan::is_backend(n))
+            .map(|n| (**n).clone())
+            .collect();
+        nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        nodes
+    }
+
+    async fn event(&self, svc: &Service, type_: EventType, reason: &str, note: String) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &svc.object_ref(&())).await {
+            tracing::warn!(service = %key(svc), reason, error = %e, "cannot publish event");
+        }
+    }
+}
+
+fn key(svc: &Service) -> String {
+    format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any())
+}
+
+fn node_names(nodes: &[Node]) -> String {
+    let names: Vec<String> = nodes
+        .iter()
+        .take(MAX_NODE_NAMES)
+        .map(ResourceExt::name_any)
+        .collect();
+    if nodes.len() > MAX_NODE_NAMES {
+        format!("{names:?} (total number of nodes: {})", nodes.len())
+    } else {
+        format!("{names:?}")
+    }
+}
+
+async fn reconcile(svc: Arc<Service>, ctx: Arc<ServiceContext>) -> Result<Action, ServiceError> {
+    let started = Instant::now();
+    ctx.metrics.start(QUEUE);
+    let result = sync(&svc, &ctx).await;
+    ctx.metrics
+        .finish(QUEUE, started.elapsed(), result.is_err());
+    if result.is_ok() {
+        ctx.failures
+            .lock()
+            .expect("failures lock")
+            .remove(&key(&svc));
+    }
+    result
+}
+
+fn error_policy(svc: Arc<Service>, err: &ServiceError, ctx: Arc<ServiceContext>) -> Action {
+    let k = key(&svc);
+    let delay = match err.retry_after() {
+        // A cloud that says when to come back gets exactly that, without growing back-off.
+        Some(after) => after,
+        None => {
+            let mut f = ctx.failures.lock().expect("failures lock");
+            let n = f.entry(k.clone()).or_insert(0);
+            let d = backoff(*n);
+            *n += 1;
+            d
+        }
+    };
+    tracing::warn!(service = %k, error = %crate::error_chain(err), retry_in = ?delay, "service sync failed");
+    Action::requeue(delay)
+}
+
+/// Reconciles one Service.
+pub async fn sync(svc: &Service, ctx: &ServiceContext) -> Result<Action, ServiceError> {
+    let k = key(svc);
+    match service_plan::decide(svc, ctx.class.as_deref()) {
+        Decision::Ignore => Ok(Action::await_change()),
+        Decision::Delete => delete(svc, ctx).await,
+        Decision::Ensure => {
+            let fingerprint = service_plan::fingerprint(svc, ctx.class.as_deref());
+            let nodes = ctx.backend_nodes();
+            let set = service_plan::node_set(&nodes);
+            let last = ctx.synced.lock().expect("synced lock").get(&k).cloned();
+            match last {
+                Some(l) if l.fingerprint == fingerprint && service_plan::has_finalizer(svc) => {
+                    if l.nodes != set {
+                        update_hosts(svc, ctx, &nodes, set, fingerprint).await?;
+                    }
+                    Ok(Action::await_change())
+                }
+                _ => ensure(svc, ctx, nodes, set, fingerprint).await,
+            }
+        }
+    }
+}
+
+async fn ensure(
+    svc: &Service,
+    ctx: &ServiceContext,
+    nodes: Vec<Node>,
+    set: NodeSet,
+    fingerprint: u64,
+) -> Result<Action, ServiceError> {
+    let k = key(svc);
+    let name = svc.name_any();
+    let api: Api<Service> =
+        Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
+    let kube_err = |source| ServiceError::Kube {
+        service: k.clone(),
+        source,
+    };
+    ctx.event(
+        svc,
+        EventType::Normal,
+        names::REASON_ENSURING_LB,
+        "Ensuring load balancer".into(),
+    )
+    .await;
+    if !service_plan::has_finalizer(svc) {
+        // Before any cloud call, so a load balancer is never made for a Service we could lose.
+        let patch = json!({"metadata": {"finalizers": [names::LB_FINALIZER]}});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+            .map_err(kube_err)?;
+    }
+    if nodes.is_empty() {
+        ctx.event(
+            svc,
+            EventType::Warning,
+            names::REASON_UNAVAILABLE_LB,
+            "There are no available nodes for LoadBalancer".into(),
+        )
+        .await;
+    }
+    let lb = ctx
+        .cloud
+        .load_balancer()
+        .expect("the service controller only runs with LoadBalancer");
+    let status = match lb.ensure_load_balancer(&ctx.cluster, svc, &nodes).await {
+        Ok(s) => s,
+        Err(source) => {
+            ctx.event(
+                svc,
+                EventType::Warning,
+                names::REASON_SYNC_LB_FAILED,
+                format!(
+                    "Error syncing load balancer: {}",
+                    crate::error_chain(&source)
+                ),
+            )
+            .await;
+            return Err(ServiceError::Cloud { service: k, source });
+        }
+    };
+    ctx.event(
+        svc,
+        EventType::Normal,
+        names::REASON_ENSURED_LB,
+        "Ensured load balancer".into(),
+    )
+    .await;
+    ctx.synced.lock().expect("synced lock").insert(
+        k.clone(),
+        Synced {
+            fingerprint,
+            nodes: set,
+        },
+    );
+    write_status(&api, svc, &status).await.map_err(kube_err)?;
+    tracing::info!(service = %k, ingress = status.ingress.as_ref().map_or(0, Vec::len), backends = nodes.len(), "ensured load balancer");
+    Ok(Action::await_change())
+}
+
+async fn update_hosts(
+    svc: &Service,
+    ctx: &ServiceContext,
+    nodes: &[Node],
+    set: NodeSet,
+    fingerprint: u64,
+) -> Result<(), ServiceError> {
+    let k = key(svc);
+    let lb = ctx.cloud.load_balancer().expect("LoadBalancer");
+    let started = Instant::now();
+    ctx.metrics.lb_syncs.inc();
+    let result = lb.update_load_balancer(&ctx.cluster, svc, nodes).await;
+    ctx.metrics
+        .update_host_latency
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(()) => {
+            if nodes.is_empty() {
+                ctx.event(
+                    svc,
+                    EventType::Warning,
+                    names::REASON_UNAVAILABLE_LB,
+                    "There are no available nodes for LoadBalancer".into(),
+                )
+                .await;
+            } else {
+                ctx.event(
+                    svc,
+                    EventType::Normal,
+                    names::REASON_UPDATED_LB,
+                    "Updated load balancer with new hosts".into(),
+                )
+                .await;
+            }
+            ctx.synced.lock().expect("synced lock").insert(
+                k.clone(),
+                Synced {
+                    fingerprint,
+                    nodes: set,
+                },
+            );
+            tracing::info!(service = %k, backends = nodes.len(), "updated load balancer hosts");
+            Ok(())
+        }
+        Err(source) => {
+            // The next attempt is a full ensure (which also recreates a missing load balancer).
+            ctx.synced.lock().expect("synced lock").remove(&k);
+            if matches!(lb.get_load_balancer(&ctx.cluster, svc).await, Ok(None)) {
+                return Err(ServiceError::Cloud { service: k, source });
+            }
+            ctx.metrics.nodesync_errors.inc();
+            ctx.event(
+                svc,
+                EventType::Warning,
+                names::REASON_UPDATE_LB_FAILED,
+                format!(
+                    "Error updating load balancer with new hosts {}, error: {}",
+                    node_names(nodes),
+                    crate::error_chain(&source)
+                ),
+            )
+            .await;
+            Err(ServiceError::Cloud { service: k, source })
+        }
+    }
+}
+
+async fn delete(svc: &Service, ctx: &ServiceContext) -> Result<Action, ServiceError> {
+    let k = key(svc);
+    let name = svc.name_any();
+    let api: Api<Service> =
+        Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
+    let lb = ctx.cloud.load_balancer().expect("LoadBalancer");
+    let exists = lb
+        .get_load_balancer(&ctx.cluster, svc)
+        .await
+        .map_err(|source| ServiceError::Cloud {
+            service: k.clone(),
+            source,
+        })?
+        .is_some();
+    if exists {
+        ctx.event(
+            svc,
+            EventType::Normal,
+            names::REASON_DELETING_LB,
+            "Deleting load balancer".into(),
+        )
+        .await;
+        if let Err(source) = lb.ensure_load_balancer_deleted(&ctx.cluster, svc).await {
+            ctx.event(
+                svc,
+                EventType::Warning,
+                names::REASON_DELETE_LB_FAILED,
+                format!(
+                    "Error deleting load balancer: {}",
+                    crate::error_chain(&source)
+                ),
+            )
+            .await;
+            return Err(ServiceError::Cloud { service: k, source });
+        }
+    }
+    ctx.synced.lock().expect("synced lock").remove(&k);
+    let gone = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 404);
+    if service_plan::has_finalizer(svc) {
+        let patch =
+            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [names::LB_FINALIZER]}});
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if gone(&e) => {}
+            Err(source) => return Err(ServiceError::Kube { service: k, source }),
+        }
+    }
+    ctx.event(
+        svc,
+        EventType::Normal,
+        names::REASON_DELETED_LB,
+        "Deleted load balancer".into(),
+    )
+    .await;
+    match write_status(&api, svc, &LoadBalancerStatus::default()).await {
+        Ok(()) => {}
+        Err(e) if gone(&e) => {}
+        Err(source) => return Err(ServiceError::Kube { service: k, source }),
+    }
+    tracing::info!(service = %k, existed = exists, "deleted load balancer");
+    Ok(Action::await_change())
+}
+
+/// Writes `.status.loadBalancer` through the status subresource when it differs semantically.
+async fn write_status(
+    api: &Api<Service>,
+    svc: &Service,
+    status: &LoadBalancerStatus,
+) -> Result<(), kube::Error> {
+    let current = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.clone())
+        .unwrap_or_default();
+    if service_plan::status_equal(&current, status) {
+        return Ok(());
+    }
+    let ingress =
+        serde_json::to_value(status.ingress.clone().unwrap_or_default()).unwrap_or_default();
+    let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
+    api.patch_status(
+        &svc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Deletes load balancers tagged for this cluster whose Service no longer exists or no longer wants
+/// one (upstream leaks these). Returns how many were deleted.
+pub async fn collect_garbage(
+    ctx: &ServiceContext,
+    services: &[Arc<Service>],
+) -> Result<usize, CloudError> {
+    let lb = ctx.cloud.load_balancer().expect("LoadBalancer");
+    let live: Vec<String> = services
+        .iter()
+        .filter(|s| service_plan::decide(s, ctx.class.as_deref()) != Decision::Ignore)
+        .filter_map(|s| s.metadata.uid.clone())
+        .collect();
+    let mut deleted = 0;
+    for owned in lb.list_owned(&ctx.cluster).await? {
+        if live.contains(&owned.service_uid) {
+            continue;
+        }
+        lb.delete_owned(&ctx.cluster, &owned).await?;
+        tracing::info!(lb = %owned.id, service = %owned.service, "deleted load balancer whose Service is gone");
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<ServiceContext>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let services: Api<Service> = Api::all(ctx.client.clone());
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let controller = Controller::new(services, watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(concurrency));
+    let service_store = controller.store();
+    // A node change that alters the backend set triggers every load-balancer Service; their
+    // reconciles update only the load balancers whose set changed.
+    let last_seen: Arc<Mutex<HashMap<String, (bool, String)>>> = Arc::default();
+    let trigger_store = service_store.clone();
+    let class = ctx.class.clone();
+    let controller = controller.watches(nodes, watcher::Config::default(), move |node: Node| {
+        let name = node.name_any();
+        let now = (
+            service_plan::is_backend(&node),
+            crate::cloud::provider_id(&node).unwrap_or("").to_owned(),
+        );
+        let changed = last_seen
+            .lock()
+            .expect("seen lock")
+            .insert(name, now.clone())
+            .as_ref()
+            != Some(&now);
+        if !changed {
+            return Vec::new();
+        }
+        trigger_store
+            .state()
+            .iter()
+            .filter(|s| service_plan::decide(s, class.as_deref()) == Decision::Ensure)
+            .map(|s| ObjectRef::from_obj(&**s))
+            .collect::<Vec<_>>()
+    });
+    // The node cache the reconciles read backends from.
+    let (node_store, writer) = kube::runtime::reflector::store();
+    *ctx.nodes.lock().expect("nodes lock") = Some(node_store.clone());
+    let node_api: Api<Node> = Api::all(ctx.client.clone());
+    let informer = tokio::spawn(async move {
+        use kube::runtime::WatchStreamExt;
+        kube::runtime::reflector::reflector(writer, watcher(node_api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects()
+            .for_each(|_| futures_util::future::ready(()))
+            .await;
+    });
+    let gc = {
+        let ctx = ctx.clone();
+        let store = service_store.clone();
+        tokio::spawn(async move {
+            let _ = store.wait_until_ready().await;
+            match collect_garbage(&ctx, &store.state()).await {
+                Ok(n) => tracing::info!(deleted = n, "load-balancer garbage collection done"),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), "load-balancer garbage collection failed")
+                }
+            }
+        })
+    };
+    let _ = node_store.wait_until_ready().await;
+    let name = crate::controllers::ControllerName::Service.as_str();
+    ctx.metrics.set_running(name, true);
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| futures_util::future::ready(()))
+        .await;
+    gc.abort();
+    informer.abort();
+    ctx.metrics.set_running(name, false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_five_seconds_doubling_to_five_minutes() {
+        let got: Vec<u64> = (0..8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(got, [5, 10, 20, 40, 80, 160, 300, 300]);
+    }
+}
