@@ -311,7 +311,7 @@ pub async fn run(
     let refresher = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let _ = store.wait_until_ready().await;
+            // Upstream runs a pass at start; the first one may see a cache that is still filling.
             loop {
                 refresh_addresses(&ctx, store.state(), usize::from(status_concurrency)).await;
                 tokio::time::sleep(status_every).await;

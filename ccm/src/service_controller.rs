@@ -87,6 +87,9 @@ pub struct ServiceContext {
     nodes: Mutex<Option<Store<Node>>>,
     synced: Mutex<HashMap<String, Synced>>,
     failures: Mutex<HashMap<String, u32>>,
+    /// After a failure: the Service's fingerprint then, and when to try again. Changes that do
+    /// not alter the fingerprint (our own finalizer patch, say) do not cut the wait short.
+    retry_at: Mutex<HashMap<String, (u64, Instant)>>,
 }
 
 impl ServiceContext {
@@ -115,6 +118,7 @@ impl ServiceContext {
             nodes: Mutex::default(),
             synced: Mutex::default(),
             failures: Mutex::default(),
+            retry_at: Mutex::default(),
         }
     }
 
@@ -163,16 +167,27 @@ fn node_names(nodes: &[Node]) -> String {
 }
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<ServiceContext>) -> Result<Action, ServiceError> {
+    let k = key(&svc);
+    if service_plan::decide(&svc, ctx.class.as_deref()) == Decision::Ensure {
+        let fp = service_plan::fingerprint(&svc, ctx.class.as_deref());
+        let wait = ctx
+            .retry_at
+            .lock()
+            .expect("retry lock")
+            .get(&k)
+            .and_then(|(f, at)| (*f == fp).then(|| at.saturating_duration_since(Instant::now())));
+        if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+            return Ok(Action::requeue(wait));
+        }
+    }
     let started = Instant::now();
     ctx.metrics.start(QUEUE);
     let result = sync(&svc, &ctx).await;
     ctx.metrics
         .finish(QUEUE, started.elapsed(), result.is_err());
     if result.is_ok() {
-        ctx.failures
-            .lock()
-            .expect("failures lock")
-            .remove(&key(&svc));
+        ctx.failures.lock().expect("failures lock").remove(&k);
+        ctx.retry_at.lock().expect("retry lock").remove(&k);
     }
     result
 }
@@ -190,6 +205,11 @@ fn error_policy(svc: Arc<Service>, err: &ServiceError, ctx: Arc<ServiceContext>)
             d
         }
     };
+    let fp = service_plan::fingerprint(&svc, ctx.class.as_deref());
+    ctx.retry_at
+        .lock()
+        .expect("retry lock")
+        .insert(k.clone(), (fp, Instant::now() + delay));
     tracing::warn!(service = %k, error = %crate::error_chain(err), retry_in = ?delay, "service sync failed");
     Action::requeue(delay)
 }
@@ -456,26 +476,51 @@ async fn write_status(
 
 /// Deletes load balancers tagged for this cluster whose Service no longer exists or no longer wants
 /// one (upstream leaks these). Returns how many were deleted.
-pub async fn collect_garbage(
-    ctx: &ServiceContext,
-    services: &[Arc<Service>],
-) -> Result<usize, CloudError> {
+pub async fn collect_garbage(ctx: &ServiceContext) -> Result<usize, GcError> {
     let lb = ctx.cloud.load_balancer().expect("LoadBalancer");
-    let live: Vec<String> = services
-        .iter()
-        .filter(|s| service_plan::decide(s, ctx.class.as_deref()) != Decision::Ignore)
-        .filter_map(|s| s.metadata.uid.clone())
-        .collect();
+    // Load balancers first, Services second: a Service created in between cannot own any of the
+    // listed load balancers, so nothing live is ever collected.
+    let owned = lb.list_owned(&ctx.cluster).await.map_err(GcError::Cloud)?;
+    if owned.is_empty() {
+        return Ok(0);
+    }
+    let services: Api<Service> = Api::all(ctx.client.clone());
+    let mut live: Vec<String> = Vec::new();
+    let mut lp = kube::api::ListParams::default().limit(500);
+    loop {
+        let page = services.list(&lp).await.map_err(GcError::Kube)?;
+        live.extend(
+            page.items
+                .iter()
+                .filter(|s| service_plan::decide(s, ctx.class.as_deref()) != Decision::Ignore)
+                .filter_map(|s| s.metadata.uid.clone()),
+        );
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp = lp.continue_token(&c),
+            None => break,
+        }
+    }
     let mut deleted = 0;
-    for owned in lb.list_owned(&ctx.cluster).await? {
-        if live.contains(&owned.service_uid) {
+    for o in owned {
+        if live.contains(&o.service_uid) {
             continue;
         }
-        lb.delete_owned(&ctx.cluster, &owned).await?;
-        tracing::info!(lb = %owned.id, service = %owned.service, "deleted load balancer whose Service is gone");
+        lb.delete_owned(&ctx.cluster, &o)
+            .await
+            .map_err(GcError::Cloud)?;
+        tracing::info!(lb = %o.id, service = %o.service, "deleted load balancer whose Service is gone");
         deleted += 1;
     }
     Ok(deleted)
+}
+
+/// Why garbage collection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("listing or deleting load balancers")]
+    Cloud(#[source] CloudError),
+    #[error("listing services")]
+    Kube(#[source] kube::Error),
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -530,10 +575,8 @@ pub async fn run(
     });
     let gc = {
         let ctx = ctx.clone();
-        let store = service_store.clone();
         tokio::spawn(async move {
-            let _ = store.wait_until_ready().await;
-            match collect_garbage(&ctx, &store.state()).await {
+            match collect_garbage(&ctx).await {
                 Ok(n) => tracing::info!(deleted = n, "load-balancer garbage collection done"),
                 Err(e) => {
                     tracing::warn!(error = %crate::error_chain(&e), "load-balancer garbage collection failed")

@@ -7,3 +7,4 @@ mod leader;
 mod lifecycle;
 mod node_init;
 mod routes;
+mod services;

@@ -1,0 +1,442 @@
+//! The service controller: with the fake provider, and against cloud-sim.
+
+use std::time::{Duration, Instant};
+
+use ccm::cloud::fake::{FakeCloud, FakeLb};
+use ccm::controllers::ControllerName;
+use ccm::{Options, names};
+use cloud_api::{CreateInstanceRequest, Tags};
+use k8s_openapi::api::core::v1::{Event, Node, Service};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube_sim::kubelet::{KubeletConfig, Kubelets};
+use serde_json::json;
+
+use crate::common::{T, client_for, start_with, wait_for};
+
+fn svc_opts() -> Options {
+    let mut o = Options::for_tests("test");
+    o.controllers = [ControllerName::Service].into();
+    o
+}
+
+fn lb_service(name: &str) -> Service {
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}]}})).unwrap()
+}
+
+fn ingress_ips(s: &Service) -> Vec<(String, String)> {
+    s.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| (i.ip.unwrap_or_default(), i.ip_mode.unwrap_or_default()))
+        .collect()
+}
+
+async fn reasons(client: &kube::Client, object: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let mut list = events.list(&ListParams::default()).await.unwrap().items;
+    list.sort_by_key(|e| {
+        e.metadata
+            .resource_version
+            .as_deref()
+            .and_then(|r| r.parse::<u64>().ok())
+    });
+    list.into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(object))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+fn has_finalizer(s: &Service) -> bool {
+    ccm::service_plan::has_finalizer(s)
+}
+
+#[tokio::test]
+async fn ensure_writes_finalizer_first_then_status_and_events() {
+    let cloud = FakeCloud::new();
+    // The first ensure fails: the finalizer must already be there.
+    cloud.fail_next(1, "cloud unavailable");
+    let h = start_with(cloud, svc_opts()).await;
+    h.register("n1", json!({})).await;
+    let svcs: Api<Service> = Api::namespaced(h.client.clone(), "default");
+    svcs.create(&PostParams::default(), &lb_service("web"))
+        .await
+        .unwrap();
+    wait_for("first ensure failed", T, || async {
+        (h.cloud.count_calls("ensure-lb") >= 1).then_some(())
+    })
+    .await;
+    assert!(
+        has_finalizer(&svcs.get("web").await.unwrap()),
+        "finalizer before the first cloud call"
+    );
+    // The retry (after 5 s back-off) succeeds and writes the status with ipMode.
+    let s = wait_for("status written", Duration::from_secs(30), || async {
+        svcs.get("web")
+            .await
+            .ok()
+            .filter(|s| !ingress_ips(s).is_empty())
+    })
+    .await;
+    assert_eq!(
+        ingress_ips(&s),
+        [("127.64.1.2".to_owned(), "VIP".to_owned())]
+    );
+    assert_eq!(h.cloud.lbs()["default/web"].hosts, ["n1"]);
+    let r = reasons(&h.client, "web").await;
+    for want in [
+        names::REASON_ENSURING_LB,
+        names::REASON_SYNC_LB_FAILED,
+        names::REASON_ENSURED_LB,
+    ] {
+        assert!(r.iter().any(|x| x == want), "missing {want} in {r:?}");
+    }
+    // No change, no cloud call: status writes and label changes do not re-ensure.
+    let calls = h.cloud.count_calls("ensure-lb");
+    svcs.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.cloud.count_calls("ensure-lb"), calls);
+    // An annotation change does.
+    svcs.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"a": "b"}}})),
+    )
+    .await
+    .unwrap();
+    wait_for("re-ensure", T, || async {
+        (h.cloud.count_calls("ensure-lb") > calls).then_some(())
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn deletion_and_type_change_clean_up() {
+    let h = start_with(FakeCloud::new(), svc_opts()).await;
+    let svcs: Api<Service> = Api::namespaced(h.client.clone(), "default");
+    svcs.create(&PostParams::default(), &lb_service("gone"))
+        .await
+        .unwrap();
+    svcs.create(&PostParams::default(), &lb_service("flip"))
+        .await
+        .unwrap();
+    wait_for("both ensured", T, || async {
+        (h.cloud.lbs().len() == 2).then_some(())
+    })
+    .await;
+    wait_for("finalizers", T, || async {
+        let a = svcs.get("gone").await.ok()?;
+        let b = svcs.get("flip").await.ok()?;
+        (has_finalizer(&a) && has_finalizer(&b) && !ingress_ips(&b).is_empty()).then_some(())
+    })
+    .await;
+    svcs.delete("gone", &DeleteParams::default()).await.unwrap();
+    wait_for("service deleted after cleanup", T, || async {
+        svcs.get_opt("gone").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(!h.cloud.lbs().contains_key("default/gone"));
+    let r = reasons(&h.client, "gone").await;
+    assert!(
+        r.contains(&names::REASON_DELETING_LB.to_owned())
+            && r.contains(&names::REASON_DELETED_LB.to_owned()),
+        "{r:?}"
+    );
+    svcs.patch(
+        "flip",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"type": "ClusterIP"}})),
+    )
+    .await
+    .unwrap();
+    let s = wait_for("flip cleaned up", T, || async {
+        svcs.get("flip").await.ok().filter(|s| !has_finalizer(s))
+    })
+    .await;
+    assert!(ingress_ips(&s).is_empty(), "status cleared");
+    assert!(!h.cloud.lbs().contains_key("default/flip"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn other_load_balancer_classes_are_ignored() {
+    let h = start_with(FakeCloud::new(), svc_opts()).await;
+    let svcs: Api<Service> = Api::namespaced(h.client.clone(), "default");
+    let mut s = lb_service("classy");
+    s.spec.as_mut().unwrap().load_balancer_class = Some("example.com/other".into());
+    svcs.create(&PostParams::default(), &s).await.unwrap();
+    svcs.create(&PostParams::default(), &lb_service("plain"))
+        .await
+        .unwrap();
+    wait_for("plain ensured", T, || async {
+        h.cloud.lbs().contains_key("default/plain").then_some(())
+    })
+    .await;
+    assert!(
+        !h.cloud
+            .calls()
+            .iter()
+            .any(|c| c.ends_with("default/classy"))
+    );
+    assert!(!has_finalizer(&svcs.get("classy").await.unwrap()));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn node_changes_update_backends_without_re_ensuring() {
+    let h = start_with(FakeCloud::new(), svc_opts()).await;
+    for n in ["n1", "n2"] {
+        h.register(n, json!({"spec": {"taints": [], "providerID": format!("simcloud://zone-a/i-00000000000000{:02x}", n.len())}})).await;
+    }
+    let svcs: Api<Service> = Api::namespaced(h.client.clone(), "default");
+    svcs.create(&PostParams::default(), &lb_service("a"))
+        .await
+        .unwrap();
+    svcs.create(&PostParams::default(), &lb_service("b"))
+        .await
+        .unwrap();
+    wait_for("both with 2 hosts", T, || async {
+        let lbs = h.cloud.lbs();
+        (lbs.len() == 2 && lbs.values().all(|l| l.hosts.len() == 2)).then_some(())
+    })
+    .await;
+    let ensures = h.cloud.count_calls("ensure-lb");
+    // A status-only change (readiness) is not a backend change.
+    h.nodes
+        .patch_status(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    // Excluding n2 is: both load balancers drop it, through updates, not ensures.
+    h.nodes
+        .patch(
+            "n2",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {names::LABEL_EXCLUDE_FROM_LB: "true"}}})),
+        )
+        .await
+        .unwrap();
+    wait_for("n2 excluded", T, || async {
+        h.cloud
+            .lbs()
+            .values()
+            .all(|l| l.hosts == ["n1"])
+            .then_some(())
+    })
+    .await;
+    assert_eq!(h.cloud.count_calls("update-lb"), 2);
+    assert_eq!(
+        h.cloud.count_calls("ensure-lb"),
+        ensures,
+        "node changes update, they do not re-ensure"
+    );
+    // A new node joins every load balancer.
+    h.register("n3", json!({"spec": {"taints": []}})).await;
+    wait_for("n3 added", T, || async {
+        h.cloud
+            .lbs()
+            .values()
+            .all(|l| l.hosts == ["n1", "n3"])
+            .then_some(())
+    })
+    .await;
+    assert_eq!(h.cloud.count_calls("update-lb"), 4);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_from_the_cloud_is_a_fixed_delay() {
+    let cloud = FakeCloud::new();
+    cloud.lb_retry_after(1, Duration::from_millis(600));
+    let h = start_with(cloud, svc_opts()).await;
+    let svcs: Api<Service> = Api::namespaced(h.client.clone(), "default");
+    let started = Instant::now();
+    svcs.create(&PostParams::default(), &lb_service("busy"))
+        .await
+        .unwrap();
+    wait_for("ensured after the delay", T, || async {
+        h.cloud.lbs().contains_key("default/busy").then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(600), "waited {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "a Retry-After is not the 5 s back-off: {took:?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn orphans_are_collected_and_restarts_make_no_duplicates() {
+    let cloud = FakeCloud::new();
+    cloud.insert_lb(
+        "default/long-gone",
+        FakeLb {
+            service_uid: "uid-of-a-deleted-service".into(),
+            hosts: vec![],
+            ip: "127.64.1.99".into(),
+        },
+    );
+    let h = start_with(cloud, svc_opts()).await;
+    let svcs: Api<Service> = Api::namespaced(h.client.clone(), "default");
+    svcs.create(&PostParams::default(), &lb_service("keep"))
+        .await
+        .unwrap();
+    wait_for("orphan collected, keep ensured", T, || async {
+        let lbs = h.cloud.lbs();
+        (!lbs.contains_key("default/long-gone") && lbs.contains_key("default/keep")).then_some(())
+    })
+    .await;
+    h.stop().await;
+}
+
+/// With cloud-sim: backends in three zones, ingress per zone, restart without duplicates,
+/// ClusterIP removes the load balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_cloud_sim() {
+    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+        .await
+        .unwrap();
+    let cc = cloud_client::Client::new(cloud.base_url()).unwrap();
+    let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
+        .await
+        .unwrap();
+    let kubelets = Kubelets::start(
+        KubeletConfig::for_tests(&cloud.base_url()),
+        kube.api().clone(),
+    )
+    .unwrap();
+    let client = client_for(&kube.url());
+    let provider: std::sync::Arc<dyn ccm::cloud::CloudProvider> =
+        std::sync::Arc::new(ccm::cloud::simcloud::SimCloud::new(cc.clone(), None));
+    let mut opts = Options::for_tests("test");
+    opts.controllers = ControllerName::ALL.into_iter().collect();
+    let start = |opts: &Options| {
+        let (tx, stop) = ccm::Stop::new();
+        (
+            tx,
+            ccm::start_controllers(
+                client.clone(),
+                provider.clone(),
+                std::sync::Arc::new(ccm::metrics::Metrics::new()),
+                opts,
+                &stop,
+            ),
+        )
+    };
+    let (stop_tx, mut tasks) = start(&opts);
+    for (n, zone) in [("w1", "zone-a"), ("w2", "zone-b"), ("w3", "zone-c")] {
+        let req = CreateInstanceRequest {
+            name: n.into(),
+            zone: zone.into(),
+            instance_type: "sim.small".into(),
+            tags: Tags::new(),
+            private_ip: None,
+        };
+        cc.create_instance(&req).await.unwrap();
+    }
+    let nodes: Api<Node> = Api::all(client.clone());
+    wait_for("3 nodes initialised", T, || async {
+        let l = nodes.list(&ListParams::default()).await.ok()?;
+        (l.items.len() == 3
+            && l.items
+                .iter()
+                .all(|n| !ccm::node_plan::has_uninitialized_taint(n)))
+        .then_some(())
+    })
+    .await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let mut svc = lb_service("shop");
+    svc.spec.as_mut().unwrap().traffic_distribution = Some("PreferSameZone".into());
+    svcs.create(&PostParams::default(), &svc).await.unwrap();
+    let s = wait_for("ingress IPs", T, || async {
+        svcs.get("shop")
+            .await
+            .ok()
+            .filter(|s| ingress_ips(s).len() == 3)
+    })
+    .await;
+    let lbs = cc
+        .list_all_load_balancers(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(lbs.len(), 1);
+    let lb = &lbs[0];
+    let mut zones: Vec<_> = lb.backends.iter().map(|b| b.zone.as_str()).collect();
+    zones.sort();
+    assert_eq!(
+        zones,
+        ["zone-a", "zone-b", "zone-c"],
+        "backends in three zones"
+    );
+    assert_eq!(
+        lb.zone_policy.zone_affinity,
+        cloud_api::ZoneAffinity::PreferSameZone
+    );
+    let np = s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0]
+        .node_port
+        .unwrap();
+    assert_eq!(lb.listeners[0].backend_port, u16::try_from(np).unwrap());
+    let mut ips: Vec<_> = ingress_ips(&s).into_iter().map(|(ip, _)| ip).collect();
+    ips.sort();
+    let mut fronts: Vec<_> = lb.frontends.iter().map(|f| f.ip.to_string()).collect();
+    fronts.sort();
+    assert_eq!(ips, fronts);
+    assert_eq!(lb.tags["kubernetes.io/service-name"], "default/shop");
+    // Restart the controllers: the load balancer is found again, not duplicated.
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    let (stop_tx, mut tasks) = start(&opts);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        cc.list_all_load_balancers(&Default::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // ClusterIP: the load balancer goes, and so do the finalizer and the status.
+    svcs.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"type": "ClusterIP"}})),
+    )
+    .await
+    .unwrap();
+    wait_for("LB deleted", T, || async {
+        cc.list_all_load_balancers(&Default::default())
+            .await
+            .ok()?
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    wait_for("finalizer removed", T, || async {
+        svcs.get("shop")
+            .await
+            .ok()
+            .filter(|s| !has_finalizer(s) && ingress_ips(s).is_empty())
+    })
+    .await;
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    kubelets.stop().await;
+    kube.shutdown().await;
+    cloud.shutdown().await.unwrap();
+}
