@@ -20,11 +20,19 @@ use serde_json::json;
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let services = usize::try_from(args.first().copied().unwrap_or(1000)).unwrap();
     let latency = Duration::from_millis(args.get(1).copied().unwrap_or(10));
     let workers = u16::try_from(args.get(2).copied().unwrap_or(16)).unwrap();
-    let kube = kube_sim::Server::start(kube_sim::ServerConfig { history: services * 20 + 1000, ..Default::default() }).await.unwrap();
+    let kube = kube_sim::Server::start(kube_sim::ServerConfig {
+        history: services * 20 + 1000,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let client = kube::Client::try_from(kube::Config::new(kube.url().parse().unwrap())).unwrap();
     let nodes: Api<Node> = Api::all(client.clone());
     for i in 0..3 {
@@ -47,7 +55,13 @@ async fn main() {
     opts.concurrent_service_syncs = workers;
     let (stop_tx, stop) = ccm::Stop::new();
     let started = Instant::now();
-    let mut tasks = ccm::start_controllers(client.clone(), cloud.clone(), Arc::new(ccm::metrics::Metrics::new()), &opts, &stop);
+    let mut tasks = ccm::start_controllers(
+        client.clone(),
+        cloud.clone(),
+        Arc::new(ccm::metrics::Metrics::new()),
+        &opts,
+        &stop,
+    );
     while cloud.lbs().len() < services || cloud.lbs().values().any(|l| l.hosts.len() != 3) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -55,14 +69,33 @@ async fn main() {
     let n: Node = serde_json::from_value(json!({"metadata": {"name": "n-new"}, "spec": {"providerID": "simcloud://zone-b/i-00000000000000ff"}})).unwrap();
     let added = Instant::now();
     nodes.create(&PostParams::default(), &n).await.unwrap();
-    while cloud.lbs().values().any(|l| !l.hosts.iter().any(|h| h == "n-new")) {
+    while cloud
+        .lbs()
+        .values()
+        .any(|l| !l.hosts.iter().any(|h| h == "n-new"))
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let spread = added.elapsed();
-    println!("service controller benchmark (fake cloud, {} ms latency, {workers} workers, in-process kube-sim)", latency.as_millis());
-    println!("{services} LoadBalancer Services ensured from cold start in {:.2} s ({:.0} Services/s)", cold.as_secs_f64(), services as f64 / cold.as_secs_f64());
-    println!("one node added: all {services} load balancers had it after {:.2} s ({:.0} updates/s)", spread.as_secs_f64(), services as f64 / spread.as_secs_f64());
-    println!("cloud calls: {} ensures, {} updates", cloud.count_calls("ensure-lb"), cloud.count_calls("update-lb"));
+    println!(
+        "service controller benchmark (fake cloud, {} ms latency, {workers} workers, in-process kube-sim)",
+        latency.as_millis()
+    );
+    println!(
+        "{services} LoadBalancer Services ensured from cold start in {:.2} s ({:.0} Services/s)",
+        cold.as_secs_f64(),
+        services as f64 / cold.as_secs_f64()
+    );
+    println!(
+        "one node added: all {services} load balancers had it after {:.2} s ({:.0} updates/s)",
+        spread.as_secs_f64(),
+        services as f64 / spread.as_secs_f64()
+    );
+    println!(
+        "cloud calls: {} ensures, {} updates",
+        cloud.count_calls("ensure-lb"),
+        cloud.count_calls("update-lb")
+    );
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     kube.shutdown().await;

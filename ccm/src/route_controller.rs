@@ -387,18 +387,25 @@ pub async fn run(
             let mut seen: HashMap<String, Vec<String>> = HashMap::new();
             let mut events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
                 .default_backoff()
-                .touched_objects()
                 .boxed();
             while let Some(ev) = events.next().await {
-                if let Ok(n) = ev {
-                    let info = NodeInfo::from_node(&n);
-                    if seen
-                        .insert(info.name.clone(), info.pod_cidrs.clone())
-                        .as_ref()
-                        != Some(&info.pod_cidrs)
-                    {
+                match ev {
+                    Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
+                        let info = NodeInfo::from_node(&n);
+                        if seen
+                            .insert(info.name.clone(), info.pod_cidrs.clone())
+                            .as_ref()
+                            != Some(&info.pod_cidrs)
+                        {
+                            trigger.notify_one();
+                        }
+                    }
+                    // A node that goes away leaves routes to delete.
+                    Ok(watcher::Event::Delete(n)) => {
+                        seen.remove(&n.name_any());
                         trigger.notify_one();
                     }
+                    Ok(_) | Err(_) => {}
                 }
             }
         })

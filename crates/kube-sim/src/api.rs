@@ -503,10 +503,10 @@ impl Api {
         let def = t.def;
         let key = t.key()?;
         let name = t.name().to_owned();
-        let _alloc_guard = (def.storage == resources::SERVICES)
-            .then(|| self.service_alloc.lock().expect("alloc lock"));
-        let mut alloc = (def.storage == resources::SERVICES)
-            .then(|| self.service_allocations((&key.namespace, &key.name)));
+        // Status writes never allocate, so they skip the allocation scan (which reads every Service).
+        let allocating = def.storage == resources::SERVICES && !t.status;
+        let _alloc_guard = allocating.then(|| self.service_alloc.lock().expect("alloc lock"));
+        let mut alloc = allocating.then(|| self.service_allocations((&key.namespace, &key.name)));
         let mut sent: Option<Value> = None;
         let decide = |cur: Option<&Value>| -> Result<Write, StatusError> {
             let Some(old) = cur else {

@@ -60,6 +60,10 @@ pub struct UpArgs {
     #[arg(long, default_value = "5s", value_parser = sim_common::parse_duration)]
     pub node_monitor_period: Duration,
 
+    /// Most routes cloud-sim's route table holds (one per node's pod CIDR).
+    #[arg(long, default_value_t = 50)]
+    pub route_quota: u32,
+
     /// Give up if the nodes are not all initialised within this long.
     #[arg(long, default_value = "120s", value_parser = sim_common::parse_duration)]
     pub timeout: Duration,
@@ -173,6 +177,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     cfg.instance_boot_delay = args.boot_delay;
     cfg.instance_stop_delay = Duration::from_secs(1);
     cfg.lb_provision_delay = Duration::from_secs(2);
+    cfg.route_quota = args.route_quota.max(1);
     let db = format!("sqlite://{}", args.data_dir.join("cloud-sim.db").display());
     let cloud = cloud_sim::Server::start(cfg, &db, args.cloud_listen)
         .await

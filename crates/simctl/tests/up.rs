@@ -74,6 +74,8 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
             "1s",
             "--node-monitor-period",
             "300ms",
+            "--route-quota",
+            "2",
         ])
         .arg("--data-dir")
         .arg(&dir)
@@ -124,6 +126,93 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
         serde_json::from_str(&simctl(&cloud_url, &["-o", "json", "zones", "list"]).await).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3);
 
+    // Routes: the quota (2) leaves one of the three nodes without a route, visibly.
+    let network = async || {
+        kubectl(
+            &dir,
+            &["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"NetworkUnavailable\")].status} {end}"],
+        )
+        .await
+    };
+    wait_for("two routed nodes and one NoRouteCreated", async || {
+        let out = network().await;
+        out.matches("=False").count() == 2 && out.matches("=True").count() == 1
+    })
+    .await;
+    let starved: String = network()
+        .await
+        .split_whitespace()
+        .find(|p| p.ends_with("=True"))
+        .unwrap()
+        .split('=')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // A LoadBalancer Service: a load balancer with a frontend per zone and backends in every zone.
+    let svc = dir.join("svc.yaml");
+    std::fs::write(
+        &svc,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: LoadBalancer\n  trafficDistribution: PreferSameZone\n  selector:\n    app: web\n  ports:\n  - port: 80\n",
+    )
+    .unwrap();
+    kubectl(
+        &dir,
+        &["apply", "--validate=false", "-f", svc.to_str().unwrap()],
+    )
+    .await;
+    wait_for("ingress IPs on the Service", async || {
+        kubectl(
+            &dir,
+            &[
+                "get",
+                "svc",
+                "web",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[*].ip}",
+            ],
+        )
+        .await
+        .split_whitespace()
+        .count()
+            == 3
+    })
+    .await;
+    let lbs: serde_json::Value =
+        serde_json::from_str(&simctl(&cloud_url, &["-o", "json", "lbs", "list"]).await).unwrap();
+    let lb = &lbs.as_array().unwrap()[0];
+    assert_eq!(lb["frontends"].as_array().unwrap().len(), 3);
+    let mut zones: Vec<&str> = lb["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["zone"].as_str().unwrap())
+        .collect();
+    zones.sort();
+    assert_eq!(zones, ["zone-a", "zone-b", "zone-c"]);
+    assert_eq!(lb["zone_policy"]["zone_affinity"], "prefer-same-zone");
+    // ClusterIP: the load balancer goes.
+    kubectl(
+        &dir,
+        &[
+            "patch",
+            "svc",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"type":"ClusterIP"}}"#,
+        ],
+    )
+    .await;
+    wait_for("load balancer deleted", async || {
+        simctl(&cloud_url, &["-o", "json", "lbs", "list"])
+            .await
+            .trim()
+            == "[]"
+    })
+    .await;
+
     // Stop node-1: the shutdown taint appears. Terminate node-2: its Node is deleted.
     simctl(&cloud_url, &["instances", "stop", "node-1"]).await;
     wait_for("shutdown taint on node-1", async || {
@@ -148,6 +237,14 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
             .contains("node/node-2")
     })
     .await;
+    // With node-2's route gone the starved node gets one (unless it was node-2 itself).
+    if starved != "node-2" {
+        wait_for("route quota recovered", async || {
+            let out = network().await;
+            out.contains(&format!("{starved}=False")) && !out.contains("=True")
+        })
+        .await;
+    }
 
     // Ctrl-C (SIGINT) stops it cleanly.
     let pid = child.id().unwrap().to_string();
