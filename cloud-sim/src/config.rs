@@ -102,6 +102,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUD_SIM_THROTTLE_BURST", default_value_t = 20)]
     pub throttle_burst: u32,
 
+    /// Delay added to load-balancer connections that cross zones, as `from:to=duration` pairs,
+    /// comma-separated (e.g. `zone-a:zone-b=2ms,zone-b:zone-a=2ms`).
+    #[arg(long, env = "CLOUD_SIM_INTER_ZONE_LATENCY", value_delimiter = ',', value_parser = parse_latency)]
+    pub inter_zone_latency: Vec<(String, String, std::time::Duration)>,
+
     /// Log filter in `tracing` syntax (e.g. `info`, `cloud_sim=debug`).
     #[arg(long, env = "CLOUD_SIM_LOG", default_value = "info")]
     pub log_filter: String,
@@ -123,6 +128,21 @@ fn parse_zone_cidr(s: &str) -> Result<(String, Ipv4Net), String> {
         .ok_or_else(|| format!("{s:?} is not zone=cidr"))?;
     let net = crate::domain::net::parse_ipv4_network(cidr)?;
     Ok((zone.trim().to_owned(), net))
+}
+
+/// Parses `from:to=duration`.
+fn parse_latency(s: &str) -> Result<(String, String, Duration), String> {
+    let (pair, d) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not from:to=duration"))?;
+    let (from, to) = pair
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not from:to=duration"))?;
+    Ok((
+        from.trim().to_owned(),
+        to.trim().to_owned(),
+        sim_common::parse_duration(d)?,
+    ))
 }
 
 /// One zone's addressing.
@@ -155,6 +175,8 @@ pub struct Config {
     pub tokens: Option<HashMap<String, Principal>>,
     /// `(rate per second, burst)` applied to every project.
     pub throttle: Option<(f64, u32)>,
+    /// Delay added to data-plane connections from one zone's frontend to another zone's backend.
+    pub inter_zone_latency: crate::dataplane::LatencyMatrix,
 }
 
 /// Why a configuration is unusable.
@@ -259,6 +281,7 @@ impl Config {
             route_quota: 50,
             tokens: None,
             throttle: None,
+            inter_zone_latency: Default::default(),
         })
     }
 
@@ -281,6 +304,16 @@ impl Config {
             ));
         }
         c.route_quota = args.route_quota;
+        for (from, to, d) in &args.inter_zone_latency {
+            for z in [from, to] {
+                if c.zone(z).is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "--inter-zone-latency names zone {z:?}, which is not in --zones"
+                    )));
+                }
+            }
+            c.inter_zone_latency.insert((from.clone(), to.clone()), *d);
+        }
         if let Some(path) = &args.tokens_file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokensFile {
                 path: path.clone(),

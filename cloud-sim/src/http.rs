@@ -29,6 +29,7 @@ pub mod routes;
 pub struct AppState {
     pub cloud: Cloud,
     pub metrics: Arc<Metrics>,
+    pub dataplane: Arc<crate::dataplane::DataPlane>,
 }
 
 /// The whole API as a router.

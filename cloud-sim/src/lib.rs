@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub mod config;
+pub mod dataplane;
 pub mod domain;
 pub mod error;
 pub mod faults;
@@ -71,9 +72,12 @@ impl Server {
         let config = Arc::new(config);
         let faults = Arc::new(faults::Faults::new(config.throttle));
         let cloud = Cloud::new(db, config, faults);
+        let dataplane =
+            dataplane::DataPlane::new(cloud.clone(), cloud.config.inter_zone_latency.clone());
         let state = AppState {
             cloud: cloud.clone(),
             metrics: Arc::new(metrics::Metrics::new()),
+            dataplane: dataplane.clone(),
         };
         let (shutdown, rx) = watch::channel(false);
 
@@ -81,6 +85,11 @@ impl Server {
         let worker = tokio::spawn(async move {
             worker::run(cloud, worker_rx).await;
             Ok(())
+        });
+        let dp_rx = rx.clone();
+        let dp = tokio::spawn(async move {
+            dataplane.run(dp_rx).await;
+            Ok::<(), ServeError>(())
         });
         let router = app(state.clone());
         let mut serve_rx = rx;
@@ -97,7 +106,7 @@ impl Server {
             addr,
             state,
             shutdown,
-            tasks: vec![worker, server],
+            tasks: vec![worker, dp, server],
         })
     }
 

@@ -1222,3 +1222,16 @@ pub async fn purge_idempotency(conn: &mut SqliteConnection, cutoff: i64) -> Resu
         .await?;
     Ok(r.rows_affected())
 }
+
+/// Every load balancer of every project (for the data plane), in creation order.
+pub async fn all_lbs(conn: &mut SqliteConnection, region: &str) -> Result<Vec<StoredLb>> {
+    let sql = format!("SELECT {LB_COLUMNS} FROM load_balancers ORDER BY seq");
+    let rows: Vec<LbRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(hydrate_lb(conn, region, r).await?);
+    }
+    Ok(out)
+}

@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloud_api::{
-    ApiErrorBody, CreateLoadBalancerRequest, LoadBalancer, Page, UpdateLoadBalancerRequest,
+    ApiErrorBody, CreateLoadBalancerRequest, LoadBalancer, Page, TrafficReport,
+    UpdateLoadBalancerRequest,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
             "/v1/load-balancers/{id}",
             get(read).patch(update).delete(delete),
         )
+        .route("/v1/load-balancers/{id}/traffic", get(traffic))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -111,4 +113,15 @@ pub async fn delete(
         .delete_load_balancer(&ctx, &id, if_match.as_deref())
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/load-balancers/{id}/traffic", tag = "load-balancers", params(("id" = String, Path)),
+    responses((status = 200, body = TrafficReport, description = "connections and bytes per port, frontend zone and backend; backend health; in-zone fraction"), (status = 404, body = ApiErrorBody)))]
+pub async fn traffic(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Json<TrafficReport>, ApiError> {
+    let lb = s.cloud.get_load_balancer(&ctx, &id).await?;
+    Ok(Json(s.dataplane.report(&lb)))
 }

@@ -29,6 +29,7 @@ use super::{admin, events, instances, load_balancers, regions, routes};
         load_balancers::read,
         load_balancers::update,
         load_balancers::delete,
+        load_balancers::traffic,
         routes::list_tables,
         routes::read_table,
         routes::create,

@@ -5,6 +5,7 @@ mod auth;
 mod catalog;
 mod common;
 mod conventions;
+mod dataplane;
 mod durability;
 mod events;
 mod faults;

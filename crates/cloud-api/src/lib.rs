@@ -18,6 +18,7 @@ pub mod load_balancer;
 pub mod page;
 pub mod region;
 pub mod route;
+pub mod traffic;
 
 pub use error::{ApiErrorBody, ErrorCode, ErrorDetail};
 pub use event::{Event, EventKind, EventPage, ResourceKind};
@@ -34,6 +35,7 @@ pub use load_balancer::{
 pub use page::Page;
 pub use region::{Region, Zone, ZoneState};
 pub use route::{CreateRouteRequest, Route, RouteState, RouteTable};
+pub use traffic::{BackendHealth, TrafficReport, TrafficRow};
 
 /// Resource tags: an ordered map so that bodies and etags are deterministic.
 pub type Tags = std::collections::BTreeMap<String, String>;

@@ -1,0 +1,552 @@
+//! The load-balancer data plane: every active load balancer listens on each zonal frontend and
+//! listener port (TCP) and proxies connections to its backends' `private IP : backend port`,
+//! zone-aware ([`zone`]), health-checked ([`health`]) and counted per (port, frontend zone,
+//! backend).
+//!
+//! A reconcile pass (at start-up, after every committed change, and every second) makes the
+//! running listeners match the database, so listeners follow the load balancer's life and come
+//! back after a restart. A zone in `outage` closes its frontends and marks its backends
+//! unhealthy. The client's zone is the zone of the frontend it connected to.
+
+pub mod health;
+pub mod zone;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cloud_api::{
+    BackendHealth, HealthCheckProtocol, LoadBalancer, LoadBalancerState, Protocol, TrafficReport,
+    TrafficRow, ZoneState,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::ops::Cloud;
+use crate::store;
+use health::Health;
+use zone::ZoneBackends;
+
+/// How long connecting to a backend may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Half-life of the per-zone client-rate estimate that feeds zone-aware routing.
+pub const RATE_HALF_LIFE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct RowKey {
+    port: u16,
+    frontend_zone: String,
+    backend_zone: String,
+    backend: String,
+}
+
+#[derive(Debug, Default)]
+struct RowStats {
+    connections: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Decaying per-zone connection counts: the measured share of clients per zone.
+#[derive(Debug, Default)]
+struct Rates {
+    counts: BTreeMap<String, f64>,
+    last: Option<Instant>,
+}
+
+impl Rates {
+    fn record(&mut self, zone: &str, now: Instant) {
+        if let Some(last) = self.last {
+            let decay =
+                0.5f64.powf(now.duration_since(last).as_secs_f64() / RATE_HALF_LIFE.as_secs_f64());
+            self.counts.values_mut().for_each(|c| *c *= decay);
+        }
+        self.last = Some(now);
+        *self.counts.entry(zone.to_owned()).or_default() += 1.0;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct BackendRt {
+    instance_id: String,
+    zone: String,
+    ip: Ipv4Addr,
+    health: Health,
+}
+
+/// The live state of one load balancer.
+#[derive(Debug)]
+struct LbRt {
+    id: String,
+    lb: Mutex<LoadBalancer>,
+    backends: Mutex<Vec<BackendRt>>,
+    outage: Mutex<HashSet<String>>,
+    rates: Mutex<Rates>,
+    rr: AtomicUsize,
+    rows: Mutex<BTreeMap<RowKey, Arc<RowStats>>>,
+    refused: AtomicU64,
+    listeners: Mutex<HashMap<(String, u16), JoinHandle<()>>>,
+    checker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LbRt {
+    fn row(&self, key: RowKey) -> Arc<RowStats> {
+        self.rows
+            .lock()
+            .expect("rows lock")
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+
+    /// Picks a backend for a client in `client_zone`, or `None` to refuse.
+    fn choose(&self, client_zone: &str) -> Option<BackendRt> {
+        let policy = self.lb.lock().expect("lb lock").zone_policy;
+        let backends = self.backends.lock().expect("backends lock").clone();
+        let mut zones: BTreeMap<String, ZoneBackends> = BTreeMap::new();
+        for b in &backends {
+            let z = zones.entry(b.zone.clone()).or_insert(ZoneBackends {
+                healthy: 0,
+                total: 0,
+            });
+            z.total += 1;
+            z.healthy += usize::from(b.health.healthy);
+        }
+        let shares = {
+            let mut r = self.rates.lock().expect("rates lock");
+            r.record(client_zone, Instant::now());
+            r.counts.clone()
+        };
+        let plan = zone::plan(&policy, client_zone, &zones, &shares)?;
+        let zone = zone::pick(&plan, rand::random::<f64>()).to_owned();
+        let candidates: Vec<&BackendRt> = backends
+            .iter()
+            .filter(|b| b.zone == zone && (plan.unhealthy || b.health.healthy))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let i = self.rr.fetch_add(1, Ordering::Relaxed) % candidates.len();
+        Some(candidates[i].clone())
+    }
+
+    fn stop(&self) {
+        for (_, h) in self.listeners.lock().expect("listeners lock").drain() {
+            h.abort();
+        }
+        if let Some(h) = self.checker.lock().expect("checker lock").take() {
+            h.abort();
+        }
+    }
+
+    fn report(&self) -> TrafficReport {
+        let rows: Vec<TrafficRow> = self
+            .rows
+            .lock()
+            .expect("rows lock")
+            .iter()
+            .map(|(k, s)| TrafficRow {
+                port: k.port,
+                frontend_zone: k.frontend_zone.clone(),
+                backend_zone: k.backend_zone.clone(),
+                backend: k.backend.clone(),
+                connections: s.connections.load(Ordering::Relaxed),
+                bytes_in: s.bytes_in.load(Ordering::Relaxed),
+                bytes_out: s.bytes_out.load(Ordering::Relaxed),
+                errors: s.errors.load(Ordering::Relaxed),
+            })
+            .collect();
+        let connections: u64 = rows.iter().map(|r| r.connections).sum();
+        let local: u64 = rows
+            .iter()
+            .filter(|r| r.frontend_zone == r.backend_zone)
+            .map(|r| r.connections)
+            .sum();
+        let backends = self
+            .backends
+            .lock()
+            .expect("backends lock")
+            .iter()
+            .map(|b| BackendHealth {
+                instance_id: b.instance_id.clone(),
+                zone: b.zone.clone(),
+                healthy: b.health.healthy,
+            })
+            .collect();
+        TrafficReport {
+            load_balancer_id: self.id.clone(),
+            rows,
+            backends,
+            connections,
+            refused: self.refused.load(Ordering::Relaxed),
+            in_zone_fraction: (connections > 0).then(|| local as f64 / connections as f64),
+        }
+    }
+}
+
+/// Added delay on connections that cross zones: `(from, to) -> delay`.
+pub type LatencyMatrix = BTreeMap<(String, String), Duration>;
+
+/// The data plane of one cloud-sim.
+#[derive(Debug)]
+pub struct DataPlane {
+    cloud: Cloud,
+    lbs: Mutex<HashMap<String, Arc<LbRt>>>,
+    latency: LatencyMatrix,
+}
+
+impl DataPlane {
+    pub fn new(cloud: Cloud, latency: LatencyMatrix) -> Arc<Self> {
+        Arc::new(Self {
+            cloud,
+            lbs: Mutex::default(),
+            latency,
+        })
+    }
+
+    /// The traffic of a load balancer (empty before any connection).
+    pub fn report(&self, lb: &LoadBalancer) -> TrafficReport {
+        match self.lbs.lock().expect("lbs lock").get(lb.id.as_str()) {
+            Some(rt) => rt.report(),
+            None => TrafficReport {
+                load_balancer_id: lb.id.to_string(),
+                rows: vec![],
+                backends: lb
+                    .backends
+                    .iter()
+                    .map(|b| BackendHealth {
+                        instance_id: b.instance_id.to_string(),
+                        zone: b.zone.clone(),
+                        healthy: false,
+                    })
+                    .collect(),
+                connections: 0,
+                refused: 0,
+                in_zone_fraction: None,
+            },
+        }
+    }
+
+    /// Runs reconcile passes until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let notified = self.cloud.db.events_signal().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %crate::http::error::error_chain(&e), "data plane reconcile failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = &mut notified => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+        }
+        for rt in self.lbs.lock().expect("lbs lock").drain().map(|(_, v)| v) {
+            rt.stop();
+        }
+    }
+
+    /// Makes the running listeners and backends match the database.
+    pub async fn reconcile(self: &Arc<Self>) -> Result<(), store::StoreError> {
+        let (lbs, zone_states) = {
+            let mut conn = self.cloud.db.reader().await?;
+            let lbs = store::all_lbs(&mut conn, &self.cloud.config.region).await?;
+            let zs = store::zone_states(&mut conn).await?;
+            (lbs, zs)
+        };
+        let outage: HashSet<String> = zone_states
+            .into_iter()
+            .filter(|(_, s)| *s == ZoneState::Outage)
+            .map(|(z, _)| z)
+            .collect();
+        let active: Vec<LoadBalancer> = lbs
+            .into_iter()
+            .map(|s| s.lb)
+            .filter(|lb| lb.state == LoadBalancerState::Active)
+            .collect();
+        let ids: HashSet<String> = active.iter().map(|lb| lb.id.to_string()).collect();
+        let mut map = self.lbs.lock().expect("lbs lock");
+        map.retain(|id, rt| {
+            let keep = ids.contains(id);
+            if !keep {
+                rt.stop();
+                tracing::info!(lb = %id, "data plane: load balancer gone; listeners closed");
+            }
+            keep
+        });
+        for lb in active {
+            let id = lb.id.to_string();
+            let rt = map
+                .entry(id.clone())
+                .or_insert_with(|| {
+                    Arc::new(LbRt {
+                        id: id.clone(),
+                        lb: Mutex::new(lb.clone()),
+                        backends: Mutex::default(),
+                        outage: Mutex::default(),
+                        rates: Mutex::default(),
+                        rr: AtomicUsize::new(0),
+                        rows: Mutex::default(),
+                        refused: AtomicU64::new(0),
+                        listeners: Mutex::default(),
+                        checker: Mutex::default(),
+                    })
+                })
+                .clone();
+            *rt.lb.lock().expect("lb lock") = lb.clone();
+            *rt.outage.lock().expect("outage lock") = outage.clone();
+            {
+                // Keep health state for backends that stay.
+                let mut backends = rt.backends.lock().expect("backends lock");
+                let old: HashMap<String, Health> = backends
+                    .iter()
+                    .map(|b| (b.instance_id.clone(), b.health))
+                    .collect();
+                *backends = lb
+                    .backends
+                    .iter()
+                    .map(|b| BackendRt {
+                        instance_id: b.instance_id.to_string(),
+                        zone: b.zone.clone(),
+                        ip: b.private_ip,
+                        health: old.get(b.instance_id.as_str()).copied().unwrap_or_default(),
+                    })
+                    .collect();
+            }
+            let wanted: HashSet<(String, u16)> = lb
+                .frontends
+                .iter()
+                .filter(|f| !outage.contains(&f.zone))
+                .flat_map(|f| {
+                    lb.listeners
+                        .iter()
+                        .filter(|l| l.protocol == Protocol::Tcp)
+                        .map(move |l| (f.zone.clone(), l.port))
+                })
+                .collect();
+            let mut listeners = rt.listeners.lock().expect("listeners lock");
+            listeners.retain(|k, h| {
+                let keep = wanted.contains(k) && !h.is_finished();
+                if !keep {
+                    h.abort();
+                }
+                keep
+            });
+            for (zone, port) in wanted {
+                if listeners.contains_key(&(zone.clone(), port)) {
+                    continue;
+                }
+                let Some(ip) = lb.frontends.iter().find(|f| f.zone == zone).map(|f| f.ip) else {
+                    continue;
+                };
+                let addr = SocketAddr::from((ip, port));
+                match std::net::TcpListener::bind(addr).and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    TcpListener::from_std(l)
+                }) {
+                    Ok(listener) => {
+                        tracing::info!(lb = %id, %addr, zone, "data plane: listening");
+                        let task = tokio::spawn(accept_loop(
+                            self.clone(),
+                            rt.clone(),
+                            listener,
+                            zone.clone(),
+                            port,
+                        ));
+                        listeners.insert((zone, port), task);
+                    }
+                    Err(e) => {
+                        tracing::warn!(lb = %id, %addr, error = %e, "data plane: cannot listen; will retry")
+                    }
+                }
+            }
+            drop(listeners);
+            let mut checker = rt.checker.lock().expect("checker lock");
+            if checker.as_ref().is_none_or(JoinHandle::is_finished) {
+                *checker = Some(tokio::spawn(health_loop(rt.clone())));
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn accept_loop(
+    dp: Arc<DataPlane>,
+    rt: Arc<LbRt>,
+    listener: TcpListener,
+    zone: String,
+    port: u16,
+) {
+    loop {
+        let (client, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(lb = %rt.id, error = %e, "data plane: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (dp, rt, zone) = (dp.clone(), rt.clone(), zone.clone());
+        tokio::spawn(async move { proxy(dp, rt, client, zone, port).await });
+    }
+}
+
+async fn proxy(
+    dp: Arc<DataPlane>,
+    rt: Arc<LbRt>,
+    mut client: TcpStream,
+    client_zone: String,
+    port: u16,
+) {
+    let Some(backend) = rt.choose(&client_zone) else {
+        rt.refused.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let backend_port = rt
+        .lb
+        .lock()
+        .expect("lb lock")
+        .listeners
+        .iter()
+        .find(|l| l.port == port && l.protocol == Protocol::Tcp)
+        .map(|l| l.backend_port);
+    let Some(backend_port) = backend_port else {
+        return;
+    };
+    let stats = rt.row(RowKey {
+        port,
+        frontend_zone: client_zone.clone(),
+        backend_zone: backend.zone.clone(),
+        backend: backend.instance_id.clone(),
+    });
+    if let Some(delay) = dp.latency.get(&(client_zone.clone(), backend.zone.clone())) {
+        tokio::time::sleep(*delay).await;
+    }
+    let upstream = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect(SocketAddr::from((backend.ip, backend_port))),
+    )
+    .await;
+    let mut upstream = match upstream {
+        Ok(Ok(s)) => s,
+        _ => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    stats.connections.fetch_add(1, Ordering::Relaxed);
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((to_backend, to_client)) => {
+            stats.bytes_in.fetch_add(to_backend, Ordering::Relaxed);
+            stats.bytes_out.fetch_add(to_client, Ordering::Relaxed);
+        }
+        Err(_) => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One health check: TCP connect, or an HTTP GET that must answer 2xx.
+async fn check(
+    ip: Ipv4Addr,
+    port: u16,
+    protocol: HealthCheckProtocol,
+    path: &str,
+    timeout: Duration,
+) -> bool {
+    let attempt = async {
+        let mut s = TcpStream::connect(SocketAddr::from((ip, port)))
+            .await
+            .ok()?;
+        if protocol == HealthCheckProtocol::Tcp {
+            return Some(true);
+        }
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\nUser-Agent: cloud-sim-health-check\r\n\r\n").as_bytes()).await.ok()?;
+        let mut buf = [0u8; 16];
+        let mut n = 0;
+        while n < 12 {
+            let k = s.read(&mut buf[n..]).await.ok()?;
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        let line = String::from_utf8_lossy(&buf[..n]).to_string();
+        Some(line.starts_with("HTTP/1.") && line.get(9..10) == Some("2"))
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+async fn health_loop(rt: Arc<LbRt>) {
+    loop {
+        let (hc, default_port) = {
+            let lb = rt.lb.lock().expect("lb lock");
+            (
+                lb.health_check.clone(),
+                lb.listeners.first().map(|l| l.backend_port),
+            )
+        };
+        let outage = rt.outage.lock().expect("outage lock").clone();
+        let targets = rt.backends.lock().expect("backends lock").clone();
+        let port = hc.port.or(default_port);
+        let timeout = Duration::from_secs(u64::from(hc.timeout_seconds.max(1)));
+        let path = hc.path.clone().unwrap_or_else(|| "/".into());
+        let mut results = Vec::with_capacity(targets.len());
+        for b in &targets {
+            let ok = match port {
+                _ if outage.contains(&b.zone) || b.ip.is_unspecified() => None,
+                Some(p) => Some(check(b.ip, p, hc.protocol, &path, timeout).await),
+                None => Some(false),
+            };
+            results.push((b.instance_id.clone(), ok));
+        }
+        {
+            let mut backends = rt.backends.lock().expect("backends lock");
+            for (id, ok) in results {
+                if let Some(b) = backends.iter_mut().find(|b| b.instance_id == id) {
+                    let flipped = match ok {
+                        None => b.health.force_down(),
+                        Some(ok) => {
+                            b.health
+                                .observe(ok, hc.healthy_threshold, hc.unhealthy_threshold)
+                        }
+                    };
+                    if flipped {
+                        tracing::info!(lb = %rt.id, backend = %b.instance_id, zone = %b.zone, healthy = b.health.healthy, "backend health changed");
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(u64::from(hc.interval_seconds.max(1)))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_decay_towards_recent_traffic() {
+        let mut r = Rates::default();
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            r.record("a", t0);
+        }
+        r.record("b", t0 + RATE_HALF_LIFE);
+        // a's ten connections are worth five after one half-life; b's one is fresh.
+        assert!((r.counts["a"] - 5.0).abs() < 1e-6, "{:?}", r.counts);
+        assert!((r.counts["b"] - 1.0).abs() < 1e-6);
+    }
+}

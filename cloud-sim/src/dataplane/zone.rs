@@ -1,0 +1,362 @@
+//! Which zone a connection's backend comes from (pure): the load balancer's zone policy applied to
+//! the client's zone, the healthy backends per zone, and the measured share of clients per zone.
+//!
+//! - `same-zone-only`: the client's zone, always.
+//! - `prefer-same-zone`: Envoy's zone-aware routing. With `local` the client zone's share of
+//!   clients and `upstream` its share of healthy backends: if `upstream >= local` everything stays
+//!   local; otherwise `upstream / local` of it stays and the rest spills to the other zones in
+//!   proportion to their residual capacity `max(0, upstream_i - local_i)` (uniformly if none has
+//!   any). This keeps as much traffic local as possible while every backend gets the same load.
+//! - no affinity, `cross_zone = false` (AWS NLB's default): the client's zone while it has a healthy
+//!   backend, otherwise the other zones in proportion to their healthy backends.
+//! - no affinity, `cross_zone = true`: every healthy backend equally, wherever it is.
+//!
+//! When no eligible backend is healthy, `fail_open` sends to the unhealthy ones by the same rules,
+//! and otherwise the connection is refused.
+
+use std::collections::BTreeMap;
+
+use cloud_api::{ZoneAffinity, ZonePolicy};
+
+/// Backends of one zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneBackends {
+    pub healthy: usize,
+    pub total: usize,
+}
+
+/// The zone distribution for a connection, and whether it may use unhealthy backends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// `(zone, probability)`, probabilities summing to 1.
+    pub zones: Vec<(String, f64)>,
+    /// The eligible backends are all unhealthy and the policy fails open.
+    pub unhealthy: bool,
+}
+
+fn proportional(
+    zones: &BTreeMap<String, ZoneBackends>,
+    weight: impl Fn(&ZoneBackends) -> usize,
+    skip: Option<&str>,
+) -> Vec<(String, f64)> {
+    let total: usize = zones
+        .iter()
+        .filter(|(z, _)| Some(z.as_str()) != skip)
+        .map(|(_, b)| weight(b))
+        .sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    zones
+        .iter()
+        .filter(|(z, b)| Some(z.as_str()) != skip && weight(b) > 0)
+        .map(|(z, b)| (z.clone(), weight(b) as f64 / total as f64))
+        .collect()
+}
+
+/// Envoy's residual split for clients of `local_zone`.
+fn prefer_same_zone(
+    local_zone: &str,
+    zones: &BTreeMap<String, ZoneBackends>,
+    client_share: &BTreeMap<String, f64>,
+    weight: impl Fn(&ZoneBackends) -> usize + Copy,
+) -> Vec<(String, f64)> {
+    let total: usize = zones.values().map(weight).sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let upstream = |z: &str| {
+        zones
+            .get(z)
+            .map_or(0.0, |b| weight(b) as f64 / total as f64)
+    };
+    let share_total: f64 = client_share.values().sum();
+    let local = |z: &str| {
+        if share_total > 0.0 {
+            client_share.get(z).copied().unwrap_or(0.0) / share_total
+        } else {
+            0.0
+        }
+    };
+    let (up_l, lo_l) = (upstream(local_zone), local(local_zone));
+    if up_l > 0.0 && up_l >= lo_l {
+        return vec![(local_zone.to_owned(), 1.0)];
+    }
+    let stay = if lo_l > 0.0 { up_l / lo_l } else { 0.0 };
+    let residuals: Vec<(String, f64)> = zones
+        .keys()
+        .filter(|z| z.as_str() != local_zone)
+        .map(|z| (z.clone(), (upstream(z) - local(z)).max(0.0)))
+        .filter(|(z, _)| upstream(z) > 0.0)
+        .collect();
+    let residual_total: f64 = residuals.iter().map(|(_, r)| r).sum();
+    let spill = 1.0 - stay;
+    let mut out = Vec::new();
+    if stay > 0.0 {
+        out.push((local_zone.to_owned(), stay));
+    }
+    if residual_total > 0.0 {
+        out.extend(
+            residuals
+                .into_iter()
+                .filter(|(_, r)| *r > 0.0)
+                .map(|(z, r)| (z, spill * r / residual_total)),
+        );
+    } else {
+        let others: Vec<_> = zones
+            .iter()
+            .filter(|(z, b)| z.as_str() != local_zone && weight(b) > 0)
+            .map(|(z, _)| z.clone())
+            .collect();
+        let n = others.len() as f64;
+        out.extend(others.into_iter().map(|z| (z, spill / n)));
+    }
+    if out.is_empty() {
+        return proportional(zones, weight, None);
+    }
+    out
+}
+
+fn distribution(
+    policy: &ZonePolicy,
+    client_zone: &str,
+    zones: &BTreeMap<String, ZoneBackends>,
+    client_share: &BTreeMap<String, f64>,
+    weight: impl Fn(&ZoneBackends) -> usize + Copy,
+) -> Vec<(String, f64)> {
+    let local_has = zones.get(client_zone).is_some_and(|b| weight(b) > 0);
+    match policy.zone_affinity {
+        ZoneAffinity::SameZoneOnly => {
+            if local_has {
+                vec![(client_zone.to_owned(), 1.0)]
+            } else {
+                Vec::new()
+            }
+        }
+        ZoneAffinity::PreferSameZone => prefer_same_zone(client_zone, zones, client_share, weight),
+        ZoneAffinity::None if !policy.cross_zone => {
+            if local_has {
+                vec![(client_zone.to_owned(), 1.0)]
+            } else {
+                proportional(zones, weight, Some(client_zone))
+            }
+        }
+        ZoneAffinity::None => proportional(zones, weight, None),
+    }
+}
+
+/// Plans a connection from `client_zone`; `None` means refuse it.
+pub fn plan(
+    policy: &ZonePolicy,
+    client_zone: &str,
+    zones: &BTreeMap<String, ZoneBackends>,
+    client_share: &BTreeMap<String, f64>,
+) -> Option<Plan> {
+    let healthy = distribution(policy, client_zone, zones, client_share, |b| b.healthy);
+    if !healthy.is_empty() {
+        return Some(Plan {
+            zones: healthy,
+            unhealthy: false,
+        });
+    }
+    if !policy.fail_open {
+        return None;
+    }
+    let any = distribution(policy, client_zone, zones, client_share, |b| b.total);
+    (!any.is_empty()).then_some(Plan {
+        zones: any,
+        unhealthy: true,
+    })
+}
+
+/// Picks a zone from a plan with `roll` uniform in [0, 1).
+pub fn pick(plan: &Plan, roll: f64) -> &str {
+    let mut acc = 0.0;
+    for (z, p) in &plan.zones {
+        acc += p;
+        if roll < acc {
+            return z;
+        }
+    }
+    &plan.zones.last().expect("plans are never empty").0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zones(spec: &[(&str, usize, usize)]) -> BTreeMap<String, ZoneBackends> {
+        spec.iter()
+            .map(|(z, h, t)| {
+                (
+                    (*z).to_owned(),
+                    ZoneBackends {
+                        healthy: *h,
+                        total: *t,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn shares(spec: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        spec.iter().map(|(z, s)| ((*z).to_owned(), *s)).collect()
+    }
+
+    fn prob(p: &Plan, zone: &str) -> f64 {
+        p.zones
+            .iter()
+            .find(|(z, _)| z == zone)
+            .map_or(0.0, |(_, x)| *x)
+    }
+
+    const EPS: f64 = 1e-9;
+
+    fn prefer() -> ZonePolicy {
+        ZonePolicy {
+            cross_zone: false,
+            zone_affinity: ZoneAffinity::PreferSameZone,
+            fail_open: true,
+        }
+    }
+
+    #[test]
+    fn envoy_worked_example() {
+        // Callers 40/40/20 over zones 1/2/3; upstream hosts 25/50/25 (1, 2, 1 hosts).
+        let z = zones(&[("z1", 1, 1), ("z2", 2, 2), ("z3", 1, 1)]);
+        let s = shares(&[("z1", 0.4), ("z2", 0.4), ("z3", 0.2)]);
+        let p1 = plan(&prefer(), "z1", &z, &s).unwrap();
+        assert!((prob(&p1, "z1") - 0.625).abs() < EPS, "{p1:?}");
+        assert!((prob(&p1, "z2") - 0.375 * 2.0 / 3.0).abs() < EPS);
+        assert!((prob(&p1, "z3") - 0.375 / 3.0).abs() < EPS);
+        assert_eq!(
+            plan(&prefer(), "z2", &z, &s).unwrap().zones,
+            vec![("z2".to_owned(), 1.0)]
+        );
+        assert_eq!(
+            plan(&prefer(), "z3", &z, &s).unwrap().zones,
+            vec![("z3".to_owned(), 1.0)]
+        );
+        // Upstream load is exactly proportional to hosts (25/50/25), and 15% crosses zones.
+        let mut load: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut cross = 0.0;
+        for (client, share) in [("z1", 0.4), ("z2", 0.4), ("z3", 0.2)] {
+            let p = plan(&prefer(), client, &z, &s).unwrap();
+            for (zone, x) in &p.zones {
+                *load
+                    .entry(["z1", "z2", "z3"].into_iter().find(|n| n == zone).unwrap())
+                    .or_default() += share * x;
+                if zone != client {
+                    cross += share * x;
+                }
+            }
+        }
+        assert!(
+            (load["z1"] - 0.25).abs() < EPS
+                && (load["z2"] - 0.5).abs() < EPS
+                && (load["z3"] - 0.25).abs() < EPS,
+            "{load:?}"
+        );
+        assert!((cross - 0.15).abs() < EPS, "cross-zone {cross}");
+    }
+
+    #[test]
+    fn balanced_clients_stay_local() {
+        let z = zones(&[("a", 2, 2), ("b", 2, 2), ("c", 2, 2)]);
+        let s = shares(&[("a", 1.0), ("b", 1.0), ("c", 1.0)]);
+        for c in ["a", "b", "c"] {
+            assert_eq!(
+                plan(&prefer(), c, &z, &s).unwrap().zones,
+                vec![(c.to_owned(), 1.0)]
+            );
+        }
+    }
+
+    #[test]
+    fn policies_table() {
+        let z = zones(&[("a", 1, 1), ("b", 3, 3), ("c", 0, 2)]);
+        let s = shares(&[("a", 1.0)]);
+        let p = |policy: ZonePolicy, client: &str| plan(&policy, client, &z, &s);
+        let nlb = ZonePolicy {
+            cross_zone: false,
+            zone_affinity: ZoneAffinity::None,
+            fail_open: true,
+        };
+        // Cross-zone off: stay local while local is healthy...
+        assert_eq!(p(nlb, "a").unwrap().zones, vec![("a".to_owned(), 1.0)]);
+        // ... and go where the healthy backends are when it is not.
+        assert_eq!(
+            p(nlb, "c").unwrap().zones,
+            vec![("a".to_owned(), 0.25), ("b".to_owned(), 0.75)]
+        );
+        // Cross-zone on: per healthy backend, wherever it is.
+        let cross = ZonePolicy {
+            cross_zone: true,
+            ..nlb
+        };
+        assert_eq!(
+            p(cross, "a").unwrap().zones,
+            vec![("a".to_owned(), 0.25), ("b".to_owned(), 0.75)]
+        );
+        // Same-zone-only never leaves; with no healthy local backend it fails open locally, or refuses.
+        let only = ZonePolicy {
+            zone_affinity: ZoneAffinity::SameZoneOnly,
+            ..nlb
+        };
+        assert_eq!(p(only, "b").unwrap().zones, vec![("b".to_owned(), 1.0)]);
+        let open = p(only, "c").unwrap();
+        assert_eq!(
+            (open.zones.clone(), open.unhealthy),
+            (vec![("c".to_owned(), 1.0)], true)
+        );
+        assert_eq!(
+            p(
+                ZonePolicy {
+                    fail_open: false,
+                    ..only
+                },
+                "c"
+            ),
+            None
+        );
+        // Prefer-same-zone with an unhealthy local zone spills by residual capacity.
+        let spill = p(prefer(), "c").unwrap();
+        assert!(!spill.unhealthy);
+        assert!((spill.zones.iter().map(|(_, x)| x).sum::<f64>() - 1.0).abs() < EPS);
+        assert_eq!(prob(&spill, "c"), 0.0);
+    }
+
+    #[test]
+    fn nothing_healthy_fails_open_or_refuses() {
+        let z = zones(&[("a", 0, 1), ("b", 0, 1)]);
+        let s = shares(&[]);
+        let open = plan(&ZonePolicy::default(), "a", &z, &s).unwrap();
+        assert!(open.unhealthy);
+        assert_eq!(open.zones, vec![("a".to_owned(), 1.0)]);
+        assert_eq!(
+            plan(
+                &ZonePolicy {
+                    fail_open: false,
+                    ..ZonePolicy::default()
+                },
+                "a",
+                &z,
+                &s
+            ),
+            None
+        );
+        assert_eq!(plan(&ZonePolicy::default(), "a", &zones(&[]), &s), None);
+    }
+
+    #[test]
+    fn picking_follows_the_distribution() {
+        let p = Plan {
+            zones: vec![("a".into(), 0.25), ("b".into(), 0.75)],
+            unhealthy: false,
+        };
+        assert_eq!(pick(&p, 0.0), "a");
+        assert_eq!(pick(&p, 0.2499), "a");
+        assert_eq!(pick(&p, 0.25), "b");
+        assert_eq!(pick(&p, 0.9999), "b");
+    }
+}

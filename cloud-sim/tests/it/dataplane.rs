@@ -1,0 +1,351 @@
+//! The load-balancer data plane with real sockets: backends are TCP servers on the instances'
+//! loopback addresses that answer with their name.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cloud_api::{
+    CreateLoadBalancerRequest, HealthCheck, Instance, Listener, Protocol,
+    UpdateLoadBalancerRequest, ZoneAffinity, ZonePolicy,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::common::{TestCloud, spawn, wait_for};
+
+const T: Duration = Duration::from_secs(20);
+
+/// A port unlikely to be used by another test running at the same time.
+fn port() -> u16 {
+    rand::random_range(20_000..60_000)
+}
+
+/// Answers every connection with `name\n`.
+async fn backend(ip: std::net::Ipv4Addr, port: u16, name: &'static str) -> JoinHandle<()> {
+    let l = TcpListener::bind(SocketAddr::from((ip, port)))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let _ = s.write_all(format!("{name}\n").as_bytes()).await;
+            });
+        }
+    })
+}
+
+/// Connects to a frontend and returns the backend's answer, or None if refused.
+async fn ask(ip: std::net::Ipv4Addr, port: u16) -> Option<String> {
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(3),
+        TcpStream::connect(SocketAddr::from((ip, port))),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    (!out.is_empty()).then(|| out.trim().to_owned())
+}
+
+fn fast_checks() -> HealthCheck {
+    HealthCheck {
+        interval_seconds: 1,
+        timeout_seconds: 1,
+        healthy_threshold: 1,
+        unhealthy_threshold: 1,
+        ..HealthCheck::default()
+    }
+}
+
+struct Setup {
+    c: TestCloud,
+    nodes: Vec<Instance>,
+    backends: Vec<JoinHandle<()>>,
+    lb_id: String,
+    frontend: std::collections::BTreeMap<String, std::net::Ipv4Addr>,
+    port: u16,
+    backend_port: u16,
+}
+
+async fn setup(policy: ZonePolicy) -> Setup {
+    let c = spawn().await;
+    let backend_port = port();
+    let port = port();
+    let mut nodes = Vec::new();
+    let mut backends = Vec::new();
+    for (name, zone) in [("a1", "zone-a"), ("b1", "zone-b"), ("c1", "zone-c")] {
+        let i = c.instance(name, zone).await;
+        backends.push(backend(i.private_ip, backend_port, name).await);
+        nodes.push(i);
+    }
+    let req = CreateLoadBalancerRequest {
+        name: "web".into(),
+        scheme: Default::default(),
+        ip_mode: Default::default(),
+        listeners: vec![Listener {
+            protocol: Protocol::Tcp,
+            port,
+            backend_port,
+        }],
+        backends: nodes.iter().map(|n| n.id.clone()).collect(),
+        health_check: fast_checks(),
+        zone_policy: policy,
+        zones: None,
+        requested_ips: vec![],
+        tags: Default::default(),
+    };
+    let lb = c.client.create_load_balancer(&req).await.unwrap();
+    let frontend = lb
+        .frontends
+        .iter()
+        .map(|f| (f.zone.clone(), f.ip))
+        .collect();
+    let lb_id = lb.id.to_string();
+    // Wait until every backend is healthy.
+    let client = c.client.clone();
+    let id = lb_id.clone();
+    wait_for("backends healthy", T, || {
+        let (client, id) = (client.clone(), id.clone());
+        async move {
+            let r: cloud_api::TrafficReport = traffic(&client, &id).await;
+            (r.backends.len() == 3 && r.backends.iter().all(|b| b.healthy)).then_some(())
+        }
+    })
+    .await;
+    Setup {
+        c,
+        nodes,
+        backends,
+        lb_id,
+        frontend,
+        port,
+        backend_port,
+    }
+}
+
+async fn traffic(client: &cloud_client::Client, id: &str) -> cloud_api::TrafficReport {
+    let url = format!("{}/v1/load-balancers/{id}/traffic", client.base_url());
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_zone_off_keeps_every_connection_in_its_zone() {
+    let s = setup(ZonePolicy::default()).await;
+    for (zone, want) in [("zone-a", "a1"), ("zone-b", "b1"), ("zone-c", "c1")] {
+        for _ in 0..5 {
+            assert_eq!(
+                ask(s.frontend[zone], s.port).await.as_deref(),
+                Some(want),
+                "{zone}"
+            );
+        }
+    }
+    let r = traffic(&s.c.client, &s.lb_id).await;
+    assert_eq!(r.connections, 15);
+    assert_eq!(r.in_zone_fraction, Some(1.0));
+    assert!(
+        r.rows
+            .iter()
+            .all(|row| row.frontend_zone == row.backend_zone
+                && row.connections == 5
+                && row.bytes_out == 15),
+        "{:?}",
+        r.rows
+    );
+    let _ = &s.backends;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_backends_get_no_new_connections() {
+    let s = setup(ZonePolicy::default()).await;
+    // a1 dies: after its health check fails, zone-a's clients go to the other zones.
+    s.backends[0].abort();
+    let client = s.c.client.clone();
+    let id = s.lb_id.clone();
+    wait_for("a1 unhealthy", T, || {
+        let (client, id) = (client.clone(), id.clone());
+        async move {
+            traffic(&client, &id)
+                .await
+                .backends
+                .iter()
+                .any(|b| b.zone == "zone-a" && !b.healthy)
+                .then_some(())
+        }
+    })
+    .await;
+    for _ in 0..10 {
+        let got = ask(s.frontend["zone-a"], s.port).await;
+        assert!(matches!(got.as_deref(), Some("b1" | "c1")), "{got:?}");
+    }
+    // Same-zone-only with fail-closed refuses instead.
+    s.c.client
+        .update_load_balancer(
+            &s.lb_id,
+            &UpdateLoadBalancerRequest {
+                zone_policy: Some(ZonePolicy {
+                    cross_zone: false,
+                    zone_affinity: ZoneAffinity::SameZoneOnly,
+                    fail_open: false,
+                }),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let (frontend, port) = (s.frontend["zone-a"], s.port);
+    wait_for("zone-a refused", T, || async move {
+        ask(frontend, port).await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(
+        ask(s.frontend["zone-b"], s.port).await.as_deref(),
+        Some("b1")
+    );
+    assert!(traffic(&s.c.client, &s.lb_id).await.refused >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_outage_closes_its_frontend_and_moves_traffic() {
+    let s = setup(ZonePolicy {
+        cross_zone: false,
+        zone_affinity: ZoneAffinity::PreferSameZone,
+        fail_open: true,
+    })
+    .await;
+    s.c.client
+        .set_zone_state("zone-b", cloud_api::ZoneState::Outage)
+        .await
+        .unwrap();
+    let (fb, port) = (s.frontend["zone-b"], s.port);
+    wait_for("zone-b frontend closed", T, || async move {
+        ask(fb, port).await.is_none().then_some(())
+    })
+    .await;
+    let client = s.c.client.clone();
+    let id = s.lb_id.clone();
+    wait_for("b1 marked unhealthy", T, || {
+        let (client, id) = (client.clone(), id.clone());
+        async move {
+            traffic(&client, &id)
+                .await
+                .backends
+                .iter()
+                .any(|b| b.zone == "zone-b" && !b.healthy)
+                .then_some(())
+        }
+    })
+    .await;
+    // Nothing goes to the zone in outage; with every client now in zone-a, prefer-same-zone
+    // spills to zone-c as needed to keep a1 and c1 equally loaded.
+    for _ in 0..10 {
+        let got = ask(s.frontend["zone-a"], s.port).await;
+        assert!(matches!(got.as_deref(), Some("a1" | "c1")), "{got:?}");
+    }
+    s.c.client
+        .set_zone_state("zone-b", cloud_api::ZoneState::Available)
+        .await
+        .unwrap();
+    wait_for("zone-b back", T, || async move {
+        (ask(fb, port).await.as_deref() == Some("b1")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_follow_updates_and_deletes() {
+    let s = setup(ZonePolicy::default()).await;
+    let new_port = port();
+    s.c.client
+        .update_load_balancer(
+            &s.lb_id,
+            &UpdateLoadBalancerRequest {
+                listeners: Some(vec![Listener {
+                    protocol: Protocol::Tcp,
+                    port: new_port,
+                    backend_port: s.backend_port,
+                }]),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let f = s.frontend["zone-a"];
+    wait_for("new port open", T, || async move {
+        (ask(f, new_port).await.as_deref() == Some("a1")).then_some(())
+    })
+    .await;
+    let old = s.port;
+    wait_for("old port closed", T, || async move {
+        ask(f, old).await.is_none().then_some(())
+    })
+    .await;
+    s.c.client.delete_load_balancer(&s.lb_id).await.unwrap();
+    wait_for("deleted: closed", T, || async move {
+        ask(f, new_port).await.is_none().then_some(())
+    })
+    .await;
+    let _ = &s.nodes;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_restores_listeners_from_the_database() {
+    let dir = std::env::temp_dir().join(format!("cloud-sim-dp-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("db.sqlite").display());
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = cloud_sim::Server::start(cloud_sim::Config::for_tests(), &url, addr)
+        .await
+        .unwrap();
+    let client = cloud_client::Client::new(server.base_url()).unwrap();
+    let i = client
+        .create_instance(&crate::common::instance_req("r1", "zone-a"))
+        .await
+        .unwrap();
+    let backend_port = port();
+    let _b = backend(i.private_ip, backend_port, "r1").await;
+    let lb_port = port();
+    let req = CreateLoadBalancerRequest {
+        name: "kept".into(),
+        scheme: Default::default(),
+        ip_mode: Default::default(),
+        listeners: vec![Listener {
+            protocol: Protocol::Tcp,
+            port: lb_port,
+            backend_port,
+        }],
+        backends: vec![i.id.clone()],
+        health_check: fast_checks(),
+        zone_policy: ZonePolicy::default(),
+        zones: Some(vec!["zone-a".into()]),
+        requested_ips: vec![],
+        tags: Default::default(),
+    };
+    let lb = client.create_load_balancer(&req).await.unwrap();
+    let f = lb.frontends[0].ip;
+    wait_for("serving", T, || async move {
+        (ask(f, lb_port).await.as_deref() == Some("r1")).then_some(())
+    })
+    .await;
+    server.shutdown().await.unwrap();
+    assert_eq!(ask(f, lb_port).await, None, "stopped with the server");
+    let server = cloud_sim::Server::start(cloud_sim::Config::for_tests(), &url, addr)
+        .await
+        .unwrap();
+    wait_for("serving again after restart", T, || async move {
+        (ask(f, lb_port).await.as_deref() == Some("r1")).then_some(())
+    })
+    .await;
+    server.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
