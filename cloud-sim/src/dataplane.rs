@@ -35,6 +35,8 @@ use zone::ZoneBackends;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Half-life of the per-zone client-rate estimate that feeds zone-aware routing.
 pub const RATE_HALF_LIFE: Duration = Duration::from_secs(10);
+/// Connections each frontend zone is assumed to have had, so light traffic does not look skewed.
+pub const RATE_PRIOR: f64 = 5.0;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct RowKey {
@@ -117,10 +119,23 @@ impl LbRt {
             z.total += 1;
             z.healthy += usize::from(b.health.healthy);
         }
+        let frontend_zones: Vec<String> = self
+            .lb
+            .lock()
+            .expect("lb lock")
+            .frontends
+            .iter()
+            .map(|f| f.zone.clone())
+            .collect();
         let shares = {
             let mut r = self.rates.lock().expect("rates lock");
             r.record(client_zone, Instant::now());
-            r.counts.clone()
+            // Until enough traffic is measured, assume clients are spread evenly over the frontends.
+            let mut s = r.counts.clone();
+            for z in &frontend_zones {
+                *s.entry(z.clone()).or_default() += RATE_PRIOR;
+            }
+            s
         };
         let plan = zone::plan(&policy, client_zone, &zones, &shares)?;
         let zone = zone::pick(&plan, rand::random::<f64>()).to_owned();

@@ -7,6 +7,8 @@
 //!   local; otherwise `upstream / local` of it stays and the rest spills to the other zones in
 //!   proportion to their residual capacity `max(0, upstream_i - local_i)` (uniformly if none has
 //!   any). This keeps as much traffic local as possible while every backend gets the same load.
+//!   Because the client shares are measured rates rather than Envoy's membership counts, a zone
+//!   within [`DIRECT_TOLERANCE`] of its backend share still keeps everything local.
 //! - no affinity, `cross_zone = false` (AWS NLB's default): the client's zone while it has a healthy
 //!   backend, otherwise the other zones in proportion to their healthy backends.
 //! - no affinity, `cross_zone = true`: every healthy backend equally, wherever it is.
@@ -17,6 +19,10 @@
 use std::collections::BTreeMap;
 
 use cloud_api::{ZoneAffinity, ZonePolicy};
+
+/// Measured client shares are noisy, so a zone whose share of clients is within 10% of its share
+/// of backends keeps all its traffic (Envoy compares static membership counts and needs none).
+pub const DIRECT_TOLERANCE: f64 = 1.1;
 
 /// Backends of one zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +85,7 @@ fn prefer_same_zone(
         }
     };
     let (up_l, lo_l) = (upstream(local_zone), local(local_zone));
-    if up_l > 0.0 && up_l >= lo_l {
+    if up_l > 0.0 && up_l * DIRECT_TOLERANCE >= lo_l {
         return vec![(local_zone.to_owned(), 1.0)];
     }
     let stay = if lo_l > 0.0 { up_l / lo_l } else { 0.0 };
@@ -258,6 +264,18 @@ mod tests {
             "{load:?}"
         );
         assert!((cross - 0.15).abs() < EPS, "cross-zone {cross}");
+    }
+
+    #[test]
+    fn small_measurement_noise_stays_local() {
+        let z = zones(&[("a", 1, 1), ("b", 1, 1), ("c", 1, 1)]);
+        let s = shares(&[("a", 0.35), ("b", 0.33), ("c", 0.32)]);
+        assert_eq!(
+            plan(&prefer(), "a", &z, &s).unwrap().zones,
+            vec![("a".to_owned(), 1.0)]
+        );
+        let skewed = shares(&[("a", 0.7), ("b", 0.15), ("c", 0.15)]);
+        assert!(prob(&plan(&prefer(), "a", &z, &skewed).unwrap(), "a") < 0.5);
     }
 
     #[test]

@@ -175,6 +175,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Bearer token, if any.
+    pub fn token_opt(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
     /// Per-attempt timeout (default 10 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

@@ -70,6 +70,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBE_SIM_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = sim_common::parse_duration)]
     pub node_monitor_grace_period: Duration,
 
+    /// Answer on node ports as kube-proxy and a pod would: each running node listens on
+    /// `<node IP>:<nodePort>` of NodePort/LoadBalancer Services and serves healthCheckNodePort.
+    #[arg(long, env = "KUBE_SIM_SERVE_NODE_PORTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub serve_node_ports: bool,
+
     /// Log filter in `tracing` syntax.
     #[arg(long, env = "KUBE_SIM_LOG", default_value = "info")]
     pub log_filter: String,

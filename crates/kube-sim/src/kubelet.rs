@@ -44,6 +44,8 @@ pub struct KubeletConfig {
     pub cluster_cidr: Ipv4Net,
     pub status_interval: Duration,
     pub grace_period: Duration,
+    /// Answer on node ports as kube-proxy and a pod would (see [`crate::node_ports`]).
+    pub serve_node_ports: bool,
 }
 
 impl KubeletConfig {
@@ -61,6 +63,7 @@ impl KubeletConfig {
             cluster_cidr: args.cluster_cidr,
             status_interval: args.node_status_interval,
             grace_period: args.node_monitor_grace_period,
+            serve_node_ports: args.serve_node_ports,
         })
     }
 
@@ -73,6 +76,8 @@ impl KubeletConfig {
             cluster_cidr: "10.244.0.0/16".parse().expect("valid CIDR"),
             status_interval: Duration::from_millis(200),
             grace_period: Duration::from_secs(1),
+            // Off in tests: parallel tests would fight over the same node addresses and ports.
+            serve_node_ports: false,
         }
     }
 }
@@ -100,6 +105,7 @@ impl Kubelets {
                 client,
                 nodes: HashMap::new(),
                 types: HashMap::new(),
+                ports: Default::default(),
             },
             rx,
         ));
@@ -117,6 +123,8 @@ impl Kubelets {
 struct Kubelet {
     instance_id: String,
     node: String,
+    ip: std::net::Ipv4Addr,
+    zone: String,
     /// The kubelet runs while its instance is pending or running.
     running: bool,
     last_heartbeat: Instant,
@@ -131,6 +139,7 @@ struct Sim {
     /// By instance ID.
     nodes: HashMap<String, Kubelet>,
     types: HashMap<String, InstanceType>,
+    ports: crate::node_ports::NodePorts,
 }
 
 fn nodes_target(name: Option<&str>, status: bool) -> Target {
@@ -183,6 +192,7 @@ async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
     let (tx, mut changed) = mpsc::channel::<String>(1024);
     let poller = tokio::spawn(follow_events(sim.client.clone(), head, tx));
     let mut tick = tokio::time::interval(sim.config.status_interval.max(Duration::from_millis(50)));
+    let mut ports_tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             id = changed.recv() => {
@@ -194,9 +204,11 @@ async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
                 }
             }
             _ = tick.tick() => sim.heartbeats().await,
+            _ = ports_tick.tick(), if sim.config.serve_node_ports => sim.sync_node_ports(),
             _ = stop.changed() => break,
         }
     }
+    sim.ports.stop();
     poller.abort();
 }
 
@@ -225,6 +237,33 @@ async fn follow_events(client: Client, mut after: i64, tx: mpsc::Sender<String>)
 }
 
 impl Sim {
+    /// Node ports for every NodePort/LoadBalancer Service on every running node.
+    fn sync_node_ports(&mut self) {
+        let t = Target {
+            def: resources::by_storage(resources::SERVICES).expect("services are served"),
+            namespace: None,
+            name: None,
+            status: false,
+        };
+        let services = self
+            .api
+            .list(&t, &Default::default())
+            .map(|l| l["items"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default();
+        let nodes: Vec<crate::node_ports::NodeEndpoint> = self
+            .nodes
+            .values()
+            .filter(|k| k.running)
+            .map(|k| crate::node_ports::NodeEndpoint {
+                name: k.node.clone(),
+                ip: k.ip,
+                zone: k.zone.clone(),
+            })
+            .collect();
+        let want = crate::node_ports::desired(&services, &nodes);
+        self.ports.sync(&self.api, want);
+    }
+
     fn member(&self, i: &Instance) -> bool {
         match &self.config.cluster_name {
             None => true,
@@ -250,6 +289,8 @@ impl Sim {
             let k = self.nodes.entry(id.clone()).or_insert_with(|| Kubelet {
                 instance_id: id.clone(),
                 node: i.name.clone(),
+                ip: i.private_ip,
+                zone: i.zone.clone(),
                 running: true,
                 last_heartbeat: Instant::now(),
                 marked_unknown: false,

@@ -28,6 +28,7 @@ pub mod faults;
 pub mod http;
 pub mod kinds;
 pub mod kubelet;
+pub mod node_ports;
 pub mod patch;
 pub mod resources;
 pub mod selectors;

@@ -231,6 +231,6 @@ pub async fn execute(client: &Client, cmd: Command, output: Output) -> anyhow::R
                 }
             }
         }
-        Command::Up(_) => bail!("`up` is not a cloud command"),
+        Command::Up(_) | Command::Traffic(_) => bail!("not a cloud command"),
     }
 }

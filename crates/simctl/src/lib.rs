@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod commands;
 pub mod table;
+pub mod traffic;
 pub mod up;
 
 /// The simcloud CLI.
@@ -56,12 +57,25 @@ pub enum Command {
     /// Load balancers: list.
     #[command(subcommand, name = "lbs", alias = "load-balancers")]
     Lbs(commands::LbCmd),
+    /// Drive real connections through a load balancer's zonal frontends and report where they went.
+    Traffic(traffic::TrafficArgs),
 }
 
 /// Runs a command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
+        Command::Traffic(args) => {
+            let client = cloud_client::Client::builder(&cli.cloud_url)
+                .token_opt(cli.token.clone())
+                .build()?;
+            let r = traffic::run(&client, &args).await?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+                Output::Table => print!("{}", traffic::render(&r)),
+            }
+            Ok(())
+        }
         cmd => {
             let mut b = cloud_client::Client::builder(&cli.cloud_url)
                 .timeout(Duration::from_secs(30))

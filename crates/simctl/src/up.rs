@@ -201,6 +201,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             cluster_cidr: "10.244.0.0/16".parse().expect("valid CIDR"),
             status_interval: Duration::from_secs(10),
             grace_period: args.node_monitor_grace_period,
+            serve_node_ports: true,
         },
         kube.api().clone(),
     )

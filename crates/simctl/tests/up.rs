@@ -191,6 +191,70 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
     zones.sort();
     assert_eq!(zones, ["zone-a", "zone-b", "zone-c"]);
     assert_eq!(lb["zone_policy"]["zone_affinity"], "prefer-same-zone");
+    // Real traffic through the zonal frontends: balanced clients all stay in their zone.
+    wait_for("the data plane serves", async || {
+        let out = Command::new(env!("CARGO_BIN_EXE_simctl"))
+            .args([
+                "--cloud-url",
+                &cloud_url,
+                "-o",
+                "json",
+                "traffic",
+                "web",
+                "--connections",
+                "3",
+            ])
+            .output()
+            .await
+            .unwrap();
+        out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|v| v["errors"] == 0)
+    })
+    .await;
+    let balanced: serde_json::Value = serde_json::from_str(
+        &simctl(
+            &cloud_url,
+            &["-o", "json", "traffic", "web", "--connections", "60"],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(balanced["errors"], 0, "{balanced}");
+    assert_eq!(balanced["in_zone_fraction"], 1.0, "{balanced}");
+    // Skewed clients: zone-a spills over (prefer-same-zone keeps backends evenly loaded), the
+    // others stay local.
+    let skewed: serde_json::Value = serde_json::from_str(
+        &simctl(
+            &cloud_url,
+            &[
+                "-o",
+                "json",
+                "traffic",
+                "web",
+                "--connections",
+                "200",
+                "--from",
+                "zone-a=70,zone-b=15,zone-c=15",
+            ],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(skewed["errors"], 0, "{skewed}");
+    let zone = |z: &str| {
+        skewed["by_client_zone"][z]["in_zone_fraction"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(zone("zone-a") < 0.9, "zone-a spills: {skewed}");
+    assert_eq!((zone("zone-b"), zone("zone-c")), (1.0, 1.0), "{skewed}");
+    let table = simctl(&cloud_url, &["traffic", "web", "--connections", "6"]).await;
+    assert!(
+        table.contains("CLIENT ZONE") && table.contains("peak-to-mean"),
+        "{table}"
+    );
+
     // ClusterIP: the load balancer goes.
     kubectl(
         &dir,
