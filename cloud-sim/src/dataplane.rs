@@ -211,14 +211,20 @@ pub type LatencyMatrix = BTreeMap<(String, String), Duration>;
 #[derive(Debug)]
 pub struct DataPlane {
     cloud: Cloud,
+    metrics: Arc<crate::metrics::Metrics>,
     lbs: Mutex<HashMap<String, Arc<LbRt>>>,
     latency: LatencyMatrix,
 }
 
 impl DataPlane {
-    pub fn new(cloud: Cloud, latency: LatencyMatrix) -> Arc<Self> {
+    pub fn new(
+        cloud: Cloud,
+        latency: LatencyMatrix,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             cloud,
+            metrics,
             lbs: Mutex::default(),
             latency,
         })
@@ -421,7 +427,20 @@ async fn proxy(
 ) {
     let Some(backend) = rt.choose(&client_zone) else {
         rt.refused.fetch_add(1, Ordering::Relaxed);
+        dp.metrics
+            .lb_refused
+            .get_or_create(&crate::metrics::LbRefusedLabels {
+                lb: rt.id.clone(),
+                frontend_zone: client_zone,
+            })
+            .inc();
         return;
+    };
+    let labels = crate::metrics::LbLabels {
+        lb: rt.id.clone(),
+        port,
+        frontend_zone: client_zone.clone(),
+        backend_zone: backend.zone.clone(),
     };
     let backend_port = rt
         .lb
@@ -452,19 +471,30 @@ async fn proxy(
         Ok(Ok(s)) => s,
         _ => {
             stats.errors.fetch_add(1, Ordering::Relaxed);
+            dp.metrics.lb_errors.get_or_create(&labels).inc();
             return;
         }
     };
     stats.connections.fetch_add(1, Ordering::Relaxed);
+    dp.metrics.lb_connections.get_or_create(&labels).inc();
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         Ok((to_backend, to_client)) => {
             stats.bytes_in.fetch_add(to_backend, Ordering::Relaxed);
             stats.bytes_out.fetch_add(to_client, Ordering::Relaxed);
+            dp.metrics
+                .lb_bytes_in
+                .get_or_create(&labels)
+                .inc_by(to_backend);
+            dp.metrics
+                .lb_bytes_out
+                .get_or_create(&labels)
+                .inc_by(to_client);
         }
         Err(_) => {
             stats.errors.fetch_add(1, Ordering::Relaxed);
+            dp.metrics.lb_errors.get_or_create(&labels).inc();
         }
     }
 }

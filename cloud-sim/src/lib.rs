@@ -72,11 +72,15 @@ impl Server {
         let config = Arc::new(config);
         let faults = Arc::new(faults::Faults::new(config.throttle));
         let cloud = Cloud::new(db, config, faults);
-        let dataplane =
-            dataplane::DataPlane::new(cloud.clone(), cloud.config.inter_zone_latency.clone());
+        let metrics = Arc::new(metrics::Metrics::new());
+        let dataplane = dataplane::DataPlane::new(
+            cloud.clone(),
+            cloud.config.inter_zone_latency.clone(),
+            metrics.clone(),
+        );
         let state = AppState {
             cloud: cloud.clone(),
-            metrics: Arc::new(metrics::Metrics::new()),
+            metrics,
             dataplane: dataplane.clone(),
         };
         let (shutdown, rx) = watch::channel(false);

@@ -37,6 +37,26 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
+    pub lb_connections: Family<LbLabels, Counter>,
+    pub lb_bytes_in: Family<LbLabels, Counter>,
+    pub lb_bytes_out: Family<LbLabels, Counter>,
+    pub lb_errors: Family<LbLabels, Counter>,
+    pub lb_refused: Family<LbRefusedLabels, Counter>,
+}
+
+/// Labels of the load-balancer traffic counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LbLabels {
+    pub lb: String,
+    pub port: u16,
+    pub frontend_zone: String,
+    pub backend_zone: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LbRefusedLabels {
+    pub lb: String,
+    pub frontend_zone: String,
 }
 
 impl Default for Metrics {
@@ -62,10 +82,45 @@ impl Metrics {
             "HTTP request latency by matched route and method",
             latency.clone(),
         );
+        let lb_connections = Family::<LbLabels, Counter>::default();
+        let lb_bytes_in = Family::<LbLabels, Counter>::default();
+        let lb_bytes_out = Family::<LbLabels, Counter>::default();
+        let lb_errors = Family::<LbLabels, Counter>::default();
+        let lb_refused = Family::<LbRefusedLabels, Counter>::default();
+        registry.register(
+            "cloudsim_lb_connections",
+            "Connections proxied, by load balancer, port, frontend zone and backend zone",
+            lb_connections.clone(),
+        );
+        registry.register(
+            "cloudsim_lb_bytes_in",
+            "Bytes from clients to backends",
+            lb_bytes_in.clone(),
+        );
+        registry.register(
+            "cloudsim_lb_bytes_out",
+            "Bytes from backends to clients",
+            lb_bytes_out.clone(),
+        );
+        registry.register(
+            "cloudsim_lb_errors",
+            "Connections that failed to reach or talk to their backend",
+            lb_errors.clone(),
+        );
+        registry.register(
+            "cloudsim_lb_refused",
+            "Connections refused because no backend was eligible",
+            lb_refused.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
+            lb_connections,
+            lb_bytes_in,
+            lb_bytes_out,
+            lb_errors,
+            lb_refused,
         }
     }
 

@@ -160,6 +160,21 @@ async fn cross_zone_off_keeps_every_connection_in_its_zone() {
         "{:?}",
         r.rows
     );
+    // The same counters are on /metrics.
+    let text =
+        s.c.http
+            .get(s.c.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    let line = format!(
+        "cloudsim_lb_connections_total{{lb=\"{}\",port=\"{}\",frontend_zone=\"zone-b\",backend_zone=\"zone-b\"}} 5",
+        s.lb_id, s.port
+    );
+    assert!(text.contains(&line), "missing {line}");
     let _ = &s.backends;
 }
 
