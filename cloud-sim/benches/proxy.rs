@@ -1,0 +1,256 @@
+//! Data-plane benchmark: one backend, one load generator, three paths: direct, HAProxy (`mode
+//! tcp`, if installed) and a cloud-sim load balancer. Each request is a new TCP connection (what an
+//! L4 load balancer sees): connect, send a small HTTP request, read the response until the backend
+//! closes. Prints requests/s and p50/p99 latency per path, and cloud-sim's ratios to HAProxy.
+//! Run through `cloud-sim/benches/lb-vs-haproxy.sh`, which installs HAProxy.
+//!
+//! The backend, the proxies and the load generator share this machine's cores, so the figures are
+//! comparable within one run, not across machines.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use std::time::{Duration, Instant};
+
+use cloud_api::{
+    CreateInstanceRequest, CreateLoadBalancerRequest, HealthCheck, Listener, Protocol, Tags,
+    ZonePolicy,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\nhello, world\n";
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
+
+async fn backend(addr: SocketAddr) {
+    let l = TcpListener::bind(addr).await.expect("bind backend");
+    loop {
+        let Ok((mut s, _)) = l.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s.write_all(RESPONSE).await;
+            let _ = s.shutdown().await;
+        });
+    }
+}
+
+async fn one(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    if s.write_all(REQUEST).await.is_err() {
+        return false;
+    }
+    let mut out = Vec::with_capacity(128);
+    s.read_to_end(&mut out).await.is_ok() && out.starts_with(b"HTTP/1.1 200")
+}
+
+struct Result {
+    name: &'static str,
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: usize,
+}
+
+async fn load(name: &'static str, addr: SocketAddr, concurrency: usize, secs: u64) -> Result {
+    // Warm up.
+    let warm = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < warm {
+        one(addr).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                if one(addr).await {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.expect("load task");
+        all.extend(l);
+        errors += e;
+    }
+    let took = started.elapsed();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    Result {
+        name,
+        rps: all.len() as f64 / took.as_secs_f64(),
+        p50: pct(0.5),
+        p99: pct(0.99),
+        errors,
+    }
+}
+
+async fn wait_port(addr: SocketAddr) -> bool {
+    for _ in 0..200 {
+        if one(addr).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let secs = args.first().copied().unwrap_or(5);
+    let concurrency = usize::try_from(args.get(1).copied().unwrap_or(32)).unwrap_or(32);
+    let backend_ip = Ipv4Addr::new(127, 2, 0, 1);
+    let backend_addr = SocketAddr::from((backend_ip, 18080));
+    tokio::spawn(backend(backend_addr));
+    assert!(wait_port(backend_addr).await, "backend did not start");
+    println!(
+        "data-plane benchmark: new TCP connection per request, {concurrency} concurrent clients, {secs} s per path"
+    );
+    let mut results = vec![load("direct to backend", backend_addr, concurrency, secs).await];
+
+    // HAProxy, mode tcp.
+    let haproxy_addr = SocketAddr::from((Ipv4Addr::new(127, 2, 0, 2), 18081));
+    let cfg = std::env::temp_dir().join(format!("haproxy-bench-{}.cfg", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  maxconn 20000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind {haproxy_addr}\n  default_backend be\nbackend be\n  server b1 {backend_addr}\n"
+        ),
+    )
+    .expect("write haproxy config");
+    let haproxy = std::process::Command::new("haproxy")
+        .arg("-f")
+        .arg(&cfg)
+        .arg("-db")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let mut haproxy_child = None;
+    match haproxy {
+        Ok(child) => {
+            haproxy_child = Some(child);
+            if wait_port(haproxy_addr).await {
+                results.push(load("HAProxy (mode tcp)", haproxy_addr, concurrency, secs).await);
+            } else {
+                println!("HAProxy did not start; skipping it");
+            }
+        }
+        Err(e) => println!(
+            "HAProxy not found ({e}); run cloud-sim/benches/lb-vs-haproxy.sh to install it"
+        ),
+    }
+
+    // cloud-sim: one instance at the backend's address, one load balancer in zone-a.
+    let server = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+        .await
+        .expect("start cloud-sim");
+    let client = cloud_client::Client::new(server.base_url()).expect("client");
+    let inst = client
+        .create_instance(&CreateInstanceRequest {
+            name: "bench".into(),
+            zone: "zone-a".into(),
+            instance_type: "sim.small".into(),
+            tags: Tags::new(),
+            private_ip: Some(backend_ip),
+        })
+        .await
+        .expect("create instance");
+    let lb = client
+        .create_load_balancer(&CreateLoadBalancerRequest {
+            name: "bench".into(),
+            scheme: Default::default(),
+            ip_mode: Default::default(),
+            listeners: vec![Listener {
+                protocol: Protocol::Tcp,
+                port: 18082,
+                backend_port: 18080,
+            }],
+            backends: vec![inst.id.clone()],
+            health_check: HealthCheck {
+                interval_seconds: 1,
+                timeout_seconds: 1,
+                healthy_threshold: 1,
+                ..HealthCheck::default()
+            },
+            zone_policy: ZonePolicy::default(),
+            zones: Some(vec!["zone-a".into()]),
+            requested_ips: vec![],
+            tags: Tags::new(),
+        })
+        .await
+        .expect("create load balancer");
+    let lb_addr = SocketAddr::from((lb.frontends[0].ip, 18082));
+    assert!(
+        wait_port(lb_addr).await,
+        "cloud-sim load balancer did not start"
+    );
+    results.push(load("cloud-sim load balancer", lb_addr, concurrency, secs).await);
+
+    println!();
+    println!(
+        "{:<26} {:>10} {:>10} {:>10} {:>8}",
+        "path", "req/s", "p50 ms", "p99 ms", "errors"
+    );
+    for r in &results {
+        println!(
+            "{:<26} {:>10.0} {:>10.2} {:>10.2} {:>8}",
+            r.name,
+            r.rps,
+            r.p50.as_secs_f64() * 1e3,
+            r.p99.as_secs_f64() * 1e3,
+            r.errors
+        );
+    }
+    let sim = results
+        .iter()
+        .find(|r| r.name.starts_with("cloud-sim"))
+        .expect("cloud-sim result");
+    if let Some(h) = results.iter().find(|r| r.name.starts_with("HAProxy")) {
+        println!();
+        println!(
+            "cloud-sim / HAProxy: throughput {:.2}x (target >= 0.9x), p99 {:.2}x (target <= 1.2x)",
+            sim.rps / h.rps,
+            sim.p99.as_secs_f64() / h.p99.as_secs_f64()
+        );
+    }
+    let direct = &results[0];
+    println!(
+        "cloud-sim / direct: throughput {:.2}x, p99 {:.2}x",
+        sim.rps / direct.rps,
+        sim.p99.as_secs_f64() / direct.p99.as_secs_f64()
+    );
+    if let Some(mut c) = haproxy_child {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let _ = std::fs::remove_file(&cfg);
+    server.shutdown().await.expect("shutdown");
+}
