@@ -142,7 +142,7 @@ async fn main() {
     std::fs::write(
         &cfg,
         format!(
-            "global\n  maxconn 20000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind {haproxy_addr}\n  default_backend be\nbackend be\n  server b1 {backend_addr}\n"
+            "global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind {haproxy_addr}\n  default_backend be\nbackend be\n  server b1 {backend_addr}\n"
         ),
     )
     .expect("write haproxy config");

@@ -6,7 +6,8 @@
 //! A reconcile pass (at start-up, after every committed change, and every second) makes the
 //! running listeners match the database, so listeners follow the load balancer's life and come
 //! back after a restart. A zone in `outage` closes its frontends and marks its backends
-//! unhealthy. The client's zone is the zone of the frontend it connected to.
+//! unhealthy. The client's zone is the zone of the instance it connects from, when its source
+//! address is an instance's; otherwise the zone of the frontend it connected to.
 
 pub mod health;
 pub mod zone;
@@ -214,6 +215,8 @@ pub struct DataPlane {
     metrics: Arc<crate::metrics::Metrics>,
     lbs: Mutex<HashMap<String, Arc<LbRt>>>,
     latency: LatencyMatrix,
+    /// Zones of instance addresses: a client connecting from an instance is in that instance's zone.
+    instance_zones: Mutex<HashMap<Ipv4Addr, String>>,
 }
 
 impl DataPlane {
@@ -227,6 +230,7 @@ impl DataPlane {
             metrics,
             lbs: Mutex::default(),
             latency,
+            instance_zones: Mutex::default(),
         })
     }
 
@@ -279,6 +283,8 @@ impl DataPlane {
             let mut conn = self.cloud.db.reader().await?;
             let lbs = store::all_lbs(&mut conn, &self.cloud.config.region).await?;
             let zs = store::zone_states(&mut conn).await?;
+            let iz = store::live_instance_zones(&mut conn).await?;
+            *self.instance_zones.lock().expect("instance zones lock") = iz.into_iter().collect();
             (lbs, zs)
         };
         let outage: HashSet<String> = zone_states
@@ -405,7 +411,7 @@ async fn accept_loop(
     port: u16,
 ) {
     loop {
-        let (client, _) = match listener.accept().await {
+        let (client, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(lb = %rt.id, error = %e, "data plane: accept failed");
@@ -413,8 +419,19 @@ async fn accept_loop(
                 continue;
             }
         };
-        let (dp, rt, zone) = (dp.clone(), rt.clone(), zone.clone());
-        tokio::spawn(async move { proxy(dp, rt, client, zone, port).await });
+        // A client on an instance is in that instance's zone; others in the frontend's zone.
+        let client_zone = match peer.ip() {
+            std::net::IpAddr::V4(ip) => dp
+                .instance_zones
+                .lock()
+                .expect("instance zones lock")
+                .get(&ip)
+                .cloned(),
+            std::net::IpAddr::V6(_) => None,
+        }
+        .unwrap_or_else(|| zone.clone());
+        let (dp, rt) = (dp.clone(), rt.clone());
+        tokio::spawn(async move { proxy(dp, rt, client, client_zone, port).await });
     }
 }
 

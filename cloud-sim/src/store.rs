@@ -1235,3 +1235,14 @@ pub async fn all_lbs(conn: &mut SqliteConnection, region: &str) -> Result<Vec<St
     }
     Ok(out)
 }
+
+/// `(address, zone)` of every live instance of every project (for the data plane's client zones).
+pub async fn live_instance_zones(conn: &mut SqliteConnection) -> Result<Vec<(Ipv4Addr, String)>> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT private_ip, zone FROM instances WHERE state <> 'terminated'")
+            .fetch_all(conn)
+            .await?;
+    rows.into_iter()
+        .map(|(ip, z)| Ok((ip_from_db(ip)?, z)))
+        .collect()
+}

@@ -364,3 +364,27 @@ async fn a_restart_restores_listeners_from_the_database() {
     server.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_instances_are_in_their_instance_zone() {
+    let s = setup(ZonePolicy::default()).await;
+    // A client on b1's address connects to zone-a's frontend: it is a zone-b client.
+    let b1 = s.nodes[1].private_ip;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::from((b1, 0))).unwrap();
+    let mut stream = sock
+        .connect(SocketAddr::from((s.frontend["zone-a"], s.port)))
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    assert_eq!(out.trim(), "b1");
+    let r = traffic(&s.c.client, &s.lb_id).await;
+    assert!(
+        r.rows
+            .iter()
+            .any(|row| row.frontend_zone == "zone-b" && row.backend_zone == "zone-b"),
+        "{:?}",
+        r.rows
+    );
+}
