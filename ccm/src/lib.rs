@@ -34,6 +34,21 @@ use crate::controllers::ControllerName;
 
 pub use sim_common::{error_chain, shutdown_signal};
 
+/// An event recorder reporting as `controller` from this replica.
+pub fn recorder(
+    client: &kube::Client,
+    controller: &str,
+    identity: &str,
+) -> kube::runtime::events::Recorder {
+    kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: controller.to_owned(),
+            instance: Some(identity.to_owned()),
+        },
+    )
+}
+
 /// Settings of the controllers, independent of how the ccm was started.
 #[derive(Debug, Clone)]
 pub struct Options {

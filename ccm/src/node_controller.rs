@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -76,13 +76,7 @@ impl NodeContext {
         metrics: Arc<Metrics>,
         identity: &str,
     ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: names::NODE_CONTROLLER.into(),
-                instance: Some(identity.to_owned()),
-            },
-        );
+        let recorder = crate::recorder(&client, names::NODE_CONTROLLER, identity);
         Self {
             client,
             cloud,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -34,13 +34,7 @@ impl LifecycleContext {
         metrics: Arc<Metrics>,
         identity: &str,
     ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: names::NODE_LIFECYCLE_CONTROLLER.into(),
-                instance: Some(identity.to_owned()),
-            },
-        );
+        let recorder = crate::recorder(&client, names::NODE_LIFECYCLE_CONTROLLER, identity);
         Self {
             client,
             cloud,

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -184,13 +184,7 @@ impl RouteContext {
         cluster_name: &str,
         cluster_cidrs: Vec<IpNet>,
     ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: names::ROUTE_CONTROLLER.into(),
-                instance: Some(identity.to_owned()),
-            },
-        );
+        let recorder = crate::recorder(&client, names::ROUTE_CONTROLLER, identity);
         Self {
             client,
             cloud,

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{LoadBalancerStatus, Node, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -101,13 +101,7 @@ impl ServiceContext {
         cluster: &str,
         class: Option<String>,
     ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: names::SERVICE_CONTROLLER.into(),
-                instance: Some(identity.to_owned()),
-            },
-        );
+        let recorder = crate::recorder(&client, names::SERVICE_CONTROLLER, identity);
         Self {
             client,
             cloud,
