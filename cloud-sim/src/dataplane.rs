@@ -38,6 +38,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const RATE_HALF_LIFE: Duration = Duration::from_secs(10);
 /// Connections each frontend zone is assumed to have had, so light traffic does not look skewed.
 pub const RATE_PRIOR: f64 = 5.0;
+/// How long a computed zone plan is reused (rates move slowly; health changes clear it at once).
+pub const PLAN_TTL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct RowKey {
@@ -53,6 +55,25 @@ struct RowStats {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     errors: AtomicU64,
+    /// The same counts on /metrics; handles made once per row, not per connection.
+    metrics: Option<RowMetrics>,
+}
+
+#[derive(Debug)]
+struct RowMetrics {
+    connections: prometheus_client::metrics::counter::Counter,
+    bytes_in: prometheus_client::metrics::counter::Counter,
+    bytes_out: prometheus_client::metrics::counter::Counter,
+    errors: prometheus_client::metrics::counter::Counter,
+}
+
+impl RowStats {
+    fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.errors.inc();
+        }
+    }
 }
 
 /// Decaying per-zone connection counts: the measured share of clients per zone.
@@ -82,6 +103,9 @@ struct BackendRt {
     health: Health,
 }
 
+/// A zone plan and when it was computed (`None` inside: refuse).
+type CachedPlan = (Instant, Arc<Option<zone::Plan>>);
+
 /// The live state of one load balancer.
 #[derive(Debug)]
 struct LbRt {
@@ -90,6 +114,8 @@ struct LbRt {
     backends: Mutex<Vec<BackendRt>>,
     outage: Mutex<HashSet<String>>,
     rates: Mutex<Rates>,
+    /// Zone plans per client zone, reused for [`PLAN_TTL`].
+    plans: Mutex<HashMap<String, CachedPlan>>,
     rr: AtomicUsize,
     rows: Mutex<BTreeMap<RowKey, Arc<RowStats>>>,
     refused: AtomicU64,
@@ -98,21 +124,72 @@ struct LbRt {
 }
 
 impl LbRt {
-    fn row(&self, key: RowKey) -> Arc<RowStats> {
-        self.rows
-            .lock()
-            .expect("rows lock")
-            .entry(key)
-            .or_default()
-            .clone()
+    fn row(&self, key: RowKey, metrics: &crate::metrics::Metrics) -> Arc<RowStats> {
+        let mut rows = self.rows.lock().expect("rows lock");
+        if let Some(r) = rows.get(&key) {
+            return r.clone();
+        }
+        let labels = crate::metrics::LbLabels {
+            lb: self.id.clone(),
+            port: key.port,
+            frontend_zone: key.frontend_zone.clone(),
+            backend_zone: key.backend_zone.clone(),
+        };
+        let m = RowMetrics {
+            connections: metrics.lb_connections.get_or_create(&labels).clone(),
+            bytes_in: metrics.lb_bytes_in.get_or_create(&labels).clone(),
+            bytes_out: metrics.lb_bytes_out.get_or_create(&labels).clone(),
+            errors: metrics.lb_errors.get_or_create(&labels).clone(),
+        };
+        let r = Arc::new(RowStats {
+            metrics: Some(m),
+            ..RowStats::default()
+        });
+        rows.insert(key, r.clone());
+        r
     }
 
     /// Picks a backend for a client in `client_zone`, or `None` to refuse.
     fn choose(&self, client_zone: &str) -> Option<BackendRt> {
-        let policy = self.lb.lock().expect("lb lock").zone_policy;
-        let backends = self.backends.lock().expect("backends lock").clone();
+        let now = Instant::now();
+        self.rates
+            .lock()
+            .expect("rates lock")
+            .record(client_zone, now);
+        let plan = {
+            let mut cache = self.plans.lock().expect("plans lock");
+            match cache.get(client_zone) {
+                Some((at, p)) if now.duration_since(*at) < PLAN_TTL => p.clone(),
+                _ => {
+                    let p = Arc::new(self.compute_plan(client_zone));
+                    cache.insert(client_zone.to_owned(), (now, p.clone()));
+                    p
+                }
+            }
+        };
+        let plan = plan.as_ref().as_ref()?;
+        let zone = zone::pick(plan, rand::random::<f64>());
+        let backends = self.backends.lock().expect("backends lock");
+        let eligible = |b: &&BackendRt| b.zone == zone && (plan.unhealthy || b.health.healthy);
+        let n = backends.iter().filter(eligible).count();
+        if n == 0 {
+            return None;
+        }
+        let i = self.rr.fetch_add(1, Ordering::Relaxed) % n;
+        backends.iter().filter(eligible).nth(i).cloned()
+    }
+
+    /// The zone plan for clients of `client_zone` from the current backends and measured rates.
+    fn compute_plan(&self, client_zone: &str) -> Option<zone::Plan> {
+        let (policy, frontend_zones): (_, Vec<String>) = {
+            let lb = self.lb.lock().expect("lb lock");
+            (
+                lb.zone_policy,
+                lb.frontends.iter().map(|f| f.zone.clone()).collect(),
+            )
+        };
         let mut zones: BTreeMap<String, ZoneBackends> = BTreeMap::new();
-        for b in &backends {
+        for b in self.backends.lock().expect("backends lock").iter() {
             let z = zones.entry(b.zone.clone()).or_insert(ZoneBackends {
                 healthy: 0,
                 total: 0,
@@ -120,35 +197,17 @@ impl LbRt {
             z.total += 1;
             z.healthy += usize::from(b.health.healthy);
         }
-        let frontend_zones: Vec<String> = self
-            .lb
-            .lock()
-            .expect("lb lock")
-            .frontends
-            .iter()
-            .map(|f| f.zone.clone())
-            .collect();
-        let shares = {
-            let mut r = self.rates.lock().expect("rates lock");
-            r.record(client_zone, Instant::now());
-            // Until enough traffic is measured, assume clients are spread evenly over the frontends.
-            let mut s = r.counts.clone();
-            for z in &frontend_zones {
-                *s.entry(z.clone()).or_default() += RATE_PRIOR;
-            }
-            s
-        };
-        let plan = zone::plan(&policy, client_zone, &zones, &shares)?;
-        let zone = zone::pick(&plan, rand::random::<f64>()).to_owned();
-        let candidates: Vec<&BackendRt> = backends
-            .iter()
-            .filter(|b| b.zone == zone && (plan.unhealthy || b.health.healthy))
-            .collect();
-        if candidates.is_empty() {
-            return None;
+        // Until enough traffic is measured, assume clients are spread evenly over the frontends.
+        let mut shares = self.rates.lock().expect("rates lock").counts.clone();
+        for z in &frontend_zones {
+            *shares.entry(z.clone()).or_default() += RATE_PRIOR;
         }
-        let i = self.rr.fetch_add(1, Ordering::Relaxed) % candidates.len();
-        Some(candidates[i].clone())
+        zone::plan(&policy, client_zone, &zones, &shares)
+    }
+
+    /// Forgets cached plans (backends or their health changed).
+    fn replan(&self) {
+        self.plans.lock().expect("plans lock").clear();
     }
 
     fn stop(&self) {
@@ -318,6 +377,7 @@ impl DataPlane {
                         backends: Mutex::default(),
                         outage: Mutex::default(),
                         rates: Mutex::default(),
+                        plans: Mutex::default(),
                         rr: AtomicUsize::new(0),
                         rows: Mutex::default(),
                         refused: AtomicU64::new(0),
@@ -328,6 +388,7 @@ impl DataPlane {
                 .clone();
             *rt.lb.lock().expect("lb lock") = lb.clone();
             *rt.outage.lock().expect("outage lock") = outage.clone();
+            rt.replan();
             {
                 // Keep health state for backends that stay.
                 let mut backends = rt.backends.lock().expect("backends lock");
@@ -453,12 +514,6 @@ async fn proxy(
             .inc();
         return;
     };
-    let labels = crate::metrics::LbLabels {
-        lb: rt.id.clone(),
-        port,
-        frontend_zone: client_zone.clone(),
-        backend_zone: backend.zone.clone(),
-    };
     let backend_port = rt
         .lb
         .lock()
@@ -470,12 +525,15 @@ async fn proxy(
     let Some(backend_port) = backend_port else {
         return;
     };
-    let stats = rt.row(RowKey {
-        port,
-        frontend_zone: client_zone.clone(),
-        backend_zone: backend.zone.clone(),
-        backend: backend.instance_id.clone(),
-    });
+    let stats = rt.row(
+        RowKey {
+            port,
+            frontend_zone: client_zone.clone(),
+            backend_zone: backend.zone.clone(),
+            backend: backend.instance_id.clone(),
+        },
+        &dp.metrics,
+    );
     if let Some(delay) = dp.latency.get(&(client_zone.clone(), backend.zone.clone())) {
         tokio::time::sleep(*delay).await;
     }
@@ -487,32 +545,26 @@ async fn proxy(
     let mut upstream = match upstream {
         Ok(Ok(s)) => s,
         _ => {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-            dp.metrics.lb_errors.get_or_create(&labels).inc();
+            stats.error();
             return;
         }
     };
     stats.connections.fetch_add(1, Ordering::Relaxed);
-    dp.metrics.lb_connections.get_or_create(&labels).inc();
+    if let Some(m) = &stats.metrics {
+        m.connections.inc();
+    }
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         Ok((to_backend, to_client)) => {
             stats.bytes_in.fetch_add(to_backend, Ordering::Relaxed);
             stats.bytes_out.fetch_add(to_client, Ordering::Relaxed);
-            dp.metrics
-                .lb_bytes_in
-                .get_or_create(&labels)
-                .inc_by(to_backend);
-            dp.metrics
-                .lb_bytes_out
-                .get_or_create(&labels)
-                .inc_by(to_client);
+            if let Some(m) = &stats.metrics {
+                m.bytes_in.inc_by(to_backend);
+                m.bytes_out.inc_by(to_client);
+            }
         }
-        Err(_) => {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-            dp.metrics.lb_errors.get_or_create(&labels).inc();
-        }
+        Err(_) => stats.error(),
     }
 }
 
@@ -574,6 +626,7 @@ async fn health_loop(rt: Arc<LbRt>) {
             };
             results.push((b.instance_id.clone(), ok));
         }
+        let mut any_flipped = false;
         {
             let mut backends = rt.backends.lock().expect("backends lock");
             for (id, ok) in results {
@@ -587,9 +640,13 @@ async fn health_loop(rt: Arc<LbRt>) {
                     };
                     if flipped {
                         tracing::info!(lb = %rt.id, backend = %b.instance_id, zone = %b.zone, healthy = b.health.healthy, "backend health changed");
+                        any_flipped = true;
                     }
                 }
             }
+        }
+        if any_flipped {
+            rt.replan();
         }
         tokio::time::sleep(Duration::from_secs(u64::from(hc.interval_seconds.max(1)))).await;
     }
