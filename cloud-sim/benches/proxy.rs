@@ -1,5 +1,5 @@
 //! Data-plane benchmark: one backend, one load generator, three paths: direct, HAProxy (`mode
-//! tcp`, if installed) and a cloud-sim load balancer. Each request is a new TCP connection (what an
+//! tcp`, if installed) and a cloud-sim load balancer, both proxies running as their own processes. Each request is a new TCP connection (what an
 //! L4 load balancer sees): connect, send a small HTTP request, read the response until the backend
 //! closes. Prints requests/s and p50/p99 latency per path, and cloud-sim's ratios to HAProxy.
 //! Run through `cloud-sim/benches/lb-vs-haproxy.sh`, which installs HAProxy.
@@ -168,11 +168,41 @@ async fn main() {
         ),
     }
 
-    // cloud-sim: one instance at the backend's address, one load balancer in zone-a.
-    let server = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
-        .await
-        .expect("start cloud-sim");
-    let client = cloud_client::Client::new(server.base_url()).expect("client");
+    // cloud-sim as its own process (as HAProxy is): one instance at the backend's address, one
+    // load balancer in zone-a.
+    let dir = std::env::temp_dir().join(format!("cloud-sim-proxy-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let api_addr = SocketAddr::from((Ipv4Addr::new(127, 2, 0, 3), 18083));
+    let mut sim_proc = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-sim"))
+        .args([
+            "serve",
+            "--database-url",
+            "sqlite::memory:",
+            "--instance-boot-delay",
+            "0",
+            "--lb-provision-delay",
+            "0",
+            "--log-filter",
+            "warn",
+        ])
+        .arg("--listen")
+        .arg(api_addr.to_string())
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn cloud-sim");
+    let client = cloud_client::Client::new(format!("http://{api_addr}")).expect("client");
+    let mut up = false;
+    for _ in 0..200 {
+        if client.zones().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "cloud-sim did not start");
     let inst = client
         .create_instance(&CreateInstanceRequest {
             name: "bench".into(),
@@ -252,5 +282,7 @@ async fn main() {
         let _ = c.wait();
     }
     let _ = std::fs::remove_file(&cfg);
-    server.shutdown().await.expect("shutdown");
+    let _ = sim_proc.kill();
+    let _ = sim_proc.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }
