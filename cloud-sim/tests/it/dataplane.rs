@@ -388,3 +388,57 @@ async fn clients_on_instances_are_in_their_instance_zone() {
         r.rows
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_zone_connections_pay_the_inter_zone_latency() {
+    let mut config = cloud_sim::Config::for_tests();
+    config.inter_zone_latency.insert(
+        ("zone-a".into(), "zone-b".into()),
+        Duration::from_millis(300),
+    );
+    let c = crate::common::spawn_with(config).await;
+    let b = c.instance("only-b", "zone-b").await;
+    let backend_port = port();
+    let _srv = backend(b.private_ip, backend_port, "only-b").await;
+    let lb_port = port();
+    let req = CreateLoadBalancerRequest {
+        name: "far".into(),
+        scheme: Default::default(),
+        ip_mode: Default::default(),
+        listeners: vec![Listener {
+            protocol: Protocol::Tcp,
+            port: lb_port,
+            backend_port,
+        }],
+        backends: vec![b.id.clone()],
+        health_check: fast_checks(),
+        zone_policy: ZonePolicy {
+            cross_zone: true,
+            ..ZonePolicy::default()
+        },
+        zones: None,
+        requested_ips: vec![],
+        tags: Default::default(),
+    };
+    let lb = c.client.create_load_balancer(&req).await.unwrap();
+    let ip = |z: &str| lb.frontends.iter().find(|f| f.zone == z).unwrap().ip;
+    let (fa, fb) = (ip("zone-a"), ip("zone-b"));
+    wait_for("serving", T, || async move {
+        (ask(fb, lb_port).await.as_deref() == Some("only-b")).then_some(())
+    })
+    .await;
+    let t = std::time::Instant::now();
+    assert_eq!(ask(fb, lb_port).await.as_deref(), Some("only-b"));
+    let local = t.elapsed();
+    let t = std::time::Instant::now();
+    assert_eq!(ask(fa, lb_port).await.as_deref(), Some("only-b"));
+    let cross = t.elapsed();
+    assert!(
+        cross >= Duration::from_millis(300),
+        "cross-zone took {cross:?}"
+    );
+    assert!(
+        local < Duration::from_millis(300),
+        "same-zone took {local:?}"
+    );
+}
