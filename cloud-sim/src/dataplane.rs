@@ -1,5 +1,6 @@
 //! The load-balancer data plane: every active load balancer listens on each zonal frontend and
-//! listener port (TCP) and proxies connections to its backends' `private IP : backend port`,
+//! listener port (TCP, and UDP with per-client-flow stickiness) and proxies to its backends'
+//! `private IP : backend port`,
 //! zone-aware ([`zone`]), health-checked ([`health`]) and counted per (port, frontend zone,
 //! backend).
 //!
@@ -119,7 +120,7 @@ struct LbRt {
     rr: AtomicUsize,
     rows: Mutex<BTreeMap<RowKey, Arc<RowStats>>>,
     refused: AtomicU64,
-    listeners: Mutex<HashMap<(String, u16), JoinHandle<()>>>,
+    listeners: Mutex<HashMap<(String, u16, Protocol), JoinHandle<()>>>,
     checker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -407,15 +408,14 @@ impl DataPlane {
                     })
                     .collect();
             }
-            let wanted: HashSet<(String, u16)> = lb
+            let wanted: HashSet<(String, u16, Protocol)> = lb
                 .frontends
                 .iter()
                 .filter(|f| !outage.contains(&f.zone))
                 .flat_map(|f| {
                     lb.listeners
                         .iter()
-                        .filter(|l| l.protocol == Protocol::Tcp)
-                        .map(move |l| (f.zone.clone(), l.port))
+                        .map(move |l| (f.zone.clone(), l.port, l.protocol))
                 })
                 .collect();
             let mut listeners = rt.listeners.lock().expect("listeners lock");
@@ -426,31 +426,51 @@ impl DataPlane {
                 }
                 keep
             });
-            for (zone, port) in wanted {
-                if listeners.contains_key(&(zone.clone(), port)) {
+            for (zone, port, proto) in wanted {
+                if listeners.contains_key(&(zone.clone(), port, proto)) {
                     continue;
                 }
                 let Some(ip) = lb.frontends.iter().find(|f| f.zone == zone).map(|f| f.ip) else {
                     continue;
                 };
                 let addr = SocketAddr::from((ip, port));
-                match std::net::TcpListener::bind(addr).and_then(|l| {
-                    l.set_nonblocking(true)?;
-                    TcpListener::from_std(l)
-                }) {
-                    Ok(listener) => {
-                        tracing::info!(lb = %id, %addr, zone, "data plane: listening");
-                        let task = tokio::spawn(accept_loop(
-                            self.clone(),
-                            rt.clone(),
-                            listener,
-                            zone.clone(),
-                            port,
-                        ));
-                        listeners.insert((zone, port), task);
+                let task = match proto {
+                    Protocol::Tcp => std::net::TcpListener::bind(addr)
+                        .and_then(|l| {
+                            l.set_nonblocking(true)?;
+                            TcpListener::from_std(l)
+                        })
+                        .map(|l| {
+                            tokio::spawn(accept_loop(
+                                self.clone(),
+                                rt.clone(),
+                                l,
+                                zone.clone(),
+                                port,
+                            ))
+                        }),
+                    Protocol::Udp => std::net::UdpSocket::bind(addr)
+                        .and_then(|s| {
+                            s.set_nonblocking(true)?;
+                            tokio::net::UdpSocket::from_std(s)
+                        })
+                        .map(|s| {
+                            tokio::spawn(udp_loop(
+                                self.clone(),
+                                rt.clone(),
+                                Arc::new(s),
+                                zone.clone(),
+                                port,
+                            ))
+                        }),
+                };
+                match task {
+                    Ok(task) => {
+                        tracing::info!(lb = %id, %addr, zone, protocol = ?proto, "data plane: listening");
+                        listeners.insert((zone, port, proto), task);
                     }
                     Err(e) => {
-                        tracing::warn!(lb = %id, %addr, error = %e, "data plane: cannot listen; will retry")
+                        tracing::warn!(lb = %id, %addr, protocol = ?proto, error = %e, "data plane: cannot listen; will retry")
                     }
                 }
             }
@@ -566,6 +586,164 @@ async fn proxy(
         }
         Err(_) => stats.error(),
     }
+}
+
+/// How long a UDP flow (client address to backend) lives without traffic.
+pub const UDP_FLOW_IDLE: Duration = Duration::from_secs(60);
+
+/// One UDP client flow: its backend socket and when it last carried a datagram.
+struct UdpFlow {
+    upstream: Arc<tokio::net::UdpSocket>,
+    stats: Arc<RowStats>,
+    last: Arc<Mutex<Instant>>,
+    /// Relays the backend's replies to the client; stopped when the flow is dropped.
+    replies: JoinHandle<()>,
+}
+
+impl Drop for UdpFlow {
+    fn drop(&mut self) {
+        self.replies.abort();
+    }
+}
+
+impl UdpFlow {
+    fn touch(&self) {
+        *self.last.lock().expect("flow lock") = Instant::now();
+    }
+
+    fn idle(&self) -> bool {
+        self.last.lock().expect("flow lock").elapsed() >= UDP_FLOW_IDLE
+    }
+}
+
+/// UDP: each client address is a flow pinned to the backend chosen for its first datagram
+/// (per-client-flow stickiness); replies go back from the frontend address.
+async fn udp_loop(
+    dp: Arc<DataPlane>,
+    rt: Arc<LbRt>,
+    socket: Arc<tokio::net::UdpSocket>,
+    zone: String,
+    port: u16,
+) {
+    let mut flows: HashMap<SocketAddr, UdpFlow> = HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    let mut sweep = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        let (n, client) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(_) => continue,
+            },
+            _ = sweep.tick() => {
+                flows.retain(|_, f| !f.idle());
+                continue;
+            }
+        };
+        let flow = match flows.entry(client) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                match open_udp_flow(&dp, &rt, &socket, &zone, port, client).await {
+                    Some(flow) => e.insert(flow),
+                    None => continue,
+                }
+            }
+        };
+        flow.touch();
+        if flow.upstream.send(&buf[..n]).await.is_ok() {
+            flow.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            if let Some(m) = &flow.stats.metrics {
+                m.bytes_in.inc_by(n as u64);
+            }
+        } else {
+            flow.stats.error();
+        }
+    }
+}
+
+/// Picks a backend for a new UDP client (same zone first, like TCP) and opens its flow.
+/// `None` when there is no healthy backend or the backend socket cannot be opened; the
+/// datagram is then dropped and counted.
+async fn open_udp_flow(
+    dp: &DataPlane,
+    rt: &LbRt,
+    socket: &Arc<tokio::net::UdpSocket>,
+    frontend_zone: &str,
+    port: u16,
+    client: SocketAddr,
+) -> Option<UdpFlow> {
+    let client_zone = match client.ip() {
+        std::net::IpAddr::V4(ip) => dp
+            .instance_zones
+            .lock()
+            .expect("instance zones lock")
+            .get(&ip)
+            .cloned(),
+        std::net::IpAddr::V6(_) => None,
+    }
+    .unwrap_or_else(|| frontend_zone.to_string());
+    let Some(backend) = rt.choose(&client_zone) else {
+        rt.refused.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    let backend_port = rt
+        .lb
+        .lock()
+        .expect("lb lock")
+        .listeners
+        .iter()
+        .find(|l| l.port == port && l.protocol == Protocol::Udp)
+        .map(|l| l.backend_port)?;
+    let stats = rt.row(
+        RowKey {
+            port,
+            frontend_zone: client_zone,
+            backend_zone: backend.zone.clone(),
+            backend: backend.instance_id.clone(),
+        },
+        &dp.metrics,
+    );
+    let upstream = async {
+        let s = tokio::net::UdpSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        s.connect(SocketAddr::from((backend.ip, backend_port)))
+            .await?;
+        std::io::Result::Ok(Arc::new(s))
+    }
+    .await;
+    let Ok(upstream) = upstream else {
+        stats.error();
+        return None;
+    };
+    stats.connections.fetch_add(1, Ordering::Relaxed);
+    if let Some(m) = &stats.metrics {
+        m.connections.inc();
+    }
+    let last = Arc::new(Mutex::new(Instant::now()));
+    let replies = {
+        let (upstream, socket, stats, last) = (
+            upstream.clone(),
+            socket.clone(),
+            stats.clone(),
+            last.clone(),
+        );
+        tokio::spawn(async move {
+            let mut rbuf = vec![0u8; 65_536];
+            while let Ok(k) = upstream.recv(&mut rbuf).await {
+                *last.lock().expect("flow lock") = Instant::now();
+                if socket.send_to(&rbuf[..k], client).await.is_ok() {
+                    stats.bytes_out.fetch_add(k as u64, Ordering::Relaxed);
+                    if let Some(m) = &stats.metrics {
+                        m.bytes_out.inc_by(k as u64);
+                    }
+                }
+            }
+        })
+    };
+    Some(UdpFlow {
+        upstream,
+        stats,
+        last,
+        replies,
+    })
 }
 
 /// One health check: TCP connect, or an HTTP GET that must answer 2xx.

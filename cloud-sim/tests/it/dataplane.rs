@@ -442,3 +442,128 @@ async fn cross_zone_connections_pay_the_inter_zone_latency() {
         "same-zone took {local:?}"
     );
 }
+
+/// Echoes every datagram back prefixed with `name:`.
+async fn udp_backend(ip: std::net::Ipv4Addr, port: u16, name: &'static str) -> JoinHandle<()> {
+    let s = tokio::net::UdpSocket::bind(SocketAddr::from((ip, port)))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = s.recv_from(&mut buf).await {
+            let reply = format!("{name}:{}", String::from_utf8_lossy(&buf[..n]));
+            let _ = s.send_to(reply.as_bytes(), from).await;
+        }
+    })
+}
+
+/// Sends `msg` from `sock` to the frontend and returns the reply, or None after a timeout.
+async fn udp_ask(sock: &tokio::net::UdpSocket, to: SocketAddr, msg: &str) -> Option<String> {
+    sock.send_to(msg.as_bytes(), to).await.ok()?;
+    let mut buf = [0u8; 1500];
+    let (n, from) = tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    // Replies must come from the frontend address the client sent to.
+    assert_eq!(
+        from, to,
+        "UDP reply came from {from}, not the frontend {to}"
+    );
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_flows_stick_to_one_backend_and_are_counted() {
+    let c = spawn().await;
+    let (port, backend_port, health_port) = (port(), port(), port());
+    let mut nodes = Vec::new();
+    let mut keep = Vec::new();
+    for name in ["a1", "a2"] {
+        let i = c.instance(name, "zone-a").await;
+        keep.push(udp_backend(i.private_ip, backend_port, name).await);
+        // UDP cannot be probed, so the check is TCP on a separate port, as on real clouds.
+        keep.push(backend(i.private_ip, health_port, name).await);
+        nodes.push(i);
+    }
+    let lb = c
+        .client
+        .create_load_balancer(&CreateLoadBalancerRequest {
+            name: "dns".into(),
+            scheme: Default::default(),
+            ip_mode: Default::default(),
+            listeners: vec![Listener {
+                protocol: Protocol::Udp,
+                port,
+                backend_port,
+            }],
+            backends: nodes.iter().map(|n| n.id.clone()).collect(),
+            health_check: HealthCheck {
+                port: Some(health_port),
+                ..fast_checks()
+            },
+            zone_policy: ZonePolicy::default(),
+            zones: Some(vec!["zone-a".into()]),
+            requested_ips: vec![],
+            tags: Default::default(),
+        })
+        .await
+        .unwrap();
+    let id = lb.id.to_string();
+    let frontend = SocketAddr::from((lb.frontends[0].ip, port));
+    wait_for("backends healthy", T, || {
+        let (client, id) = (c.client.clone(), id.clone());
+        async move {
+            let r = traffic(&client, &id).await;
+            (r.backends.len() == 2 && r.backends.iter().all(|b| b.healthy)).then_some(())
+        }
+    })
+    .await;
+
+    // Several client sockets, each sending several datagrams: every reply on one socket
+    // comes from the same backend, and the sockets between them reach both backends.
+    let mut seen = std::collections::BTreeSet::new();
+    for k in 0..6 {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // The first datagram may race the listener coming up; retry it until answered.
+        let first = wait_for("UDP frontend answers", T, || {
+            let sock = &sock;
+            async move { udp_ask(sock, frontend, &format!("{k}-0")).await }
+        })
+        .await;
+        let (who, echoed) = first.split_once(':').unwrap();
+        assert_eq!(echoed, format!("{k}-0"));
+        for j in 1..4 {
+            let reply = udp_ask(&sock, frontend, &format!("{k}-{j}"))
+                .await
+                .expect("reply on an established flow");
+            assert_eq!(reply, format!("{who}:{k}-{j}"), "flow {k} changed backend");
+        }
+        seen.insert(who.to_owned());
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "flows should spread over both backends: {seen:?}"
+    );
+
+    let r = traffic(&c.client, &id).await;
+    let flows: u64 = r
+        .rows
+        .iter()
+        .filter(|r| r.port == port)
+        .map(|r| r.connections)
+        .sum();
+    let bytes_in: u64 = r
+        .rows
+        .iter()
+        .filter(|r| r.port == port)
+        .map(|r| r.bytes_in)
+        .sum();
+    assert!(flows >= 6, "one flow per client socket, got {flows}");
+    assert!(
+        bytes_in >= 6 * 4 * 3,
+        "datagram bytes counted, got {bytes_in}"
+    );
+    drop(keep);
+}

@@ -12,6 +12,7 @@ pub struct TrafficRow {
     pub backend_zone: String,
     /// Instance ID of the backend.
     pub backend: String,
+    /// Connections proxied; for UDP listeners, client flows opened.
     pub connections: u64,
     /// Bytes from clients to the backend.
     pub bytes_in: u64,
