@@ -125,6 +125,17 @@ struct LbRt {
 }
 
 impl LbRt {
+    /// The backend port of the listener on `port`/`protocol`, if the LB still has one.
+    fn backend_port(&self, port: u16, protocol: Protocol) -> Option<u16> {
+        self.lb
+            .lock()
+            .expect("lb lock")
+            .listeners
+            .iter()
+            .find(|l| l.port == port && l.protocol == protocol)
+            .map(|l| l.backend_port)
+    }
+
     fn row(&self, key: RowKey, metrics: &crate::metrics::Metrics) -> Arc<RowStats> {
         let mut rows = self.rows.lock().expect("rows lock");
         if let Some(r) = rows.get(&key) {
@@ -280,6 +291,21 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
+    /// A client on an instance is in that instance's zone; any other client is in the zone of
+    /// the frontend it reached.
+    fn client_zone(&self, peer: SocketAddr, frontend_zone: &str) -> String {
+        match peer.ip() {
+            std::net::IpAddr::V4(ip) => self
+                .instance_zones
+                .lock()
+                .expect("instance zones lock")
+                .get(&ip)
+                .cloned(),
+            std::net::IpAddr::V6(_) => None,
+        }
+        .unwrap_or_else(|| frontend_zone.to_owned())
+    }
+
     pub fn new(
         cloud: Cloud,
         latency: LatencyMatrix,
@@ -500,17 +526,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        // A client on an instance is in that instance's zone; others in the frontend's zone.
-        let client_zone = match peer.ip() {
-            std::net::IpAddr::V4(ip) => dp
-                .instance_zones
-                .lock()
-                .expect("instance zones lock")
-                .get(&ip)
-                .cloned(),
-            std::net::IpAddr::V6(_) => None,
-        }
-        .unwrap_or_else(|| zone.clone());
+        let client_zone = dp.client_zone(peer, &zone);
         let (dp, rt) = (dp.clone(), rt.clone());
         tokio::spawn(async move { proxy(dp, rt, client, client_zone, port).await });
     }
@@ -534,15 +550,7 @@ async fn proxy(
             .inc();
         return;
     };
-    let backend_port = rt
-        .lb
-        .lock()
-        .expect("lb lock")
-        .listeners
-        .iter()
-        .find(|l| l.port == port && l.protocol == Protocol::Tcp)
-        .map(|l| l.backend_port);
-    let Some(backend_port) = backend_port else {
+    let Some(backend_port) = rt.backend_port(port, Protocol::Tcp) else {
         return;
     };
     let stats = rt.row(
@@ -671,28 +679,12 @@ async fn open_udp_flow(
     port: u16,
     client: SocketAddr,
 ) -> Option<UdpFlow> {
-    let client_zone = match client.ip() {
-        std::net::IpAddr::V4(ip) => dp
-            .instance_zones
-            .lock()
-            .expect("instance zones lock")
-            .get(&ip)
-            .cloned(),
-        std::net::IpAddr::V6(_) => None,
-    }
-    .unwrap_or_else(|| frontend_zone.to_string());
+    let client_zone = dp.client_zone(client, frontend_zone);
     let Some(backend) = rt.choose(&client_zone) else {
         rt.refused.fetch_add(1, Ordering::Relaxed);
         return None;
     };
-    let backend_port = rt
-        .lb
-        .lock()
-        .expect("lb lock")
-        .listeners
-        .iter()
-        .find(|l| l.port == port && l.protocol == Protocol::Udp)
-        .map(|l| l.backend_port)?;
+    let backend_port = rt.backend_port(port, Protocol::Udp)?;
     let stats = rt.row(
         RowKey {
             port,

@@ -548,18 +548,11 @@ async fn udp_flows_stick_to_one_backend_and_are_counted() {
     );
 
     let r = traffic(&c.client, &id).await;
-    let flows: u64 = r
+    let (flows, bytes_in) = r
         .rows
         .iter()
         .filter(|r| r.port == port)
-        .map(|r| r.connections)
-        .sum();
-    let bytes_in: u64 = r
-        .rows
-        .iter()
-        .filter(|r| r.port == port)
-        .map(|r| r.bytes_in)
-        .sum();
+        .fold((0, 0), |(f, b), r| (f + r.connections, b + r.bytes_in));
     assert!(flows >= 6, "one flow per client socket, got {flows}");
     assert!(
         bytes_in >= 6 * 4 * 3,
