@@ -87,6 +87,7 @@ pub const REASON_UPDATE_LB_FAILED: &str = "UpdateLoadBalancerFailed";
 pub const ANN_CROSS_ZONE: &str = "simcloud.dev/load-balancer-cross-zone";
 pub const ANN_ZONE_AFFINITY: &str = "simcloud.dev/load-balancer-zone-affinity";
 pub const ANN_FAIL_OPEN: &str = "simcloud.dev/load-balancer-fail-open";
+pub const ANN_BALANCING: &str = "simcloud.dev/load-balancer-balancing";
 pub const ANN_INTERNAL: &str = "simcloud.dev/load-balancer-internal";
 pub const ANN_IP_MODE: &str = "simcloud.dev/load-balancer-ip-mode";
 pub const ANN_IPS: &str = "simcloud.dev/load-balancer-ips";

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cloud_api::{
-    BackendHealth, HealthCheckProtocol, LoadBalancer, LoadBalancerState, Protocol, TrafficReport,
-    TrafficRow, ZoneState,
+    BackendHealth, Balancing, HealthCheckProtocol, LoadBalancer, LoadBalancerState, Protocol,
+    TrafficReport, TrafficRow, ZoneState,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -102,6 +102,35 @@ struct BackendRt {
     zone: String,
     ip: Ipv4Addr,
     health: Health,
+    /// Connections (UDP: flows) open to this backend; kept across reconciles.
+    active: Arc<AtomicUsize>,
+}
+
+/// One open connection or flow to a backend: counted in its `active` until dropped.
+#[derive(Debug)]
+struct ActiveConn(Arc<AtomicUsize>);
+
+impl ActiveConn {
+    fn open(active: &Arc<AtomicUsize>) -> Self {
+        active.fetch_add(1, Ordering::Relaxed);
+        Self(active.clone())
+    }
+}
+
+impl Drop for ActiveConn {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Least connections: the index of the smallest load, scanning from `start` (wrapping) so
+/// that ties go to each backend in turn. `loads` must not be empty.
+fn least_loaded(loads: &[usize], start: usize) -> usize {
+    let n = loads.len();
+    (0..n)
+        .map(|k| (start + k) % n)
+        .min_by_key(|&i| loads[i])
+        .expect("loads is not empty")
 }
 
 /// A zone plan and when it was computed (`None` inside: refuse).
@@ -118,6 +147,8 @@ struct LbRt {
     /// Zone plans per client zone, reused for [`PLAN_TTL`].
     plans: Mutex<HashMap<String, CachedPlan>>,
     rr: AtomicUsize,
+    /// The LB's `zone_policy.balancing` is least connections (else round robin).
+    least_connections: std::sync::atomic::AtomicBool,
     rows: Mutex<BTreeMap<RowKey, Arc<RowStats>>>,
     refused: AtomicU64,
     listeners: Mutex<HashMap<(String, u16, Protocol), JoinHandle<()>>>,
@@ -162,7 +193,9 @@ impl LbRt {
     }
 
     /// Picks a backend for a client in `client_zone`, or `None` to refuse.
-    fn choose(&self, client_zone: &str) -> Option<BackendRt> {
+    /// Picks a backend for a client in `client_zone` and counts the connection as open on it
+    /// until the returned [`ActiveConn`] drops; `None` to refuse.
+    fn choose(&self, client_zone: &str) -> Option<(BackendRt, ActiveConn)> {
         let now = Instant::now();
         self.rates
             .lock()
@@ -187,8 +220,20 @@ impl LbRt {
         if n == 0 {
             return None;
         }
-        let i = self.rr.fetch_add(1, Ordering::Relaxed) % n;
-        backends.iter().filter(eligible).nth(i).cloned()
+        let turn = self.rr.fetch_add(1, Ordering::Relaxed) % n;
+        let i = if self.least_connections.load(Ordering::Relaxed) {
+            let loads: Vec<usize> = backends
+                .iter()
+                .filter(eligible)
+                .map(|b| b.active.load(Ordering::Relaxed))
+                .collect();
+            least_loaded(&loads, turn)
+        } else {
+            turn
+        };
+        let b = backends.iter().filter(eligible).nth(i)?.clone();
+        let conn = ActiveConn::open(&b.active);
+        Some((b, conn))
     }
 
     /// The zone plan for clients of `client_zone` from the current backends and measured rates.
@@ -263,6 +308,7 @@ impl LbRt {
                 instance_id: b.instance_id.clone(),
                 zone: b.zone.clone(),
                 healthy: b.health.healthy,
+                active_connections: b.active.load(Ordering::Relaxed) as u64,
             })
             .collect();
         TrafficReport {
@@ -334,6 +380,7 @@ impl DataPlane {
                         instance_id: b.instance_id.to_string(),
                         zone: b.zone.clone(),
                         healthy: false,
+                        active_connections: 0,
                     })
                     .collect(),
                 connections: 0,
@@ -406,6 +453,7 @@ impl DataPlane {
                         rates: Mutex::default(),
                         plans: Mutex::default(),
                         rr: AtomicUsize::new(0),
+                        least_connections: Default::default(),
                         rows: Mutex::default(),
                         refused: AtomicU64::new(0),
                         listeners: Mutex::default(),
@@ -414,23 +462,32 @@ impl DataPlane {
                 })
                 .clone();
             *rt.lb.lock().expect("lb lock") = lb.clone();
+            rt.least_connections.store(
+                lb.zone_policy.balancing == Balancing::LeastConnections,
+                Ordering::Relaxed,
+            );
             *rt.outage.lock().expect("outage lock") = outage.clone();
             rt.replan();
             {
-                // Keep health state for backends that stay.
+                // Keep health state and open-connection counts for backends that stay.
                 let mut backends = rt.backends.lock().expect("backends lock");
-                let old: HashMap<String, Health> = backends
+                let old: HashMap<String, (Health, Arc<AtomicUsize>)> = backends
                     .iter()
-                    .map(|b| (b.instance_id.clone(), b.health))
+                    .map(|b| (b.instance_id.clone(), (b.health, b.active.clone())))
                     .collect();
                 *backends = lb
                     .backends
                     .iter()
-                    .map(|b| BackendRt {
-                        instance_id: b.instance_id.to_string(),
-                        zone: b.zone.clone(),
-                        ip: b.private_ip,
-                        health: old.get(b.instance_id.as_str()).copied().unwrap_or_default(),
+                    .map(|b| {
+                        let (health, active) =
+                            old.get(b.instance_id.as_str()).cloned().unwrap_or_default();
+                        BackendRt {
+                            instance_id: b.instance_id.to_string(),
+                            zone: b.zone.clone(),
+                            ip: b.private_ip,
+                            health,
+                            active,
+                        }
                     })
                     .collect();
             }
@@ -539,7 +596,7 @@ async fn proxy(
     client_zone: String,
     port: u16,
 ) {
-    let Some(backend) = rt.choose(&client_zone) else {
+    let Some((backend, _open)) = rt.choose(&client_zone) else {
         rt.refused.fetch_add(1, Ordering::Relaxed);
         dp.metrics
             .lb_refused
@@ -604,6 +661,8 @@ struct UdpFlow {
     upstream: Arc<tokio::net::UdpSocket>,
     stats: Arc<RowStats>,
     last: Arc<Mutex<Instant>>,
+    /// Counts the flow as open on its backend while it lives.
+    _open: ActiveConn,
     /// Relays the backend's replies to the client; stopped when the flow is dropped.
     replies: JoinHandle<()>,
 }
@@ -680,7 +739,7 @@ async fn open_udp_flow(
     client: SocketAddr,
 ) -> Option<UdpFlow> {
     let client_zone = dp.client_zone(client, frontend_zone);
-    let Some(backend) = rt.choose(&client_zone) else {
+    let Some((backend, open)) = rt.choose(&client_zone) else {
         rt.refused.fetch_add(1, Ordering::Relaxed);
         return None;
     };
@@ -734,6 +793,7 @@ async fn open_udp_flow(
         upstream,
         stats,
         last,
+        _open: open,
         replies,
     })
 }
@@ -825,6 +885,29 @@ async fn health_loop(rt: Arc<LbRt>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn least_loaded_picks_the_minimum_and_rotates_ties() {
+        // (loads, start, expected index)
+        let cases: &[(&[usize], usize, usize)] = &[
+            (&[0], 0, 0),
+            (&[3, 1, 2], 0, 1),
+            (&[3, 1, 2], 2, 1),
+            (&[2, 2, 2], 0, 0),
+            (&[2, 2, 2], 1, 1),
+            (&[2, 2, 2], 2, 2),
+            (&[1, 0, 0], 0, 1),
+            (&[1, 0, 0], 2, 2),
+            (&[0, 5, 0], 1, 2),
+        ];
+        for &(loads, start, want) in cases {
+            assert_eq!(
+                least_loaded(loads, start),
+                want,
+                "loads {loads:?} from {start}"
+            );
+        }
+    }
 
     #[test]
     fn rates_decay_towards_recent_traffic() {

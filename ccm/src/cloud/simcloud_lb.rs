@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use cloud_api::{
-    CreateLoadBalancerRequest, HealthCheck, HealthCheckProtocol, InstanceId, IpMode, Listener,
-    LoadBalancer, Protocol, ProviderId, Scheme, Tags, UpdateLoadBalancerRequest, ZoneAffinity,
-    ZonePolicy,
+    Balancing, CreateLoadBalancerRequest, HealthCheck, HealthCheckProtocol, InstanceId, IpMode,
+    Listener, LoadBalancer, Protocol, ProviderId, Scheme, Tags, UpdateLoadBalancerRequest,
+    ZoneAffinity, ZonePolicy,
 };
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Node, PortStatus, Service,
@@ -186,6 +186,18 @@ pub fn desired(
     }
     if let Some(b) = bool_annotation(svc, names::ANN_FAIL_OPEN)? {
         zone_policy.fail_open = b;
+    }
+    if let Some(v) = annotation(svc, names::ANN_BALANCING) {
+        zone_policy.balancing = match v {
+            "round-robin" => Balancing::RoundRobin,
+            "least-connections" => Balancing::LeastConnections,
+            _ => {
+                return Err(format!(
+                    "annotation {}: {v:?} is not round-robin or least-connections",
+                    names::ANN_BALANCING
+                ));
+            }
+        };
     }
     let scheme = if bool_annotation(svc, names::ANN_INTERNAL)?.unwrap_or(false) {
         Scheme::Internal
@@ -375,6 +387,10 @@ pub fn annotations() -> BTreeMap<&'static str, &'static str> {
             "true/false: send to unhealthy backends when none is healthy (default true)",
         ),
         (
+            names::ANN_BALANCING,
+            "round-robin or least-connections: choice within the chosen zone (default round-robin)",
+        ),
+        (
             names::ANN_INTERNAL,
             "true: internal load balancer (default external)",
         ),
@@ -501,7 +517,7 @@ mod tests {
         );
         let s = svc(json!({"metadata": {"annotations": {
             names::ANN_CROSS_ZONE: "true", names::ANN_ZONE_AFFINITY: "same-zone-only", names::ANN_FAIL_OPEN: "false",
-            names::ANN_INTERNAL: "true", names::ANN_IP_MODE: "Proxy", names::ANN_IPS: "127.64.1.9, 127.64.2.9",
+            names::ANN_BALANCING: "least-connections", names::ANN_INTERNAL: "true", names::ANN_IP_MODE: "Proxy", names::ANN_IPS: "127.64.1.9, 127.64.2.9",
             names::ANN_ZONES: "zone-a,zone-b", names::ANN_HC_PROTOCOL: "http", names::ANN_HC_PATH: "/ready", names::ANN_HC_INTERVAL: "3"}},
             "spec": {"trafficDistribution": "PreferSameZone"}}));
         let d = desired("c", &s, &[]).unwrap();
@@ -510,7 +526,8 @@ mod tests {
             ZonePolicy {
                 cross_zone: true,
                 zone_affinity: ZoneAffinity::SameZoneOnly,
-                fail_open: false
+                fail_open: false,
+                balancing: Balancing::LeastConnections,
             }
         );
         assert_eq!((d.scheme, d.ip_mode), (Scheme::Internal, IpMode::Proxy));

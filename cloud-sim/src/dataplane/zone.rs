@@ -223,6 +223,7 @@ mod tests {
             cross_zone: false,
             zone_affinity: ZoneAffinity::PreferSameZone,
             fail_open: true,
+            ..ZonePolicy::default()
         }
     }
 
@@ -299,6 +300,7 @@ mod tests {
             cross_zone: false,
             zone_affinity: ZoneAffinity::None,
             fail_open: true,
+            ..ZonePolicy::default()
         };
         // Cross-zone off: stay local while local is healthy...
         assert_eq!(p(nlb, "a").unwrap().zones, vec![("a".to_owned(), 1.0)]);

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cloud_api::{
-    CreateLoadBalancerRequest, HealthCheck, Instance, Listener, Protocol,
+    Balancing, CreateLoadBalancerRequest, HealthCheck, Instance, Listener, Protocol,
     UpdateLoadBalancerRequest, ZoneAffinity, ZonePolicy,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -210,6 +210,7 @@ async fn unhealthy_backends_get_no_new_connections() {
                     cross_zone: false,
                     zone_affinity: ZoneAffinity::SameZoneOnly,
                     fail_open: false,
+                    ..ZonePolicy::default()
                 }),
                 ..Default::default()
             },
@@ -235,6 +236,7 @@ async fn zone_outage_closes_its_frontend_and_moves_traffic() {
         cross_zone: false,
         zone_affinity: ZoneAffinity::PreferSameZone,
         fail_open: true,
+        ..ZonePolicy::default()
     })
     .await;
     s.c.client
@@ -443,6 +445,44 @@ async fn cross_zone_connections_pay_the_inter_zone_latency() {
     );
 }
 
+/// A load balancer over `nodes` with one frontend in zone-a, once every backend is healthy:
+/// its ID and frontend address.
+async fn zone_a_lb(
+    c: &TestCloud,
+    nodes: &[Instance],
+    listener: Listener,
+    health_check: HealthCheck,
+    zone_policy: ZonePolicy,
+) -> (String, SocketAddr) {
+    let port = listener.port;
+    let lb = c
+        .client
+        .create_load_balancer(&CreateLoadBalancerRequest {
+            name: "zone-a".into(),
+            scheme: Default::default(),
+            ip_mode: Default::default(),
+            listeners: vec![listener],
+            backends: nodes.iter().map(|n| n.id.clone()).collect(),
+            health_check,
+            zone_policy,
+            zones: Some(vec!["zone-a".into()]),
+            requested_ips: vec![],
+            tags: Default::default(),
+        })
+        .await
+        .unwrap();
+    let id = lb.id.to_string();
+    wait_for("backends healthy", T, || {
+        let (client, id) = (c.client.clone(), id.clone());
+        async move {
+            let r = traffic(&client, &id).await;
+            (r.backends.len() == nodes.len() && r.backends.iter().all(|b| b.healthy)).then_some(())
+        }
+    })
+    .await;
+    (id, SocketAddr::from((lb.frontends[0].ip, port)))
+}
+
 /// Echoes every datagram back prefixed with `name:`.
 async fn udp_backend(ip: std::net::Ipv4Addr, port: u16, name: &'static str) -> JoinHandle<()> {
     let s = tokio::net::UdpSocket::bind(SocketAddr::from((ip, port)))
@@ -486,39 +526,16 @@ async fn udp_flows_stick_to_one_backend_and_are_counted() {
         keep.push(backend(i.private_ip, health_port, name).await);
         nodes.push(i);
     }
-    let lb = c
-        .client
-        .create_load_balancer(&CreateLoadBalancerRequest {
-            name: "dns".into(),
-            scheme: Default::default(),
-            ip_mode: Default::default(),
-            listeners: vec![Listener {
-                protocol: Protocol::Udp,
-                port,
-                backend_port,
-            }],
-            backends: nodes.iter().map(|n| n.id.clone()).collect(),
-            health_check: HealthCheck {
-                port: Some(health_port),
-                ..fast_checks()
-            },
-            zone_policy: ZonePolicy::default(),
-            zones: Some(vec!["zone-a".into()]),
-            requested_ips: vec![],
-            tags: Default::default(),
-        })
-        .await
-        .unwrap();
-    let id = lb.id.to_string();
-    let frontend = SocketAddr::from((lb.frontends[0].ip, port));
-    wait_for("backends healthy", T, || {
-        let (client, id) = (c.client.clone(), id.clone());
-        async move {
-            let r = traffic(&client, &id).await;
-            (r.backends.len() == 2 && r.backends.iter().all(|b| b.healthy)).then_some(())
-        }
-    })
-    .await;
+    let listener = Listener {
+        protocol: Protocol::Udp,
+        port,
+        backend_port,
+    };
+    let check = HealthCheck {
+        port: Some(health_port),
+        ..fast_checks()
+    };
+    let (id, frontend) = zone_a_lb(&c, &nodes, listener, check, ZonePolicy::default()).await;
 
     // Several client sockets, each sending several datagrams: every reply on one socket
     // comes from the same backend, and the sockets between them reach both backends.
@@ -557,6 +574,111 @@ async fn udp_flows_stick_to_one_backend_and_are_counted() {
     assert!(
         bytes_in >= 6 * 4 * 3,
         "datagram bytes counted, got {bytes_in}"
+    );
+    drop(keep);
+}
+
+/// Answers `name\n` and keeps the connection open until the client closes it.
+async fn holding_backend(ip: std::net::Ipv4Addr, port: u16, name: &'static str) -> JoinHandle<()> {
+    let l = TcpListener::bind(SocketAddr::from((ip, port)))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let _ = s.write_all(format!("{name}\n").as_bytes()).await;
+                let mut sink = Vec::new();
+                let _ = s.read_to_end(&mut sink).await;
+            });
+        }
+    })
+}
+
+/// Opens a connection through the frontend, returning the backend's name and the open stream.
+async fn open_held(to: SocketAddr) -> (String, TcpStream) {
+    let mut s = TcpStream::connect(to).await.unwrap();
+    let mut name = Vec::new();
+    let mut b = [0u8; 1];
+    while tokio::time::timeout(T, s.read_exact(&mut b))
+        .await
+        .expect("backend answers")
+        .is_ok()
+        && b[0] != b'\n'
+    {
+        name.push(b[0]);
+    }
+    (String::from_utf8(name).unwrap(), s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_connections_sends_new_connections_to_the_idler_backend() {
+    let c = spawn().await;
+    let (port, backend_port) = (port(), port());
+    let mut nodes = Vec::new();
+    let mut keep = Vec::new();
+    for name in ["a1", "a2"] {
+        let i = c.instance(name, "zone-a").await;
+        keep.push(holding_backend(i.private_ip, backend_port, name).await);
+        nodes.push(i);
+    }
+    let listener = Listener {
+        protocol: Protocol::Tcp,
+        port,
+        backend_port,
+    };
+    let policy = ZonePolicy {
+        balancing: Balancing::LeastConnections,
+        ..ZonePolicy::default()
+    };
+    let (id, frontend) = zone_a_lb(&c, &nodes, listener, fast_checks(), policy).await;
+    wait_for("frontend listening", T, || async move {
+        TcpStream::connect(frontend).await.ok().map(drop)
+    })
+    .await;
+
+    // The readiness probe's connection must be gone before counting.
+    wait_for("no open connections", T, || {
+        let (client, id) = (c.client.clone(), id.clone());
+        async move {
+            let r = traffic(&client, &id).await;
+            r.backends
+                .iter()
+                .all(|b| b.active_connections == 0)
+                .then_some(())
+        }
+    })
+    .await;
+    // Four held connections spread two and two.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(open_held(frontend).await);
+    }
+    let on = |name: &str, held: &[(String, TcpStream)]| held.iter().filter(|h| h.0 == name).count();
+    assert_eq!((on("a1", &held), on("a2", &held)), (2, 2));
+
+    // Close a2's two; once the LB sees a2 idle, both new connections must go to a2 (round
+    // robin would send one of them to a1).
+    let a2 = nodes[1].id.to_string();
+    held.retain(|h| h.0 != "a2");
+    wait_for("a2 idle, a1 holding two", T, || {
+        let (client, id, a2) = (c.client.clone(), id.clone(), a2.clone());
+        async move {
+            let r = traffic(&client, &id).await;
+            r.backends
+                .iter()
+                .all(|b| b.active_connections == if b.instance_id == a2 { 0 } else { 2 })
+                .then_some(())
+        }
+    })
+    .await;
+    for _ in 0..2 {
+        held.push(open_held(frontend).await);
+    }
+    assert_eq!(
+        (on("a1", &held), on("a2", &held)),
+        (2, 2),
+        "{:?}",
+        held.iter().map(|h| &h.0).collect::<Vec<_>>()
     );
     drop(keep);
 }

@@ -1,9 +1,9 @@
 use std::time::Duration;
 
 use cloud_api::{
-    CreateLoadBalancerRequest, ErrorCode, HealthCheck, HealthCheckProtocol, InstanceId, IpMode,
-    Listener, LoadBalancerState, Protocol, Scheme, Tags, UpdateLoadBalancerRequest, ZoneAffinity,
-    ZonePolicy,
+    Balancing, CreateLoadBalancerRequest, ErrorCode, HealthCheck, HealthCheckProtocol, InstanceId,
+    IpMode, Listener, LoadBalancerState, Protocol, Scheme, Tags, UpdateLoadBalancerRequest,
+    ZoneAffinity, ZonePolicy,
 };
 use cloud_client::{LoadBalancerFilter, PageRequest};
 use cloud_sim::Config;
@@ -46,6 +46,7 @@ async fn create_gives_one_frontend_per_zone_and_zoned_backends() {
         cross_zone: false,
         zone_affinity: ZoneAffinity::PreferSameZone,
         fail_open: false,
+        balancing: Balancing::LeastConnections,
     };
     req.health_check = HealthCheck {
         protocol: HealthCheckProtocol::Http,
@@ -83,6 +84,7 @@ async fn create_gives_one_frontend_per_zone_and_zoned_backends() {
     assert_eq!(backs[0], (ids[0].clone(), "zone-a", "127.1.1.2".into()));
     assert_eq!(backs[2], (ids[2].clone(), "zone-c", "127.1.3.2".into()));
     assert_eq!(lb.zone_policy.zone_affinity, ZoneAffinity::PreferSameZone);
+    assert_eq!(lb.zone_policy.balancing, Balancing::LeastConnections);
     assert_eq!(lb.health_check.path.as_deref(), Some("/healthz"));
     assert_eq!(
         c.client

@@ -28,8 +28,8 @@ pub use instance::{
     CreateInstanceRequest, Instance, InstanceState, InstanceType, UpdateInstanceRequest,
 };
 pub use load_balancer::{
-    Backend, CreateLoadBalancerRequest, Frontend, HealthCheck, HealthCheckProtocol, IpMode,
-    Listener, LoadBalancer, LoadBalancerState, Protocol, Scheme, UpdateLoadBalancerRequest,
+    Backend, Balancing, CreateLoadBalancerRequest, Frontend, HealthCheck, HealthCheckProtocol,
+    IpMode, Listener, LoadBalancer, LoadBalancerState, Protocol, Scheme, UpdateLoadBalancerRequest,
     ZoneAffinity, ZonePolicy,
 };
 pub use page::Page;

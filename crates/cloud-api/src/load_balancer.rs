@@ -123,6 +123,18 @@ pub enum ZoneAffinity {
     SameZoneOnly,
 }
 
+/// How a connection picks among the backends of the zone chosen for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum Balancing {
+    /// Each backend in turn.
+    #[default]
+    RoundRobin,
+    /// The backend with the fewest open connections (UDP: live flows); ties in turn.
+    LeastConnections,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
@@ -133,6 +145,8 @@ pub struct ZonePolicy {
     pub zone_affinity: ZoneAffinity,
     /// When every eligible backend is unhealthy: true sends anyway, false refuses connections.
     pub fail_open: bool,
+    /// Choice among the chosen zone's backends.
+    pub balancing: Balancing,
 }
 
 impl Default for ZonePolicy {
@@ -141,6 +155,7 @@ impl Default for ZonePolicy {
             cross_zone: false,
             zone_affinity: ZoneAffinity::None,
             fail_open: true,
+            balancing: Balancing::RoundRobin,
         }
     }
 }

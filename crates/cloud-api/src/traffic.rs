@@ -29,6 +29,9 @@ pub struct BackendHealth {
     pub instance_id: String,
     pub zone: String,
     pub healthy: bool,
+    /// Connections (UDP: flows) open to this backend now.
+    #[serde(default)]
+    pub active_connections: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
