@@ -109,15 +109,8 @@ async fn setup(policy: ZonePolicy) -> Setup {
         .map(|f| (f.zone.clone(), f.ip))
         .collect();
     let lb_id = lb.id.to_string();
-    // Wait until every backend is healthy.
-    let client = c.client.clone();
-    let id = lb_id.clone();
-    wait_for("backends healthy", T, || {
-        let (client, id) = (client.clone(), id.clone());
-        async move {
-            let r: cloud_api::TrafficReport = traffic(&client, &id).await;
-            (r.backends.len() == 3 && r.backends.iter().all(|b| b.healthy)).then_some(())
-        }
+    wait_report(&c.client, &lb_id, "backends healthy", |r| {
+        r.backends.len() == 3 && r.backends.iter().all(|b| b.healthy)
     })
     .await;
     Setup {
@@ -134,6 +127,20 @@ async fn setup(policy: ZonePolicy) -> Setup {
 async fn traffic(client: &cloud_client::Client, id: &str) -> cloud_api::TrafficReport {
     let url = format!("{}/v1/load-balancers/{id}/traffic", client.base_url());
     reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// Polls the load balancer's traffic report until `ok` holds for it.
+async fn wait_report(
+    client: &cloud_client::Client,
+    id: &str,
+    what: &str,
+    ok: impl Fn(&cloud_api::TrafficReport) -> bool,
+) {
+    let ok = &ok;
+    wait_for(what, T, move || async move {
+        ok(&traffic(client, id).await).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,18 +190,8 @@ async fn unhealthy_backends_get_no_new_connections() {
     let s = setup(ZonePolicy::default()).await;
     // a1 dies: after its health check fails, zone-a's clients go to the other zones.
     s.backends[0].abort();
-    let client = s.c.client.clone();
-    let id = s.lb_id.clone();
-    wait_for("a1 unhealthy", T, || {
-        let (client, id) = (client.clone(), id.clone());
-        async move {
-            traffic(&client, &id)
-                .await
-                .backends
-                .iter()
-                .any(|b| b.zone == "zone-a" && !b.healthy)
-                .then_some(())
-        }
+    wait_report(&s.c.client, &s.lb_id, "a1 unhealthy", |r| {
+        r.backends.iter().any(|b| b.zone == "zone-a" && !b.healthy)
     })
     .await;
     for _ in 0..10 {
@@ -248,18 +245,8 @@ async fn zone_outage_closes_its_frontend_and_moves_traffic() {
         ask(fb, port).await.is_none().then_some(())
     })
     .await;
-    let client = s.c.client.clone();
-    let id = s.lb_id.clone();
-    wait_for("b1 marked unhealthy", T, || {
-        let (client, id) = (client.clone(), id.clone());
-        async move {
-            traffic(&client, &id)
-                .await
-                .backends
-                .iter()
-                .any(|b| b.zone == "zone-b" && !b.healthy)
-                .then_some(())
-        }
+    wait_report(&s.c.client, &s.lb_id, "b1 marked unhealthy", |r| {
+        r.backends.iter().any(|b| b.zone == "zone-b" && !b.healthy)
     })
     .await;
     // Nothing goes to the zone in outage; with every client now in zone-a, prefer-same-zone
@@ -472,12 +459,8 @@ async fn zone_a_lb(
         .await
         .unwrap();
     let id = lb.id.to_string();
-    wait_for("backends healthy", T, || {
-        let (client, id) = (c.client.clone(), id.clone());
-        async move {
-            let r = traffic(&client, &id).await;
-            (r.backends.len() == nodes.len() && r.backends.iter().all(|b| b.healthy)).then_some(())
-        }
+    wait_report(&c.client, &id, "backends healthy", |r| {
+        r.backends.len() == nodes.len() && r.backends.iter().all(|b| b.healthy)
     })
     .await;
     (id, SocketAddr::from((lb.frontends[0].ip, port)))
@@ -637,15 +620,8 @@ async fn least_connections_sends_new_connections_to_the_idler_backend() {
     .await;
 
     // The readiness probe's connection must be gone before counting.
-    wait_for("no open connections", T, || {
-        let (client, id) = (c.client.clone(), id.clone());
-        async move {
-            let r = traffic(&client, &id).await;
-            r.backends
-                .iter()
-                .all(|b| b.active_connections == 0)
-                .then_some(())
-        }
+    wait_report(&c.client, &id, "no open connections", |r| {
+        r.backends.iter().all(|b| b.active_connections == 0)
     })
     .await;
     // Four held connections spread two and two.
@@ -660,15 +636,10 @@ async fn least_connections_sends_new_connections_to_the_idler_backend() {
     // robin would send one of them to a1).
     let a2 = nodes[1].id.to_string();
     held.retain(|h| h.0 != "a2");
-    wait_for("a2 idle, a1 holding two", T, || {
-        let (client, id, a2) = (c.client.clone(), id.clone(), a2.clone());
-        async move {
-            let r = traffic(&client, &id).await;
-            r.backends
-                .iter()
-                .all(|b| b.active_connections == if b.instance_id == a2 { 0 } else { 2 })
-                .then_some(())
-        }
+    wait_report(&c.client, &id, "a2 idle, a1 holding two", |r| {
+        r.backends
+            .iter()
+            .all(|b| b.active_connections == if b.instance_id == a2 { 0 } else { 2 })
     })
     .await;
     for _ in 0..2 {
