@@ -93,6 +93,14 @@ pub struct ServiceContext {
 }
 
 impl ServiceContext {
+    /// Records that the Service's load balancer now matches `fingerprint` over `nodes`.
+    fn mark_synced(&self, key: &str, fingerprint: u64, nodes: NodeSet) {
+        self.synced
+            .lock()
+            .expect("synced lock")
+            .insert(key.to_owned(), Synced { fingerprint, nodes });
+    }
+
     pub fn new(
         client: kube::Client,
         cloud: Arc<dyn CloudProvider>,
@@ -297,13 +305,7 @@ async fn ensure(
         "Ensured load balancer".into(),
     )
     .await;
-    ctx.synced.lock().expect("synced lock").insert(
-        k.clone(),
-        Synced {
-            fingerprint,
-            nodes: set,
-        },
-    );
+    ctx.mark_synced(&k, fingerprint, set);
     write_status(&api, svc, &status).await.map_err(kube_err)?;
     tracing::info!(service = %k, ingress = status.ingress.as_ref().map_or(0, Vec::len), backends = nodes.len(), "ensured load balancer");
     Ok(Action::await_change())
@@ -343,13 +345,7 @@ async fn update_hosts(
                 )
                 .await;
             }
-            ctx.synced.lock().expect("synced lock").insert(
-                k.clone(),
-                Synced {
-                    fingerprint,
-                    nodes: set,
-                },
-            );
+            ctx.mark_synced(&k, fingerprint, set);
             tracing::info!(service = %k, backends = nodes.len(), "updated load balancer hosts");
             Ok(())
         }
