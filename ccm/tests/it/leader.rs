@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ccm::leader::{LeaderConfig, LeaderElector};
+use ccm::names;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
@@ -10,13 +11,19 @@ use crate::common::client_for;
 
 fn cfg(identity: &str) -> LeaderConfig {
     LeaderConfig {
-        namespace: "kube-system".into(),
-        name: "cloud-controller-manager".into(),
+        namespace: names::LEASE_NAMESPACE.into(),
+        name: names::LEASE_NAME.into(),
         identity: identity.into(),
         lease_duration: Duration::from_secs(2),
         renew_deadline: Duration::from_millis(1500),
         retry_period: Duration::from_millis(200),
     }
+}
+
+/// The Lease's holder identity and transition count.
+async fn holder(leases: &Api<Lease>) -> (Option<String>, Option<i32>) {
+    let spec = leases.get(names::LEASE_NAME).await.unwrap().spec.unwrap();
+    (spec.holder_identity, spec.lease_transitions)
 }
 
 #[tokio::test]
@@ -36,17 +43,8 @@ async fn one_holder_at_a_time_and_takeover_after_expiry() {
         "b sees a valid lease"
     );
     assert!(a.try_acquire_or_renew().await.unwrap(), "a renews");
-    let leases: Api<Lease> = Api::namespaced(client, "kube-system");
-    let l = leases
-        .get("cloud-controller-manager")
-        .await
-        .unwrap()
-        .spec
-        .unwrap();
-    assert_eq!(
-        (l.holder_identity.as_deref(), l.lease_transitions),
-        (Some("a"), Some(0))
-    );
+    let leases: Api<Lease> = Api::namespaced(client, names::LEASE_NAMESPACE);
+    assert_eq!(holder(&leases).await, (Some("a".into()), Some(0)));
     // a stops renewing; b must wait a full lease duration (on its own clock) before taking over.
     let started = tokio::time::Instant::now();
     b.acquire().await;
@@ -55,16 +53,7 @@ async fn one_holder_at_a_time_and_takeover_after_expiry() {
         "took over after {:?}",
         started.elapsed()
     );
-    let l = leases
-        .get("cloud-controller-manager")
-        .await
-        .unwrap()
-        .spec
-        .unwrap();
-    assert_eq!(
-        (l.holder_identity.as_deref(), l.lease_transitions),
-        (Some("b"), Some(1))
-    );
+    assert_eq!(holder(&leases).await, (Some("b".into()), Some(1)));
     // a comes back: it is not the leader, and holding ends at once.
     assert!(!a.try_acquire_or_renew().await.unwrap());
     tokio::time::timeout(Duration::from_secs(5), a.hold(|| {}))
