@@ -20,6 +20,14 @@ async fn serve(router: Router) -> String {
     format!("http://{addr}")
 }
 
+/// A client of `router` served on a loopback port, retrying by `retry`.
+async fn client_for(router: Router, retry: RetryPolicy) -> Client {
+    Client::builder(serve(router).await)
+        .retry(retry)
+        .build()
+        .unwrap()
+}
+
 fn req() -> CreateInstanceRequest {
     CreateInstanceRequest {
         name: "n".into(),
@@ -67,8 +75,7 @@ async fn retries_of_a_create_reuse_its_idempotency_key() {
             }
         }),
     );
-    let base = serve(router).await;
-    let client = Client::builder(base).retry(fast_retries()).build().unwrap();
+    let client = client_for(router, fast_retries()).await;
     let i = client.create_instance(&req()).await.unwrap();
     assert_eq!(i.id.as_str(), "i-0000000000000001");
     let keys = keys.lock().unwrap().clone();
@@ -87,11 +94,7 @@ async fn errors_without_the_api_body_still_have_a_code_and_message() {
         "/v1/instances",
         post(|| async { (StatusCode::BAD_GATEWAY, "<html>bad gateway</html>") }),
     );
-    let base = serve(router).await;
-    let client = Client::builder(base)
-        .retry(RetryPolicy::none())
-        .build()
-        .unwrap();
+    let client = client_for(router, RetryPolicy::none()).await;
     let e = client.create_instance(&req()).await.unwrap_err();
     assert_eq!(e.status().unwrap(), StatusCode::BAD_GATEWAY);
     assert_eq!(e.code(), Some(ErrorCode::Internal));
@@ -112,8 +115,7 @@ async fn a_retry_after_longer_than_allowed_fails_at_once() {
                 .into_response()
         }),
     );
-    let base = serve(router).await;
-    let client = Client::builder(base).retry(fast_retries()).build().unwrap();
+    let client = client_for(router, fast_retries()).await;
     let started = Instant::now();
     let e = client.create_instance(&req()).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -127,11 +129,7 @@ async fn undecodable_success_bodies_are_decode_errors() {
         "/v1/instances",
         post(|| async { (StatusCode::CREATED, "{}") }),
     );
-    let base = serve(router).await;
-    let client = Client::builder(base)
-        .retry(RetryPolicy::none())
-        .build()
-        .unwrap();
+    let client = client_for(router, RetryPolicy::none()).await;
     let e = client.create_instance(&req()).await.unwrap_err();
     assert!(matches!(e, cloud_client::Error::Decode { .. }), "{e:?}");
 }
