@@ -137,6 +137,19 @@ impl ServiceContext {
         nodes
     }
 
+    /// Reports a failed cloud call on the Service as a Warning event and returns its error.
+    async fn cloud_failed(
+        &self,
+        svc: &Service,
+        service: String,
+        reason: &str,
+        note: String,
+        source: CloudError,
+    ) -> ServiceError {
+        self.event(svc, EventType::Warning, reason, note).await;
+        ServiceError::Cloud { service, source }
+    }
+
     async fn event(&self, svc: &Service, type_: EventType, reason: &str, note: String) {
         let ev = Event {
             type_,
@@ -285,17 +298,13 @@ async fn ensure(
     let status = match lb.ensure_load_balancer(&ctx.cluster, svc, &nodes).await {
         Ok(s) => s,
         Err(source) => {
-            ctx.event(
-                svc,
-                EventType::Warning,
-                names::REASON_SYNC_LB_FAILED,
-                format!(
-                    "Error syncing load balancer: {}",
-                    crate::error_chain(&source)
-                ),
-            )
-            .await;
-            return Err(ServiceError::Cloud { service: k, source });
+            let note = format!(
+                "Error syncing load balancer: {}",
+                crate::error_chain(&source)
+            );
+            return Err(ctx
+                .cloud_failed(svc, k, names::REASON_SYNC_LB_FAILED, note, source)
+                .await);
         }
     };
     ctx.event(
@@ -356,18 +365,14 @@ async fn update_hosts(
                 return Err(ServiceError::Cloud { service: k, source });
             }
             ctx.metrics.nodesync_errors.inc();
-            ctx.event(
-                svc,
-                EventType::Warning,
-                names::REASON_UPDATE_LB_FAILED,
-                format!(
-                    "Error updating load balancer with new hosts {}, error: {}",
-                    node_names(nodes),
-                    crate::error_chain(&source)
-                ),
-            )
-            .await;
-            Err(ServiceError::Cloud { service: k, source })
+            let note = format!(
+                "Error updating load balancer with new hosts {}, error: {}",
+                node_names(nodes),
+                crate::error_chain(&source)
+            );
+            Err(ctx
+                .cloud_failed(svc, k, names::REASON_UPDATE_LB_FAILED, note, source)
+                .await)
         }
     }
 }
@@ -395,17 +400,13 @@ async fn delete(svc: &Service, ctx: &ServiceContext) -> Result<Action, ServiceEr
         )
         .await;
         if let Err(source) = lb.ensure_load_balancer_deleted(&ctx.cluster, svc).await {
-            ctx.event(
-                svc,
-                EventType::Warning,
-                names::REASON_DELETE_LB_FAILED,
-                format!(
-                    "Error deleting load balancer: {}",
-                    crate::error_chain(&source)
-                ),
-            )
-            .await;
-            return Err(ServiceError::Cloud { service: k, source });
+            let note = format!(
+                "Error deleting load balancer: {}",
+                crate::error_chain(&source)
+            );
+            return Err(ctx
+                .cloud_failed(svc, k, names::REASON_DELETE_LB_FAILED, note, source)
+                .await);
         }
     }
     ctx.synced.lock().expect("synced lock").remove(&k);
