@@ -65,6 +65,32 @@ fn fast_checks() -> HealthCheck {
     }
 }
 
+/// A TCP load balancer on `port` over `backends`, with fast checks, the default zone policy
+/// and a frontend in every zone; tests adjust the rest with struct update syntax.
+fn tcp_lb(
+    name: &str,
+    port: u16,
+    backend_port: u16,
+    backends: &[&Instance],
+) -> CreateLoadBalancerRequest {
+    CreateLoadBalancerRequest {
+        name: name.into(),
+        scheme: Default::default(),
+        ip_mode: Default::default(),
+        listeners: vec![Listener {
+            protocol: Protocol::Tcp,
+            port,
+            backend_port,
+        }],
+        backends: backends.iter().map(|n| n.id.clone()).collect(),
+        health_check: fast_checks(),
+        zone_policy: ZonePolicy::default(),
+        zones: None,
+        requested_ips: vec![],
+        tags: Default::default(),
+    }
+}
+
 struct Setup {
     c: TestCloud,
     nodes: Vec<Instance>,
@@ -87,20 +113,8 @@ async fn setup(policy: ZonePolicy) -> Setup {
         nodes.push(i);
     }
     let req = CreateLoadBalancerRequest {
-        name: "web".into(),
-        scheme: Default::default(),
-        ip_mode: Default::default(),
-        listeners: vec![Listener {
-            protocol: Protocol::Tcp,
-            port,
-            backend_port,
-        }],
-        backends: nodes.iter().map(|n| n.id.clone()).collect(),
-        health_check: fast_checks(),
         zone_policy: policy,
-        zones: None,
-        requested_ips: vec![],
-        tags: Default::default(),
+        ..tcp_lb("web", port, backend_port, &nodes.iter().collect::<Vec<_>>())
     };
     let lb = c.client.create_load_balancer(&req).await.unwrap();
     let frontend = lb
@@ -320,20 +334,8 @@ async fn a_restart_restores_listeners_from_the_database() {
     let _b = backend(i.private_ip, backend_port, "r1").await;
     let lb_port = port();
     let req = CreateLoadBalancerRequest {
-        name: "kept".into(),
-        scheme: Default::default(),
-        ip_mode: Default::default(),
-        listeners: vec![Listener {
-            protocol: Protocol::Tcp,
-            port: lb_port,
-            backend_port,
-        }],
-        backends: vec![i.id.clone()],
-        health_check: fast_checks(),
-        zone_policy: ZonePolicy::default(),
         zones: Some(vec!["zone-a".into()]),
-        requested_ips: vec![],
-        tags: Default::default(),
+        ..tcp_lb("kept", lb_port, backend_port, &[&i])
     };
     let lb = client.create_load_balancer(&req).await.unwrap();
     let f = lb.frontends[0].ip;
@@ -391,23 +393,11 @@ async fn cross_zone_connections_pay_the_inter_zone_latency() {
     let _srv = backend(b.private_ip, backend_port, "only-b").await;
     let lb_port = port();
     let req = CreateLoadBalancerRequest {
-        name: "far".into(),
-        scheme: Default::default(),
-        ip_mode: Default::default(),
-        listeners: vec![Listener {
-            protocol: Protocol::Tcp,
-            port: lb_port,
-            backend_port,
-        }],
-        backends: vec![b.id.clone()],
-        health_check: fast_checks(),
         zone_policy: ZonePolicy {
             cross_zone: true,
             ..ZonePolicy::default()
         },
-        zones: None,
-        requested_ips: vec![],
-        tags: Default::default(),
+        ..tcp_lb("far", lb_port, backend_port, &[&b])
     };
     let lb = c.client.create_load_balancer(&req).await.unwrap();
     let ip = |z: &str| lb.frontends.iter().find(|f| f.zone == z).unwrap().ip;
