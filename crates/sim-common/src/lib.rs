@@ -107,6 +107,23 @@ where
     }
 }
 
+/// Sends `signal` (a `kill` name such as `TERM` or `INT`) to `child` and asserts that it exits
+/// successfully within 30 s (for tests of the binaries' shutdown).
+pub async fn signal_and_expect_clean_exit(child: &mut tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("child still running").to_string();
+    let sent = tokio::process::Command::new("kill")
+        .args([format!("-{signal}"), pid])
+        .status()
+        .await
+        .expect("run kill");
+    assert!(sent.success(), "kill -{signal} failed: {sent:?}");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("no exit within 30 s of SIG{signal}"))
+        .expect("wait for child");
+    assert!(status.success(), "exit after SIG{signal}: {status:?}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

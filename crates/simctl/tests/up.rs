@@ -311,19 +311,6 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
     }
 
     // Ctrl-C (SIGINT) stops it cleanly.
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    sim_common::signal_and_expect_clean_exit(&mut child, "INT").await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -91,20 +91,7 @@ async fn serve_writes_a_kubeconfig_and_runs_kubelets() {
     )
     .await;
     // SIGTERM ends it cleanly.
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    sim_common::signal_and_expect_clean_exit(&mut child, "TERM").await;
     let _ = std::fs::remove_dir_all(&dir);
     cloud.shutdown().await.unwrap();
 }
