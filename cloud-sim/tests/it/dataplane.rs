@@ -139,8 +139,11 @@ async fn setup(policy: ZonePolicy) -> Setup {
 }
 
 async fn traffic(client: &cloud_client::Client, id: &str) -> cloud_api::TrafficReport {
-    let url = format!("{}/v1/load-balancers/{id}/traffic", client.base_url());
-    reqwest::get(url).await.unwrap().json().await.unwrap()
+    client
+        .load_balancer_traffic(id)
+        .await
+        .unwrap()
+        .expect("the load balancer exists")
 }
 
 /// Polls the load balancer's traffic report until `ok` holds for it.

@@ -17,7 +17,8 @@ use cloud_api::{
     ApiErrorBody, CreateFaultRequest, CreateInstanceRequest, CreateLoadBalancerRequest,
     CreateRouteRequest, ErrorCode, EventPage, FaultRule, IDEMPOTENCY_KEY_HEADER, Instance,
     InstanceState, InstanceType, LoadBalancer, Page, REQUEST_ID_HEADER, Region, Route, RouteTable,
-    SetZoneStateRequest, Tags, UpdateInstanceRequest, UpdateLoadBalancerRequest, Zone, ZoneState,
+    SetZoneStateRequest, Tags, TrafficReport, UpdateInstanceRequest, UpdateLoadBalancerRequest,
+    Zone, ZoneState,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -721,6 +722,16 @@ impl Client {
                 .json(req)
                 .if_match(if_match),
         )
+        .await
+    }
+
+    /// What the data plane measured for a load balancer: backend health and traffic counters.
+    /// `Ok(None)` if the load balancer does not exist.
+    pub async fn load_balancer_traffic(&self, id: &str) -> Result<Option<TrafficReport>> {
+        self.json_opt(Call::new(
+            Method::GET,
+            format!("/v1/load-balancers/{}/traffic", segment(id)),
+        ))
         .await
     }
 

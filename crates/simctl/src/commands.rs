@@ -2,7 +2,7 @@
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
-use cloud_api::{CreateInstanceRequest, Instance, InstanceState, Tags, ZoneState};
+use cloud_api::{CreateInstanceRequest, Instance, InstanceState, Tags, TrafficReport, ZoneState};
 use cloud_client::{Client, InstanceFilter};
 use serde::Serialize;
 
@@ -57,6 +57,11 @@ pub enum LbCmd {
     /// List load balancers.
     #[command(alias = "ls")]
     List,
+    /// Backend health and open connections as the data plane sees them, with its totals.
+    Status {
+        /// An ID (`lb-...`), or the Service it serves (`namespace/name`, or `name` in `default`).
+        target: String,
+    },
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
@@ -67,6 +72,30 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
 
 fn json<T: Serialize>(v: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(v)? + "\n")
+}
+
+fn lb_status_table(r: &TrafficReport) -> String {
+    let rows = r
+        .backends
+        .iter()
+        .map(|b| {
+            vec![
+                b.instance_id.clone(),
+                b.zone.clone(),
+                if b.healthy { "healthy" } else { "unhealthy" }.to_owned(),
+                b.active_connections.to_string(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    let in_zone = r
+        .in_zone_fraction
+        .map_or_else(|| "-".to_owned(), |f| format!("{:.1}%", f * 100.0));
+    format!(
+        "{}\n{} connections proxied, {} refused, {in_zone} in the client's zone\n",
+        table::render(&["BACKEND", "ZONE", "HEALTH", "ACTIVE"], &rows).trim_end(),
+        r.connections,
+        r.refused,
+    )
 }
 
 fn instances_table(items: &[Instance]) -> String {
@@ -231,6 +260,24 @@ pub async fn execute(client: &Client, cmd: Command, output: Output) -> anyhow::R
                 }
             }
         }
-        Command::Up(_) | Command::Traffic(_) => bail!("not a cloud command"),
+        Command::Lbs(LbCmd::Status { target }) => {
+            let lb = crate::traffic::find(client, &target).await?;
+            let report = client
+                .load_balancer_traffic(lb.id.as_str())
+                .await?
+                .with_context(|| format!("load balancer {} is gone", lb.id))?;
+            match output {
+                Output::Json => json(&report),
+                Output::Table => Ok(lb_status_table(&report)),
+            }
+        }
+        Command::Traffic(args) => {
+            let r = crate::traffic::run(client, &args).await?;
+            match output {
+                Output::Json => json(&r),
+                Output::Table => Ok(crate::traffic::render(&r)),
+            }
+        }
+        Command::Up(_) => bail!("`up` is not a cloud command"),
     }
 }

@@ -65,25 +65,12 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
-        Command::Traffic(args) => {
+        cmd => {
             let client = cloud_client::Client::builder(&cli.cloud_url)
+                .timeout(Duration::from_secs(30))
+                .user_agent("simctl")
                 .token_opt(cli.token.clone())
                 .build()?;
-            let r = traffic::run(&client, &args).await?;
-            match cli.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-                Output::Table => print!("{}", traffic::render(&r)),
-            }
-            Ok(())
-        }
-        cmd => {
-            let mut b = cloud_client::Client::builder(&cli.cloud_url)
-                .timeout(Duration::from_secs(30))
-                .user_agent("simctl");
-            if let Some(t) = &cli.token {
-                b = b.token(t);
-            }
-            let client = b.build()?;
             let out = commands::execute(&client, cmd, cli.output).await?;
             print!("{out}");
             Ok(())

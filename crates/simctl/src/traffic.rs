@@ -117,7 +117,9 @@ pub fn schedule(alloc: &[(String, u32)]) -> Vec<String> {
     out
 }
 
-async fn find(client: &Client, target: &str) -> anyhow::Result<LoadBalancer> {
+/// The load balancer `target` names: an ID (`lb-...`), or the Service it serves (`namespace/name`,
+/// or `name` in `default`).
+pub async fn find(client: &Client, target: &str) -> anyhow::Result<LoadBalancer> {
     if target.starts_with("lb-") {
         return client
             .get_load_balancer(target)
@@ -131,7 +133,7 @@ async fn find(client: &Client, target: &str) -> anyhow::Result<LoadBalancer> {
     };
     let filter = LoadBalancerFilter {
         name: None,
-        tag: Some(("kubernetes.io/service-name".into(), svc.clone())),
+        tag: Some((ccm::names::TAG_SERVICE_NAME.into(), svc.clone())),
     };
     client
         .list_all_load_balancers(&filter)

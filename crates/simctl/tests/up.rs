@@ -191,25 +191,15 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
     zones.sort();
     assert_eq!(zones, ["zone-a", "zone-b", "zone-c"]);
     assert_eq!(lb["zone_policy"]["zone_affinity"], "prefer-same-zone");
-    // Real traffic through the zonal frontends: balanced clients all stay in their zone.
-    wait_for("the data plane serves", async || {
-        let out = Command::new(env!("CARGO_BIN_EXE_simctl"))
-            .args([
-                "--cloud-url",
-                &cloud_url,
-                "-o",
-                "json",
-                "traffic",
-                "web",
-                "--connections",
-                "3",
-            ])
-            .output()
-            .await
-            .unwrap();
-        out.status.success()
-            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                .is_ok_and(|v| v["errors"] == 0)
+    // Real traffic through the zonal frontends: once every backend passes its health checks,
+    // balanced clients all stay in their zone.
+    wait_for("every backend healthy", async || {
+        let status: serde_json::Value = serde_json::from_str(
+            &simctl(&cloud_url, &["-o", "json", "lbs", "status", "web"]).await,
+        )
+        .unwrap();
+        let backends = status["backends"].as_array().unwrap();
+        backends.len() == 3 && backends.iter().all(|b| b["healthy"] == true)
     })
     .await;
     let balanced: serde_json::Value = serde_json::from_str(
@@ -253,6 +243,18 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
     assert!(
         table.contains("CLIENT ZONE") && table.contains("peak-to-mean"),
         "{table}"
+    );
+    // 60 + 200 + 6 measured connections, plus the probes: the data plane counted them all.
+    let status = simctl(&cloud_url, &["lbs", "status", "web"]).await;
+    let proxied: u64 = status
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no totals line: {status}"));
+    assert!(
+        status.starts_with("BACKEND") && status.matches(" healthy ").count() == 3 && proxied >= 266,
+        "{status}"
     );
 
     // ClusterIP: the load balancer goes.
