@@ -121,8 +121,8 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
-/// Parses `zone=cidr`.
-fn parse_zone_cidr(s: &str) -> Result<(String, Ipv4Net), String> {
+/// Parses `zone=cidr` (the `--instance-subnets` and `--lb-pools` syntax).
+pub fn parse_zone_cidr(s: &str) -> Result<(String, Ipv4Net), String> {
     let (zone, cidr) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not zone=cidr"))?;

@@ -259,7 +259,13 @@ impl LbRt {
         for z in &frontend_zones {
             *shares.entry(z.clone()).or_default() += RATE_PRIOR;
         }
-        zone::plan(&policy, client_zone, &zones, &shares)
+        let clients = zone::Clients {
+            samples: Some(shares.values().sum()),
+            shares,
+        };
+        let p = zone::plan(&policy, client_zone, &zones, &clients);
+        tracing::debug!(lb = %self.id, client_zone, ?zones, ?clients, plan = ?p, "data plane: zone plan");
+        p
     }
 
     /// Forgets cached plans (backends or their health changed).

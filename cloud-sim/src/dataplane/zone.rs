@@ -8,7 +8,9 @@
 //!   proportion to their residual capacity `max(0, upstream_i - local_i)` (uniformly if none has
 //!   any). This keeps as much traffic local as possible while every backend gets the same load.
 //!   Because the client shares are measured rates rather than Envoy's membership counts, a zone
-//!   within [`DIRECT_TOLERANCE`] of its backend share still keeps everything local.
+//!   within [`DIRECT_TOLERANCE`] of its backend share still keeps everything local, and so does a
+//!   zone whose excess is within [`NOISE_SIGMAS`] standard errors of what chance gives on the
+//!   number of connections measured (one connection must never look like a skew).
 //! - no affinity, `cross_zone = false` (AWS NLB's default): the client's zone while it has a healthy
 //!   backend, otherwise the other zones in proportion to their healthy backends.
 //! - no affinity, `cross_zone = true`: every healthy backend equally, wherever it is.
@@ -23,6 +25,31 @@ use cloud_api::{ZoneAffinity, ZonePolicy};
 /// Measured client shares are noisy, so a zone whose share of clients is within 10% of its share
 /// of backends keeps all its traffic (Envoy compares static membership counts and needs none).
 pub const DIRECT_TOLERANCE: f64 = 1.1;
+
+/// How many standard errors of the measured share a zone may exceed its backend share by before
+/// it spills: with `n` connections measured and backend share `u`, the margin is
+/// `NOISE_SIGMAS * sqrt(u (1 - u) / n)`.
+pub const NOISE_SIGMAS: f64 = 3.0;
+
+/// Where the clients are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Clients {
+    /// Clients per zone, in any unit (only the proportions matter).
+    pub shares: BTreeMap<String, f64>,
+    /// For measured shares, the connections they rest on (noise shrinks as it grows); `None` for
+    /// exact shares such as Envoy's membership counts.
+    pub samples: Option<f64>,
+}
+
+impl Clients {
+    /// Exact shares: no noise margin.
+    pub fn exact(shares: BTreeMap<String, f64>) -> Self {
+        Self {
+            shares,
+            samples: None,
+        }
+    }
+}
 
 /// Backends of one zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +91,10 @@ fn proportional(
 fn prefer_same_zone(
     local_zone: &str,
     zones: &BTreeMap<String, ZoneBackends>,
-    client_share: &BTreeMap<String, f64>,
+    clients: &Clients,
     weight: impl Fn(&ZoneBackends) -> usize + Copy,
 ) -> Vec<(String, f64)> {
+    let client_share = &clients.shares;
     let total: usize = zones.values().map(weight).sum();
     if total == 0 {
         return Vec::new();
@@ -85,7 +113,10 @@ fn prefer_same_zone(
         }
     };
     let (up_l, lo_l) = (upstream(local_zone), local(local_zone));
-    if up_l > 0.0 && up_l * DIRECT_TOLERANCE >= lo_l {
+    let noise = clients.samples.map_or(0.0, |n| {
+        NOISE_SIGMAS * (up_l * (1.0 - up_l) / n.max(f64::MIN_POSITIVE)).sqrt()
+    });
+    if up_l > 0.0 && up_l * DIRECT_TOLERANCE + noise >= lo_l {
         return vec![(local_zone.to_owned(), 1.0)];
     }
     let stay = if lo_l > 0.0 { up_l / lo_l } else { 0.0 };
@@ -127,7 +158,7 @@ fn distribution(
     policy: &ZonePolicy,
     client_zone: &str,
     zones: &BTreeMap<String, ZoneBackends>,
-    client_share: &BTreeMap<String, f64>,
+    clients: &Clients,
     weight: impl Fn(&ZoneBackends) -> usize + Copy,
 ) -> Vec<(String, f64)> {
     let local_has = zones.get(client_zone).is_some_and(|b| weight(b) > 0);
@@ -139,7 +170,7 @@ fn distribution(
                 Vec::new()
             }
         }
-        ZoneAffinity::PreferSameZone => prefer_same_zone(client_zone, zones, client_share, weight),
+        ZoneAffinity::PreferSameZone => prefer_same_zone(client_zone, zones, clients, weight),
         ZoneAffinity::None if !policy.cross_zone => {
             if local_has {
                 vec![(client_zone.to_owned(), 1.0)]
@@ -156,9 +187,9 @@ pub fn plan(
     policy: &ZonePolicy,
     client_zone: &str,
     zones: &BTreeMap<String, ZoneBackends>,
-    client_share: &BTreeMap<String, f64>,
+    clients: &Clients,
 ) -> Option<Plan> {
-    let healthy = distribution(policy, client_zone, zones, client_share, |b| b.healthy);
+    let healthy = distribution(policy, client_zone, zones, clients, |b| b.healthy);
     if !healthy.is_empty() {
         return Some(Plan {
             zones: healthy,
@@ -168,7 +199,7 @@ pub fn plan(
     if !policy.fail_open {
         return None;
     }
-    let any = distribution(policy, client_zone, zones, client_share, |b| b.total);
+    let any = distribution(policy, client_zone, zones, clients, |b| b.total);
     (!any.is_empty()).then_some(Plan {
         zones: any,
         unhealthy: true,
@@ -205,8 +236,17 @@ mod tests {
             .collect()
     }
 
-    fn shares(spec: &[(&str, f64)]) -> BTreeMap<String, f64> {
-        spec.iter().map(|(z, s)| ((*z).to_owned(), *s)).collect()
+    fn shares(spec: &[(&str, f64)]) -> Clients {
+        Clients::exact(spec.iter().map(|(z, s)| ((*z).to_owned(), *s)).collect())
+    }
+
+    fn measured(spec: &[(&str, f64)]) -> Clients {
+        let shares: BTreeMap<String, f64> =
+            spec.iter().map(|(z, s)| ((*z).to_owned(), *s)).collect();
+        Clients {
+            samples: Some(shares.values().sum()),
+            shares,
+        }
     }
 
     fn prob(p: &Plan, zone: &str) -> f64 {
@@ -277,6 +317,41 @@ mod tests {
         );
         let skewed = shares(&[("a", 0.7), ("b", 0.15), ("c", 0.15)]);
         assert!(prob(&plan(&prefer(), "a", &z, &skewed).unwrap(), "a") < 0.5);
+    }
+
+    #[test]
+    fn measured_skews_spill_only_beyond_chance() {
+        // Three zones with one backend each; decayed connection counts per zone (including the
+        // data plane's prior of 5 per zone); does zone a keep all its traffic?
+        let z = zones(&[("a", 1, 1), ("b", 1, 1), ("c", 1, 1)]);
+        let cases: &[(&str, [f64; 3], bool)] = &[
+            ("first connection", [6.0, 5.0, 5.0], true),
+            ("two in a row", [7.0, 5.0, 5.0], true),
+            ("a burst of ten", [15.0, 5.0, 5.0], true),
+            ("balanced, long run", [300.0, 300.0, 300.0], true),
+            ("slightly busier, long run", [330.0, 300.0, 300.0], true),
+            ("70/15/15 over 30", [26.0, 9.5, 9.5], false),
+            ("70/15/15 over 200", [145.0, 35.0, 35.0], false),
+            ("50/25/25 over 1000", [505.0, 255.0, 255.0], false),
+        ];
+        for (what, [a, b, c], local) in cases {
+            let p = plan(
+                &prefer(),
+                "a",
+                &z,
+                &measured(&[("a", *a), ("b", *b), ("c", *c)]),
+            )
+            .unwrap();
+            assert_eq!(prob(&p, "a") == 1.0, *local, "{what}: {p:?}");
+        }
+        // Exact shares of the same proportions as the first case do spill: no noise margin.
+        let exact = plan(
+            &prefer(),
+            "a",
+            &z,
+            &shares(&[("a", 6.0), ("b", 5.0), ("c", 5.0)]),
+        );
+        assert!(prob(&exact.unwrap(), "a") < 1.0);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the local sandbox: cloud-sim, kube-sim with kubelets, and the ccm, until Ctrl-C.
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Instances: list, create, start, stop, terminate, delete.
     #[command(subcommand, alias = "instance", alias = "i")]
     Instances(commands::InstanceCmd),
@@ -64,7 +64,7 @@ pub enum Command {
 /// Runs a command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up(args) => up::run(args).await,
+        Command::Up(args) => up::run(*args).await,
         cmd => {
             let client = cloud_client::Client::builder(&cli.cloud_url)
                 .timeout(Duration::from_secs(30))

@@ -44,6 +44,18 @@ pub struct UpArgs {
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub kube_listen: SocketAddr,
 
+    /// Per-zone instance subnets as `zone=cidr`, comma-separated (default 127.1.<n>.0/24 for the
+    /// n-th zone). Nodes serve their node ports on these addresses, so a second sandbox on this
+    /// machine needs subnets of its own.
+    #[arg(long, value_delimiter = ',', value_parser = cloud_sim::config::parse_zone_cidr)]
+    pub instance_subnets: Vec<(String, ipnet::Ipv4Net)>,
+
+    /// Per-zone load-balancer frontend pools as `zone=cidr`, comma-separated (default
+    /// 127.64.<n>.0/24). Load balancers listen on these addresses; a second sandbox on this
+    /// machine needs pools of its own.
+    #[arg(long, value_delimiter = ',', value_parser = cloud_sim::config::parse_zone_cidr)]
+    pub lb_pools: Vec<(String, ipnet::Ipv4Net)>,
+
     /// Cluster name: instances are tagged `kubernetes.io/cluster/<name>`.
     #[arg(long, default_value = "simcloud")]
     pub cluster_name: String,
@@ -171,8 +183,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "sim-1",
         "127.0.0.0/8".parse().expect("valid CIDR"),
         &args.zones,
-        &[],
-        &[],
+        &args.instance_subnets,
+        &args.lb_pools,
     )?;
     cfg.instance_boot_delay = args.boot_delay;
     cfg.instance_stop_delay = Duration::from_secs(1);

@@ -58,6 +58,7 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
     let dir: PathBuf = std::env::temp_dir().join(format!("simctl-up-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut child = Command::new(env!("CARGO_BIN_EXE_simctl"))
+        .env("SIMCTL_LOG", "warn,cloud_sim::dataplane=debug")
         .args([
             "up",
             "--cloud-listen",
@@ -76,6 +77,14 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
             "300ms",
             "--route-quota",
             "2",
+        ])
+        // Addresses no other test uses: in-process clouds of parallel tests listen on the
+        // default pools, and a frontend taken by another process would answer for ours.
+        .args([
+            "--instance-subnets",
+            "zone-a=127.21.1.0/24,zone-b=127.21.2.0/24,zone-c=127.21.3.0/24",
+            "--lb-pools",
+            "zone-a=127.85.1.0/24,zone-b=127.85.2.0/24,zone-c=127.85.3.0/24",
         ])
         .arg("--data-dir")
         .arg(&dir)
@@ -111,6 +120,17 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
         progress.iter().any(|l| l.starts_with("waiting for nodes:")),
         "progress is shown: {progress:?}"
     );
+    // Keep reading what simctl prints, so it never blocks on a full pipe; it shows on failure.
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = stderr.next_line().await {
+            eprintln!("simctl up: {l}");
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = stdout.next_line().await {
+            eprintln!("simctl up: {l}");
+        }
+    });
 
     // Every node initialised, zones round robin.
     let out = kubectl(&dir, &["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.topology\\.kubernetes\\.io/zone} {end}"]).await;
@@ -121,6 +141,17 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
     assert!(
         table.starts_with("ID") && table.contains("node-2") && table.contains("running"),
         "{table}"
+    );
+    let instances: serde_json::Value =
+        serde_json::from_str(&simctl(&cloud_url, &["-o", "json", "instances", "list"]).await)
+            .unwrap();
+    assert!(
+        instances
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["private_ip"].as_str().unwrap().starts_with("127.21.")),
+        "nodes get addresses from --instance-subnets: {instances}"
     );
     let json: serde_json::Value =
         serde_json::from_str(&simctl(&cloud_url, &["-o", "json", "zones", "list"]).await).unwrap();
@@ -211,7 +242,12 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
     )
     .unwrap();
     assert_eq!(balanced["errors"], 0, "{balanced}");
-    assert_eq!(balanced["in_zone_fraction"], 1.0, "{balanced}");
+    assert_eq!(
+        balanced["in_zone_fraction"],
+        1.0,
+        "{balanced}\n{}",
+        simctl(&cloud_url, &["-o", "json", "lbs", "status", "web"]).await
+    );
     // Skewed clients: zone-a spills over (prefer-same-zone keeps backends evenly loaded), the
     // others stay local.
     let skewed: serde_json::Value = serde_json::from_str(
