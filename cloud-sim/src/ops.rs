@@ -1086,7 +1086,14 @@ impl Cloud {
         let retention =
             i64::try_from(self.config.terminated_retention.as_millis()).unwrap_or(i64::MAX / 2);
         let purged = store::purge_terminated(&mut tx, now - retention).await?;
-        store::purge_idempotency(&mut tx, now - store::IDEMPOTENCY_RETENTION_MS).await?;
+        let expired =
+            store::purge_idempotency(&mut tx, now - store::IDEMPOTENCY_RETENTION_MS).await?;
+        if changed == 0 && purged == 0 && expired == 0 {
+            // Committing wakes every waiter on the event signal, this worker among them: an
+            // empty pass must not, or the worker and the data plane spin.
+            tx.rollback().await?;
+            return Ok(0);
+        }
         tx.commit().await?;
         if purged > 0 {
             tracing::info!(purged, "purged terminated instances past retention");

@@ -180,6 +180,12 @@ impl WriteTx {
         self.events.notify_waiters();
         Ok(())
     }
+
+    /// Undoes the transaction without waking anyone.
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
 }
 
 impl std::ops::Deref for WriteTx {

@@ -109,3 +109,33 @@ async fn long_poll_returns_as_soon_as_an_event_arrives() {
     assert!(page.events.is_empty());
     assert!(t.elapsed() >= Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn only_passes_that_change_something_wake_event_waiters() {
+    let mut config = cloud_sim::Config::for_tests();
+    config.instance_boot_delay = Duration::from_millis(50);
+    let c = crate::common::spawn_with(config).await;
+    let cloud = &c.server.state().cloud;
+
+    // Nothing due: the pass commits nothing and wakes no one (it used to, so the worker woke
+    // itself and spun, taking the data plane's reconcile loop with it).
+    let idle = cloud.db.events_signal().notified();
+    tokio::pin!(idle);
+    idle.as_mut().enable();
+    assert_eq!(cloud.settle_due().await.unwrap(), 0);
+    assert!(
+        tokio::time::timeout(Duration::ZERO, &mut idle)
+            .await
+            .is_err(),
+        "an empty worker pass woke the event waiters"
+    );
+
+    // A pending instance falling due is settled by the worker, and that does wake them.
+    c.instance("web-1", "zone-a").await;
+    let settled = cloud.db.events_signal().notified();
+    tokio::pin!(settled);
+    settled.as_mut().enable();
+    tokio::time::timeout(Duration::from_secs(10), settled)
+        .await
+        .expect("the worker's settling pass wakes event waiters");
+}
