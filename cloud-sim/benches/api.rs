@@ -209,6 +209,28 @@ async fn main() {
         list.wall.as_secs_f64() * 1e3,
         list.latencies.len()
     );
+    // Idle: with the instances in place and no requests, the worker and the data plane should
+    // only wake once a second (a worker that woke itself used to spin at 100% of a core).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu0, t0) = (process_cpu(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if let (Some(a), Some(b)) = (cpu0, process_cpu()) {
+        println!(
+            "idle CPU with {n} instances: {:.2}% of a core (one worker and one data-plane pass a second; a spinning loop shows as ~100%)",
+            (b - a).as_secs_f64() / t0.elapsed().as_secs_f64() * 100.0
+        );
+    }
     server.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CPU time this process has used (user + system), from `/proc/self/stat` (Linux; the kernel
+/// reports it in USER_HZ = 100 ticks per second).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
