@@ -3,8 +3,8 @@
 # and through a cloud-sim load balancer, printing requests/s and p50/p99 latency for each and the
 # cloud-sim/HAProxy ratios. Installs HAProxy from Debian's packages when it is missing.
 #
-#   cloud-sim/benches/lb-vs-haproxy.sh                 # 5 s per target, 32 concurrent clients
-#   cloud-sim/benches/lb-vs-haproxy.sh 10 64           # seconds, concurrency
+#   cloud-sim/benches/lb-vs-haproxy.sh                 # 5 s per run, 32 concurrent clients, 3 rounds
+#   cloud-sim/benches/lb-vs-haproxy.sh 10 64 5         # seconds, concurrency, rounds
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if ! command -v haproxy >/dev/null 2>&1; then

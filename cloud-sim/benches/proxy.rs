@@ -1,7 +1,9 @@
 //! Data-plane benchmark: one backend, one load generator, three paths: direct, HAProxy (`mode
-//! tcp`, if installed) and a cloud-sim load balancer, both proxies running as their own processes. Each request is a new TCP connection (what an
-//! L4 load balancer sees): connect, send a small HTTP request, read the response until the backend
-//! closes. Prints requests/s and p50/p99 latency per path, and cloud-sim's ratios to HAProxy.
+//! tcp`, if installed) and a cloud-sim load balancer, both proxies running as their own processes.
+//! Each request is a new TCP connection (what an L4 load balancer sees): connect, send a small
+//! HTTP request, read the response until the backend closes. The two proxies run in rounds,
+//! alternating which goes first; prints requests/s and p50/p99 latency per run, cloud-sim's
+//! ratios to HAProxy per round and their medians.
 //! Run through `cloud-sim/benches/lb-vs-haproxy.sh`, which installs HAProxy.
 //!
 //! The backend, the proxies and the load generator share this machine's cores, so the figures are
@@ -119,61 +121,54 @@ async fn wait_port(addr: SocketAddr) -> bool {
     false
 }
 
-#[tokio::main]
-async fn main() {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let secs = args.first().copied().unwrap_or(5);
-    let concurrency = usize::try_from(args.get(1).copied().unwrap_or(32)).unwrap_or(32);
-    let backend_ip = Ipv4Addr::new(127, 2, 0, 1);
-    let backend_addr = SocketAddr::from((backend_ip, 18080));
-    tokio::spawn(backend(backend_addr));
-    assert!(wait_port(backend_addr).await, "backend did not start");
-    println!(
-        "data-plane benchmark: new TCP connection per request, {concurrency} concurrent clients, {secs} s per path"
-    );
-    let mut results = vec![load("direct to backend", backend_addr, concurrency, secs).await];
-
-    // HAProxy, mode tcp.
-    let haproxy_addr = SocketAddr::from((Ipv4Addr::new(127, 2, 0, 2), 18081));
-    let cfg = std::env::temp_dir().join(format!("haproxy-bench-{}.cfg", std::process::id()));
+/// HAProxy in `mode tcp` in front of `backend`, as its own process; `None` if it is not installed
+/// or did not start.
+async fn start_haproxy(
+    addr: SocketAddr,
+    backend: SocketAddr,
+    cfg: &std::path::Path,
+) -> Option<std::process::Child> {
     std::fs::write(
-        &cfg,
+        cfg,
         format!(
-            "global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind {haproxy_addr}\n  default_backend be\nbackend be\n  server b1 {backend_addr}\n"
+            "global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind {addr}\n  default_backend be\nbackend be\n  server b1 {backend}\n"
         ),
     )
     .expect("write haproxy config");
-    let haproxy = std::process::Command::new("haproxy")
+    let child = std::process::Command::new("haproxy")
         .arg("-f")
-        .arg(&cfg)
+        .arg(cfg)
         .arg("-db")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn();
-    let mut haproxy_child = None;
-    match haproxy {
-        Ok(child) => {
-            haproxy_child = Some(child);
-            if wait_port(haproxy_addr).await {
-                results.push(load("HAProxy (mode tcp)", haproxy_addr, concurrency, secs).await);
+    match child {
+        Ok(mut child) => {
+            if wait_port(addr).await {
+                Some(child)
             } else {
                 println!("HAProxy did not start; skipping it");
+                let _ = child.kill();
+                None
             }
         }
-        Err(e) => println!(
-            "HAProxy not found ({e}); run cloud-sim/benches/lb-vs-haproxy.sh to install it"
-        ),
+        Err(e) => {
+            println!(
+                "HAProxy not found ({e}); run cloud-sim/benches/lb-vs-haproxy.sh to install it"
+            );
+            None
+        }
     }
+}
 
-    // cloud-sim as its own process (as HAProxy is): one instance at the backend's address, one
-    // load balancer in zone-a.
-    let dir = std::env::temp_dir().join(format!("cloud-sim-proxy-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let api_addr = SocketAddr::from((Ipv4Addr::new(127, 2, 0, 3), 18083));
-    let mut sim_proc = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-sim"))
+/// cloud-sim as its own process (as HAProxy is) with one instance at the backend's address and one
+/// load balancer in zone-a; returns the process and the load balancer's frontend address.
+async fn start_cloud_sim(
+    api_addr: SocketAddr,
+    backend: SocketAddr,
+    dir: &std::path::Path,
+) -> (std::process::Child, SocketAddr) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-sim"))
         .args([
             "serve",
             "--database-url",
@@ -188,7 +183,7 @@ async fn main() {
         .arg("--listen")
         .arg(api_addr.to_string())
         .arg("--data-dir")
-        .arg(&dir)
+        .arg(dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -203,6 +198,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(up, "cloud-sim did not start");
+    let std::net::IpAddr::V4(backend_ip) = backend.ip() else {
+        panic!("the backend has an IPv4 address");
+    };
     let inst = client
         .create_instance(&CreateInstanceRequest {
             name: "bench".into(),
@@ -221,7 +219,7 @@ async fn main() {
             listeners: vec![Listener {
                 protocol: Protocol::Tcp,
                 port: 18082,
-                backend_port: 18080,
+                backend_port: backend.port(),
             }],
             backends: vec![inst.id.clone()],
             health_check: HealthCheck {
@@ -242,7 +240,63 @@ async fn main() {
         wait_port(lb_addr).await,
         "cloud-sim load balancer did not start"
     );
-    results.push(load("cloud-sim load balancer", lb_addr, concurrency, secs).await);
+    (child, lb_addr)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let secs = args.first().copied().unwrap_or(5);
+    let concurrency = usize::try_from(args.get(1).copied().unwrap_or(32)).unwrap_or(32);
+    let rounds = usize::try_from(args.get(2).copied().unwrap_or(3))
+        .unwrap_or(3)
+        .max(1);
+    let backend_addr = SocketAddr::from((Ipv4Addr::new(127, 2, 0, 1), 18080));
+    tokio::spawn(backend(backend_addr));
+    assert!(wait_port(backend_addr).await, "backend did not start");
+    println!(
+        "data-plane benchmark: new TCP connection per request, {concurrency} concurrent clients, \
+         {secs} s per path, {rounds} rounds alternating which proxy goes first"
+    );
+
+    let haproxy_addr = SocketAddr::from((Ipv4Addr::new(127, 2, 0, 2), 18081));
+    let cfg = std::env::temp_dir().join(format!("haproxy-bench-{}.cfg", std::process::id()));
+    let mut haproxy = start_haproxy(haproxy_addr, backend_addr, &cfg).await;
+    let dir = std::env::temp_dir().join(format!("cloud-sim-proxy-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let api_addr = SocketAddr::from((Ipv4Addr::new(127, 2, 0, 3), 18083));
+    let (mut sim, lb_addr) = start_cloud_sim(api_addr, backend_addr, &dir).await;
+
+    let mut results = vec![load("direct to backend", backend_addr, concurrency, secs).await];
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        // Alternate the order so neither proxy always runs on the other's leftovers (TIME_WAIT
+        // sockets, warm caches).
+        let h_first = round % 2 == 0;
+        let mut pair = Vec::new();
+        for h in [h_first, !h_first] {
+            if h {
+                if haproxy.is_some() {
+                    pair.push(load("HAProxy (mode tcp)", haproxy_addr, concurrency, secs).await);
+                }
+            } else {
+                pair.push(load("cloud-sim load balancer", lb_addr, concurrency, secs).await);
+            }
+        }
+        pair.sort_by_key(|r| r.name);
+        if let [h, c] = &pair[..] {
+            ratios.push((c.rps / h.rps, c.p99.as_secs_f64() / h.p99.as_secs_f64()));
+        }
+        results.extend(pair);
+    }
 
     println!();
     println!(
@@ -259,30 +313,37 @@ async fn main() {
             r.errors
         );
     }
-    let sim = results
-        .iter()
-        .find(|r| r.name.starts_with("cloud-sim"))
-        .expect("cloud-sim result");
-    if let Some(h) = results.iter().find(|r| r.name.starts_with("HAProxy")) {
+    if !ratios.is_empty() {
         println!();
+        for (i, (t, p)) in ratios.iter().enumerate() {
+            println!(
+                "round {}: cloud-sim / HAProxy throughput {t:.2}x, p99 {p:.2}x",
+                i + 1
+            );
+        }
         println!(
-            "cloud-sim / HAProxy: throughput {:.2}x (target >= 0.9x), p99 {:.2}x (target <= 1.2x)",
-            sim.rps / h.rps,
-            sim.p99.as_secs_f64() / h.p99.as_secs_f64()
+            "cloud-sim / HAProxy (median of {} rounds): throughput {:.2}x (target >= 0.9x), p99 {:.2}x (target <= 1.2x)",
+            ratios.len(),
+            median(ratios.iter().map(|r| r.0).collect()),
+            median(ratios.iter().map(|r| r.1).collect()),
         );
     }
     let direct = &results[0];
+    let sim_rps: Vec<f64> = results
+        .iter()
+        .filter(|r| r.name.starts_with("cloud-sim"))
+        .map(|r| r.rps)
+        .collect();
     println!(
-        "cloud-sim / direct: throughput {:.2}x, p99 {:.2}x",
-        sim.rps / direct.rps,
-        sim.p99.as_secs_f64() / direct.p99.as_secs_f64()
+        "cloud-sim / direct: throughput {:.2}x (median)",
+        median(sim_rps) / direct.rps
     );
-    if let Some(mut c) = haproxy_child {
+    if let Some(c) = haproxy.as_mut() {
         let _ = c.kill();
         let _ = c.wait();
     }
     let _ = std::fs::remove_file(&cfg);
-    let _ = sim_proc.kill();
-    let _ = sim_proc.wait();
+    let _ = sim.kill();
+    let _ = sim.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -625,7 +625,9 @@ async fn proxy(
         },
         &dp.metrics,
     );
-    if let Some(delay) = dp.latency.get(&(client_zone.clone(), backend.zone.clone())) {
+    if !dp.latency.is_empty()
+        && let Some(delay) = dp.latency.get(&(client_zone.clone(), backend.zone.clone()))
+    {
         tokio::time::sleep(*delay).await;
     }
     let upstream = tokio::time::timeout(
