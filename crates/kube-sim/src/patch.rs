@@ -18,7 +18,12 @@ pub enum ListStrategy {
 /// The strategy of the list at `path` (field names from the root, list indices omitted) in `kind`.
 pub fn list_strategy(kind: &str, path: &[&str]) -> ListStrategy {
     use ListStrategy::*;
+    // A Deployment's pod template merges as a Pod does.
+    if let ("Deployment", ["spec", "template", rest @ ..]) = (kind, path) {
+        return list_strategy("Pod", rest);
+    }
     match (kind, path) {
+        ("Deployment", ["status", "conditions"]) => MergeKey("type"),
         (_, ["metadata", "finalizers"]) => Set,
         (_, ["metadata", "ownerReferences"]) => MergeKey("uid"),
         ("Node", ["spec", "podCIDRs"]) => Set,
@@ -285,6 +290,51 @@ mod tests {
                 &json!([{"op": "test", "path": "/metadata/finalizers", "value": null}])
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn deployment_pod_templates_merge_like_pods() {
+        let cases: &[(&str, &[&str], ListStrategy)] = &[
+            (
+                "Deployment",
+                &["spec", "template", "spec", "containers"],
+                ListStrategy::MergeKey("name"),
+            ),
+            (
+                "Deployment",
+                &["spec", "template", "spec", "containers", "ports"],
+                ListStrategy::MergeKey("containerPort"),
+            ),
+            (
+                "Deployment",
+                &["spec", "template", "metadata", "finalizers"],
+                ListStrategy::Set,
+            ),
+            (
+                "Deployment",
+                &["status", "conditions"],
+                ListStrategy::MergeKey("type"),
+            ),
+            (
+                "Deployment",
+                &["spec", "template", "spec", "tolerations"],
+                ListStrategy::Atomic,
+            ),
+            (
+                "Pod",
+                &["spec", "template", "spec", "containers"],
+                ListStrategy::Atomic,
+            ),
+        ];
+        for (kind, path, want) in cases {
+            assert_eq!(list_strategy(kind, path), *want, "{kind} {path:?}");
+        }
+        let d = json!({"spec": {"template": {"spec": {"containers": [{"name": "ccm", "image": "a"}, {"name": "side", "image": "b"}]}}}});
+        let out = strategic("Deployment", &d, &json!({"spec": {"template": {"spec": {"containers": [{"name": "ccm", "image": "c"}]}}}})).unwrap();
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "ccm", "image": "c"}, {"name": "side", "image": "b"}])
         );
     }
 

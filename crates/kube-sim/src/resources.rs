@@ -78,6 +78,13 @@ pub const LEASES: &str = "leases.coordination.k8s.io";
 pub const EVENTS: &str = "events";
 pub const CONFIGMAPS: &str = "configmaps";
 pub const PODS: &str = "pods";
+pub const SERVICEACCOUNTS: &str = "serviceaccounts";
+pub const SECRETS: &str = "secrets";
+pub const DEPLOYMENTS: &str = "deployments.apps";
+pub const CLUSTERROLES: &str = "clusterroles.rbac.authorization.k8s.io";
+pub const CLUSTERROLEBINDINGS: &str = "clusterrolebindings.rbac.authorization.k8s.io";
+pub const ROLES: &str = "roles.rbac.authorization.k8s.io";
+pub const ROLEBINDINGS: &str = "rolebindings.rbac.authorization.k8s.io";
 
 const BASE: ResourceDef = ResourceDef {
     storage: "",
@@ -165,6 +172,25 @@ pub static RESOURCES: &[ResourceDef] = &[
         create_on_update: false,
         ..BASE
     },
+    // Stored and served so that the manifests we ship (RBAC, the ccm's Deployment, its
+    // cloud-config Secret) apply; no controller acts on them (no pods from Deployments, no
+    // authorization from RBAC).
+    ResourceDef {
+        storage: SERVICEACCOUNTS,
+        kind: "ServiceAccount",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        short_names: &["sa"],
+        ..BASE
+    },
+    ResourceDef {
+        storage: SECRETS,
+        kind: "Secret",
+        plural: "secrets",
+        singular: "secret",
+        field_selectors: &["type"],
+        ..BASE
+    },
     ResourceDef {
         storage: EVENTS,
         kind: "Event",
@@ -204,6 +230,52 @@ pub static RESOURCES: &[ResourceDef] = &[
         singular: "lease",
         unconditional_update: false,
         create_on_update: true,
+        ..BASE
+    },
+    ResourceDef {
+        storage: DEPLOYMENTS,
+        group: "apps",
+        kind: "Deployment",
+        plural: "deployments",
+        singular: "deployment",
+        short_names: &["deploy"],
+        categories: &["all"],
+        status: true,
+        generation: true,
+        ..BASE
+    },
+    ResourceDef {
+        storage: CLUSTERROLES,
+        group: "rbac.authorization.k8s.io",
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        singular: "clusterrole",
+        namespaced: false,
+        ..BASE
+    },
+    ResourceDef {
+        storage: CLUSTERROLEBINDINGS,
+        group: "rbac.authorization.k8s.io",
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        singular: "clusterrolebinding",
+        namespaced: false,
+        ..BASE
+    },
+    ResourceDef {
+        storage: ROLES,
+        group: "rbac.authorization.k8s.io",
+        kind: "Role",
+        plural: "roles",
+        singular: "role",
+        ..BASE
+    },
+    ResourceDef {
+        storage: ROLEBINDINGS,
+        group: "rbac.authorization.k8s.io",
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        singular: "rolebinding",
         ..BASE
     },
     ResourceDef {
@@ -273,6 +345,8 @@ mod tests {
             [
                 ("discovery.k8s.io", "v1"),
                 ("coordination.k8s.io", "v1"),
+                ("apps", "v1"),
+                ("rbac.authorization.k8s.io", "v1"),
                 ("events.k8s.io", "v1")
             ]
         );
