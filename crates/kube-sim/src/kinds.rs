@@ -29,6 +29,9 @@ pub fn validate_name(def: &ResourceDef, name: &str) -> Result<(), String> {
         NameRule::Subdomain => name.len() <= 253 && name.split('.').all(|l| label(l, false)),
         NameRule::Label1123 => label(name, false),
         NameRule::Label1035 => label(name, true),
+        NameRule::PathSegment => {
+            !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '%'])
+        }
     };
     if ok {
         Ok(())
@@ -37,6 +40,7 @@ pub fn validate_name(def: &ResourceDef, name: &str) -> Result<(), String> {
             NameRule::Subdomain => "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
             NameRule::Label1123 => "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
             NameRule::Label1035 => "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character",
+            NameRule::PathSegment => "may not be '.' or '..', and may not contain '/' or '%'",
         }
         .to_owned())
     }
@@ -547,6 +551,13 @@ mod tests {
         assert!(validate_name(svc, "web.x").is_err());
         assert!(validate_name(node, "ip-10-0-0-1.ec2.internal").is_ok());
         assert!(validate_name(node, "Node").is_err());
+        let role = lookup("rbac.authorization.k8s.io", "v1", "clusterroles").unwrap();
+        for ok in ["system:cloud-controller-manager", "Admin", "a.b"] {
+            assert!(validate_name(role, ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "50%"] {
+            assert!(validate_name(role, bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

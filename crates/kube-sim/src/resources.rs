@@ -10,6 +10,8 @@ pub enum NameRule {
     Label1035,
     /// DNS-1123 label (Namespaces).
     Label1123,
+    /// Anything usable as a URL path segment (RBAC kinds: `system:cloud-controller-manager`).
+    PathSegment,
 }
 
 /// Everything the server needs to know about one served resource.
@@ -250,6 +252,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         kind: "ClusterRole",
         plural: "clusterroles",
         singular: "clusterrole",
+        name_rule: NameRule::PathSegment,
         namespaced: false,
         ..BASE
     },
@@ -259,6 +262,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         kind: "ClusterRoleBinding",
         plural: "clusterrolebindings",
         singular: "clusterrolebinding",
+        name_rule: NameRule::PathSegment,
         namespaced: false,
         ..BASE
     },
@@ -268,6 +272,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         kind: "Role",
         plural: "roles",
         singular: "role",
+        name_rule: NameRule::PathSegment,
         ..BASE
     },
     ResourceDef {
@@ -276,6 +281,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         kind: "RoleBinding",
         plural: "rolebindings",
         singular: "rolebinding",
+        name_rule: NameRule::PathSegment,
         ..BASE
     },
     ResourceDef {

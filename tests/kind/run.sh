@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# End to end on kind, with the manifests we ship: a kind cluster whose kubelets run with
+# --cloud-provider=external, cloud-sim on this host (the cloud lives outside the cluster, as a
+# real one does), one cloud-sim instance per kind node (its container IP, zones round robin), the
+# ccm from manifests/ccm, and manifests/examples/web.yaml. Checks that every node is initialised
+# with a zone and a provider ID, and that the LoadBalancer Service gets one ingress IP per zone
+# that answers HTTP through cloud-sim's load balancer.
+#
+# Needs Docker, kind, kubectl and a Rust toolchain; it cannot run where there is no Docker.
+#   tests/kind/run.sh              # KEEP=1 keeps the cluster and cloud-sim afterwards
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CLUSTER=simcloud
+IMAGE=simcloud/ccm:dev
+ZONES=(zone-a zone-b zone-c)
+WORK=$(mktemp -d)
+CLOUD_PID=
+
+cleanup() {
+    if [[ "${KEEP:-0}" != 1 ]]; then
+        [[ -n "$CLOUD_PID" ]] && kill "$CLOUD_PID" 2>/dev/null || true
+        kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    kubectl get nodes -o wide >&2 || true
+    kubectl -n kube-system logs deploy/simcloud-ccm --tail=100 >&2 || true
+    tail -n 50 "$WORK/cloud-sim.log" >&2 || true
+    exit 1
+}
+
+# Polls `$@` every 2 s until it succeeds, for at most $1 seconds.
+wait_until() {
+    local deadline=$((SECONDS + $1)) what=$2
+    shift 2
+    until "$@"; do
+        ((SECONDS < deadline)) || fail "timed out waiting for $what"
+        sleep 2
+    done
+}
+
+echo "== building the binaries and the image"
+cargo build --release --locked -p cloud-sim -p simctl
+docker build -t "$IMAGE" .
+
+echo "== kind cluster"
+kind create cluster --config manifests/kind/cluster.yaml
+kind load docker-image "$IMAGE" --name "$CLUSTER"
+
+echo "== cloud-sim on this host"
+GATEWAY=$(docker network inspect kind \
+    -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' | tr ' ' '\n' | grep -F . | head -n 1)
+[[ -n "$GATEWAY" ]] || fail "no IPv4 gateway on the kind network"
+# The region's network spans the kind node addresses (registered as instances) and the default
+# load-balancer pools on loopback, which clients on this host reach.
+target/release/cloud-sim serve --listen 0.0.0.0:8080 --network-cidr 0.0.0.0/0 \
+    --database-url "sqlite://$WORK/cloud-sim.db" --data-dir "$WORK" \
+    >"$WORK/cloud-sim.log" 2>&1 &
+CLOUD_PID=$!
+simctl() { target/release/simctl --cloud-url http://127.0.0.1:8080 "$@"; }
+wait_until 30 "cloud-sim" simctl zones list >/dev/null
+
+i=0
+for node in $(kind get nodes --name "$CLUSTER" | sort); do
+    ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$node")
+    zone=${ZONES[$((i % ${#ZONES[@]}))]}
+    simctl instances create "$node" --zone "$zone" --ip "$ip" --tag "kubernetes.io/cluster/kubernetes=owned"
+    i=$((i + 1))
+done
+
+echo "== the ccm"
+printf 'endpoint: http://%s:8080\nregion: sim-1\n' "$GATEWAY" >"$WORK/cloud-config.yaml"
+kubectl -n kube-system create secret generic simcloud-cloud-config \
+    --from-file=cloud-config.yaml="$WORK/cloud-config.yaml"
+kubectl apply -k manifests/ccm
+
+all_initialised() {
+    local out
+    out=$(kubectl get nodes -o jsonpath='{range .items[*]}{.spec.providerID}|{.metadata.labels.topology\.kubernetes\.io/zone}|{.spec.taints[*].key}{"\n"}{end}')
+    [[ -n "$out" ]] && ! grep -q -e '^|' -e '||' -e 'uninitialized' <<<"$out"
+}
+wait_until 180 "every node initialised" all_initialised
+kubectl get nodes -L topology.kubernetes.io/zone
+
+echo "== a LoadBalancer Service"
+kubectl apply -k manifests/examples
+kubectl rollout status deploy/web --timeout=180s
+three_ingress() {
+    [[ $(kubectl get svc web -o jsonpath='{.status.loadBalancer.ingress[*].ip}' | wc -w) == 3 ]]
+}
+wait_until 120 "three ingress IPs" three_ingress
+simctl lbs status default/web
+answers() {
+    local ip
+    for ip in $(kubectl get svc web -o jsonpath='{.status.loadBalancer.ingress[*].ip}'); do
+        curl -fsS --max-time 3 "http://$ip/hostname" >/dev/null || return 1
+    done
+}
+wait_until 120 "HTTP answers on every frontend" answers
+simctl lbs status default/web
+echo "PASS: kind end to end"
