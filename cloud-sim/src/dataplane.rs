@@ -41,6 +41,9 @@ pub const RATE_HALF_LIFE: Duration = Duration::from_secs(10);
 pub const RATE_PRIOR: f64 = 5.0;
 /// How long a computed zone plan is reused (rates move slowly; health changes clear it at once).
 pub const PLAN_TTL: Duration = Duration::from_millis(100);
+/// A zone plan is also recomputed after this many connections, so a fast burst that shifts the
+/// client mix is acted on within the burst rather than after it.
+pub const PLAN_MAX_USES: u64 = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct RowKey {
@@ -82,6 +85,8 @@ impl RowStats {
 struct Rates {
     counts: BTreeMap<String, f64>,
     last: Option<Instant>,
+    /// Connections recorded so far (not decayed): plans note it to expire after [`PLAN_MAX_USES`].
+    recorded: u64,
 }
 
 impl Rates {
@@ -92,6 +97,7 @@ impl Rates {
             self.counts.values_mut().for_each(|c| *c *= decay);
         }
         self.last = Some(now);
+        self.recorded += 1;
         *self.counts.entry(zone.to_owned()).or_default() += 1.0;
     }
 }
@@ -133,8 +139,8 @@ fn least_loaded(loads: &[usize], start: usize) -> usize {
         .expect("loads is not empty")
 }
 
-/// A zone plan and when it was computed (`None` inside: refuse).
-type CachedPlan = (Instant, Arc<Option<zone::Plan>>);
+/// A zone plan, when it was computed and the connection count then (`None` inside: refuse).
+type CachedPlan = (Instant, u64, Arc<Option<zone::Plan>>);
 
 /// The live state of one load balancer.
 #[derive(Debug)]
@@ -144,7 +150,7 @@ struct LbRt {
     backends: Mutex<Vec<BackendRt>>,
     outage: Mutex<HashSet<String>>,
     rates: Mutex<Rates>,
-    /// Zone plans per client zone, reused for [`PLAN_TTL`].
+    /// Zone plans per client zone, reused for [`PLAN_TTL`] or [`PLAN_MAX_USES`] connections.
     plans: Mutex<HashMap<String, CachedPlan>>,
     rr: AtomicUsize,
     /// The LB's `zone_policy.balancing` is least connections (else round robin).
@@ -192,22 +198,27 @@ impl LbRt {
         r
     }
 
-    /// Picks a backend for a client in `client_zone`, or `None` to refuse.
     /// Picks a backend for a client in `client_zone` and counts the connection as open on it
     /// until the returned [`ActiveConn`] drops; `None` to refuse.
     fn choose(&self, client_zone: &str) -> Option<(BackendRt, ActiveConn)> {
         let now = Instant::now();
-        self.rates
-            .lock()
-            .expect("rates lock")
-            .record(client_zone, now);
+        let recorded = {
+            let mut rates = self.rates.lock().expect("rates lock");
+            rates.record(client_zone, now);
+            rates.recorded
+        };
         let plan = {
             let mut cache = self.plans.lock().expect("plans lock");
             match cache.get(client_zone) {
-                Some((at, p)) if now.duration_since(*at) < PLAN_TTL => p.clone(),
+                Some((at, uses_from, p))
+                    if now.duration_since(*at) < PLAN_TTL
+                        && recorded.saturating_sub(*uses_from) < PLAN_MAX_USES =>
+                {
+                    p.clone()
+                }
                 _ => {
                     let p = Arc::new(self.compute_plan(client_zone));
-                    cache.insert(client_zone.to_owned(), (now, p.clone()));
+                    cache.insert(client_zone.to_owned(), (now, recorded, p.clone()));
                     p
                 }
             }

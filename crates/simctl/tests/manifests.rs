@@ -5,14 +5,15 @@
 //! to kube-sim with kubectl. `tests/kind/run.sh` runs them on kind where Docker exists.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::Parser as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde_json::Value;
-use tokio::process::Command;
+
+mod common;
+use common::kubectl;
 
 fn manifests() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests")
@@ -165,43 +166,18 @@ fn the_kind_cluster_runs_every_kubelet_with_an_external_cloud_provider() {
     assert_eq!(cluster["networking"]["podSubnet"], "10.244.0.0/16");
 }
 
-async fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> String {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .arg("--cache-dir")
-            .arg(cache)
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("kubectl timed out")
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kustomizations_apply_cleanly_and_idempotently_with_kubectl() {
     let dir = std::env::temp_dir().join(format!("simctl-manifests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
-    let cache = dir.join("cache");
     let server = kube_sim::Server::start(kube_sim::ServerConfig {
         kubeconfig: Some(kubeconfig.clone()),
         ..kube_sim::ServerConfig::default()
     })
     .await
     .unwrap();
-    let k = async |args: &[&str]| kubectl(&kubeconfig, &cache, args).await;
+    let k = async |args: &[&str]| kubectl(&dir, args).await;
     let ns = dir.join("namespace.yaml");
     std::fs::write(
         &ns,

@@ -1,30 +1,14 @@
 //! `simctl up` as a user runs it, then kubectl and simctl against the sandbox it started.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-async fn kubectl(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(dir.join("kubeconfig"))
-        .arg("--cache-dir")
-        .arg(dir.join("kubectl-cache"))
-        .args(args)
-        .env_remove("KUBECONFIG")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+mod common;
+use common::kubectl;
 
 async fn simctl(cloud_url: &str, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_simctl"))
