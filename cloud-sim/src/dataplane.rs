@@ -33,6 +33,8 @@ use crate::store;
 use health::Health;
 use zone::ZoneBackends;
 
+/// After a write, how long the data plane waits for more before its reconcile pass.
+pub const RECONCILE_COALESCE: Duration = Duration::from_millis(50);
 /// How long connecting to a backend may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Half-life of the per-zone client-rate estimate that feeds zone-aware routing.
@@ -416,10 +418,15 @@ impl DataPlane {
             if let Err(e) = self.reconcile().await {
                 tracing::warn!(error = %crate::http::error::error_chain(&e), "data plane reconcile failed");
             }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = &mut notified => {}
+            let written = tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+                _ = &mut notified => true,
                 _ = shutdown.wait_for(|s| *s) => break,
+            };
+            if written {
+                // Let a burst of writes settle into one pass (each pass reads every load balancer
+                // and instance address).
+                tokio::time::sleep(RECONCILE_COALESCE).await;
             }
         }
         for rt in self.lbs.lock().expect("lbs lock").drain().map(|(_, v)| v) {

@@ -181,6 +181,13 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Commits without waking event-log waiters: for writes that append no events and change
+    /// nothing the data plane or the worker follow (idempotency records).
+    pub async fn commit_quiet(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
     /// Undoes the transaction without waking anyone.
     pub async fn rollback(self) -> Result<()> {
         self.tx.rollback().await?;
@@ -583,6 +590,28 @@ pub async fn delete_instance(conn: &mut SqliteConnection, id: &str) -> Result<()
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The lowest address in `[lo, hi]` no live instance holds, found in SQL (one row back, whatever
+/// the number of instances): the candidates are `lo` and the address after each live one.
+pub async fn first_free_instance_ip(
+    conn: &mut SqliteConnection,
+    lo: u32,
+    hi: u32,
+) -> Result<Option<u32>> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT c FROM (SELECT $1 AS c UNION ALL SELECT private_ip + 1 FROM instances \
+         WHERE state <> 'terminated' AND private_ip BETWEEN $1 AND $2) \
+         WHERE c <= $2 AND NOT EXISTS (SELECT 1 FROM instances i \
+         WHERE i.state <> 'terminated' AND i.private_ip = c) \
+         ORDER BY c LIMIT 1",
+    )
+    .bind(i64::from(lo))
+    .bind(i64::from(hi))
+    .fetch_optional(conn)
+    .await?;
+    row.map(|(v,)| u32::try_from(v).map_err(|e| corrupt("address", e)))
+        .transpose()
 }
 
 /// Addresses in `[lo, hi]` held by live instances, ascending.

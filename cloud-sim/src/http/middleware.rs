@@ -170,7 +170,7 @@ async fn run_idempotent(
     let claim = store::claim_idempotency(&mut tx, &project, &key, &method, &path, &body, now_ms())
         .await
         .map_err(err)?;
-    tx.commit().await.map_err(err)?;
+    tx.commit_quiet().await.map_err(err)?;
     match claim {
         Claim::New => {}
         Claim::Replay { status, body } => {
@@ -257,11 +257,11 @@ async fn complete(
 ) -> Result<(), store::StoreError> {
     let mut tx = db.begin().await?;
     store::complete_idempotency(&mut tx, project, key, status, body).await?;
-    tx.commit().await
+    tx.commit_quiet().await
 }
 
 async fn release(db: &store::Db, project: &str, key: &str) -> Result<(), store::StoreError> {
     let mut tx = db.begin().await?;
     store::release_idempotency(&mut tx, project, key).await?;
-    tx.commit().await
+    tx.commit_quiet().await
 }
