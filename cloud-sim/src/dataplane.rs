@@ -161,6 +161,8 @@ struct LbRt {
     refused: AtomicU64,
     listeners: Mutex<HashMap<(String, u16, Protocol), JoinHandle<()>>>,
     checker: Mutex<Option<JoinHandle<()>>>,
+    /// Listeners that could not bind and were warned about (retried quietly until they bind).
+    bind_failed: Mutex<HashSet<(String, u16, Protocol)>>,
 }
 
 impl LbRt {
@@ -482,6 +484,7 @@ impl DataPlane {
                         refused: AtomicU64::new(0),
                         listeners: Mutex::default(),
                         checker: Mutex::default(),
+                        bind_failed: Mutex::default(),
                     })
                 })
                 .clone();
@@ -571,13 +574,21 @@ impl DataPlane {
                             ))
                         }),
                 };
+                let key = (zone, port, proto);
+                let mut failed = rt.bind_failed.lock().expect("bind_failed lock");
                 match task {
                     Ok(task) => {
-                        tracing::info!(lb = %id, %addr, zone, protocol = ?proto, "data plane: listening");
-                        listeners.insert((zone, port, proto), task);
+                        let recovered = failed.remove(&key);
+                        tracing::info!(lb = %id, %addr, zone = key.0, protocol = ?proto, recovered, "data plane: listening");
+                        listeners.insert(key, task);
+                    }
+                    // Warn once (the address may be another process's for a while), then retry
+                    // every pass quietly.
+                    Err(e) if failed.insert(key) => {
+                        tracing::warn!(lb = %id, %addr, protocol = ?proto, error = %e, "data plane: cannot listen; will keep retrying")
                     }
                     Err(e) => {
-                        tracing::warn!(lb = %id, %addr, protocol = ?proto, error = %e, "data plane: cannot listen; will retry")
+                        tracing::debug!(lb = %id, %addr, protocol = ?proto, error = %e, "data plane: still cannot listen")
                     }
                 }
             }

@@ -646,3 +646,43 @@ async fn least_connections_sends_new_connections_to_the_idler_backend() {
     );
     drop(keep);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frontend_address_held_elsewhere_is_taken_over_once_free() {
+    let c = spawn().await;
+    let (backend_port, port) = (port(), port());
+    let a1 = c.instance("a1", "zone-a").await;
+    let _backend = backend(a1.private_ip, backend_port, "a1").await;
+    // Another process holds the address the load balancer asks for.
+    let ip = std::net::Ipv4Addr::new(127, 64, 1, rand::random_range(100..250));
+    let squatter = TcpListener::bind(SocketAddr::from((ip, port)))
+        .await
+        .unwrap();
+    let req = CreateLoadBalancerRequest {
+        zones: Some(vec!["zone-a".into()]),
+        requested_ips: vec![ip],
+        ..tcp_lb("web", port, backend_port, &[&a1])
+    };
+    let lb = c.client.create_load_balancer(&req).await.unwrap();
+    assert_eq!(lb.frontends[0].ip, ip);
+    wait_report(&c.client, lb.id.as_str(), "the backend healthy", |r| {
+        r.backends.iter().all(|b| b.healthy)
+    })
+    .await;
+    // Connections reach the holder, not the load balancer.
+    let client = TcpStream::connect(SocketAddr::from((ip, port))).await;
+    assert!(client.is_ok());
+    let accepted = tokio::time::timeout(T, squatter.accept()).await;
+    assert!(
+        matches!(accepted, Ok(Ok(_))),
+        "the holder took the connection"
+    );
+    drop((client, accepted, squatter));
+    // Once the address is free, a reconcile pass binds it.
+    wait_for(
+        "the load balancer listening on the freed address",
+        T,
+        || async { (ask(ip, port).await.as_deref() == Some("a1")).then_some(()) },
+    )
+    .await;
+}
