@@ -133,10 +133,7 @@ async fn one_run(nodes: usize, latency: Duration, workers: u16) {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<u64> = sim_common::numeric_args();
     let sizes: Vec<usize> = match args.first() {
         Some(n) => vec![usize::try_from(*n).unwrap()],
         None => vec![1000, 5000],

@@ -20,10 +20,7 @@ use serde_json::json;
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<u64> = sim_common::numeric_args();
     let services = usize::try_from(args.first().copied().unwrap_or(1000)).unwrap();
     let latency = Duration::from_millis(args.get(1).copied().unwrap_or(10));
     let workers = u16::try_from(args.get(2).copied().unwrap_or(16)).unwrap();

@@ -250,10 +250,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<u64> = sim_common::numeric_args();
     let secs = args.first().copied().unwrap_or(5);
     let concurrency = usize::try_from(args.get(1).copied().unwrap_or(32)).unwrap_or(32);
     let rounds = usize::try_from(args.get(2).copied().unwrap_or(3))

@@ -47,10 +47,7 @@ fn rate(n: usize, d: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<usize> = sim_common::numeric_args();
     let nodes = args.first().copied().unwrap_or(5000);
     let patches = args.get(1).copied().unwrap_or(10_000);
     let server = Server::start(ServerConfig {

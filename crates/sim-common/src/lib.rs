@@ -76,6 +76,15 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// A benchmark's positional numbers (`cargo bench -- 5000 32`), skipping the flags cargo passes
+/// (`--bench`) and anything else that is not a number.
+pub fn numeric_args<T: std::str::FromStr>() -> Vec<T> {
+    std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
 /// The error and all its sources, `: `-separated.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
