@@ -190,9 +190,8 @@ impl Api {
     }
 
     pub fn list(&self, t: &Target, q: &ListQuery) -> Result<Value, StatusError> {
-        let (items, current_rv) = self.store.list(t.def.storage, t.namespace.as_deref());
-        let (rv, after) = match q.continue_token.as_deref() {
-            None | Some("") => (current_rv, None),
+        let (token_rv, after) = match q.continue_token.as_deref() {
+            None | Some("") => (None, None),
             Some(tok) => {
                 let (rv, ns, name) = decode_continue(tok)
                     .ok_or_else(|| StatusError::bad_request("invalid continue token"))?;
@@ -201,28 +200,35 @@ impl Api {
                         "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
                     ));
                 }
-                (rv, Some((ns, name)))
+                (Some(rv), Some((ns, name)))
             }
         };
+        let limit = q.limit.filter(|l| *l > 0);
         let mut out = Vec::new();
-        let mut next = None;
-        for (key, obj) in items {
-            if let Some((ns, name)) = &after
-                && (key.namespace.as_str(), key.name.as_str()) <= (ns.as_str(), name.as_str())
-            {
-                continue;
-            }
-            let wire = kinds::to_wire(t.def, &obj);
-            if !q.labels.matches(&wire) || !q.fields.matches(&wire) {
-                continue;
-            }
-            if q.limit.is_some_and(|l| l > 0 && out.len() == l) {
-                // One more match exists: hand out a token that resumes after the last returned key.
-                next = Some(encode_continue(rv, &last_key(&out, t)));
-                break;
-            }
-            out.push(wire);
-        }
+        let mut more = false;
+        let current_rv = self.store.scan(
+            t.def.storage,
+            t.namespace.as_deref(),
+            after
+                .as_ref()
+                .map(|(ns, name)| (ns.as_str(), name.as_str())),
+            |_, obj| {
+                let wire = kinds::to_wire(t.def, obj);
+                if !q.labels.matches(&wire) || !q.fields.matches(&wire) {
+                    return true;
+                }
+                if limit.is_some_and(|l| out.len() == l) {
+                    // One more match exists: the page is full and a continue token is due.
+                    more = true;
+                    return false;
+                }
+                out.push(wire);
+                true
+            },
+        );
+        // Every page of one list reports the resourceVersion of its first page.
+        let rv = token_rv.unwrap_or(current_rv);
+        let next = more.then(|| encode_continue(rv, &last_key(&out, t)));
         let mut metadata = json!({"resourceVersion": rv.to_string()});
         if let Some(c) = next {
             metadata["continue"] = json!(c);

@@ -186,6 +186,34 @@ impl Store {
         (Self::collect(&inner, storage, namespace), inner.rv)
     }
 
+    /// Visits the objects of `storage` (and `namespace`) in key order, starting after the object
+    /// `after` (namespace, name) if given, until `visit` returns false; returns the current
+    /// resourceVersion. Runs under the store lock and clones nothing itself, so a paged list
+    /// costs its page, not the whole kind.
+    pub fn scan(
+        &self,
+        storage: &'static str,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        mut visit: impl FnMut(&Key, &Value) -> bool,
+    ) -> u64 {
+        use std::ops::Bound;
+        let inner = self.lock();
+        let start = match after {
+            Some((ns, name)) => Bound::Excluded(Key::new(storage, ns, name)),
+            None => Bound::Included(Key::new(storage, namespace.unwrap_or(""), "")),
+        };
+        for (k, v) in inner.objects.range((start, Bound::Unbounded)) {
+            if k.storage != storage || namespace.is_some_and(|ns| k.namespace != ns) {
+                break;
+            }
+            if !visit(k, v) {
+                break;
+            }
+        }
+        inner.rv
+    }
+
     /// Objects of one storage (and namespace), by key range rather than a full scan.
     fn collect(inner: &Inner, storage: &'static str, namespace: Option<&str>) -> Vec<(Key, Value)> {
         let start = Key::new(storage, namespace.unwrap_or(""), "");
