@@ -232,6 +232,18 @@ pub async fn kube_client(args: &config::Args) -> anyhow::Result<kube::Client> {
             .parse()
             .with_context(|| format!("invalid --master {master:?}"))?;
     }
+    client_for(cfg)
+}
+
+/// A Kubernetes client for the ccm: it names itself `cloud-controller-manager/<version>` in the
+/// User-Agent, as upstream's does, so API-server logs (and kube-sim's request record) show it.
+pub fn client_for(mut cfg: kube::Config) -> anyhow::Result<kube::Client> {
+    use anyhow::Context as _;
+    let agent = format!("{}/{}", names::USER_AGENT, env!("CARGO_PKG_VERSION"));
+    cfg.headers.push((
+        axum::http::header::USER_AGENT,
+        axum::http::HeaderValue::from_str(&agent).context("user agent")?,
+    ));
     kube::Client::try_from(cfg).context("cannot build the Kubernetes client")
 }
 

@@ -33,6 +33,22 @@ pub struct AppState {
     pub bookmark_every: Duration,
     /// `host:port` clients use, for `/api`'s serverAddressByClientCIDRs.
     pub address: String,
+    /// Every distinct (user agent, verb, resource) served, for `GET /kube-sim/requests`: what a
+    /// client needs RBAC for.
+    pub requests: Arc<std::sync::Mutex<std::collections::BTreeSet<RequestRecord>>>,
+}
+
+/// One kind of API request a client made, in RBAC terms.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRecord {
+    pub user_agent: String,
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete` or `deletecollection`.
+    pub verb: String,
+    /// API group; empty for core.
+    pub api_group: String,
+    /// Plural, with `/status` for the status subresource.
+    pub resource: String,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -57,6 +73,19 @@ pub fn router(state: AppState) -> Router {
         .route("/kube-sim/faults", post(add_fault).delete(clear_faults))
         .route("/kube-sim/watches/{action}", post(control_watches))
         .route("/kube-sim/compact", post(compact))
+        .route(
+            "/kube-sim/requests",
+            get(|State(s): State<AppState>| async move {
+                let seen: Vec<RequestRecord> = s
+                    .requests
+                    .lock()
+                    .expect("requests lock")
+                    .iter()
+                    .cloned()
+                    .collect();
+                axum::Json(seen)
+            }),
+        )
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -322,6 +351,39 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
         .unwrap_or("")
         .to_owned();
     let dry_run = q.get("dryRun").is_some();
+    let verb = match (&parts.method, t.name.is_some()) {
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) if q.flag("watch") => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "",
+    };
+    if !verb.is_empty() {
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let resource = if t.status {
+            format!("{}/status", t.def.plural)
+        } else {
+            t.def.plural.to_owned()
+        };
+        s.requests
+            .lock()
+            .expect("requests lock")
+            .insert(RequestRecord {
+                user_agent,
+                verb: verb.to_owned(),
+                api_group: t.def.group.to_owned(),
+                resource,
+            });
+    }
     let api = &s.api;
     match (parts.method.clone(), t.name.is_some()) {
         (Method::GET, true) => Ok(json_response(200, &api.get(&t)?)),

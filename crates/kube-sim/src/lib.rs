@@ -103,6 +103,7 @@ impl Server {
             faults: Arc::new(faults::Faults::new()),
             bookmark_every: config.bookmark_every,
             address: addr.to_string(),
+            requests: Arc::default(),
         };
         if let Some(path) = &config.kubeconfig {
             write_kubeconfig(path, &format!("http://{addr}")).map_err(|source| {

@@ -231,7 +231,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .initialize()
         .await
         .map_err(|e| anyhow::anyhow!("{}", ccm::error_chain(&e)))?;
-    let kube_client = kube::Client::try_from(kube::Config::new(kube.url().parse()?))?;
+    let kube_client = ccm::client_for(kube::Config::new(kube.url().parse()?))?;
     let opts = ccm::Options {
         controllers: ControllerName::ALL.into_iter().collect(),
         identity: "simctl-up".into(),

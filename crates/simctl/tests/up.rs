@@ -332,6 +332,41 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
         .await;
     }
 
+    // Everything the ccm asked the API server for is granted by the RBAC we ship.
+    let seen: Vec<serde_json::Value> =
+        serde_json::from_str(&kubectl(&dir, &["get", "--raw", "/kube-sim/requests"]).await)
+            .unwrap();
+    let by_ccm: Vec<(&str, &str, &str)> = seen
+        .iter()
+        .filter(|r| {
+            r["userAgent"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("cloud-controller-manager/"))
+        })
+        .map(|r| {
+            (
+                r["verb"].as_str().unwrap(),
+                r["apiGroup"].as_str().unwrap(),
+                r["resource"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for needed in [
+        ("patch", "", "nodes/status"),
+        ("patch", "", "services/status"),
+    ] {
+        assert!(by_ccm.contains(&needed), "the ccm's requests: {by_ccm:?}");
+    }
+    let role = common::ccm_cluster_role();
+    let denied: Vec<_> = by_ccm
+        .iter()
+        .filter(|(verb, group, resource)| !common::allows(&role, verb, group, resource))
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "manifests/ccm/rbac.yaml does not grant {denied:?}"
+    );
+
     // Ctrl-C (SIGINT) stops it cleanly.
     sim_common::signal_and_expect_clean_exit(&mut child, "INT").await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -29,3 +29,36 @@ pub async fn kubectl(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The ClusterRole the shipped ccm manifests grant.
+#[allow(dead_code)] // Not every test binary that includes this module uses it.
+pub fn ccm_cluster_role() -> k8s_openapi::api::rbac::v1::ClusterRole {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/ccm/rbac.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let role = docs
+        .into_iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .expect("rbac.yaml has a ClusterRole");
+    serde_json::from_value(role).unwrap()
+}
+
+/// Whether `role` grants `verb` on `resource` (with `/subresource`) of `group`, as RBAC decides
+/// for rules without resource names.
+#[allow(dead_code)]
+pub fn allows(
+    role: &k8s_openapi::api::rbac::v1::ClusterRole,
+    verb: &str,
+    group: &str,
+    resource: &str,
+) -> bool {
+    let has = |list: &Option<Vec<String>>, want: &str| {
+        list.as_ref()
+            .is_some_and(|l| l.iter().any(|x| x == want || x == "*"))
+    };
+    role.rules.iter().flatten().any(|r| {
+        r.verbs.iter().any(|v| v == verb || v == "*")
+            && has(&r.api_groups, group)
+            && has(&r.resources, resource)
+    })
+}
