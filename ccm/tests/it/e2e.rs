@@ -182,6 +182,39 @@ async fn nodes_are_initialised_tainted_deleted_and_leadership_fails_over() {
     })
     .await;
     assert_eq!(zone_of(&n).as_deref(), Some("zone-b"));
+
+    // What the ccm processes asked for, leader election included, is granted by the shipped RBAC.
+    let seen: Vec<serde_json::Value> = reqwest::get(format!("{}/kube-sim/requests", kube.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rbac = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/ccm/rbac.yaml"),
+    )
+    .unwrap();
+    let role: k8s_openapi::api::rbac::v1::ClusterRole = serde_saphyr::from_multiple(&rbac)
+        .unwrap()
+        .into_iter()
+        .find_map(|d: serde_json::Value| {
+            (d["kind"] == "ClusterRole").then(|| serde_json::from_value(d).unwrap())
+        })
+        .unwrap();
+    let rules = role.rules.unwrap_or_default();
+    let mut leases = 0;
+    for r in &seen {
+        let s = |f: &str| r[f].as_str().unwrap_or_default();
+        if !s("userAgent").starts_with("cloud-controller-manager/") {
+            continue;
+        }
+        leases += usize::from(s("resource") == "leases");
+        assert!(
+            kube_sim::rbac::allows(&rules, s("verb"), s("apiGroup"), s("resource")),
+            "manifests/ccm/rbac.yaml does not grant {r}"
+        );
+    }
+    assert!(leases >= 3, "get, create and update of the Lease: {seen:?}");
     for (_, mut c) in ccms {
         let _ = c.start_kill();
         let _ = c.wait().await;

@@ -30,6 +30,7 @@ pub mod kinds;
 pub mod kubelet;
 pub mod node_ports;
 pub mod patch;
+pub mod rbac;
 pub mod resources;
 pub mod selectors;
 pub mod status;

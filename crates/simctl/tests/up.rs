@@ -360,7 +360,14 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
     let role = common::ccm_cluster_role();
     let denied: Vec<_> = by_ccm
         .iter()
-        .filter(|(verb, group, resource)| !common::allows(&role, verb, group, resource))
+        .filter(|(verb, group, resource)| {
+            !kube_sim::rbac::allows(
+                role.rules.as_deref().unwrap_or_default(),
+                verb,
+                group,
+                resource,
+            )
+        })
         .collect();
     assert!(
         denied.is_empty(),

@@ -42,23 +42,3 @@ pub fn ccm_cluster_role() -> k8s_openapi::api::rbac::v1::ClusterRole {
         .expect("rbac.yaml has a ClusterRole");
     serde_json::from_value(role).unwrap()
 }
-
-/// Whether `role` grants `verb` on `resource` (with `/subresource`) of `group`, as RBAC decides
-/// for rules without resource names.
-#[allow(dead_code)]
-pub fn allows(
-    role: &k8s_openapi::api::rbac::v1::ClusterRole,
-    verb: &str,
-    group: &str,
-    resource: &str,
-) -> bool {
-    let has = |list: &Option<Vec<String>>, want: &str| {
-        list.as_ref()
-            .is_some_and(|l| l.iter().any(|x| x == want || x == "*"))
-    };
-    role.rules.iter().flatten().any(|r| {
-        r.verbs.iter().any(|v| v == verb || v == "*")
-            && has(&r.api_groups, group)
-            && has(&r.resources, resource)
-    })
-}
