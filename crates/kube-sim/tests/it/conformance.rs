@@ -783,3 +783,58 @@ async fn namespaces_hold_their_objects() {
         403
     );
 }
+
+#[tokio::test]
+async fn requests_are_recorded_in_rbac_terms_per_user_agent() {
+    let s = start().await;
+    let as_agent = |method: Method, path: &str| {
+        s.http
+            .request(method, s.url(path))
+            .header("user-agent", "tester/1")
+    };
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}});
+    let created = as_agent(Method::POST, "/api/v1/nodes")
+        .header("content-type", "application/json")
+        .body(node.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    as_agent(Method::GET, "/api/v1/nodes").send().await.unwrap();
+    as_agent(Method::PATCH, "/api/v1/nodes/n1/status")
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"status":{"phase":"Running"}}"#)
+        .send()
+        .await
+        .unwrap();
+    as_agent(
+        Method::GET,
+        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases?watch=true&timeoutSeconds=1",
+    )
+    .send()
+    .await
+    .unwrap();
+    let seen = s.get("/kube-sim/requests").await.body;
+    let mine: Vec<(&str, &str, &str)> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["userAgent"] == "tester/1")
+        .map(|r| {
+            (
+                r["verb"].as_str().unwrap(),
+                r["apiGroup"].as_str().unwrap(),
+                r["resource"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            ("create", "", "nodes"),
+            ("list", "", "nodes"),
+            ("patch", "", "nodes/status"),
+            ("watch", "coordination.k8s.io", "leases"),
+        ]
+    );
+}
