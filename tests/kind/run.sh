@@ -53,8 +53,8 @@ kind create cluster --config manifests/kind/cluster.yaml
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 echo "== cloud-sim on this host"
-GATEWAY=$(docker network inspect kind \
-    -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' | tr ' ' '\n' | grep -F . | head -n 1)
+GATEWAY=$(docker network inspect kind -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' |
+    awk '{for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print $i; exit}}')
 [[ -n "$GATEWAY" ]] || fail "no IPv4 gateway on the kind network"
 # The region's network spans the kind node addresses (registered as instances) and the default
 # load-balancer pools on loopback, which clients on this host reach.
