@@ -44,6 +44,13 @@ wait_until() {
     done
 }
 
+# The example Service listens on port 80, and so do cloud-sim's frontends for it.
+if [[ $(id -u) != 0 && $(cat /proc/sys/net/ipv4/ip_unprivileged_port_start) -gt 80 ]]; then
+    echo "cloud-sim must bind port 80: run as root, or first" >&2
+    echo "  sudo sysctl -w net.ipv4.ip_unprivileged_port_start=0" >&2
+    exit 2
+fi
+
 echo "== building the binaries and the image"
 cargo build --release --locked -p cloud-sim -p simctl
 docker build -t "$IMAGE" .
