@@ -585,7 +585,12 @@ impl DataPlane {
                     // Warn once (the address may be another process's for a while), then retry
                     // every pass quietly.
                     Err(e) if failed.insert(key) => {
-                        tracing::warn!(lb = %id, %addr, protocol = ?proto, error = %e, "data plane: cannot listen; will keep retrying")
+                        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                            "ports below 1024 need root, or sysctl net.ipv4.ip_unprivileged_port_start=0"
+                        } else {
+                            "another process may hold the address"
+                        };
+                        tracing::warn!(lb = %id, %addr, protocol = ?proto, error = %e, hint, "data plane: cannot listen; will keep retrying")
                     }
                     Err(e) => {
                         tracing::debug!(lb = %id, %addr, protocol = ?proto, error = %e, "data plane: still cannot listen")
