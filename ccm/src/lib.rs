@@ -200,9 +200,15 @@ pub fn start_controllers(
                 ));
             }
             other => {
+                let needs = match other {
+                    ControllerName::Route => "routes",
+                    ControllerName::Service => "load balancers",
+                    _ => "instances",
+                };
                 tracing::warn!(
                     controller = other.as_str(),
-                    "the cloud provider does not support instances; skipping controller"
+                    needs,
+                    "the cloud provider does not support what this controller needs; skipping it"
                 );
                 continue;
             }

@@ -150,6 +150,17 @@ impl ServiceContext {
         ServiceError::Cloud { service, source }
     }
 
+    /// Upstream's warning when a load balancer has no backend nodes.
+    async fn no_nodes_event(&self, svc: &Service) {
+        self.event(
+            svc,
+            EventType::Warning,
+            names::REASON_UNAVAILABLE_LB,
+            "There are no available nodes for LoadBalancer".into(),
+        )
+        .await;
+    }
+
     async fn event(&self, svc: &Service, type_: EventType, reason: &str, note: String) {
         let ev = Event {
             type_,
@@ -283,13 +294,7 @@ async fn ensure(
             .map_err(kube_err)?;
     }
     if nodes.is_empty() {
-        ctx.event(
-            svc,
-            EventType::Warning,
-            names::REASON_UNAVAILABLE_LB,
-            "There are no available nodes for LoadBalancer".into(),
-        )
-        .await;
+        ctx.no_nodes_event(svc).await;
     }
     let lb = ctx
         .cloud
@@ -338,13 +343,7 @@ async fn update_hosts(
     match result {
         Ok(()) => {
             if nodes.is_empty() {
-                ctx.event(
-                    svc,
-                    EventType::Warning,
-                    names::REASON_UNAVAILABLE_LB,
-                    "There are no available nodes for LoadBalancer".into(),
-                )
-                .await;
+                ctx.no_nodes_event(svc).await;
             } else {
                 ctx.event(
                     svc,

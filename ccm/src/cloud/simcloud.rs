@@ -59,6 +59,12 @@ impl SimCloud {
                 _ => Ok(None),
             };
         }
+        self.live_instance_named(name).await
+    }
+
+    /// The instance named `name` that is not terminated, if any (names are unique among live
+    /// instances; terminated ones linger, as on EC2).
+    async fn live_instance_named(&self, name: String) -> Result<Option<Instance>, CloudError> {
         let filter = InstanceFilter {
             name: Some(name),
             ..Default::default()
@@ -182,18 +188,8 @@ impl Routes for SimCloud {
         {
             Some(Ok(pid)) => pid.instance_id,
             _ => {
-                let filter = InstanceFilter {
-                    name: Some(route.target_node.clone()),
-                    ..Default::default()
-                };
-                let found = self
-                    .client
-                    .list_all_instances(&filter)
-                    .await
-                    .map_err(api_error)?;
-                found
-                    .into_iter()
-                    .find(|i| i.state != InstanceState::Terminated)
+                self.live_instance_named(route.target_node.clone())
+                    .await?
                     .ok_or_else(|| CloudError::InstanceNotFound(route.target_node.clone()))?
                     .id
             }
