@@ -247,10 +247,7 @@ impl Cloud {
         let private_ip = match req.private_ip {
             Some(ip) => {
                 self.check_chosen_ip(ip, &zone.name)?;
-                if !store::used_instance_ips(&mut tx, u32::from(ip), u32::from(ip))
-                    .await?
-                    .is_empty()
-                {
+                if store::instance_ip_in_use(&mut tx, u32::from(ip)).await? {
                     return Err(ApiError::AlreadyExists(format!(
                         "private IP {ip} is in use by another instance"
                     )));

@@ -614,18 +614,15 @@ pub async fn first_free_instance_ip(
         .transpose()
 }
 
-/// Addresses in `[lo, hi]` held by live instances, ascending.
-pub async fn used_instance_ips(conn: &mut SqliteConnection, lo: u32, hi: u32) -> Result<Vec<u32>> {
-    let rows: Vec<(i64,)> = sqlx::query_as(
-        "SELECT private_ip FROM instances WHERE state <> 'terminated' AND private_ip BETWEEN $1 AND $2 ORDER BY private_ip",
+/// Whether a live instance holds `ip`.
+pub async fn instance_ip_in_use(conn: &mut SqliteConnection, ip: u32) -> Result<bool> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM instances WHERE state <> 'terminated' AND private_ip = $1 LIMIT 1",
     )
-    .bind(i64::from(lo))
-    .bind(i64::from(hi))
-    .fetch_all(conn)
+    .bind(i64::from(ip))
+    .fetch_optional(conn)
     .await?;
-    rows.into_iter()
-        .map(|(v,)| u32::try_from(v).map_err(|e| corrupt("address", e)))
-        .collect()
+    Ok(row.is_some())
 }
 
 /// Instances whose transitional state is due to settle at `now`, with their projects.

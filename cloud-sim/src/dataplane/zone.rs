@@ -41,16 +41,6 @@ pub struct Clients {
     pub samples: Option<f64>,
 }
 
-impl Clients {
-    /// Exact shares: no noise margin.
-    pub fn exact(shares: BTreeMap<String, f64>) -> Self {
-        Self {
-            shares,
-            samples: None,
-        }
-    }
-}
-
 /// Backends of one zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ZoneBackends {
@@ -237,7 +227,10 @@ mod tests {
     }
 
     fn shares(spec: &[(&str, f64)]) -> Clients {
-        Clients::exact(spec.iter().map(|(z, s)| ((*z).to_owned(), *s)).collect())
+        Clients {
+            shares: spec.iter().map(|(z, s)| ((*z).to_owned(), *s)).collect(),
+            samples: None,
+        }
     }
 
     fn measured(spec: &[(&str, f64)]) -> Clients {
