@@ -38,6 +38,14 @@ async fn create_allocates_per_zone_addresses_and_provider_ids() {
         .unwrap();
     assert_eq!(old.state, InstanceState::Terminated);
     assert!(old.terminated_at.is_some());
+    // A gap in the middle is filled before the end grows: .2 .3 .4 live, .3 freed, next is .3.
+    let a3 = c.instance("node-a3", "zone-a").await;
+    assert_eq!(a3.private_ip.to_string(), "127.1.1.4");
+    c.client.terminate_instance(a2.id.as_str()).await.unwrap();
+    let gap = c.instance("node-a4", "zone-a").await;
+    assert_eq!(gap.private_ip.to_string(), "127.1.1.3");
+    let next = c.instance("node-a5", "zone-a").await;
+    assert_eq!(next.private_ip.to_string(), "127.1.1.5");
 }
 
 #[tokio::test]
