@@ -205,7 +205,7 @@ async fn nodes_are_initialised_tainted_deleted_and_leadership_fails_over() {
     let mut leases = 0;
     for r in &seen {
         let s = |f: &str| r[f].as_str().unwrap_or_default();
-        if !s("userAgent").starts_with("cloud-controller-manager/") {
+        if s("userAgent").split_once('/').map(|(agent, _)| agent) != Some(ccm::names::USER_AGENT) {
             continue;
         }
         leases += usize::from(s("resource") == "leases");

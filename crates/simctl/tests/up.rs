@@ -341,7 +341,8 @@ async fn up_runs_a_sandbox_that_kubectl_and_simctl_drive() {
         .filter(|r| {
             r["userAgent"]
                 .as_str()
-                .is_some_and(|a| a.starts_with("cloud-controller-manager/"))
+                .and_then(|a| a.split_once('/'))
+                .is_some_and(|(agent, _)| agent == ccm::names::USER_AGENT)
         })
         .map(|r| {
             (
