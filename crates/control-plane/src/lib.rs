@@ -1,0 +1,628 @@
+//! The real Kubernetes control plane as a test fixture, the way controller-runtime's envtest
+//! provides one: etcd, kube-apiserver, kube-controller-manager and kube-scheduler, built from
+//! source at a pinned release by `tests/control-plane/build.sh`, started here on free loopback
+//! ports with fresh certificates.
+//!
+//! - kube-apiserver serves TLS with a generated CA, authenticates client certificates and
+//!   service-account tokens, and authorises with `Node,RBAC`; [`ControlPlane::kubeconfig`] is
+//!   an admin (`system:masters`) kubeconfig, and [`ControlPlane::service_account_kubeconfig`]
+//!   mints one for any service account, so RBAC is enforced for real.
+//! - kube-controller-manager runs with `--cloud-provider=external` (the cloud controllers are
+//!   the ccm's job) and node IPAM (`--allocate-node-cidrs`), as on kubeadm clusters, plus its
+//!   usual controllers: node lifecycle, EndpointSlices with topology hints, Deployments and
+//!   ReplicaSets, garbage collection, namespaces, service accounts.
+//! - Every process logs to a file in the fixture's directory. A process that exits or does
+//!   not become ready during start is an error naming it, with the tail of its log. Dropping
+//!   the [`ControlPlane`] kills every process (also while a test panics, when it prints each
+//!   log's tail and keeps the directory for a look).
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+pub mod pki;
+mod process;
+
+use process::Proc;
+
+/// The Kubernetes release the fixture is built from (the pin in `tests/control-plane/go.mod`).
+pub const VERSION: &str = "v1.37.2";
+/// What builds the binaries, relative to the repository root.
+pub const BUILD_COMMAND: &str = "tests/control-plane/build.sh";
+/// The binaries the build produces.
+pub const BINARIES: [&str; 5] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+];
+/// Overrides where the binaries are looked for (a directory holding all of [`BINARIES`]).
+pub const BIN_ENV: &str = "SIMCLOUD_CONTROL_PLANE_BIN";
+/// The cache root `build.sh` uses, when set.
+pub const CACHE_ENV: &str = "SIMCLOUD_CONTROL_PLANE_DIR";
+
+/// Why the fixture could not be found or started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the control-plane binaries are not built ({dir} does not exist); build them with `{BUILD_COMMAND}`"
+    )]
+    NotBuilt { dir: PathBuf },
+    #[error(
+        "the control-plane cache {dir} is broken: {problem}; rebuild it with `{BUILD_COMMAND}`"
+    )]
+    BrokenCache { dir: PathBuf, problem: String },
+    #[error("cannot {what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot generate the fixture's certificates: {0}")]
+    Pki(String),
+    #[error("{process} exited during start-up ({status}); its log {} ends with:\n{tail}", log.display())]
+    Exited {
+        process: &'static str,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("{process} was not ready within {timeout:?} (last check: {last}); its log {} ends with:\n{tail}", log.display())]
+    NotReady {
+        process: &'static str,
+        timeout: Duration,
+        last: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("kube client for {what}: {message}")]
+    Client { what: String, message: String },
+}
+
+/// Where the built binaries are, checked to be complete.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    dir: PathBuf,
+}
+
+impl Binaries {
+    /// The directory binaries are looked for in: `$SIMCLOUD_CONTROL_PLANE_BIN`, else the
+    /// `build.sh` cache (`${SIMCLOUD_CONTROL_PLANE_DIR:-${XDG_CACHE_HOME:-~/.cache}/simcloud/control-plane}/<version>/bin`).
+    pub fn default_dir() -> PathBuf {
+        if let Some(d) = std::env::var_os(BIN_ENV) {
+            return PathBuf::from(d);
+        }
+        let root = std::env::var_os(CACHE_ENV)
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME")
+                    .map(|c| PathBuf::from(c).join("simcloud/control-plane"))
+            })
+            .unwrap_or_else(|| {
+                let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+                PathBuf::from(home).join(".cache/simcloud/control-plane")
+            });
+        root.join(VERSION).join("bin")
+    }
+
+    /// The binaries in [`Binaries::default_dir`].
+    pub fn locate() -> Result<Self, Error> {
+        Self::in_dir(Self::default_dir())
+    }
+
+    /// The binaries in `dir`, which must hold every one of [`BINARIES`], executable and not
+    /// empty. A cache made by `build.sh` also has its manifest beside `dir` (written last, so a
+    /// build that was interrupted has none).
+    pub fn in_dir(dir: PathBuf) -> Result<Self, Error> {
+        use std::os::unix::fs::PermissionsExt;
+        if !dir.is_dir() {
+            return Err(Error::NotBuilt { dir });
+        }
+        let broken = |problem: String| Error::BrokenCache {
+            dir: dir.clone(),
+            problem,
+        };
+        if std::env::var_os(BIN_ENV).is_none()
+            && dir.file_name().is_some_and(|n| n == "bin")
+            && !dir.with_file_name("manifest").is_file()
+        {
+            return Err(broken(
+                "it has no manifest (an interrupted build?)".to_owned(),
+            ));
+        }
+        for name in BINARIES {
+            let path = dir.join(name);
+            let meta =
+                std::fs::metadata(&path).map_err(|e| broken(format!("{name} is missing ({e})")))?;
+            if !meta.is_file() || meta.len() == 0 {
+                return Err(broken(format!("{name} is empty or not a file")));
+            }
+            if meta.permissions().mode() & 0o111 == 0 {
+                return Err(broken(format!("{name} is not executable")));
+            }
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// How to run the control plane.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Node IPAM's range (`--cluster-cidr`).
+    pub cluster_cidr: String,
+    /// Size of each node's pod CIDR (`--node-cidr-mask-size`).
+    pub node_cidr_mask_size: u8,
+    /// Service cluster IPs (`--service-cluster-ip-range`).
+    pub service_cidr: String,
+    /// How long the node-lifecycle controller waits for a silent kubelet before marking its
+    /// Node `Unknown` (`--node-monitor-grace-period`; upstream's default is 50 s).
+    pub node_monitor_grace_period: Duration,
+    /// How often it checks (`--node-monitor-period`).
+    pub node_monitor_period: Duration,
+    /// Run kube-scheduler.
+    pub scheduler: bool,
+    /// Longest wait for each process to become ready.
+    pub start_timeout: Duration,
+    /// Where state and logs go; a fresh temporary directory when `None`, removed on a clean drop.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            cluster_cidr: "10.244.0.0/16".to_owned(),
+            node_cidr_mask_size: 24,
+            service_cidr: "10.96.0.0/16".to_owned(),
+            node_monitor_grace_period: Duration::from_secs(50),
+            node_monitor_period: Duration::from_secs(5),
+            scheduler: true,
+            start_timeout: Duration::from_secs(120),
+            dir: None,
+        }
+    }
+}
+
+impl Options {
+    /// Quick node-lifecycle reactions for tests: a silent kubelet's Node turns `Unknown` after
+    /// 6 s instead of 50 s.
+    pub fn for_tests() -> Self {
+        Self {
+            node_monitor_grace_period: Duration::from_secs(6),
+            node_monitor_period: Duration::from_secs(1),
+            ..Self::default()
+        }
+    }
+}
+
+/// A running control plane. Dropping it stops every process.
+pub struct ControlPlane {
+    dir: PathBuf,
+    remove_dir: bool,
+    /// In start order; dropped (killed) in reverse.
+    procs: Vec<Proc>,
+    url: String,
+    kubeconfig: PathBuf,
+    pki: pki::Pki,
+    bins: Binaries,
+    /// How long the whole start took.
+    pub started_in: Duration,
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { what, source }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// Free loopback ports, held until the returned listeners are dropped.
+fn reserve_ports(n: usize) -> Result<Vec<TcpListener>, Error> {
+    (0..n)
+        .map(|_| {
+            TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+                .map_err(io("reserve a loopback port".to_owned()))
+        })
+        .collect()
+}
+
+fn port(l: &TcpListener) -> u16 {
+    l.local_addr().map(|a| a.port()).unwrap_or(0)
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver, then kube-controller-manager and kube-scheduler, and
+    /// waits until each one reports healthy.
+    pub async fn start(opts: Options) -> Result<Self, Error> {
+        let bins = Binaries::locate()?;
+        Self::start_with(bins, opts).await
+    }
+
+    pub async fn start_with(bins: Binaries, opts: Options) -> Result<Self, Error> {
+        let begun = Instant::now();
+        let (dir, remove_dir) = match &opts.dir {
+            Some(d) => (d.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!("control-plane-{:016x}", rand::random::<u64>())),
+                true,
+            ),
+        };
+        std::fs::create_dir_all(dir.join("etcd"))
+            .map_err(io(format!("create {}", dir.display())))?;
+        let pki = pki::write(&dir)?;
+        let ports = reserve_ports(5)?;
+        let [etcd_client, etcd_peer, api, kcm, sched] = [0, 1, 2, 3, 4].map(|i| port(&ports[i]));
+        let url = format!("https://127.0.0.1:{api}");
+        let kubeconfig = dir.join("admin.kubeconfig");
+        write_kubeconfig(
+            &kubeconfig,
+            &url,
+            &pki.ca_cert,
+            json!({"client-certificate": pki.admin_cert, "client-key": pki.admin_key}),
+        )?;
+        let mut cp = Self {
+            dir,
+            remove_dir,
+            procs: Vec::new(),
+            url,
+            kubeconfig,
+            pki,
+            bins,
+            started_in: Duration::ZERO,
+        };
+        let p = |path: &Path| path.display().to_string();
+        let d = cp.dir.clone();
+        let etcd_args = vec![
+            "--name=fixture".to_owned(),
+            format!("--data-dir={}", p(&d.join("etcd"))),
+            format!("--listen-client-urls=http://127.0.0.1:{etcd_client}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{etcd_client}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
+            format!("--initial-cluster=fixture=http://127.0.0.1:{etcd_peer}"),
+            // A test fixture: durability across a machine crash is not needed, speed is.
+            "--unsafe-no-fsync=true".to_owned(),
+            "--log-level=warn".to_owned(),
+        ];
+        let pki = cp.pki.clone();
+        let api_args = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--secure-port={api}"),
+            format!("--cert-dir={}", p(&d.join("apiserver"))),
+            format!("--tls-cert-file={}", p(&pki.serving_cert)),
+            format!("--tls-private-key-file={}", p(&pki.serving_key)),
+            format!("--client-ca-file={}", p(&pki.ca_cert)),
+            "--authorization-mode=Node,RBAC".to_owned(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
+            format!("--service-account-key-file={}", p(&pki.sa_pub)),
+            format!("--service-account-signing-key-file={}", p(&pki.sa_key)),
+            format!("--service-cluster-ip-range={}", opts.service_cidr),
+            "--allow-privileged=true".to_owned(),
+            "--profiling=false".to_owned(),
+        ];
+        // Reserved ports are released just before the processes that bind them start.
+        drop(ports);
+        cp.spawn("etcd", &etcd_args)?;
+        cp.spawn("kube-apiserver", &api_args)?;
+        let admin = cp.client().await?;
+        cp.wait_healthy("kube-apiserver", &admin, "/readyz", opts.start_timeout)
+            .await?;
+
+        let kc = p(&cp.kubeconfig);
+        let serving = [
+            format!("--tls-cert-file={}", p(&pki.serving_cert)),
+            format!("--tls-private-key-file={}", p(&pki.serving_key)),
+            format!("--kubeconfig={kc}"),
+            format!("--authentication-kubeconfig={kc}"),
+            format!("--authorization-kubeconfig={kc}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--leader-elect=false".to_owned(),
+            "--profiling=false".to_owned(),
+        ];
+        let mut kcm_args = serving.to_vec();
+        kcm_args.extend([
+            format!("--secure-port={kcm}"),
+            "--cloud-provider=external".to_owned(),
+            "--allocate-node-cidrs=true".to_owned(),
+            format!("--cluster-cidr={}", opts.cluster_cidr),
+            format!("--node-cidr-mask-size={}", opts.node_cidr_mask_size),
+            format!("--service-cluster-ip-range={}", opts.service_cidr),
+            format!(
+                "--node-monitor-grace-period={}",
+                secs(opts.node_monitor_grace_period)
+            ),
+            format!("--node-monitor-period={}", secs(opts.node_monitor_period)),
+            // As kubeadm runs it: each controller with its own service account.
+            "--use-service-account-credentials=true".to_owned(),
+            format!("--service-account-private-key-file={}", p(&pki.sa_key)),
+            format!("--root-ca-file={}", p(&pki.ca_cert)),
+            format!("--cluster-signing-cert-file={}", p(&pki.ca_cert)),
+            format!("--cluster-signing-key-file={}", p(&pki.ca_key)),
+            "--controllers=*".to_owned(),
+        ]);
+        cp.spawn("kube-controller-manager", &kcm_args)?;
+        if opts.scheduler {
+            let mut args = serving.to_vec();
+            args.push(format!("--secure-port={sched}"));
+            cp.spawn("kube-scheduler", &args)?;
+        }
+        let kcm_client = cp.client_at(kcm).await?;
+        cp.wait_healthy(
+            "kube-controller-manager",
+            &kcm_client,
+            "/healthz",
+            opts.start_timeout,
+        )
+        .await?;
+        if opts.scheduler {
+            let c = cp.client_at(sched).await?;
+            cp.wait_healthy("kube-scheduler", &c, "/healthz", opts.start_timeout)
+                .await?;
+        }
+        cp.started_in = begun.elapsed();
+        tracing::info!(url = %cp.url, dir = %cp.dir.display(), took = ?cp.started_in, "control plane ready");
+        Ok(cp)
+    }
+
+    fn spawn(&mut self, name: &'static str, args: &[String]) -> Result<(), Error> {
+        let p = Proc::spawn(name, &self.bins.path(name), args, &self.dir)?;
+        self.procs.push(p);
+        Ok(())
+    }
+
+    /// Polls `path` on a component until it answers `ok`; fails at once if any process exits.
+    async fn wait_healthy(
+        &mut self,
+        name: &'static str,
+        client: &kube::Client,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for p in &mut self.procs {
+                if let Some(status) = p.exited() {
+                    return Err(Error::Exited {
+                        process: p.name,
+                        status,
+                        tail: process::tail(&p.log, 30),
+                        log: p.log.clone(),
+                    });
+                }
+            }
+            let req = http_get(path);
+            let last = match tokio::time::timeout(Duration::from_secs(5), client.request_text(req))
+                .await
+            {
+                Ok(Ok(body)) if body.trim() == "ok" => return Ok(()),
+                Ok(Ok(body)) => format!("answered {body:?}"),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer within 5 s".to_owned(),
+            };
+            if Instant::now() >= deadline {
+                let log = self.dir.join(format!("{name}.log"));
+                return Err(Error::NotReady {
+                    process: name,
+                    timeout,
+                    last,
+                    tail: process::tail(&log, 30),
+                    log,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The API server's URL (`https://127.0.0.1:<port>`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// An admin kubeconfig (`system:masters`).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The fixture's directory: certificates, etcd's data and every process's log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log file of one process (`etcd`, `kube-apiserver`, ...).
+    pub fn log(&self, process: &str) -> PathBuf {
+        self.dir.join(format!("{process}.log"))
+    }
+
+    pub fn binaries(&self) -> &Binaries {
+        &self.bins
+    }
+
+    /// The process ID of one process, to stop or signal it in a test.
+    pub fn pid(&self, process: &str) -> Option<u32> {
+        self.procs.iter().find(|p| p.name == process).map(Proc::pid)
+    }
+
+    /// A kubectl command with the admin kubeconfig set.
+    pub fn kubectl(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(self.bins.path("kubectl"));
+        c.arg("--kubeconfig").arg(&self.kubeconfig);
+        c
+    }
+
+    /// A kube client with admin rights.
+    pub async fn client(&self) -> Result<kube::Client, Error> {
+        client_from(&self.kubeconfig).await
+    }
+
+    /// A client for another component's serving port, trusting the fixture's CA.
+    async fn client_at(&self, port: u16) -> Result<kube::Client, Error> {
+        let what = format!("127.0.0.1:{port}");
+        let mut config = config_from(&self.kubeconfig).await?;
+        config.cluster_url =
+            format!("https://127.0.0.1:{port}")
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| Error::Client {
+                    what: what.clone(),
+                    message: e.to_string(),
+                })?;
+        kube::Client::try_from(config).map_err(|e| Error::Client {
+            what,
+            message: e.to_string(),
+        })
+    }
+
+    /// Makes service account `namespace/name` if it is missing, mints a token for it (valid
+    /// 24 h) and writes a kubeconfig that uses it, so a process runs with exactly the rights
+    /// RBAC grants that account.
+    pub async fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PathBuf, Error> {
+        let what = format!("service account {namespace}/{name}");
+        let err = |e: kube::Error| Error::Client {
+            what: what.clone(),
+            message: e.to_string(),
+        };
+        let sas: Api<ServiceAccount> = Api::namespaced(self.client().await?, namespace);
+        let sa = ServiceAccount {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match sas.create(&PostParams::default(), &sa).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(err(e)),
+        }
+        let req = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: Vec::new(),
+                expiration_seconds: Some(24 * 3600),
+                bound_object_ref: None,
+            },
+            ..Default::default()
+        };
+        let token = sas
+            .create_token_request(name, &PostParams::default(), &req)
+            .await
+            .map_err(err)?
+            .status
+            .map(|s| s.token)
+            .unwrap_or_default();
+        let path = self.dir.join(format!("sa-{namespace}-{name}.kubeconfig"));
+        write_kubeconfig(&path, &self.url, &self.pki.ca_cert, json!({"token": token}))?;
+        Ok(path)
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let failing = std::thread::panicking();
+        while let Some(mut p) = self.procs.pop() {
+            p.kill();
+            if failing {
+                eprintln!(
+                    "---- {} log ({}), last 40 lines ----\n{}",
+                    p.name,
+                    p.log.display(),
+                    process::tail(&p.log, 40)
+                );
+            }
+        }
+        if failing {
+            eprintln!(
+                "control-plane fixture kept in {} for a look",
+                self.dir.display()
+            );
+        } else if self.remove_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn http_get(path: &str) -> http::Request<Vec<u8>> {
+    let mut r = http::Request::new(Vec::new());
+    *r.uri_mut() = path.parse().unwrap_or_default();
+    r
+}
+
+/// Writes a kubeconfig for `url` trusting `ca`, with `user` as its credentials.
+fn write_kubeconfig(
+    path: &Path,
+    url: &str,
+    ca: &Path,
+    user: serde_json::Value,
+) -> Result<(), Error> {
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "control-plane", "cluster": {"server": url, "certificate-authority": ca}}],
+        "users": [{"name": "user", "user": user}],
+        "contexts": [{"name": "control-plane", "context": {"cluster": "control-plane", "user": "user"}}],
+        "current-context": "control-plane",
+    });
+    std::fs::write(path, doc.to_string()).map_err(io(format!("write {}", path.display())))
+}
+
+async fn config_from(kubeconfig: &Path) -> Result<kube::Config, Error> {
+    let err = |message: String| Error::Client {
+        what: kubeconfig.display().to_string(),
+        message,
+    };
+    let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| err(e.to_string()))?;
+    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| err(e.to_string()))
+}
+
+/// A kube client from a kubeconfig file.
+pub async fn client_from(kubeconfig: &Path) -> Result<kube::Client, Error> {
+    let config = config_from(kubeconfig).await?;
+    kube::Client::try_from(config).map_err(|e| Error::Client {
+        what: kubeconfig.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Set to `1` to let tests of this tier skip (with a message) when the binaries are missing.
+/// Ignored under CI (`CI` set), where a missing fixture is a failure.
+pub const SKIP_ENV: &str = "SIMCLOUD_SKIP_CONTROL_PLANE";
+
+/// For tests of the control-plane tier: the binaries, or `None` when they are missing and the
+/// developer asked to skip with `SIMCLOUD_SKIP_CONTROL_PLANE=1` (never under CI). Otherwise a
+/// missing or broken fixture panics with the error, which names the build command: a test of
+/// this tier never passes silently without its control plane.
+pub fn binaries_for_test() -> Option<Binaries> {
+    match Binaries::locate() {
+        Ok(b) => Some(b),
+        Err(e) => {
+            let skip = std::env::var(SKIP_ENV).is_ok_and(|v| v == "1");
+            if skip && std::env::var_os("CI").is_none() {
+                eprintln!("SKIPPED (control-plane tier): {e}");
+                None
+            } else {
+                panic!("{e} (or set {SKIP_ENV}=1 to skip this tier outside CI)");
+            }
+        }
+    }
+}
