@@ -304,6 +304,8 @@ impl ControlPlane {
             format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
             "--bind-address=127.0.0.1".to_owned(),
             "--advertise-address=127.0.0.1".to_owned(),
+            // Loopback is not a valid endpoint address, so the `kubernetes` Service gets none.
+            "--endpoint-reconciler-type=none".to_owned(),
             format!("--secure-port={api}"),
             format!("--cert-dir={}", p(&d.join("apiserver"))),
             format!("--tls-cert-file={}", p(&pki.serving_cert)),
