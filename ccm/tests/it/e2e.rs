@@ -8,7 +8,7 @@ use cloud_api::{CreateInstanceRequest, Tags};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
-use kube_sim::kubelet::{KubeletConfig, Kubelets};
+use kubelet_sim::{KubeletConfig, Kubelets};
 use tokio::process::{Child, Command};
 
 use crate::common::{client_for, initialized, wait_for};
@@ -61,8 +61,8 @@ async fn nodes_are_initialised_tainted_deleted_and_leadership_fails_over() {
         .await
         .unwrap();
     let mut kcfg = KubeletConfig::for_tests(&cloud.base_url());
-    kcfg.grace_period = Duration::from_millis(500);
-    let kubelets = Kubelets::start(kcfg, kube.api().clone()).unwrap();
+    kcfg.mark_unknown_after = Some(Duration::from_millis(500));
+    let kubelets = Kubelets::start(kcfg, client_for(&kube.url())).unwrap();
     let dir: PathBuf = std::env::temp_dir().join(format!("ccm-e2e-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
     kube_sim::write_kubeconfig(&dir.join("kubeconfig"), &kube.url()).unwrap();

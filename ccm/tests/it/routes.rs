@@ -10,7 +10,7 @@ use cloud_api::{CreateInstanceRequest, Tags};
 use k8s_openapi::api::core::v1::{Event, Node};
 use kube::Api;
 use kube::api::ListParams;
-use kube_sim::kubelet::{KubeletConfig, Kubelets};
+use kubelet_sim::{KubeletConfig, Kubelets};
 use serde_json::json;
 
 use crate::common::{T, client_for, start_with, wait_for};
@@ -171,8 +171,8 @@ async fn cloud_sim_route_quota_is_visible_and_recovers() {
         .await
         .unwrap();
     let mut kcfg = KubeletConfig::for_tests(&cloud.base_url());
-    kcfg.grace_period = Duration::from_millis(300);
-    let kubelets = Kubelets::start(kcfg, kube.api().clone()).unwrap();
+    kcfg.mark_unknown_after = Some(Duration::from_millis(300));
+    let kubelets = Kubelets::start(kcfg, client_for(&kube.url())).unwrap();
     let client = client_for(&kube.url());
     let provider: std::sync::Arc<dyn ccm::cloud::CloudProvider> =
         std::sync::Arc::new(ccm::cloud::simcloud::SimCloud::new(cc.clone(), None));

@@ -9,7 +9,7 @@ use cloud_api::{CreateInstanceRequest, Tags};
 use k8s_openapi::api::core::v1::{Event, Node, Service};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube_sim::kubelet::{KubeletConfig, Kubelets};
+use kubelet_sim::{KubeletConfig, Kubelets};
 use serde_json::json;
 
 use crate::common::{T, client_for, start_with, wait_for};
@@ -319,7 +319,7 @@ async fn against_cloud_sim() {
         .unwrap();
     let kubelets = Kubelets::start(
         KubeletConfig::for_tests(&cloud.base_url()),
-        kube.api().clone(),
+        client_for(&kube.url()),
     )
     .unwrap();
     let client = client_for(&kube.url());

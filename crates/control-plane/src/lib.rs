@@ -311,6 +311,13 @@ impl ControlPlane {
             format!("--tls-cert-file={}", p(&pki.serving_cert)),
             format!("--tls-private-key-file={}", p(&pki.serving_key)),
             format!("--client-ca-file={}", p(&pki.ca_cert)),
+            // As kubeadm sets them; without, every delegating component (kube-controller-manager,
+            // kube-scheduler, the ccm) logs that the front-proxy CA bundle is missing.
+            format!("--requestheader-client-ca-file={}", p(&pki.ca_cert)),
+            "--requestheader-allowed-names=front-proxy-client".to_owned(),
+            "--requestheader-username-headers=X-Remote-User".to_owned(),
+            "--requestheader-group-headers=X-Remote-Group".to_owned(),
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-".to_owned(),
             "--authorization-mode=Node,RBAC".to_owned(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
             format!("--service-account-key-file={}", p(&pki.sa_pub)),

@@ -82,3 +82,21 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBE_SIM_LOG_FORMAT", value_enum, default_value = "plain")]
     pub log_format: LogFormat,
 }
+
+impl ServeArgs {
+    /// The simulated kubelets' settings: kube-sim has no kube-controller-manager, so they also
+    /// allocate pod CIDRs and mark silent Nodes `Unknown`.
+    pub fn kubelet_config(&self, cloud_url: &str) -> kubelet_sim::KubeletConfig {
+        kubelet_sim::KubeletConfig {
+            cloud_token: self.cloud_token.clone(),
+            cluster_name: self.cluster_name.clone(),
+            status_interval: self.node_status_interval,
+            serve_node_ports: self.serve_node_ports,
+            ..kubelet_sim::KubeletConfig::standalone(
+                cloud_url,
+                self.cluster_cidr,
+                self.node_monitor_grace_period,
+            )
+        }
+    }
+}

@@ -6,7 +6,8 @@
 //! (Service allocation, Node immutables, Event conversion); [`patch`] the three patch flavours;
 //! [`selectors`] label and field selectors; [`api`] the generic request logic; [`watch`] watch
 //! streams; [`http`] routing and parsing; [`discovery`] the discovery documents; [`faults`] test
-//! fault injection; [`kubelet`] the kubelet simulator. [`Server`] runs it all.
+//! fault injection. [`Server`] runs it all; `kube-sim serve --cloud-url` also runs the
+//! `kubelet-sim` simulated kubelets against it, over HTTP like any other client.
 //!
 //! Not served, on purpose: TLS and authentication (plain HTTP on loopback), protobuf (415),
 //! server-side apply (415), OpenAPI documents (404; use `kubectl --validate=false`), Table
@@ -27,8 +28,6 @@ pub mod discovery;
 pub mod faults;
 pub mod http;
 pub mod kinds;
-pub mod kubelet;
-pub mod node_ports;
 pub mod patch;
 pub mod rbac;
 pub mod resources;
@@ -186,12 +185,9 @@ pub async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     tracing::info!(kubeconfig = %args.kubeconfig.display(), "use: kubectl --kubeconfig {} get nodes", args.kubeconfig.display());
     let kubelets = match &args.cloud_url {
         Some(url) => {
-            let config =
-                kubelet::KubeletConfig::from_args(&args, url).map_err(anyhow::Error::msg)?;
-            Some(
-                kubelet::Kubelets::start(config, server.api().clone())
-                    .map_err(anyhow::Error::msg)?,
-            )
+            let config = args.kubelet_config(url);
+            let kube = kube::Client::try_from(kube::Config::new(server.url().parse()?))?;
+            Some(kubelet_sim::Kubelets::start(config, kube)?)
         }
         None => None,
     };

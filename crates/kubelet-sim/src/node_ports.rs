@@ -6,16 +6,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::api::ListParams;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-
-use crate::api::{Api, ListQuery, Target};
-use crate::resources;
-use crate::selectors::LabelSelector;
 
 /// A running node as the responders see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,39 +37,28 @@ pub enum Responder {
 }
 
 /// The listeners the nodes should have for these Services (pure).
-pub fn desired(services: &[Value], nodes: &[NodeEndpoint]) -> BTreeMap<(Ipv4Addr, u16), Responder> {
+pub fn desired(
+    services: &[Service],
+    nodes: &[NodeEndpoint],
+) -> BTreeMap<(Ipv4Addr, u16), Responder> {
     let mut out = BTreeMap::new();
     for svc in services {
-        let ty = svc
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .unwrap_or("ClusterIP");
+        let Some(spec) = &svc.spec else { continue };
+        let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
         if ty != "NodePort" && ty != "LoadBalancer" {
             continue;
         }
-        let ns = svc
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        let name = svc
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let ports: Vec<u16> = svc
-            .pointer("/spec/ports")
-            .and_then(Value::as_array)
-            .into_iter()
+        let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+        let name = svc.metadata.name.as_deref().unwrap_or("");
+        let ports: Vec<u16> = spec
+            .ports
+            .iter()
             .flatten()
-            .filter(|p| p.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == "TCP")
-            .filter_map(|p| {
-                p.get("nodePort")
-                    .and_then(Value::as_u64)
-                    .and_then(|n| u16::try_from(n).ok())
-            })
+            .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .filter_map(|p| p.node_port.and_then(|n| u16::try_from(n).ok()))
             .collect();
-        let health = svc
-            .pointer("/spec/healthCheckNodePort")
-            .and_then(Value::as_u64)
+        let health = spec
+            .health_check_node_port
             .and_then(|n| u16::try_from(n).ok());
         for n in nodes {
             for p in &ports {
@@ -99,32 +86,21 @@ pub fn desired(services: &[Value], nodes: &[NodeEndpoint]) -> BTreeMap<(Ipv4Addr
 }
 
 /// True when an EndpointSlice of the Service has an endpoint on `node`.
-pub fn has_local_endpoint(api: &Api, namespace: &str, service: &str, node: &str) -> bool {
-    let t = Target {
-        def: resources::by_storage(resources::ENDPOINTSLICES).expect("endpointslices"),
-        namespace: Some(namespace.to_owned()),
-        name: None,
-        status: false,
-    };
-    let Ok(labels) = LabelSelector::parse(&format!("kubernetes.io/service-name={service}")) else {
+pub async fn has_local_endpoint(
+    kube: &kube::Client,
+    namespace: &str,
+    service: &str,
+    node: &str,
+) -> bool {
+    let slices: Api<EndpointSlice> = Api::namespaced(kube.clone(), namespace);
+    let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let Ok(list) = slices.list(&lp).await else {
         return false;
     };
-    let Ok(list) = api.list(
-        &t,
-        &ListQuery {
-            labels,
-            ..Default::default()
-        },
-    ) else {
-        return false;
-    };
-    list["items"].as_array().into_iter().flatten().any(|s| {
-        s["endpoints"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|e| e["nodeName"].as_str() == Some(node))
-    })
+    list.items
+        .iter()
+        .flat_map(|s| &s.endpoints)
+        .any(|e| e.node_name.as_deref() == Some(node))
 }
 
 /// The running listeners.
@@ -135,7 +111,7 @@ pub struct NodePorts {
 
 impl NodePorts {
     /// Makes the running listeners match `want`.
-    pub fn sync(&mut self, api: &Arc<Api>, want: BTreeMap<(Ipv4Addr, u16), Responder>) {
+    pub fn sync(&mut self, kube: &kube::Client, want: BTreeMap<(Ipv4Addr, u16), Responder>) {
         self.running.retain(|k, (r, h)| {
             let keep = want.get(k) == Some(r) && !h.is_finished();
             if !keep {
@@ -159,13 +135,13 @@ impl NodePorts {
                 }
             };
             tracing::debug!(%addr, ?r, "node port listening");
-            let (api, resp) = (api.clone(), r.clone());
+            let (kube, resp) = (kube.clone(), r.clone());
             let task = tokio::spawn(async move {
                 loop {
                     let Ok((mut s, _)) = listener.accept().await else {
                         continue;
                     };
-                    let (api, resp) = (api.clone(), resp.clone());
+                    let (kube, resp) = (kube.clone(), resp.clone());
                     tokio::spawn(async move {
                         match resp {
                             Responder::NodePort { node, zone } => {
@@ -184,7 +160,8 @@ impl NodePorts {
                                     s.read(&mut buf),
                                 )
                                 .await;
-                                let local = has_local_endpoint(&api, &namespace, &service, &node);
+                                let local =
+                                    has_local_endpoint(&kube, &namespace, &service, &node).await;
                                 let (code, body) = if local {
                                     ("200 OK", "{\"localEndpoints\": 1}")
                                 } else {
@@ -219,11 +196,14 @@ mod tests {
 
     #[test]
     fn node_and_health_ports_per_running_node() {
-        let services = vec![
+        let services: Vec<Service> = vec![
             json!({"metadata": {"name": "web", "namespace": "shop"}, "spec": {"type": "LoadBalancer", "healthCheckNodePort": 32000,
                 "ports": [{"port": 80, "nodePort": 30080}, {"port": 53, "protocol": "UDP", "nodePort": 30053}]}}),
             json!({"metadata": {"name": "internal"}, "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}),
-        ];
+        ]
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
         let nodes = vec![
             NodeEndpoint {
                 name: "n1".into(),

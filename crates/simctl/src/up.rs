@@ -15,7 +15,7 @@ use ccm::controllers::ControllerName;
 use cloud_api::{CreateInstanceRequest, InstanceState, Tags};
 use cloud_client::{Client, InstanceFilter};
 use kube_sim::api::Target;
-use kube_sim::kubelet::{CLUSTER_TAG_PREFIX, KubeletConfig, Kubelets};
+use kubelet_sim::{CLUSTER_TAG_PREFIX, KubeletConfig, Kubelets};
 use serde_json::Value;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -207,17 +207,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .context("starting kube-sim")?;
     let kubelets = Kubelets::start(
         KubeletConfig {
-            cloud_url: cloud_url.clone(),
-            cloud_token: None,
             cluster_name: Some(args.cluster_name.clone()),
-            cluster_cidr: "10.244.0.0/16".parse().expect("valid CIDR"),
-            status_interval: Duration::from_secs(10),
-            grace_period: args.node_monitor_grace_period,
             serve_node_ports: true,
+            ..KubeletConfig::standalone(
+                &cloud_url,
+                "10.244.0.0/16".parse().expect("valid CIDR"),
+                args.node_monitor_grace_period,
+            )
         },
-        kube.api().clone(),
-    )
-    .map_err(anyhow::Error::msg)?;
+        kube::Client::try_from(kube::Config::new(kube.url().parse()?))?,
+    )?;
 
     eprintln!("starting the cloud-controller-manager ...");
     let cloud_client = Client::builder(&cloud_url)

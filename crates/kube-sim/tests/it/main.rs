@@ -7,5 +7,4 @@ mod common;
 mod conformance;
 mod kube_rs;
 mod kubectl;
-mod kubelet;
 mod watches;
