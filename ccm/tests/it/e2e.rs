@@ -1,4 +1,7 @@
-//! End to end: cloud-sim and kube-sim (with its kubelets) in process, two real ccm processes.
+//! End to end: cloud-sim in process, the simulated kubelets, two real ccm processes, against
+//! kube-sim and (control-plane tier) against the real kube-apiserver and
+//! kube-controller-manager, where the ccm runs under its own service account with exactly the
+//! RBAC of `manifests/ccm/rbac.yaml`, so a missing permission is a real 403.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,32 +18,69 @@ use crate::common::{client_for, initialized, wait_for};
 
 const T: Duration = Duration::from_secs(60);
 
-fn spawn_ccm(dir: &Path, identity: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ccm"))
-        .args([
-            "--cloud-provider=simcloud",
-            "--secure-port=0",
-            "--node-monitor-period=300ms",
-            "--concurrent-node-syncs=4",
-            "--cluster-cidr=10.244.0.0/16",
-            "--route-reconciliation-period=1s",
-        ])
-        .args([
-            "--leader-elect-lease-duration=2s",
-            "--leader-elect-renew-deadline=1500ms",
-            "--leader-elect-retry-period=300ms",
-        ])
-        .arg(format!("--leader-elect-identity={identity}"))
-        .arg("--kubeconfig")
-        .arg(dir.join("kubeconfig"))
-        .arg("--cloud-config")
-        .arg(dir.join("cloud.yaml"))
-        .env("CCM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn ccm")
+fn rbac_manifest() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/ccm/rbac.yaml")
+}
+
+/// A ccm process; its output goes to `<dir>/<identity>.log`, printed if the test fails.
+struct Ccm {
+    identity: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Ccm {
+    fn spawn(dir: &Path, kubeconfig: &Path, identity: &'static str) -> Self {
+        let log = dir.join(format!("{identity}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ccm"))
+            .args([
+                "--cloud-provider=simcloud",
+                "--secure-port=0",
+                "--node-monitor-period=300ms",
+                "--concurrent-node-syncs=4",
+                "--cluster-cidr=10.244.0.0/16",
+                "--route-reconciliation-period=1s",
+            ])
+            .args([
+                "--leader-elect-lease-duration=2s",
+                "--leader-elect-renew-deadline=1500ms",
+                "--leader-elect-retry-period=300ms",
+            ])
+            .arg(format!("--leader-elect-identity={identity}"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--cloud-config")
+            .arg(dir.join("cloud.yaml"))
+            .env("CCM_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn ccm");
+        Self {
+            identity,
+            child,
+            log,
+        }
+    }
+}
+
+impl Drop for Ccm {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "---- {} ({}), last 40 lines ----",
+                self.identity,
+                self.log.display()
+            );
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
 }
 
 fn zone_of(n: &Node) -> Option<String> {
@@ -51,30 +91,20 @@ fn zone_of(n: &Node) -> Option<String> {
         .cloned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_are_initialised_tainted_deleted_and_leadership_fails_over() {
-    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
-        .await
-        .unwrap();
-    let cloud_client = cloud_client::Client::new(cloud.base_url()).unwrap();
-    let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
-        .await
-        .unwrap();
-    let mut kcfg = KubeletConfig::for_tests(&cloud.base_url());
-    kcfg.mark_unknown_after = Some(Duration::from_millis(500));
-    let kubelets = Kubelets::start(kcfg, client_for(&kube.url())).unwrap();
-    let dir: PathBuf = std::env::temp_dir().join(format!("ccm-e2e-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    kube_sim::write_kubeconfig(&dir.join("kubeconfig"), &kube.url()).unwrap();
-    std::fs::write(
-        dir.join("cloud.yaml"),
-        format!("endpoint: {}\nregion: sim-1\n", cloud.base_url()),
-    )
-    .unwrap();
+/// Where the scenario runs: an admin client for checks, and the kubeconfig the ccm uses.
+struct Cluster {
+    admin: kube::Client,
+    ccm_kubeconfig: PathBuf,
+    kubelets: KubeletConfig,
+}
 
+/// Nodes initialised with their zones, the shutdown taint on a stopped instance's node, a
+/// terminated instance's node deleted, and the second ccm taking over when the leader is killed.
+async fn scenario(cluster: Cluster, cloud_client: &cloud_client::Client, dir: &Path) {
+    let kubelets = Kubelets::start(cluster.kubelets, cluster.admin.clone()).unwrap();
     let mut ccms = vec![
-        ("ccm-a", spawn_ccm(&dir, "ccm-a")),
-        ("ccm-b", spawn_ccm(&dir, "ccm-b")),
+        Ccm::spawn(dir, &cluster.ccm_kubeconfig, "ccm-a"),
+        Ccm::spawn(dir, &cluster.ccm_kubeconfig, "ccm-b"),
     ];
     let create = |name: String, zone: &'static str| {
         let c = cloud_client.clone();
@@ -95,7 +125,7 @@ async fn nodes_are_initialised_tainted_deleted_and_leadership_fails_over() {
         let zone = ["zone-a", "zone-b", "zone-c"][i % 3];
         instances.push(create(format!("node-{i}"), zone).await);
     }
-    let client = client_for(&kube.url());
+    let client = cluster.admin;
     let nodes: Api<Node> = Api::all(client.clone());
     // Every node initialised, with its instance's zone.
     for inst in &instances {
@@ -144,9 +174,9 @@ async fn nodes_are_initialised_tainted_deleted_and_leadership_fails_over() {
     })
     .await;
     // Kill the leader; the other replica takes over and keeps initialising nodes.
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ccm::names::LEASE_NAMESPACE);
     let holder = leases
-        .get("cloud-controller-manager")
+        .get(ccm::names::LEASE_NAME)
         .await
         .unwrap()
         .spec
@@ -155,15 +185,15 @@ async fn nodes_are_initialised_tainted_deleted_and_leadership_fails_over() {
         .unwrap();
     let i = ccms
         .iter()
-        .position(|(id, _)| *id == holder)
+        .position(|c| c.identity == holder)
         .expect("the holder is one of ours");
-    let (_, mut leader) = ccms.remove(i);
-    leader.start_kill().unwrap();
-    leader.wait().await.unwrap();
-    let survivor = ccms[0].0;
+    let mut leader = ccms.remove(i);
+    leader.child.start_kill().unwrap();
+    leader.child.wait().await.unwrap();
+    let survivor = ccms[0].identity;
     wait_for("failover", T, || async {
         let h = leases
-            .get("cloud-controller-manager")
+            .get(ccm::names::LEASE_NAME)
             .await
             .ok()?
             .spec?
@@ -182,18 +212,57 @@ async fn nodes_are_initialised_tainted_deleted_and_leadership_fails_over() {
     })
     .await;
     assert_eq!(zone_of(&n).as_deref(), Some("zone-b"));
+    for mut c in ccms {
+        let _ = c.child.start_kill();
+        let _ = c.child.wait().await;
+    }
+    kubelets.stop().await;
+}
 
-    // What the ccm processes asked for, leader election included, is granted by the shipped RBAC.
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ccm-e2e-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_cloud_config(dir: &Path, cloud: &cloud_sim::Server) {
+    std::fs::write(
+        dir.join("cloud.yaml"),
+        format!("endpoint: {}\nregion: sim-1\n", cloud.base_url()),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_are_initialised_tainted_deleted_and_leadership_fails_over() {
+    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+        .await
+        .unwrap();
+    let cloud_client = cloud_client::Client::new(cloud.base_url()).unwrap();
+    let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
+        .await
+        .unwrap();
+    let dir = temp_dir();
+    kube_sim::write_kubeconfig(&dir.join("kubeconfig"), &kube.url()).unwrap();
+    write_cloud_config(&dir, &cloud);
+    let mut kubelets = KubeletConfig::for_tests(&cloud.base_url());
+    kubelets.mark_unknown_after = Some(Duration::from_millis(500));
+    let cluster = Cluster {
+        admin: client_for(&kube.url()),
+        ccm_kubeconfig: dir.join("kubeconfig"),
+        kubelets,
+    };
+    scenario(cluster, &cloud_client, &dir).await;
+
+    // kube-sim authorises nothing, but records what it served: what the ccm processes asked
+    // for, leader election included, must be granted by the shipped RBAC.
     let seen: Vec<serde_json::Value> = reqwest::get(format!("{}/kube-sim/requests", kube.url()))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let rbac = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/ccm/rbac.yaml"),
-    )
-    .unwrap();
+    let rbac = std::fs::read_to_string(rbac_manifest()).unwrap();
     let role: k8s_openapi::api::rbac::v1::ClusterRole = serde_saphyr::from_multiple(&rbac)
         .unwrap()
         .into_iter()
@@ -215,12 +284,57 @@ async fn nodes_are_initialised_tainted_deleted_and_leadership_fails_over() {
         );
     }
     assert!(leases >= 3, "get, create and update of the Lease: {seen:?}");
-    for (_, mut c) in ccms {
-        let _ = c.start_kill();
-        let _ = c.wait().await;
-    }
-    kubelets.stop().await;
     kube.shutdown().await;
     cloud.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Control-plane tier: the same against kube-apiserver and kube-controller-manager (which
+/// allocates pod CIDRs, marks silent nodes Unknown and taints them, next to the ccm), with the
+/// ccm holding only its service account's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_real_control_plane_under_the_shipped_rbac() {
+    let Some(bins) = control_plane::binaries_for_test() else {
+        return;
+    };
+    let cp = control_plane::ControlPlane::start_with(bins, control_plane::Options::for_tests())
+        .await
+        .unwrap();
+    let applied = cp
+        .kubectl()
+        .arg("apply")
+        .arg("-f")
+        .arg(rbac_manifest())
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{applied:?}");
+    let ccm_kubeconfig = cp
+        .service_account_kubeconfig("kube-system", "cloud-controller-manager")
+        .await
+        .unwrap();
+    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+        .await
+        .unwrap();
+    let cloud_client = cloud_client::Client::new(cloud.base_url()).unwrap();
+    let dir = cp.dir().join("e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_cloud_config(&dir, &cloud);
+    let cluster = Cluster {
+        admin: cp.client().await.unwrap(),
+        ccm_kubeconfig,
+        kubelets: KubeletConfig {
+            status_interval: Duration::from_millis(500),
+            ..KubeletConfig::with_controller_manager(&cloud.base_url())
+        },
+    };
+    scenario(cluster, &cloud_client, &dir).await;
+    // Nothing the ccm did was refused.
+    for id in ["ccm-a", "ccm-b"] {
+        let log = std::fs::read_to_string(dir.join(format!("{id}.log"))).unwrap();
+        assert!(
+            !log.contains("forbidden"),
+            "{id} was refused something by RBAC:\n{log}"
+        );
+    }
+    cloud.shutdown().await.unwrap();
 }

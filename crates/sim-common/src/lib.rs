@@ -50,8 +50,10 @@ pub enum LogFormat {
 pub fn init_logging(filter: &str, format: LogFormat) -> Result<(), String> {
     let f = tracing_subscriber::EnvFilter::try_new(filter)
         .map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
+    // Colours only on a terminal: a log file or collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(f)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Plain => builder.try_init(),
