@@ -1,5 +1,6 @@
 //! kube-sim: a small in-memory Kubernetes API server, faithful where kube-rs, kube-runtime and
-//! kubectl depend on it, plus simulated kubelets driven by cloud-sim.
+//! kubectl depend on it. With `--cloud-url`, `kube-sim serve` also runs `kubelet-sim`'s simulated
+//! kubelets against itself.
 //!
 //! Layout: [`store`] keeps objects, the global resourceVersion and the change history;
 //! [`resources`] lists the served kinds and their rules; [`kinds`] holds per-kind behaviour

@@ -172,7 +172,7 @@ async fn with_kube_sim() {
 /// node-lifecycle controller turns a silent kubelet's Node Unknown (from the Lease and status
 /// heartbeats) and taints it unreachable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_real_control_plane() {
+async fn with_the_real_control_plane_too() {
     let Some(bins) = control_plane::binaries_for_test() else {
         return;
     };
