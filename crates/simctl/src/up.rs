@@ -1,6 +1,8 @@
 //! `simctl up`: the local sandbox in one process, no Docker. cloud-sim keeps its state in a SQLite
-//! file under the data dir, kube-sim serves the Kubernetes API with simulated kubelets (one per
-//! instance), and the ccm initialises the nodes. Runs until Ctrl-C.
+//! file under the data dir, kube-sim (or, with `--control-plane real`, the real kube-apiserver,
+//! kube-controller-manager and kube-scheduler of the test fixture) serves the Kubernetes API,
+//! simulated kubelets register one Node per instance, and the ccm initialises the nodes. Runs
+//! until Ctrl-C.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -14,9 +16,20 @@ use ccm::cloud::CloudProvider;
 use ccm::controllers::ControllerName;
 use cloud_api::{CreateInstanceRequest, InstanceState, Tags};
 use cloud_client::{Client, InstanceFilter};
-use kube_sim::api::Target;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::ListParams;
 use kubelet_sim::{CLUSTER_TAG_PREFIX, KubeletConfig, Kubelets};
-use serde_json::Value;
+
+/// Which Kubernetes API server the sandbox runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControlPlaneKind {
+    /// kube-sim: in memory, in this process, starts in milliseconds; no Go needed.
+    KubeSim,
+    /// The real etcd, kube-apiserver, kube-controller-manager and kube-scheduler built by
+    /// `tests/control-plane/build.sh` (node IPAM, node lifecycle and EndpointSlices by
+    /// kube-controller-manager itself).
+    Real,
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
@@ -40,7 +53,13 @@ pub struct UpArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub cloud_listen: SocketAddr,
 
-    /// kube-sim's API address (port 0 picks one; the kubeconfig records it).
+    /// The Kubernetes API server: `kube-sim`, or `real` (the control plane built by
+    /// `tests/control-plane/build.sh`, on free loopback ports).
+    #[arg(long, value_enum, default_value = "kube-sim")]
+    pub control_plane: ControlPlaneKind,
+
+    /// kube-sim's API address (port 0 picks one; the kubeconfig records it). The real control
+    /// plane always picks free ports.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub kube_listen: SocketAddr,
 
@@ -95,35 +114,118 @@ pub fn zone_for(i: usize, zones: &[String]) -> &str {
     &zones[i % zones.len()]
 }
 
-fn initialised_nodes(kube: &kube_sim::Server) -> BTreeSet<String> {
-    let t = Target {
-        def: kube_sim::resources::by_storage(kube_sim::resources::NODES).expect("nodes"),
-        namespace: None,
-        name: None,
-        status: false,
-    };
-    let Ok(list) = kube.api().list(&t, &Default::default()) else {
+/// Names of the Nodes without the uninitialized taint.
+async fn initialised_nodes(nodes: &kube::Api<Node>) -> BTreeSet<String> {
+    let Ok(list) = nodes.list(&ListParams::default()).await else {
         return BTreeSet::new();
     };
-    list["items"]
-        .as_array()
+    list.items
         .into_iter()
-        .flatten()
-        .filter(|n| {
-            !n.pointer("/spec/taints")
-                .and_then(Value::as_array)
-                .is_some_and(|ts| {
-                    ts.iter()
-                        .any(|t| t["key"] == ccm::names::TAINT_UNINITIALIZED)
-                })
-        })
-        .filter_map(|n| {
-            n.pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
+        .filter(|n| !ccm::node_plan::has_uninitialized_taint(n))
+        .filter_map(|n| n.metadata.name)
         .collect()
 }
+
+/// The Kubernetes side of the sandbox.
+enum Cluster {
+    KubeSim(kube_sim::Server),
+    Real(Box<control_plane::ControlPlane>),
+}
+
+impl Cluster {
+    async fn start(
+        args: &UpArgs,
+        bins: Option<control_plane::Binaries>,
+        kubeconfig: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        match bins {
+            None => {
+                eprintln!("starting kube-sim ...");
+                let server = kube_sim::Server::start(kube_sim::ServerConfig {
+                    listen: args.kube_listen,
+                    kubeconfig: Some(kubeconfig.to_owned()),
+                    ..Default::default()
+                })
+                .await
+                .context("starting kube-sim")?;
+                Ok(Self::KubeSim(server))
+            }
+            Some(bins) => {
+                eprintln!(
+                    "starting the real control plane ({}) from {} ...",
+                    control_plane::VERSION,
+                    bins.dir().display()
+                );
+                // Fresh certificates and etcd each run (the cloud's state is what persists);
+                // an absolute path, since the kubeconfig names its certificate files.
+                let dir = std::path::absolute(args.data_dir.join("control-plane"))?;
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)
+                        .with_context(|| format!("cannot clear {}", dir.display()))?;
+                }
+                let opts = control_plane::Options {
+                    node_monitor_grace_period: args.node_monitor_grace_period,
+                    node_monitor_period: Duration::from_secs(1),
+                    dir: Some(dir),
+                    ..Default::default()
+                };
+                let cp = control_plane::ControlPlane::start_with(bins, opts).await?;
+                std::fs::copy(cp.kubeconfig(), kubeconfig)
+                    .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
+                eprintln!("control plane ready in {:.1}s", cp.started_in.as_secs_f64());
+                Ok(Self::Real(Box::new(cp)))
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::KubeSim(s) => s.url(),
+            Self::Real(cp) => cp.url().to_owned(),
+        }
+    }
+
+    async fn config(&self) -> anyhow::Result<kube::Config> {
+        Ok(match self {
+            Self::KubeSim(s) => kube::Config::new(s.url().parse()?),
+            Self::Real(cp) => {
+                let kc = kube::config::Kubeconfig::read_from(cp.kubeconfig())?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+            }
+        })
+    }
+
+    /// The kubelets' settings: kube-sim needs their stand-ins for node IPAM and node
+    /// lifecycle; kube-controller-manager does both itself.
+    fn kubelets(&self, cloud_url: &str, args: &UpArgs) -> KubeletConfig {
+        let base = match self {
+            Self::KubeSim(_) => KubeletConfig::standalone(
+                cloud_url,
+                CLUSTER_CIDR.parse().expect("valid CIDR"),
+                args.node_monitor_grace_period,
+            ),
+            Self::Real(_) => KubeletConfig::with_controller_manager(cloud_url),
+        };
+        KubeletConfig {
+            cluster_name: Some(args.cluster_name.clone()),
+            serve_node_ports: true,
+            // Well within the grace period, so a running node never looks silent.
+            status_interval: (args.node_monitor_grace_period / 4)
+                .clamp(Duration::from_millis(200), Duration::from_secs(10)),
+            ..base
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Self::KubeSim(s) => s.shutdown().await,
+            Self::Real(cp) => drop(cp),
+        }
+    }
+}
+
+/// The pod network of the sandbox's cluster (node IPAM hands out /24s from it).
+const CLUSTER_CIDR: &str = "10.244.0.0/16";
 
 /// Creates the nodes the cluster lacks.
 async fn ensure_instances(client: &Client, args: &UpArgs) -> anyhow::Result<Vec<String>> {
@@ -177,6 +279,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    // Before anything starts: a missing fixture is an error naming its build command.
+    let bins = match args.control_plane {
+        ControlPlaneKind::KubeSim => None,
+        ControlPlaneKind::Real => Some(control_plane::Binaries::locate()?),
+    };
     let started = Instant::now();
     eprintln!("starting cloud-sim ...");
     let mut cfg = cloud_sim::Config::build(
@@ -196,26 +303,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("starting cloud-sim")?;
     let cloud_url = cloud.base_url();
 
-    eprintln!("starting kube-sim and its kubelets ...");
     let kubeconfig = args.data_dir.join("kubeconfig");
-    let kube = kube_sim::Server::start(kube_sim::ServerConfig {
-        listen: args.kube_listen,
-        kubeconfig: Some(kubeconfig.clone()),
-        ..Default::default()
-    })
-    .await
-    .context("starting kube-sim")?;
+    let cluster = Cluster::start(&args, bins, &kubeconfig).await?;
+    let kube_config = cluster.config().await?;
+    eprintln!("starting the kubelets ...");
     let kubelets = Kubelets::start(
-        KubeletConfig {
-            cluster_name: Some(args.cluster_name.clone()),
-            serve_node_ports: true,
-            ..KubeletConfig::standalone(
-                &cloud_url,
-                "10.244.0.0/16".parse().expect("valid CIDR"),
-                args.node_monitor_grace_period,
-            )
-        },
-        kube::Client::try_from(kube::Config::new(kube.url().parse()?))?,
+        cluster.kubelets(&cloud_url, &args),
+        kube::Client::try_from(kube_config.clone())?,
     )?;
 
     eprintln!("starting the cloud-controller-manager ...");
@@ -230,7 +324,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .initialize()
         .await
         .map_err(|e| anyhow::anyhow!("{}", ccm::error_chain(&e)))?;
-    let kube_client = ccm::client_for(kube::Config::new(kube.url().parse()?))?;
+    let kube_client = ccm::client_for(kube_config)?;
+    let nodes: kube::Api<Node> = kube::Api::all(kube_client.clone());
     let opts = ccm::Options {
         controllers: ControllerName::ALL.into_iter().collect(),
         identity: "simctl-up".into(),
@@ -239,7 +334,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         node_status_update_frequency: Duration::from_secs(300),
         node_monitor_period: args.node_monitor_period.max(Duration::from_millis(100)),
         cluster_name: args.cluster_name.clone(),
-        cluster_cidrs: vec!["10.244.0.0/16".parse().expect("valid CIDR")],
+        cluster_cidrs: vec![CLUSTER_CIDR.parse().expect("valid CIDR")],
         configure_cloud_routes: true,
         route_reconciliation_period: Duration::from_secs(10),
         concurrent_service_syncs: 4,
@@ -259,7 +354,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + args.timeout;
     let mut last = usize::MAX;
     loop {
-        let done = initialised_nodes(&kube).intersection(&want).count();
+        let done = initialised_nodes(&nodes).await.intersection(&want).count();
         if done != last {
             eprintln!("waiting for nodes: {done}/{} initialised", want.len());
             last = done;
@@ -286,7 +381,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     )?;
     writeln!(out, "  cloud-sim API:  {cloud_url}")?;
-    writeln!(out, "  Kubernetes API: {}", kube.url())?;
+    writeln!(out, "  Kubernetes API: {}", cluster.url())?;
     writeln!(out, "  kubeconfig:     {kc}")?;
     writeln!(out, "\nTry:")?;
     writeln!(
@@ -311,7 +406,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     while controllers.join_next().await.is_some() {}
     kubelets.stop().await;
-    kube.shutdown().await;
+    cluster.shutdown().await;
     cloud.shutdown().await?;
     Ok(())
 }
