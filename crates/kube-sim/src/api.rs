@@ -290,6 +290,9 @@ impl Api {
             )
         })?;
         let namespace = self.check_namespace(t, m)?;
+        if self.namespace_terminating(&namespace) {
+            return Err(StatusError::namespace_terminating(def, &name, &namespace));
+        }
         if m.get("resourceVersion")
             .and_then(Value::as_str)
             .is_some_and(|s| !s.is_empty())
@@ -313,10 +316,18 @@ impl Api {
         }
         let mut obj = kinds::from_wire(def, obj);
         match def.storage {
-            resources::SERVICES | resources::PODS => {
+            // Status is the server's to fill; a new Service's is an empty load balancer.
+            resources::SERVICES => obj["status"] = json!({"loadBalancer": {}}),
+            resources::PODS => {
                 if let Some(o) = obj.as_object_mut() {
                     o.remove("status");
                 }
+            }
+            resources::EVENTS => {
+                kinds::validate_event_namespace(def, &name, &namespace, &obj)?;
+                // A struct, not a pointer, in kube-apiserver: always there, if only empty.
+                obj.as_object_mut()
+                    .map(|o| o.entry("source").or_insert(json!({})));
             }
             resources::NAMESPACES => {
                 obj["status"] = json!({"phase": "Active"});
@@ -624,6 +635,9 @@ impl Api {
             Ok(Write::Put(new))
         };
         let written = self.store.write(&key, decide)?;
+        if matches!(written, Written::Deleted(_)) {
+            self.finish_namespace_if_drained(&key.namespace);
+        }
         let obj = match (&written, dry_run) {
             (_, true) => sent.unwrap_or_else(|| written.object().clone()),
             (Written::Deleted(v), _) => v.clone(),
@@ -705,6 +719,9 @@ impl Api {
             }
             Ok(Write::Put(new))
         })?;
+        if matches!(written, Written::Deleted(_)) {
+            self.finish_namespace_if_drained(&key.namespace);
+        }
         match written {
             Written::Deleted(obj) if !def.return_deleted_object => {
                 let uid = obj
@@ -717,8 +734,10 @@ impl Api {
         }
     }
 
-    /// Namespaces are deleted with everything in them at once (kube-sim has no namespace
-    /// controller to drain them gradually); the system namespaces cannot be deleted.
+    /// Deleting a namespace marks it `Terminating` (new content is refused with 403), then does
+    /// what kube-controller-manager's namespace controller does, at once: deletes everything in
+    /// it (objects with finalizers wait for them), and removes the namespace when it is empty.
+    /// The system namespaces cannot be deleted.
     fn delete_namespace(&self, t: &Target, name: &str) -> Result<(u16, Value), StatusError> {
         if SYSTEM_NAMESPACES.contains(&name) {
             return Err(StatusError::new(
@@ -728,16 +747,56 @@ impl Api {
             ));
         }
         let key = t.key()?;
-        if self.store.get(&key).is_none() {
-            return Err(StatusError::not_found(t.def, name));
-        }
+        let marked = self.store.write::<StatusError>(&key, |cur| {
+            let Some(old) = cur else {
+                return Err(StatusError::not_found(t.def, name));
+            };
+            let mut new = old.clone();
+            if !deleting(&new) {
+                meta_mut(&mut new).insert("deletionTimestamp".into(), json!(now_seconds()));
+                new["status"]["phase"] = json!("Terminating");
+            }
+            Ok(Write::Put(new))
+        })?;
+        let answer = kinds::to_wire(t.def, marked.object());
         for k in self.store.keys_in_namespace(name) {
-            self.store.write::<StatusError>(&k, |_| Ok(Write::Delete))?;
+            let Some(def) = resources::by_storage(k.storage) else {
+                continue;
+            };
+            let one = Target {
+                def,
+                namespace: Some(k.namespace.clone()),
+                name: Some(k.name.clone()),
+                status: false,
+            };
+            match self.delete(&one, &json!({})) {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
         }
-        let written = self
-            .store
-            .write::<StatusError>(&key, |_| Ok(Write::Delete))?;
-        Ok((200, kinds::to_wire(t.def, written.object())))
+        self.finish_namespace_if_drained(name);
+        Ok((200, answer))
+    }
+
+    fn namespace_terminating(&self, ns: &str) -> bool {
+        !ns.is_empty()
+            && self
+                .store
+                .get(&Key::new(resources::NAMESPACES, "", ns))
+                .is_some_and(|n| deleting(&n))
+    }
+
+    /// Removes a terminating namespace once nothing is left in it.
+    fn finish_namespace_if_drained(&self, ns: &str) {
+        if !self.namespace_terminating(ns) || !self.store.keys_in_namespace(ns).is_empty() {
+            return;
+        }
+        let key = Key::new(resources::NAMESPACES, "", ns);
+        let _ = self.store.write::<StatusError>(&key, |cur| match cur {
+            Some(n) if deleting(n) => Ok(Write::Delete),
+            _ => Err(StatusError::internal("namespace changed")),
+        });
     }
 
     /// DELETE on a collection: deletes every object matching the selectors.

@@ -164,9 +164,13 @@ pub fn prepare_service(
             && ty != "ExternalName"
             && os.get("type").and_then(Value::as_str) != Some("ExternalName")
         {
+            // kube-apiserver names the primary of the clusterIPs list.
             return Err(invalid(
-                "spec.clusterIP",
-                "Invalid value: field is immutable",
+                "spec.clusterIPs[0]",
+                &format!(
+                    "Invalid value: {}: may not change once set",
+                    spec.get("clusterIPs").unwrap_or(&Value::Null)
+                ),
             ));
         }
     }
@@ -439,6 +443,35 @@ pub fn validate_new_event(def: &ResourceDef, name: &str, ev: &Value) -> Result<(
     Ok(())
 }
 
+/// Where an Event may live, checked on its storage (core/v1) form as kube-apiserver's
+/// `ValidateEventCreate` does: an Event about a cluster-scoped object goes in `default` (or, for
+/// new-style Events with an `eventTime`, `kube-system`); one about a namespaced object, in that
+/// object's namespace (old-style Events; new-style ones are not checked for that).
+pub fn validate_event_namespace(
+    def: &ResourceDef,
+    name: &str,
+    namespace: &str,
+    core: &Value,
+) -> Result<(), StatusError> {
+    let involved = str_at(core, "/involvedObject/namespace").unwrap_or("");
+    let new_style = core.get("eventTime").is_some_and(|t| !t.is_null());
+    let ok = match (involved.is_empty(), new_style) {
+        (true, false) => namespace.is_empty() || namespace == "default",
+        (true, true) => namespace == "default" || namespace == "kube-system",
+        (false, false) => namespace == involved,
+        (false, true) => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(StatusError::invalid(
+        def,
+        name,
+        "involvedObject.namespace",
+        format!("Invalid value: {involved:?}: does not match event.namespace"),
+    ))
+}
+
 /// Fields that are the same data in the two Event APIs: (core/v1 name, events.k8s.io/v1 name).
 const EVENT_FIELDS: [(&str, &str); 14] = [
     ("metadata", "metadata"),
@@ -653,7 +686,7 @@ mod tests {
             prepare_service(def, "s", Some(&old), &mut new, &mut Allocations::default())
                 .unwrap_err()
                 .message
-                .contains("immutable")
+                .contains("may not change once set")
         );
     }
 

@@ -13,6 +13,11 @@
 //! Not served, on purpose: TLS and authentication (plain HTTP on loopback), protobuf (415),
 //! server-side apply (415), OpenAPI documents (404; use `kubectl --validate=false`), Table
 //! output (kubectl falls back to plain lists), and garbage collection.
+//!
+//! What it does serve is checked against the real kube-apiserver: `tests/it/differential.rs`
+//! runs the same requests against both and compares status codes, reasons and the fields our
+//! clients read. Namespace deletion behaves as with kube-controller-manager's namespace
+//! controller (Terminating, contents deleted, the namespace gone once empty), only at once.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

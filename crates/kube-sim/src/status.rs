@@ -49,6 +49,21 @@ impl StatusError {
         e
     }
 
+    /// Creating in a namespace that is being deleted (the NamespaceLifecycle admission plugin).
+    pub fn namespace_terminating(def: &ResourceDef, name: &str, ns: &str) -> Self {
+        let mut e = Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                def.qualified_plural()
+            ),
+        );
+        e.details = Some(json!({"name": name, "group": def.group, "kind": def.plural,
+            "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}));
+        e
+    }
+
     pub fn already_exists(def: &ResourceDef, name: &str) -> Self {
         let mut e = Self::new(
             409,

@@ -5,6 +5,7 @@
 mod binary;
 mod common;
 mod conformance;
+mod differential;
 mod kube_rs;
 mod kubectl;
 mod watches;
