@@ -9,11 +9,15 @@
 //! - while its instance runs it renews its Lease in `kube-node-lease` and posts Ready heartbeats;
 //!   when the instance stops or is terminated it falls silent, and the Node stays for the ccm's
 //!   node-lifecycle controller to delete; a Node deleted under a running kubelet is registered
-//!   again.
+//!   again;
+//! - it runs the Pods bound to its node: after [`KubeletConfig::pod_start_delay`] each is
+//!   Running and Ready with an IP from the node's pod CIDR (host-network Pods have the node's);
+//!   a deleted Pod's containers stop within its grace period ([`KubeletConfig::pod_stop_delay`]
+//!   at most) and the kubelet removes it, as a real one deletes with grace period 0.
 //!
 //! Two parts of kube-controller-manager have stand-ins here, for API servers that run without
 //! one (kube-sim): node IPAM ([`KubeletConfig::allocate_pod_cidrs`]) and marking a silent
-//! kubelet's Node `Unknown` ([`KubeletConfig::mark_unknown_after`]). Against the real control
+//! kubelet's Node `Unknown`, and its Pods not Ready ([`KubeletConfig::mark_unknown_after`]). Against the real control
 //! plane both stay off: kube-controller-manager does them.
 //!
 //! Changes are followed through cloud-sim's event log (long polling), not by re-listing.
@@ -22,13 +26,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+
 use cloud_api::{Instance, InstanceState, InstanceType};
 use cloud_client::{Client, InstanceFilter};
 use ipnet::Ipv4Net;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -36,6 +43,7 @@ use tokio::time::Instant;
 
 pub mod node;
 pub mod node_ports;
+pub mod pods;
 
 pub use node::{
     KUBELET_VERSION, NODE_LEASE_NAMESPACE, PROVIDED_NODE_IP_ANNOTATION, UNINITIALIZED_TAINT,
@@ -66,6 +74,10 @@ pub struct KubeletConfig {
     pub mark_unknown_after: Option<Duration>,
     /// Answer on node ports as kube-proxy and a pod would (see [`node_ports`]).
     pub serve_node_ports: bool,
+    /// How long a Pod bound to a running node takes to be Running and Ready.
+    pub pod_start_delay: Duration,
+    /// How long a deleted Pod's containers take to stop (never longer than its grace period).
+    pub pod_stop_delay: Duration,
 }
 
 impl KubeletConfig {
@@ -81,6 +93,8 @@ impl KubeletConfig {
             allocate_pod_cidrs: Some((cluster_cidr, 24)),
             mark_unknown_after: Some(grace),
             serve_node_ports: false,
+            pod_start_delay: Duration::from_secs(1),
+            pod_stop_delay: Duration::from_secs(1),
         }
     }
 
@@ -98,6 +112,8 @@ impl KubeletConfig {
     pub fn for_tests(cloud_url: &str) -> Self {
         Self {
             status_interval: Duration::from_millis(200),
+            pod_start_delay: Duration::from_millis(200),
+            pod_stop_delay: Duration::from_millis(200),
             ..Self::standalone(
                 cloud_url,
                 "10.244.0.0/16".parse().expect("valid CIDR"),
@@ -149,6 +165,7 @@ impl Kubelets {
                 nodes: HashMap::new(),
                 types: HashMap::new(),
                 ports: Default::default(),
+                pods: HashMap::new(),
             },
             rx,
         ));
@@ -187,6 +204,27 @@ struct Sim {
     nodes: HashMap<String, Kubelet>,
     types: HashMap<String, InstanceType>,
     ports: node_ports::NodePorts,
+    /// Pods bound to our nodes, by (namespace, name).
+    pods: HashMap<(String, String), PodWork>,
+}
+
+/// A Pod bound to one of our nodes, and what its kubelet is to do next.
+#[derive(Debug, Clone)]
+struct PodWork {
+    uid: String,
+    node: String,
+    ip: Option<Ipv4Addr>,
+    /// Start grace for deletion (seconds), from the Pod.
+    grace: Duration,
+    due: Option<(Instant, PodAction)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PodAction {
+    /// Post Running and Ready.
+    Start,
+    /// The containers stopped: remove the Pod (delete with grace period 0).
+    Remove,
 }
 
 async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
@@ -227,8 +265,22 @@ async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
     let poller = tokio::spawn(follow_events(sim.client.clone(), head, tx));
     let mut tick = tokio::time::interval(sim.config.status_interval.max(Duration::from_millis(50)));
     let mut ports_tick = tokio::time::interval(Duration::from_millis(500));
+    let mut pod_tick = tokio::time::interval(Duration::from_millis(100));
+    let mut pod_events = watcher(
+        Api::<Pod>::all(sim.kube.clone()),
+        watcher::Config::default(),
+    )
+    .boxed();
     loop {
         tokio::select! {
+            ev = pod_events.next() => match ev {
+                Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => sim.pod_seen(&p),
+                Some(Ok(watcher::Event::Delete(p))) => sim.pod_gone(&p),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => tracing::debug!(error = %e, "kubelets: pod watch interrupted; it resumes"),
+                None => break,
+            },
+            _ = pod_tick.tick() => sim.pod_work().await,
             id = changed.recv() => {
                 let Some(id) = id else { break };
                 match sim.client.get_instance(&id).await {
@@ -339,6 +391,15 @@ impl Sim {
             k.last_heartbeat = Instant::now();
             k.marked_unknown = false;
             let name = i.name.clone();
+            if !was_running {
+                // A kubelet that starts (again) reports the Pods bound to it.
+                let due = Instant::now() + self.config.pod_start_delay;
+                for w in self.pods.values_mut().filter(|w| w.node == name) {
+                    if w.due.is_none() {
+                        w.due = Some((due, PodAction::Start));
+                    }
+                }
+            }
             self.post_status(&name, ready).await;
         } else if let Some(k) = self.nodes.get_mut(&id) {
             if was_running {
@@ -510,6 +571,207 @@ impl Sim {
                     tracing::info!(node, instance = %id, "node status unknown: kubelet stopped posting")
                 }
                 Err(e) => tracing::warn!(node, error = %e, "cannot mark node unknown"),
+            }
+            self.mark_pods_not_ready(&node).await;
+        }
+    }
+
+    /// A Pod changed: note it if it is bound to one of our nodes, and plan its next step.
+    fn pod_seen(&mut self, p: &Pod) {
+        let (Some(ns), Some(name), Some(uid)) = (
+            p.metadata.namespace.clone(),
+            p.metadata.name.clone(),
+            p.metadata.uid.clone(),
+        ) else {
+            return;
+        };
+        let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+            return;
+        };
+        let Some(kubelet) = self.nodes.values().find(|k| k.node == node) else {
+            return;
+        };
+        let running = kubelet.running;
+        let grace = p
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| p.spec.as_ref()?.termination_grace_period_seconds)
+            .unwrap_or(30);
+        let key = (ns, name);
+        let w = self.pods.entry(key).or_insert_with(|| PodWork {
+            uid: uid.clone(),
+            node: node.clone(),
+            ip: None,
+            grace: Duration::ZERO,
+            due: None,
+        });
+        if w.uid != uid {
+            // The same name again: a new Pod.
+            *w = PodWork {
+                uid,
+                node,
+                ip: None,
+                grace: Duration::ZERO,
+                due: None,
+            };
+        }
+        w.grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        if let Some(ip) = pods::pod_ip(p) {
+            w.ip = Some(ip);
+        }
+        let now = Instant::now();
+        match pods::phase(p) {
+            pods::PodPhase::Starting if running && w.due.is_none() => {
+                w.due = Some((now + self.config.pod_start_delay, PodAction::Start));
+            }
+            pods::PodPhase::Terminating
+                if running && !matches!(w.due, Some((_, PodAction::Remove))) =>
+            {
+                let stop = self.config.pod_stop_delay.min(w.grace);
+                w.due = Some((now + stop, PodAction::Remove));
+            }
+            pods::PodPhase::Running if matches!(w.due, Some((_, PodAction::Start))) => {
+                w.due = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn pod_gone(&mut self, p: &Pod) {
+        if let (Some(ns), Some(name)) = (p.metadata.namespace.clone(), p.metadata.name.clone()) {
+            self.pods.remove(&(ns, name));
+        }
+    }
+
+    /// Does what is due: starts Pods, removes the ones whose containers stopped.
+    async fn pod_work(&mut self) {
+        let now = Instant::now();
+        let due: Vec<((String, String), PodAction)> = self
+            .pods
+            .iter()
+            .filter_map(|(k, w)| match w.due {
+                Some((at, action)) if at <= now => Some((k.clone(), action)),
+                _ => None,
+            })
+            .collect();
+        for (key, action) in due {
+            let Some(w) = self.pods.get_mut(&key) else {
+                continue;
+            };
+            w.due = None;
+            let w = w.clone();
+            let running = self.nodes.values().any(|k| k.node == w.node && k.running);
+            if !running {
+                continue; // A dead kubelet does nothing; it starts over when its node does.
+            }
+            let api: Api<Pod> = Api::namespaced(self.kube.clone(), &key.0);
+            match action {
+                PodAction::Start => self.start_pod(&api, &key, &w).await,
+                PodAction::Remove => {
+                    let dp = DeleteParams {
+                        grace_period_seconds: Some(0),
+                        preconditions: Some(Preconditions {
+                            uid: Some(w.uid.clone()),
+                            resource_version: None,
+                        }),
+                        ..Default::default()
+                    };
+                    match api.delete(&key.1, &dp).await {
+                        Ok(_) => {
+                            tracing::debug!(pod = %key.1, namespace = %key.0, "kubelet: pod stopped and removed")
+                        }
+                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                        Err(e) => {
+                            tracing::warn!(pod = %key.1, error = %e, "kubelet: cannot remove pod")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Posts Running and Ready with an IP from the node's pod CIDR.
+    async fn start_pod(&mut self, api: &Api<Pod>, key: &(String, String), w: &PodWork) {
+        let retry = |sim: &mut Self| {
+            if let Some(w) = sim.pods.get_mut(key) {
+                w.due = Some((
+                    Instant::now() + Duration::from_millis(500),
+                    PodAction::Start,
+                ));
+            }
+        };
+        let Ok(Some(pod)) = api.get_opt(&key.1).await else {
+            return;
+        };
+        if pod.metadata.uid.as_deref() != Some(w.uid.as_str())
+            || pods::phase(&pod) == pods::PodPhase::Terminating
+        {
+            return;
+        }
+        let Some(host_ip) = self.nodes.values().find(|k| k.node == w.node).map(|k| k.ip) else {
+            return;
+        };
+        let ip = match w.ip {
+            Some(ip) => ip,
+            None => {
+                let cidr = match self.nodes_api.get_opt(&w.node).await {
+                    Ok(Some(n)) => n.spec.and_then(|s| s.pod_cidr).and_then(|c| c.parse().ok()),
+                    _ => None,
+                };
+                let Some(cidr) = cidr else {
+                    // No pod CIDR yet (node IPAM has not reached this node): try again soon.
+                    retry(self);
+                    return;
+                };
+                let used: BTreeSet<Ipv4Addr> = self
+                    .pods
+                    .values()
+                    .filter(|o| o.node == w.node)
+                    .filter_map(|o| o.ip)
+                    .collect();
+                let Some(ip) = pods::next_pod_ip(cidr, &used) else {
+                    tracing::warn!(node = %w.node, %cidr, "kubelet: the node's pod CIDR is full");
+                    retry(self);
+                    return;
+                };
+                ip
+            }
+        };
+        if let Some(me) = self.pods.get_mut(key) {
+            me.ip = Some(ip);
+        }
+        let status = pods::running_status(&pod, host_ip, ip, &node::now_time());
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        match api.patch_status(&key.1, &pp, &strategic(status)).await {
+            Ok(_) => tracing::debug!(pod = %key.1, namespace = %key.0, %ip, "kubelet: pod running"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                tracing::warn!(pod = %key.1, error = %e, "kubelet: cannot report the pod running");
+                retry(self);
+            }
+        }
+    }
+
+    /// The node stopped reporting: its Pods are not Ready (the node-lifecycle controller's
+    /// job; only where the simulator stands in for it).
+    async fn mark_pods_not_ready(&mut self, node: &str) {
+        let on_node: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|(_, w)| w.node == node)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let patch = pods::not_ready_status(&node::now_time());
+        for (ns, name) in on_node {
+            let api: Api<Pod> = Api::namespaced(self.kube.clone(), &ns);
+            if let Err(e) = api
+                .patch_status(&name, &PatchParams::default(), &strategic(patch.clone()))
+                .await
+            {
+                tracing::debug!(pod = %name, error = %e, "cannot mark pod not ready");
             }
         }
     }

@@ -6,8 +6,10 @@ use std::time::Duration;
 use cloud_api::{CreateInstanceRequest, Instance, Tags};
 use cloud_client::Client;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kubelet_sim::{KubeletConfig, Kubelets, NODE_LEASE_NAMESPACE, UNINITIALIZED_TAINT};
 use sim_common::wait_for;
 
@@ -151,6 +153,191 @@ async fn nodes_follow_their_instances(kube: kube::Client, config: KubeletConfig,
     })
     .await;
     kubelets.stop().await;
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+    cidr.parse::<ipnet::Ipv4Net>().unwrap().contains(&ip)
+}
+
+/// A Pod bound to a node runs there with an IP from the node's pod CIDR, turns not Ready when
+/// its node stops, and is removed by its kubelet after deletion (within its grace period).
+async fn pods_run_on_their_nodes(kube: kube::Client, config: KubeletConfig, cloud: &Client) {
+    let nodes: Api<Node> = Api::all(kube.clone());
+    let pods: Api<Pod> = Api::namespaced(kube.clone(), "default");
+    let inst = cloud
+        .create_instance(&req("pod-node", "zone-c", "sim.small"))
+        .await
+        .unwrap();
+    let kubelets = Kubelets::start(config, kube.clone()).unwrap();
+    let node = node_with(&nodes, "pod-node", "Ready with a pod CIDR", |n| {
+        ready(n).as_deref() == Some("True") && n.spec.as_ref().is_some_and(|s| s.pod_cidr.is_some())
+    })
+    .await;
+    let cidr = node.spec.unwrap().pod_cidr.unwrap();
+    let pod = |name: &str| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"nodeName": "pod-node", "terminationGracePeriodSeconds": 30,
+                "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
+        }))
+        .unwrap()
+    };
+    for name in ["p1", "p2"] {
+        pods.create(&PostParams::default(), &pod(name))
+            .await
+            .unwrap();
+    }
+    let mut ips = Vec::new();
+    for name in ["p1", "p2"] {
+        let p = wait_for(&format!("{name} running and ready"), T, || async {
+            pods.get_opt(name).await.ok().flatten().filter(pod_ready)
+        })
+        .await;
+        let st = p.status.unwrap();
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        assert_eq!(
+            st.host_ip.as_deref(),
+            Some(inst.private_ip.to_string().as_str())
+        );
+        let ip = st.pod_ip.unwrap();
+        assert!(in_cidr(&ip, &cidr), "{ip} in {cidr}");
+        ips.push(ip);
+    }
+    assert_ne!(ips[0], ips[1]);
+    // Deleted with a 30 s grace period: the containers stop sooner and the kubelet removes it.
+    pods.delete("p1", &DeleteParams::default()).await.unwrap();
+    wait_for("p1 removed by its kubelet", T, || async {
+        pods.get_opt("p1")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // The node stops: its Pods are no longer Ready.
+    cloud.stop_instance(inst.id.as_str()).await.unwrap();
+    wait_for("p2 not ready", T, || async {
+        pods.get_opt("p2")
+            .await
+            .ok()
+            .flatten()
+            .filter(|p| !pod_ready(p))
+    })
+    .await;
+    // Started again: its kubelet reports the Pod Ready again, with the same IP.
+    cloud.start_instance(inst.id.as_str()).await.unwrap();
+    let p2 = wait_for("p2 ready again", T, || async {
+        pods.get_opt("p2").await.ok().flatten().filter(pod_ready)
+    })
+    .await;
+    assert_eq!(p2.status.unwrap().pod_ip.as_ref(), Some(&ips[1]));
+    pods.delete("p2", &DeleteParams::default()).await.unwrap();
+    kubelets.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_with_kube_sim() {
+    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+        .await
+        .unwrap();
+    let client = Client::new(cloud.base_url()).unwrap();
+    let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
+        .await
+        .unwrap();
+    let kc = kube::Client::try_from(kube::Config::new(kube.url().parse().unwrap())).unwrap();
+    pods_run_on_their_nodes(kc, KubeletConfig::for_tests(&cloud.base_url()), &client).await;
+    kube.shutdown().await;
+    cloud.shutdown().await.unwrap();
+}
+
+/// Control-plane tier: the same Pods next to kube-controller-manager, and a Deployment whose
+/// Pods the real scheduler places on the simulated nodes, with ready endpoints in the
+/// EndpointSlice kube-controller-manager makes for its Service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_with_the_real_control_plane_too() {
+    let Some(bins) = control_plane::binaries_for_test() else {
+        return;
+    };
+    let cp = control_plane::ControlPlane::start_with(bins, control_plane::Options::for_tests())
+        .await
+        .unwrap();
+    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+        .await
+        .unwrap();
+    let client = Client::new(cloud.base_url()).unwrap();
+    let kube = cp.client().await.unwrap();
+    let config = KubeletConfig {
+        status_interval: Duration::from_millis(500),
+        pod_start_delay: Duration::from_millis(200),
+        pod_stop_delay: Duration::from_millis(200),
+        ..KubeletConfig::with_controller_manager(&cloud.base_url())
+    };
+    pods_run_on_their_nodes(kube.clone(), config.clone(), &client).await;
+
+    for i in 0..2 {
+        client
+            .create_instance(&req(&format!("w{i}"), "zone-a", "sim.small"))
+            .await
+            .unwrap();
+    }
+    let kubelets = Kubelets::start(config, kube.clone()).unwrap();
+    let apply = |y: &str| {
+        let out = cp
+            .kubectl()
+            .args(["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                c.stdin.take().unwrap().write_all(y.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    // Tolerates everything: no ccm runs here, so the nodes keep their uninitialized taint.
+    apply(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      tolerations: [{operator: Exists}]\n      containers: [{name: app, image: registry.k8s.io/pause:3.10}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n",
+    );
+    let slices: Api<EndpointSlice> = Api::namespaced(kube.clone(), "default");
+    let lp = ListParams::default().labels("kubernetes.io/service-name=web");
+    wait_for("two ready endpoints for web", T, || async {
+        let list = slices.list(&lp).await.ok()?;
+        let ready = list
+            .items
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            .count();
+        (ready == 2).then_some(())
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(kube, "default");
+    let placed = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+    assert!(
+        placed.items.iter().all(|p| p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some()),
+        "the scheduler bound every pod"
+    );
+    kubelets.stop().await;
+    cloud.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
