@@ -55,19 +55,45 @@ pub enum Outcome {
     CloudError,
 }
 
-async fn set_taints(
+/// Tries of a taint write that meets a conflict, and the pause between them (upstream's
+/// `updateTaintBackoff`: 5 steps of 100 ms, jittered).
+const TAINT_TRIES: u32 = 5;
+const TAINT_RETRY: Duration = Duration::from_millis(100);
+
+/// Reads the Node, applies `change` to what it holds now, and writes the taints with its
+/// resourceVersion as a precondition, retrying on a conflict, as upstream's `PatchNodeTaints`
+/// does. kube-controller-manager adds and removes `not-ready`/`unreachable` NoExecute taints on
+/// the same Nodes; writing the list from a cached copy would drop or resurrect them. Returns
+/// whether anything was written (`change` returns `None` when there is nothing to do).
+async fn update_taints(
     api: &Api<Node>,
     name: &str,
-    taints: Vec<k8s_openapi::api::core::v1::Taint>,
-) -> Result<(), kube::Error> {
-    // Taints are an atomic list: a strategic patch replaces it whole.
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Strategic(json!({"spec": {"taints": taints}})),
-    )
-    .await
-    .map(|_| ())
+    change: impl Fn(&Node) -> Option<Vec<k8s_openapi::api::core::v1::Taint>>,
+) -> Result<bool, kube::Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let node = api.get(name).await?;
+        let Some(taints) = change(&node) else {
+            return Ok(false);
+        };
+        // Taints are an atomic list: a strategic patch replaces it whole, hence the precondition.
+        let patch = json!({
+            "metadata": {"resourceVersion": node.resource_version()},
+            "spec": {"taints": taints},
+        });
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < TAINT_TRIES => {
+                let jitter = rand::random::<f64>();
+                tokio::time::sleep(TAINT_RETRY.mul_f64(1.0 + jitter)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Handles one node.
@@ -82,12 +108,13 @@ pub async fn monitor_node(ctx: &LifecycleContext, node: &Node) -> Outcome {
         .instances_v2()
         .expect("the lifecycle controller only runs with InstancesV2");
     if node_plan::ready(node) == Ready::True {
-        if let Some(taints) = node_plan::taints_without_shutdown(node) {
-            match set_taints(&api, &name, taints).await {
-                Ok(()) => {
+        if node_plan::has_shutdown_taint(node) {
+            match update_taints(&api, &name, node_plan::taints_without_shutdown).await {
+                Ok(true) => {
                     tracing::info!(node = %name, "node is Ready again; removed the shutdown taint");
                     return Outcome::Untainted;
                 }
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(node = %name, error = %e, "cannot remove the shutdown taint")
                 }
@@ -133,18 +160,17 @@ pub async fn monitor_node(ctx: &LifecycleContext, node: &Node) -> Outcome {
         };
     }
     match instances.instance_shutdown(node).await {
-        Ok(true) => match node_plan::taints_with_shutdown(node) {
-            Some(taints) => match set_taints(&api, &name, taints).await {
-                Ok(()) => {
-                    tracing::info!(node = %name, "instance is shut down; tainted the node");
-                    Outcome::Tainted
-                }
-                Err(e) => {
-                    tracing::warn!(node = %name, error = %e, "cannot add the shutdown taint");
-                    Outcome::Unchanged
-                }
-            },
-            None => Outcome::Unchanged,
+        Ok(true) if node_plan::has_shutdown_taint(node) => Outcome::Unchanged,
+        Ok(true) => match update_taints(&api, &name, node_plan::taints_with_shutdown).await {
+            Ok(true) => {
+                tracing::info!(node = %name, "instance is shut down; tainted the node");
+                Outcome::Tainted
+            }
+            Ok(false) => Outcome::Unchanged,
+            Err(e) => {
+                tracing::warn!(node = %name, error = %e, "cannot add the shutdown taint");
+                Outcome::Unchanged
+            }
         },
         Ok(false) => Outcome::Unchanged,
         Err(e) => {

@@ -118,3 +118,82 @@ async fn shutdown_taint_follows_the_instance_and_readiness() {
     );
     h.stop().await;
 }
+
+/// kube-controller-manager writes NoExecute taints on the same Nodes. A taint it added after the
+/// lifecycle controller's cache saw the Node is kept when the shutdown taint goes on, and one it
+/// removed is not brought back when the shutdown taint comes off (upstream reads the Node and
+/// patches with a resourceVersion precondition).
+#[tokio::test]
+async fn taints_other_writers_change_are_neither_lost_nor_resurrected() {
+    let mut opts = ccm::Options::for_tests("test");
+    opts.controllers = Default::default();
+    let h = crate::common::start_with(FakeCloud::new(), opts).await;
+    let mut off = instance("n", "zone-a", "127.1.1.2");
+    off.shutdown = true;
+    h.cloud.set_instance("n", off);
+    h.register(
+        "n",
+        json!({"spec": {"taints": [], "providerID": "simcloud://zone-a/i-0000000000000001"},
+            "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}),
+    )
+    .await;
+    let ctx = ccm::node_lifecycle::LifecycleContext::new(
+        h.client.clone(),
+        h.cloud.clone(),
+        std::sync::Arc::new(ccm::metrics::Metrics::new()),
+        "test",
+    );
+    let keys = |n: &k8s_openapi::api::core::v1::Node| -> Vec<String> {
+        let mut k: Vec<String> = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|t| t.key.clone())
+            .collect();
+        k.sort();
+        k
+    };
+    let taint = |taints: serde_json::Value| Patch::Strategic(json!({"spec": {"taints": taints}}));
+    let unreachable = json!({"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"});
+
+    // The cache's copy predates kube-controller-manager's unreachable taint.
+    let stale = h.node("n").await.unwrap();
+    h.nodes
+        .patch("n", &PatchParams::default(), &taint(json!([unreachable])))
+        .await
+        .unwrap();
+    let out = ccm::node_lifecycle::monitor_node(&ctx, &stale).await;
+    assert_eq!(out, ccm::node_lifecycle::Outcome::Tainted);
+    assert_eq!(
+        keys(&h.node("n").await.unwrap()),
+        [names::TAINT_SHUTDOWN, "node.kubernetes.io/unreachable"]
+    );
+
+    // Ready again; the cache still has the unreachable taint that kube-controller-manager has
+    // since removed.
+    h.nodes
+        .patch_status(
+            "n",
+            &PatchParams::default(),
+            &Patch::Strategic(
+                json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let stale = h.node("n").await.unwrap();
+    h.nodes
+        .patch(
+            "n",
+            &PatchParams::default(),
+            &taint(json!([{"key": names::TAINT_SHUTDOWN, "effect": "NoSchedule"}])),
+        )
+        .await
+        .unwrap();
+    let out = ccm::node_lifecycle::monitor_node(&ctx, &stale).await;
+    assert_eq!(out, ccm::node_lifecycle::Outcome::Untainted);
+    assert!(keys(&h.node("n").await.unwrap()).is_empty());
+    h.stop().await;
+}

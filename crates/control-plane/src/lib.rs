@@ -216,6 +216,7 @@ pub struct ControlPlane {
     /// In start order; dropped (killed) in reverse.
     procs: Vec<Proc>,
     url: String,
+    etcd_url: String,
     kubeconfig: PathBuf,
     pki: pki::Pki,
     bins: Binaries,
@@ -280,6 +281,7 @@ impl ControlPlane {
             remove_dir,
             procs: Vec::new(),
             url,
+            etcd_url: format!("http://127.0.0.1:{etcd_client}"),
             kubeconfig,
             pki,
             bins,
@@ -461,6 +463,40 @@ impl ControlPlane {
 
     pub fn binaries(&self) -> &Binaries {
         &self.bins
+    }
+
+    /// Compacts etcd's history up to its current revision, as kube-apiserver does every five
+    /// minutes: a watch from an older resourceVersion then gets 410 Expired. Returns the
+    /// revision compacted to.
+    pub async fn compact(&self) -> Result<i64, Error> {
+        let err = |message: String| Error::Client {
+            what: format!("etcd at {}", self.etcd_url),
+            message,
+        };
+        let http = reqwest::Client::new();
+        // etcd's JSON gateway: any read returns the current revision in its header.
+        let head: serde_json::Value = http
+            .post(format!("{}/v3/kv/range", self.etcd_url))
+            .json(&json!({"key": "AA=="}))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| err(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let rev: i64 = head
+            .pointer("/header/revision")
+            .and_then(|r| r.as_str())
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(|| err(format!("no revision in {head}")))?;
+        http.post(format!("{}/v3/kv/compaction", self.etcd_url))
+            .json(&json!({"revision": rev.to_string(), "physical": true}))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| err(e.to_string()))?;
+        Ok(rev)
     }
 
     /// The process ID of one process, to stop or signal it in a test.
