@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use cloud_api::{CreateInstanceRequest, Tags};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Service};
 use kube::Api;
+use kube::api::{PatchParams, PostParams};
 use kubelet_sim::{KubeletConfig, Kubelets};
 use tokio::process::{Child, Command};
 
@@ -98,8 +99,10 @@ struct Cluster {
     kubelets: KubeletConfig,
 }
 
-/// Nodes initialised with their zones, the shutdown taint on a stopped instance's node, a
-/// terminated instance's node deleted, and the second ccm taking over when the leader is killed.
+/// Nodes initialised with their zones, a route per pod CIDR (NetworkUnavailable False), a
+/// LoadBalancer Service with one ingress per zone and the cleanup finalizer, the shutdown taint on
+/// a stopped instance's node, a terminated instance's node deleted, the Service's load balancer
+/// deleted with it, and the second ccm taking over when the leader is killed.
 async fn scenario(cluster: Cluster, cloud_client: &cloud_client::Client, dir: &Path) {
     let kubelets = Kubelets::start(cluster.kubelets, cluster.admin.clone()).unwrap();
     let mut ccms = vec![
@@ -144,6 +147,57 @@ async fn scenario(cluster: Cluster, cloud_client: &cloud_client::Client, dir: &P
             Some(inst.provider_id.as_str())
         );
     }
+    // Routes: every node's pod CIDR has a route, and the ccm says so on the Node.
+    for inst in &instances {
+        wait_for("NetworkUnavailable False (RouteCreated)", T, || async {
+            let n = nodes.get_opt(&inst.name).await.ok().flatten()?;
+            n.status?.conditions?.into_iter().find(|c| {
+                c.type_ == ccm::names::CONDITION_NETWORK_UNAVAILABLE
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some(ccm::names::REASON_ROUTE_CREATED)
+            })
+        })
+        .await;
+    }
+    let routes = cloud_client
+        .list_all_routes(cloud_client::DEFAULT_ROUTE_TABLE)
+        .await
+        .unwrap();
+    assert_eq!(routes.len(), instances.len(), "{routes:?}");
+    // A LoadBalancer Service: the finalizer, and an ingress IP per zone.
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
+    let svc = wait_for("ingress IPs", T, || async {
+        let s = services.get_opt("web").await.ok().flatten()?;
+        let n = s
+            .status
+            .as_ref()?
+            .load_balancer
+            .as_ref()?
+            .ingress
+            .as_ref()?
+            .len();
+        (n == 3).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        svc.metadata.finalizers.as_deref(),
+        Some(&[ccm::names::LB_FINALIZER.to_owned()][..])
+    );
+    assert_eq!(
+        cloud_client
+            .list_all_load_balancers(&Default::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
     // Stop one: its node goes NotReady and gets the shutdown taint.
     cloud_client
         .stop_instance(instances[0].id.as_str())
@@ -173,6 +227,25 @@ async fn scenario(cluster: Cluster, cloud_client: &cloud_client::Client, dir: &P
             .then_some(())
     })
     .await;
+    // The Service goes to ClusterIP: its load balancer is deleted and the finalizer removed.
+    services
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"type": "ClusterIP"}})),
+        )
+        .await
+        .unwrap();
+    wait_for("load balancer deleted, finalizer gone", T, || async {
+        let lbs = cloud_client
+            .list_all_load_balancers(&Default::default())
+            .await
+            .ok()?;
+        let s = services.get_opt("web").await.ok().flatten()?;
+        (lbs.is_empty() && s.metadata.finalizers.unwrap_or_default().is_empty()).then_some(())
+    })
+    .await;
+
     // Kill the leader; the other replica takes over and keeps initialising nodes.
     let leases: Api<Lease> = Api::namespaced(client.clone(), ccm::names::LEASE_NAMESPACE);
     let holder = leases
