@@ -319,8 +319,10 @@ async fn ensure(
         "Ensured load balancer".into(),
     )
     .await;
-    ctx.mark_synced(&k, fingerprint, set);
+    // Synced only once the status is written: a failed write is retried by a full ensure
+    // (the fingerprint fast path would skip it until the spec changed).
     write_status(&api, svc, &status).await.map_err(kube_err)?;
+    ctx.mark_synced(&k, fingerprint, set);
     tracing::info!(service = %k, ingress = status.ingress.as_ref().map_or(0, Vec::len), backends = nodes.len(), "ensured load balancer");
     Ok(Action::await_change())
 }

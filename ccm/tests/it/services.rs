@@ -440,3 +440,43 @@ async fn against_cloud_sim() {
     kube.shutdown().await;
     cloud.shutdown().await.unwrap();
 }
+
+/// A status write that fails (an API server error) is retried: the Service is not taken as
+/// synced until its status is written.
+#[tokio::test]
+async fn a_failed_status_write_is_retried() {
+    let h = start_with(FakeCloud::new(), svc_opts()).await;
+    h.register("n1", json!({})).await;
+    // The finalizer is already there, so the first write to /status is the load-balancer status.
+    h.kube
+        .faults()
+        .add(kube_sim::faults::FailRule {
+            method: Some("PATCH".into()),
+            path_contains: Some("/services/web/status".into()),
+            status: 500,
+            retry_after_seconds: None,
+            count: Some(1),
+        })
+        .unwrap();
+    let mut svc = lb_service("web");
+    svc.metadata.finalizers = Some(vec![names::LB_FINALIZER.to_owned()]);
+    let svcs: Api<Service> = Api::namespaced(h.client.clone(), "default");
+    svcs.create(&PostParams::default(), &svc).await.unwrap();
+    let s = wait_for(
+        "status written after the failed write",
+        Duration::from_secs(30),
+        || async {
+            svcs.get("web")
+                .await
+                .ok()
+                .filter(|s| !ingress_ips(s).is_empty())
+        },
+    )
+    .await;
+    assert_eq!(ingress_ips(&s).len(), 1);
+    assert!(
+        h.cloud.count_calls("ensure-lb") >= 2,
+        "ensured again to retry"
+    );
+    h.stop().await;
+}
