@@ -49,6 +49,16 @@ pub enum Decision {
 }
 
 pub fn decide(svc: &Service, class: Option<&str>) -> Decision {
+    let svc_class = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_class.as_deref());
+    // A LoadBalancer of another class is another controller's, whatever finalizers it carries:
+    // upstream ignores every Service with a class. (A type change away from LoadBalancer clears
+    // the class, so those are still cleaned up below.)
+    if spec_type(svc) == "LoadBalancer" && svc_class != class {
+        return Decision::Ignore;
+    }
     let wants = wants_load_balancer(svc, class);
     if needs_cleanup(svc) || (!wants && has_finalizer(svc)) {
         Decision::Delete
@@ -206,9 +216,28 @@ mod tests {
                 None,
                 Decision::Delete,
             ),
+            // Another class's Service is never touched, even with the shared finalizer, even
+            // while it is deleted (upstream ignores any Service with a class).
             (
                 json!({"metadata": {"name": "s", "finalizers": [names::LB_FINALIZER]}, "spec": {"type": "LoadBalancer", "loadBalancerClass": "x"}}),
                 None,
+                Decision::Ignore,
+            ),
+            (
+                json!({"metadata": {"name": "s", "finalizers": [names::LB_FINALIZER], "deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"type": "LoadBalancer", "loadBalancerClass": "x"}}),
+                Some("simcloud.dev/lb"),
+                Decision::Ignore,
+            ),
+            // With a class of our own, class-less LoadBalancers belong to the default provider...
+            (
+                json!({"metadata": {"name": "s", "finalizers": [names::LB_FINALIZER], "deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"type": "LoadBalancer"}}),
+                Some("simcloud.dev/lb"),
+                Decision::Ignore,
+            ),
+            // ... but ours that turned ClusterIP (the API clears the class then) are cleaned up.
+            (
+                json!({"metadata": {"name": "s", "finalizers": [names::LB_FINALIZER]}, "spec": {"type": "ClusterIP"}}),
+                Some("simcloud.dev/lb"),
                 Decision::Delete,
             ),
             (
