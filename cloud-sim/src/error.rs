@@ -12,6 +12,9 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
+    /// No route serves the path: not a resource's absence.
+    #[error("no API endpoint at {0}")]
+    UnknownPath(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{field}: {reason}")]
@@ -61,6 +64,7 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::NotFound { .. } => ErrorCode::NotFound,
+            ApiError::UnknownPath(_) => ErrorCode::UnknownPath,
             ApiError::BadRequest(_) => ErrorCode::InvalidArgument,
             ApiError::Invalid { .. } => ErrorCode::ValidationFailed,
             ApiError::AlreadyExists(_) => ErrorCode::AlreadyExists,

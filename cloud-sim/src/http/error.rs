@@ -41,10 +41,7 @@ impl IntoResponse for ApiError {
 pub use sim_common::error_chain;
 
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::NotFound {
-        kind: "path",
-        id: uri.path().to_owned(),
-    }
+    ApiError::UnknownPath(uri.path().to_owned())
 }
 
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {

@@ -25,8 +25,9 @@ async fn every_response_has_a_request_id_and_errors_carry_it() {
         .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-123");
 
+    // An unknown path has its own code: a 404 that is not a resource's absence.
     let (status, headers, body) = c.get_json("/v1/nothing-here").await;
-    assert_error(status, &headers, &body, 404, "NOT_FOUND");
+    assert_error(status, &headers, &body, 404, "UNKNOWN_PATH");
     let resp = c
         .http
         .put(c.url("/v1/instances"))

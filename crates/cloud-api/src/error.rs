@@ -33,8 +33,11 @@ pub enum ErrorCode {
     Unauthenticated,
     /// 403: the token may not use this API (admin endpoints).
     PermissionDenied,
-    /// 404: no such resource in this project.
+    /// 404: no such resource in this project. Only this code means "absent".
     NotFound,
+    /// 404: nothing serves this path (a wrong base URL, an old server, a proxy in the way). Never
+    /// a resource's absence: clients must not read it as one.
+    UnknownPath,
     /// 405: the path exists but not with this method.
     MethodNotAllowed,
     /// 409: a resource with this name (or address) already exists.
@@ -73,7 +76,7 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => 400,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
-            ErrorCode::NotFound => 404,
+            ErrorCode::NotFound | ErrorCode::UnknownPath => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::AlreadyExists
             | ErrorCode::Conflict
@@ -116,6 +119,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::UnknownPath => "UNKNOWN_PATH",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::AlreadyExists => "ALREADY_EXISTS",
             ErrorCode::Conflict => "CONFLICT",
@@ -148,6 +152,7 @@ mod tests {
     fn codes_use_their_wire_spelling() {
         for code in [
             ErrorCode::NotFound,
+            ErrorCode::UnknownPath,
             ErrorCode::IdempotencyKeyReused,
             ErrorCode::QuotaExceeded,
         ] {

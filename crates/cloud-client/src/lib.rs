@@ -439,8 +439,13 @@ impl Client {
                     b.error.request_id,
                     b.error.field,
                 ),
+                // Not our API's error body (a proxy, a wrong URL): a 404 there says nothing about
+                // any resource, so it is never read as absence.
                 Err(_) => (
-                    ErrorCode::from_http_status(status.as_u16()),
+                    match ErrorCode::from_http_status(status.as_u16()) {
+                        ErrorCode::NotFound => ErrorCode::UnknownPath,
+                        c => c,
+                    },
                     String::from_utf8_lossy(&bytes).chars().take(200).collect(),
                     request_id,
                     None,

@@ -150,3 +150,39 @@ async fn connection_refused_is_a_transport_error() {
     assert!(matches!(e, cloud_client::Error::Send { .. }), "{e:?}");
     assert!(e.is_retryable());
 }
+
+/// Only the API's own NOT_FOUND means "absent": a 404 from something else in the way (a proxy,
+/// a wrong base URL: no API error body) or from a path the API does not serve (UNKNOWN_PATH) is
+/// an error, so the ccm never deletes a Node on it.
+#[tokio::test]
+async fn a_404_that_is_not_the_apis_not_found_is_an_error_not_absence() {
+    let proxy = Router::new().fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") });
+    let c = client_for(proxy, RetryPolicy::none()).await;
+    let e = c.get_instance("i-0000000000000001").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnknownPath), "{e}");
+    assert!(c.delete_instance("i-0000000000000001").await.is_err());
+
+    let unknown_path = Router::new().fallback(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": {"code": "UNKNOWN_PATH", "message": "no API endpoint", "request_id": "r"}})),
+        )
+    });
+    let c = client_for(unknown_path, RetryPolicy::none()).await;
+    let e = c.get_instance("i-0000000000000001").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnknownPath), "{e}");
+
+    let absent = Router::new().fallback(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": {"code": "NOT_FOUND", "message": "instance i-1 not found", "request_id": "r"}})),
+        )
+    });
+    let c = client_for(absent, RetryPolicy::none()).await;
+    assert!(
+        c.get_instance("i-0000000000000001")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
