@@ -1,10 +1,10 @@
 //! The `service` controller: cloud load balancers for `type: LoadBalancer` Services, as upstream's
 //! service controller, with its finalizer-first ordering, events, retries and backend predicates.
 //!
-//! One kube-runtime `Controller` over Services also watches Nodes: a node change that alters the
-//! backend set (name and provider ID of nodes passing the predicates) triggers the load-balancer
-//! Services, whose reconcile then updates only the backends of the load balancers whose set
-//! changed. Because both paths run inside the Service's reconcile, an ensure and a node-driven
+//! One kube-runtime `Controller` over Services, and one Node reflector whose store the reconciles
+//! read: a node event that alters the backend set (a node added or deleted, also outright, or
+//! changing its predicates or provider ID; [`BackendTracker`]) triggers the Services, whose
+//! reconcile then updates only the backends of the load balancers whose set changed. Because both paths run inside the Service's reconcile, an ensure and a node-driven
 //! update of one Service never race. A Service whose relevant fields did not change since its
 //! last successful ensure (a fingerprint of upstream's `needsUpdate` fields) causes no cloud call.
 
@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{LoadBalancerStatus, Node, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -515,6 +515,49 @@ pub enum GcError {
     Kube(#[source] kube::Error),
 }
 
+/// Follows the Node watch and says when the backend set changed: a node that is a backend or
+/// not, and its provider ID, per name; a deleted node (also one that vanished while the watch
+/// relisted) is a change when it was known. Pure: fed watcher events, no I/O.
+#[derive(Debug, Default)]
+pub struct BackendTracker {
+    known: HashMap<String, (bool, String)>,
+    /// Names seen during a relist that is under way.
+    relist: Option<std::collections::HashSet<String>>,
+}
+
+impl BackendTracker {
+    pub fn changed(&mut self, event: &watcher::Event<Node>) -> bool {
+        match event {
+            watcher::Event::Init => {
+                self.relist = Some(Default::default());
+                false
+            }
+            watcher::Event::InitApply(n) => {
+                if let Some(seen) = &mut self.relist {
+                    seen.insert(n.name_any());
+                }
+                self.apply(n)
+            }
+            watcher::Event::InitDone => {
+                let seen = self.relist.take().unwrap_or_default();
+                let before = self.known.len();
+                self.known.retain(|name, _| seen.contains(name));
+                self.known.len() != before
+            }
+            watcher::Event::Apply(n) => self.apply(n),
+            watcher::Event::Delete(n) => self.known.remove(&n.name_any()).is_some(),
+        }
+    }
+
+    fn apply(&mut self, n: &Node) -> bool {
+        let now = (
+            service_plan::is_backend(n),
+            crate::cloud::provider_id(n).unwrap_or("").to_owned(),
+        );
+        self.known.insert(n.name_any(), now.clone()) != Some(now)
+    }
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     ctx: Arc<ServiceContext>,
@@ -522,49 +565,37 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let services: Api<Service> = Api::all(ctx.client.clone());
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let controller = Controller::new(services, watcher::Config::default())
-        .with_config(ControllerConfig::default().concurrency(concurrency));
-    let service_store = controller.store();
-    // A node change that alters the backend set triggers every load-balancer Service; their
-    // reconciles update only the load balancers whose set changed.
-    let last_seen: Arc<Mutex<HashMap<String, (bool, String)>>> = Arc::default();
-    let trigger_store = service_store.clone();
-    let class = ctx.class.clone();
-    let controller = controller.watches(nodes, watcher::Config::default(), move |node: Node| {
-        let name = node.name_any();
-        let now = (
-            service_plan::is_backend(&node),
-            crate::cloud::provider_id(&node).unwrap_or("").to_owned(),
-        );
-        let changed = last_seen
-            .lock()
-            .expect("seen lock")
-            .insert(name, now.clone())
-            .as_ref()
-            != Some(&now);
-        if !changed {
-            return Vec::new();
-        }
-        trigger_store
-            .state()
-            .iter()
-            .filter(|s| service_plan::decide(s, class.as_deref()) == Decision::Ensure)
-            .map(|s| ObjectRef::from_obj(&**s))
-            .collect::<Vec<_>>()
-    });
-    // The node cache the reconciles read backends from.
+    // One Node cache serves both the trigger and the reconciles: the reflector applies each
+    // event to the store before passing it on, so a reconcile a node change triggers already
+    // reads that change (a second watch could lag behind it).
     let (node_store, writer) = kube::runtime::reflector::store();
     *ctx.nodes.lock().expect("nodes lock") = Some(node_store.clone());
+    let (trigger, triggered) = tokio::sync::mpsc::channel::<()>(1);
     let node_api: Api<Node> = Api::all(ctx.client.clone());
     let informer = tokio::spawn(async move {
         use kube::runtime::WatchStreamExt;
+        let mut backends = BackendTracker::default();
         kube::runtime::reflector::reflector(writer, watcher(node_api, watcher::Config::default()))
             .default_backoff()
-            .touched_objects()
-            .for_each(|_| futures_util::future::ready(()))
+            .for_each(|event| {
+                match event {
+                    Ok(e) if backends.changed(&e) => {
+                        // A full channel already holds a pending trigger: bursts coalesce.
+                        let _ = trigger.try_send(());
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "node watch error"),
+                }
+                futures_util::future::ready(())
+            })
             .await;
     });
+    // A change of the backend set (a node added, deleted, or changing predicate or provider ID)
+    // triggers every Service; their reconciles update only the load balancers whose set changed
+    // and return at once for the rest.
+    let controller = Controller::new(services, watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(triggered));
     let gc = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
@@ -592,6 +623,53 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(name: &str, pid: &str, excluded: bool) -> Node {
+        let mut v = serde_json::json!({"metadata": {"name": name}, "spec": {"providerID": pid}});
+        if excluded {
+            v["metadata"]["labels"] = json!({names::LABEL_EXCLUDE_FROM_LB: "true"});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_backend_set_changes_on_add_delete_predicate_and_provider_id() {
+        use watcher::Event as E;
+        let a = node("a", "simcloud://zone-a/i-1", false);
+        let b = node("b", "simcloud://zone-b/i-2", false);
+        let mut t = BackendTracker::default();
+        let steps: Vec<(&str, E<Node>, bool)> = vec![
+            ("initial list", E::Init, false),
+            ("a listed", E::InitApply(a.clone()), true),
+            ("b listed", E::InitApply(b.clone()), true),
+            ("list done", E::InitDone, false),
+            ("a unchanged", E::Apply(a.clone()), false),
+            (
+                "a excluded",
+                E::Apply(node("a", "simcloud://zone-a/i-1", true)),
+                true,
+            ),
+            ("a included", E::Apply(a.clone()), true),
+            (
+                "a new provider ID",
+                E::Apply(node("a", "simcloud://zone-a/i-9", false)),
+                true,
+            ),
+            ("b hard-deleted", E::Delete(b.clone()), true),
+            ("b deleted again", E::Delete(b.clone()), false),
+            ("b back", E::Apply(b.clone()), true),
+            ("relist", E::Init, false),
+            (
+                "only a is there",
+                E::InitApply(node("a", "simcloud://zone-a/i-9", false)),
+                false,
+            ),
+            ("b vanished during the gap", E::InitDone, true),
+        ];
+        for (what, event, want) in steps {
+            assert_eq!(t.changed(&event), want, "{what}");
+        }
+    }
 
     #[test]
     fn backoff_is_five_seconds_doubling_to_five_minutes() {

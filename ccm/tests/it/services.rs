@@ -480,3 +480,28 @@ async fn a_failed_status_write_is_retried() {
     );
     h.stop().await;
 }
+
+/// A Node deleted outright (no finalizer: how the node-lifecycle controller deletes) leaves the
+/// backends of every load balancer at once.
+#[tokio::test]
+async fn a_hard_deleted_node_leaves_the_load_balancers() {
+    let h = start_with(FakeCloud::new(), svc_opts()).await;
+    h.register("n1", json!({})).await;
+    h.register("n2", json!({})).await;
+    let svcs: Api<Service> = Api::namespaced(h.client.clone(), "default");
+    svcs.create(&PostParams::default(), &lb_service("web"))
+        .await
+        .unwrap();
+    wait_for("both nodes are backends", T, || async {
+        let lbs = h.cloud.lbs();
+        (lbs.get("default/web")?.hosts == ["n1", "n2"]).then_some(())
+    })
+    .await;
+    h.nodes.delete("n2", &Default::default()).await.unwrap();
+    wait_for("n2 left the load balancer", T, || async {
+        let lbs = h.cloud.lbs();
+        (lbs.get("default/web")?.hosts == ["n1"]).then_some(())
+    })
+    .await;
+    h.stop().await;
+}

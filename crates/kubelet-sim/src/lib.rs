@@ -214,7 +214,9 @@ struct PodWork {
     uid: String,
     node: String,
     ip: Option<Ipv4Addr>,
-    /// Start grace for deletion (seconds), from the Pod.
+    /// Its Ready condition is True, as last seen.
+    ready: bool,
+    /// The deletion grace period, from the Pod.
     grace: Duration,
     due: Option<(Instant, PodAction)>,
 }
@@ -367,6 +369,7 @@ impl Sim {
         let runs = matches!(i.state, InstanceState::Pending | InstanceState::Running);
         let id = i.id.to_string();
         let was_running = self.nodes.get(&id).is_some_and(|k| k.running);
+        let was_ready = self.nodes.get(&id).is_some_and(|k| k.ready);
         if runs {
             let ready = i.state == InstanceState::Running;
             if !self.node_exists(&i.name).await {
@@ -391,8 +394,8 @@ impl Sim {
             k.last_heartbeat = Instant::now();
             k.marked_unknown = false;
             let name = i.name.clone();
-            if !was_running {
-                // A kubelet that starts (again) reports the Pods bound to it.
+            if ready && !(was_running && was_ready) {
+                // A kubelet whose node is (again) up and Ready reports the Pods bound to it.
                 let due = Instant::now() + self.config.pod_start_delay;
                 for w in self.pods.values_mut().filter(|w| w.node == name) {
                     if w.due.is_none() {
@@ -591,30 +594,32 @@ impl Sim {
         let Some(kubelet) = self.nodes.values().find(|k| k.node == node) else {
             return;
         };
-        let running = kubelet.running;
+        // A kubelet acts for its Pods while its node runs and is Ready (not while booting).
+        let running = kubelet.running && kubelet.ready;
         let grace = p
             .metadata
             .deletion_grace_period_seconds
             .or_else(|| p.spec.as_ref()?.termination_grace_period_seconds)
             .unwrap_or(30);
         let key = (ns, name);
-        let w = self.pods.entry(key).or_insert_with(|| PodWork {
+        let fresh = || PodWork {
             uid: uid.clone(),
             node: node.clone(),
             ip: None,
+            ready: false,
             grace: Duration::ZERO,
             due: None,
-        });
+        };
+        let w = self.pods.entry(key).or_insert_with(fresh);
         if w.uid != uid {
             // The same name again: a new Pod.
-            *w = PodWork {
-                uid,
-                node,
-                ip: None,
-                grace: Duration::ZERO,
-                due: None,
-            };
+            *w = fresh();
         }
+        w.ready = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         w.grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
         if let Some(ip) = pods::pod_ip(p) {
             w.ip = Some(ip);
@@ -630,7 +635,13 @@ impl Sim {
                 let stop = self.config.pod_stop_delay.min(w.grace);
                 w.due = Some((now + stop, PodAction::Remove));
             }
-            pods::PodPhase::Running if matches!(w.due, Some((_, PodAction::Start))) => {
+            // Someone else (the node-lifecycle controller, while it still saw the node NotReady)
+            // marked a running Pod not Ready: its kubelet reports the truth again, as a real
+            // kubelet's status manager does.
+            pods::PodPhase::Running if running && !w.ready && w.due.is_none() => {
+                w.due = Some((now + self.config.pod_start_delay, PodAction::Start));
+            }
+            pods::PodPhase::Running if w.ready && matches!(w.due, Some((_, PodAction::Start))) => {
                 w.due = None;
             }
             _ => {}
@@ -655,14 +666,19 @@ impl Sim {
             })
             .collect();
         for (key, action) in due {
-            let Some(w) = self.pods.get_mut(&key) else {
+            let Some(w) = self.pods.get(&key).cloned() else {
                 continue;
             };
-            w.due = None;
-            let w = w.clone();
-            let running = self.nodes.values().any(|k| k.node == w.node && k.running);
-            if !running {
-                continue; // A dead kubelet does nothing; it starts over when its node does.
+            let up = self
+                .nodes
+                .values()
+                .any(|k| k.node == w.node && k.running && k.ready);
+            if !up {
+                // A dead or booting kubelet does nothing yet; the work waits for it.
+                continue;
+            }
+            if let Some(p) = self.pods.get_mut(&key) {
+                p.due = None;
             }
             let api: Api<Pod> = Api::namespaced(self.kube.clone(), &key.0);
             match action {
