@@ -55,6 +55,8 @@ pub fn cluster_tag(cluster: &str) -> String {
 
 /// Route controller event reason and `NetworkUnavailable` condition values.
 pub const ROUTE_CONTROLLER: &str = "route-controller";
+/// The route controller's event source component: upstream spells it with an underscore.
+pub const ROUTE_EVENT_SOURCE: &str = "route_controller";
 pub const REASON_FAILED_TO_CREATE_ROUTE: &str = "FailedToCreateRoute";
 pub const CONDITION_NETWORK_UNAVAILABLE: &str = "NetworkUnavailable";
 pub const REASON_ROUTE_CREATED: &str = "RouteCreated";

@@ -26,8 +26,9 @@ use crate::names;
 
 /// Most route creates and deletes in flight at once (upstream's `maxConcurrentRouteOperations`).
 pub const MAX_CONCURRENT_ROUTE_OPERATIONS: usize = 200;
-/// Node changes never trigger passes more often than this.
-pub const MIN_RESYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Node changes never trigger passes more often than this (upstream's `minRouteResyncInterval`),
+/// nor more often than `--route-reconciliation-period` when that is shorter.
+pub const MIN_RESYNC_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Parses `--cluster-cidr`: one CIDR, or a dual-stack pair (one per family).
 pub fn parse_cluster_cidrs(s: &str) -> Result<Vec<IpNet>, String> {
@@ -126,9 +127,12 @@ pub fn plan(nodes: &[NodeInfo], routes: &[CloudRoute], cluster: &[IpNet]) -> Rou
         }
         for cidr in &n.pod_cidrs {
             wanted.push((&n.name, cidr));
-            let exists = routes.iter().any(|r| {
-                r.target_node == n.name && same_cidr(&r.destination_cidr, cidr) && !r.blackhole
-            });
+            // A blackhole route for it counts too: this pass deletes it, the next creates the
+            // route (upstream does the same; creating now would race the delete, and an
+            // AlreadyExists answer would report a route that is about to vanish).
+            let exists = routes
+                .iter()
+                .any(|r| r.target_node == n.name && same_cidr(&r.destination_cidr, cidr));
             if !exists {
                 out.creates.push((n.name.clone(), cidr.clone()));
             }
@@ -184,7 +188,7 @@ impl RouteContext {
         cluster_name: &str,
         cluster_cidrs: Vec<IpNet>,
     ) -> Self {
-        let recorder = crate::recorder(&client, names::ROUTE_CONTROLLER, identity);
+        let recorder = crate::recorder(&client, names::ROUTE_EVENT_SOURCE, identity);
         Self {
             client,
             cloud,
@@ -251,6 +255,12 @@ pub struct PassReport {
     pub failed_deletes: usize,
 }
 
+/// A finished route operation of a pass.
+enum Op {
+    Deleted(bool),
+    Created((String, String, Result<(), (String, Duration)>)),
+}
+
 /// One reconciliation pass over `nodes`.
 pub async fn reconcile(
     ctx: &RouteContext,
@@ -268,58 +278,55 @@ pub async fn reconcile(
         .collect();
     let p = plan(&infos, &routes, &ctx.cluster_cidrs);
     let mut report = PassReport::default();
-    // Owned data in every future, so the pass stays `Send` for any lifetime.
-    let delete_futs: Vec<_> = p
-        .deletes
-        .iter()
-        .cloned()
-        .map(|r| {
-            let cloud = ctx.cloud.clone();
-            let cluster = ctx.cluster_name.clone();
-            async move {
-                let routes_api = cloud.routes().expect("checked at start");
-                let res = routes_api.delete_route(&cluster, &r).await;
-                match &res {
-                    Ok(()) => tracing::info!(route = %r.name, destination = %r.destination_cidr, node = %r.target_node, blackhole = r.blackhole, "deleted route"),
-                    Err(e) => tracing::warn!(route = %r.name, error = %crate::error_chain(e), "deleting route failed"),
-                }
-                res.is_ok()
+    // Owned data in every future, so the pass stays `Send` for any lifetime. One limit is shared
+    // by creates and deletes, as upstream's semaphore of 200.
+    let mut ops: Vec<futures_util::future::BoxFuture<'static, Op>> = Vec::new();
+    for r in p.deletes.iter().cloned() {
+        let cloud = ctx.cloud.clone();
+        let cluster = ctx.cluster_name.clone();
+        ops.push(Box::pin(async move {
+            let routes_api = cloud.routes().expect("checked at start");
+            let res = routes_api.delete_route(&cluster, &r).await;
+            match &res {
+                Ok(()) => tracing::info!(route = %r.name, destination = %r.destination_cidr, node = %r.target_node, blackhole = r.blackhole, "deleted route"),
+                Err(e) => tracing::warn!(route = %r.name, error = %crate::error_chain(e), "deleting route failed"),
             }
-        })
-        .collect();
+            Op::Deleted(res.is_ok())
+        }));
+    }
     let by_name: HashMap<&str, &NodeInfo> = infos.iter().map(|n| (n.name.as_str(), n)).collect();
-    let create_futs: Vec<_> = p
-        .creates
-        .iter()
-        .map(|(node, cidr)| {
-            let info = by_name[node.as_str()].clone();
-            let (node, cidr) = (node.clone(), cidr.clone());
-            let cloud = ctx.cloud.clone();
-            let cluster = ctx.cluster_name.clone();
-            async move {
-                let routes_api = cloud.routes().expect("checked at start");
-                let started = Instant::now();
-                let spec = RouteSpec {
-                    target_node: node.clone(),
-                    target_provider_id: info.provider_id.clone(),
-                    destination_cidr: cidr.clone(),
-                };
-                let res = routes_api.create_route(&cluster, &info.uid, &spec).await;
-                (
-                    node,
-                    cidr,
-                    res.map_err(|e| (crate::error_chain(&e), started.elapsed())),
-                )
-            }
-        })
-        .collect();
-    let deletes = futures_util::stream::iter(delete_futs)
-        .buffer_unordered(MAX_CONCURRENT_ROUTE_OPERATIONS / 2)
-        .collect::<Vec<bool>>();
-    let creates = futures_util::stream::iter(create_futs)
-        .buffer_unordered(MAX_CONCURRENT_ROUTE_OPERATIONS / 2)
-        .collect::<Vec<_>>();
-    let (deleted, created) = futures_util::join!(deletes, creates);
+    for (node, cidr) in p.creates.iter().cloned() {
+        let info = by_name[node.as_str()].clone();
+        let cloud = ctx.cloud.clone();
+        let cluster = ctx.cluster_name.clone();
+        ops.push(Box::pin(async move {
+            let routes_api = cloud.routes().expect("checked at start");
+            let started = Instant::now();
+            let spec = RouteSpec {
+                target_node: node.clone(),
+                target_provider_id: info.provider_id.clone(),
+                destination_cidr: cidr.clone(),
+            };
+            let res = routes_api.create_route(&cluster, &info.uid, &spec).await;
+            Op::Created((
+                node,
+                cidr,
+                res.map_err(|e| (crate::error_chain(&e), started.elapsed())),
+            ))
+        }));
+    }
+    let done: Vec<Op> = futures_util::stream::iter(ops)
+        .buffer_unordered(MAX_CONCURRENT_ROUTE_OPERATIONS)
+        .collect()
+        .await;
+    let mut deleted = Vec::new();
+    let mut created = Vec::new();
+    for op in done {
+        match op {
+            Op::Deleted(ok) => deleted.push(ok),
+            Op::Created(c) => created.push(c),
+        }
+    }
     report.deleted = deleted.iter().filter(|ok| **ok).count();
     report.failed_deletes = deleted.len() - report.deleted;
     let mut failed = BTreeSet::new();
@@ -428,7 +435,12 @@ pub async fn run(
                     tracing::warn!(error = %crate::error_chain(&e), "route pass failed: cannot list routes")
                 }
             }
-            tokio::time::sleep(MIN_RESYNC_INTERVAL.saturating_sub(started.elapsed())).await;
+            tokio::time::sleep(
+                MIN_RESYNC_INTERVAL
+                    .min(period)
+                    .saturating_sub(started.elapsed()),
+            )
+            .await;
         }
     };
     tokio::select! {
@@ -511,17 +523,28 @@ mod tests {
             route("r-a", "a", "10.244.1.0/24", false),         // keep
             route("r-old", "a", "10.244.9.0/24", false),       // stale CIDR: delete
             route("r-gone", "zz", "10.244.7.0/24", false),     // node gone: delete
-            route("r-black", "b", "10.244.2.0/24", true),      // blackhole: delete (and re-create)
+            route("r-black", "b", "10.244.2.0/24", true), // blackhole: delete (re-create next pass)
             route("r-outside", "zz", "192.168.0.0/24", false), // outside the cluster CIDR: never deleted
         ];
         let p = plan(&nodes, &routes, &cluster);
         assert_eq!(
             p.creates,
-            vec![("b".to_owned(), "10.244.2.0/24".to_owned())]
+            Vec::<(String, String)>::new(),
+            "nothing races the deletes"
         );
         let mut deleted: Vec<_> = p.deletes.iter().map(|r| r.id.as_str()).collect();
         deleted.sort();
         assert_eq!(deleted, ["r-black", "r-gone", "r-old"]);
+        // The next pass, with the blackhole gone, creates b's route.
+        let after: Vec<CloudRoute> = routes
+            .iter()
+            .filter(|r| !p.deletes.contains(r))
+            .cloned()
+            .collect();
+        assert_eq!(
+            plan(&nodes, &after, &cluster).creates,
+            vec![("b".to_owned(), "10.244.2.0/24".to_owned())]
+        );
     }
 
     #[test]
