@@ -20,7 +20,9 @@ pub struct Args {
     #[arg(long, env = "CCM_CLOUD_PROVIDER", default_value = "")]
     pub cloud_provider: String,
 
-    /// Path to the cloud configuration file (YAML: endpoint, project, tokenFile, region).
+    /// Path to the cloud configuration file (YAML: endpoint, project, tokenFile, region). Without
+    /// it the same settings come from SIMCLOUD_ENDPOINT, SIMCLOUD_PROJECT, SIMCLOUD_TOKEN_FILE and
+    /// SIMCLOUD_REGION.
     #[arg(long, env = "CCM_CLOUD_CONFIG")]
     pub cloud_config: Option<PathBuf>,
 
@@ -51,7 +53,8 @@ pub struct Args {
     pub cluster_cidr: String,
 
     /// Whether to manage pod-CIDR routes in the cloud.
-    #[arg(long, env = "CCM_CONFIGURE_CLOUD_ROUTES", default_value_t = true, action = ArgAction::Set)]
+    #[arg(long, env = "CCM_CONFIGURE_CLOUD_ROUTES", default_value_t = true, action = ArgAction::Set,
+        num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub configure_cloud_routes: bool,
 
     /// Period of the route controller's reconciliation.
@@ -92,7 +95,8 @@ pub struct Args {
     pub kube_api_burst: u32,
 
     /// Elect a leader with a Lease before running controllers.
-    #[arg(long, env = "CCM_LEADER_ELECT", default_value_t = true, action = ArgAction::Set)]
+    #[arg(long, env = "CCM_LEADER_ELECT", default_value_t = true, action = ArgAction::Set,
+        num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub leader_elect: bool,
 
     #[arg(long, env = "CCM_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_go_duration)]
@@ -126,12 +130,16 @@ pub struct Args {
     #[arg(long, env = "CCM_SECURE_PORT", default_value_t = names::DEFAULT_PORT)]
     pub secure_port: u16,
 
-    /// Log filter in `tracing` syntax.
-    #[arg(long, env = "CCM_LOG", default_value = "info")]
-    pub log_filter: String,
+    /// Log filter in `tracing` syntax [default: from `-v`, else info].
+    #[arg(long, env = "CCM_LOG")]
+    pub log_filter: Option<String>,
 
-    #[arg(long, env = "CCM_LOG_FORMAT", value_enum, default_value = "plain")]
-    pub log_format: LogFormat,
+    /// Log format [default: from `--logging-format`, else plain].
+    #[arg(long, env = "CCM_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    #[command(flatten)]
+    pub upstream: crate::upstream_flags::UpstreamFlags,
 }
 
 pub use sim_common::LogFormat;
@@ -149,6 +157,23 @@ pub struct Validated {
 }
 
 impl Args {
+    /// `--log-filter`, else what `-v` asks for, else `info`.
+    pub fn effective_log_filter(&self) -> String {
+        self.log_filter
+            .clone()
+            .or_else(|| self.upstream.log_filter().map(str::to_owned))
+            .unwrap_or_else(|| "info".to_owned())
+    }
+
+    /// `--log-format`, else `--logging-format`, else plain.
+    pub fn effective_log_format(&self) -> LogFormat {
+        self.log_format
+            .unwrap_or(match self.upstream.logging_format.as_deref() {
+                Some("json") => LogFormat::Json,
+                _ => LogFormat::Plain,
+            })
+    }
+
     /// Checks everything that can be checked before connecting anywhere.
     pub fn validate(&self) -> Result<Validated, String> {
         match self.cloud_provider.as_str() {
@@ -215,7 +240,9 @@ impl Args {
                 CloudConfig::parse(&text)
                     .map_err(|e| format!("--cloud-config {}: {e}", path.display()))?
             }
-            None => return Err("--cloud-config is required: it names the cloud endpoint".into()),
+            None => CloudConfig::from_env(|k| std::env::var(k).ok()).map_err(|e| {
+                format!("no --cloud-config, and the environment does not configure the cloud: {e}")
+            })?,
         };
         let routes = controllers.contains(&ControllerName::Route) && self.configure_cloud_routes;
         let cluster_cidrs = if routes || !self.cluster_cidr.trim().is_empty() {
@@ -263,6 +290,32 @@ pub struct CloudConfig {
 }
 
 impl CloudConfig {
+    /// The same settings from environment variables (`get` reads one), for manifests without a
+    /// cloud-config file.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let endpoint =
+            get(names::ENV_ENDPOINT).ok_or(format!("{} is not set", names::ENV_ENDPOINT))?;
+        let c = CloudConfig {
+            endpoint,
+            project: get(names::ENV_PROJECT),
+            token_file: get(names::ENV_TOKEN_FILE).map(PathBuf::from),
+            region: get(names::ENV_REGION),
+        };
+        c.check_endpoint()?;
+        Ok(c)
+    }
+
+    fn check_endpoint(&self) -> Result<(), String> {
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            return Err(format!(
+                "endpoint {:?} must be an http:// or https:// URL",
+                self.endpoint
+            ));
+        }
+        Ok(())
+    }
+
     /// Parses the flat YAML form: `key: value` lines, `#` comments, optional quotes.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut endpoint = None;
@@ -299,12 +352,7 @@ impl CloudConfig {
             }
         }
         c.endpoint = endpoint.ok_or("endpoint is required")?;
-        if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {
-            return Err(format!(
-                "endpoint {:?} must be an http:// or https:// URL",
-                c.endpoint
-            ));
-        }
+        c.check_endpoint()?;
         Ok(c)
     }
 }
@@ -364,6 +412,158 @@ mod tests {
                 .contains("unknown key")
         );
         assert!(CloudConfig::parse("endpoint: http://x\n  nested: y").is_err());
+    }
+
+    /// The argument list of upstream's own cloud-controller-manager manifests (the
+    /// k8s.io/cloud-provider sample DaemonSet, kubeadm-style flags, and what cloud providers'
+    /// charts add) starts unchanged; what it sets that we honour is honoured.
+    #[test]
+    fn an_upstream_manifests_arguments_start_unchanged() {
+        let dir = std::env::temp_dir().join(format!("ccm-flags-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("cloud-config");
+        std::fs::write(&cfg, "endpoint: http://127.0.0.1:8080\n").unwrap();
+        let cfg_arg = format!("--cloud-config={}", cfg.display());
+        let upstream: Vec<&str> = vec![
+            "/usr/local/bin/cloud-controller-manager",
+            "--cloud-provider=simcloud",
+            &cfg_arg,
+            "--leader-elect=true",
+            "--use-service-account-credentials",
+            "--allocate-node-cidrs=false",
+            "--cidr-allocator-type=RangeAllocator",
+            "--configure-cloud-routes=false",
+            "--cluster-cidr=10.244.0.0/16",
+            "--cluster-name=kind",
+            "--controllers=*,-route",
+            "--bind-address=127.0.0.1",
+            "--secure-port=10258",
+            "--authentication-kubeconfig=/etc/kubernetes/controller-manager.conf",
+            "--authorization-kubeconfig=/etc/kubernetes/controller-manager.conf",
+            "--authentication-skip-lookup",
+            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            "--client-ca-file=/etc/kubernetes/pki/ca.crt",
+            "--requestheader-client-ca-file=/etc/kubernetes/pki/front-proxy-ca.crt",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-username-headers=X-Remote-User",
+            "--tls-cert-file=/etc/ccm/tls.crt",
+            "--tls-private-key-file=/etc/ccm/tls.key",
+            "--cert-dir=/var/run/ccm",
+            "--tls-cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "--tls-min-version=VersionTLS12",
+            "--http2-max-streams-per-connection=1000",
+            "--kube-api-qps=50",
+            "--kube-api-burst=100",
+            "--kube-api-content-type=application/vnd.kubernetes.protobuf",
+            "--profiling=false",
+            "--contention-profiling",
+            "--feature-gates=CloudControllerManagerWatchBasedRoutesReconciliation=false",
+            "--node-monitor-period=5s",
+            "--node-status-update-frequency=5m",
+            "--node-sync-period=100s",
+            "--min-resync-period=12h",
+            "--route-reconciliation-period=10s",
+            "--concurrent-service-syncs=2",
+            "--controller-start-interval=0s",
+            "--leader-elect-lease-duration=15s",
+            "--leader-elect-renew-deadline=10s",
+            "--leader-elect-retry-period=2s",
+            "--leader-elect-resource-lock=leases",
+            "--leader-migration-config=/etc/ccm/migration.yaml",
+            "--enable-leader-migration=false",
+            "--external-cloud-volume-plugin=simcloud",
+            "--allow-untagged-cloud",
+            "--webhooks=*",
+            "--webhook-secure-port=10260",
+            "--vmodule=controller*=4",
+            "--logging-format=json",
+            "--v=2",
+        ];
+        let a = Args::try_parse_from(&upstream).unwrap_or_else(|e| panic!("{e}"));
+        let v = a.validate().unwrap();
+        assert!(!v.controllers.contains(&ControllerName::Route));
+        assert!(a.leader_elect && !a.configure_cloud_routes);
+        assert_eq!(a.cluster_name, "kind");
+        assert_eq!((a.kube_api_qps, a.kube_api_burst), (50.0, 100));
+        assert_eq!(a.concurrent_service_syncs, 2);
+        assert_eq!(a.effective_log_format(), LogFormat::Json);
+        assert_eq!(a.effective_log_filter(), "info");
+        assert_eq!(a.upstream.use_service_account_credentials, Some(true));
+        assert!(
+            a.upstream
+                .warnings()
+                .iter()
+                .any(|w| w.contains("--use-service-account-credentials"))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Go's flag rules for booleans, verbosity, and what stays an error.
+    #[test]
+    fn go_flag_forms_and_errors() {
+        let table: Vec<(Vec<&str>, Result<(bool, bool, &str), &str>)> = vec![
+            (vec!["--leader-elect"], Ok((true, true, "info"))),
+            (vec!["--leader-elect=false"], Ok((false, true, "info"))),
+            (vec!["--configure-cloud-routes"], Ok((true, true, "info"))),
+            (
+                vec!["--configure-cloud-routes=false"],
+                Ok((true, false, "info")),
+            ),
+            (vec!["-v=5"], Ok((true, true, "debug"))),
+            (vec!["--v", "9"], Ok((true, true, "trace"))),
+            (vec!["--v=9", "--log-filter=warn"], Ok((true, true, "warn"))),
+            (vec!["--no-such-flag=1"], Err("--no-such-flag")),
+            (vec!["--leader-elect=maybe"], Err("maybe")),
+            (vec!["--logging-format=yaml"], Err("yaml")),
+        ];
+        for (extra, want) in table {
+            let mut v = vec!["ccm", "--cloud-provider=simcloud"];
+            v.extend_from_slice(&extra);
+            match (Args::try_parse_from(&v), want) {
+                (Ok(a), Ok((le, routes, filter))) => {
+                    assert_eq!(
+                        (
+                            a.leader_elect,
+                            a.configure_cloud_routes,
+                            a.effective_log_filter().as_str()
+                        ),
+                        (le, routes, filter),
+                        "{extra:?}"
+                    );
+                }
+                (Err(e), Err(needle)) => {
+                    assert!(e.to_string().contains(needle), "{extra:?}: {e}")
+                }
+                (got, want) => panic!("{extra:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_cloud_comes_from_the_environment_without_a_cloud_config() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let c = CloudConfig::from_env(env(&[
+            ("SIMCLOUD_ENDPOINT", "http://cloud-sim:8080"),
+            ("SIMCLOUD_REGION", "sim-1"),
+        ]))
+        .unwrap();
+        assert_eq!(c.endpoint, "http://cloud-sim:8080");
+        assert_eq!(c.region.as_deref(), Some("sim-1"));
+        assert!(
+            CloudConfig::from_env(env(&[]))
+                .unwrap_err()
+                .contains("SIMCLOUD_ENDPOINT")
+        );
+        assert!(CloudConfig::from_env(env(&[("SIMCLOUD_ENDPOINT", "cloud-sim")])).is_err());
     }
 
     fn args(extra: &[&str]) -> Args {
@@ -432,7 +632,7 @@ mod tests {
             args(&[])
                 .validate()
                 .unwrap_err()
-                .contains("--cloud-config is required")
+                .contains("no --cloud-config, and the environment does not configure the cloud")
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

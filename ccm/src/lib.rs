@@ -28,6 +28,7 @@ pub mod route_controller;
 pub mod server;
 pub mod service_controller;
 pub mod service_plan;
+pub mod upstream_flags;
 
 use crate::cloud::CloudProvider;
 use crate::controllers::ControllerName;
@@ -268,6 +269,9 @@ fn cloud_client(cfg: &config::CloudConfig) -> anyhow::Result<cloud_client::Clien
 /// leadership is lost (an error: the process should exit and restart, as upstream's does).
 pub async fn run(args: config::Args) -> anyhow::Result<()> {
     let v = args.validate().map_err(anyhow::Error::msg)?;
+    for w in args.upstream.warnings() {
+        tracing::warn!("{w}");
+    }
     let client = kube_client(&args).await?;
     let cloud: Arc<dyn CloudProvider> = Arc::new(cloud::simcloud::SimCloud::new(
         cloud_client(&v.cloud)?,

@@ -101,3 +101,9 @@ pub const ANN_HC_INTERVAL: &str = "simcloud.dev/load-balancer-healthcheck-interv
 pub const ANN_HC_TIMEOUT: &str = "simcloud.dev/load-balancer-healthcheck-timeout";
 pub const ANN_HC_HEALTHY: &str = "simcloud.dev/load-balancer-healthcheck-healthy-threshold";
 pub const ANN_HC_UNHEALTHY: &str = "simcloud.dev/load-balancer-healthcheck-unhealthy-threshold";
+
+/// Environment variables that configure the cloud when `--cloud-config` is not given.
+pub const ENV_ENDPOINT: &str = "SIMCLOUD_ENDPOINT";
+pub const ENV_PROJECT: &str = "SIMCLOUD_PROJECT";
+pub const ENV_TOKEN_FILE: &str = "SIMCLOUD_TOKEN_FILE";
+pub const ENV_REGION: &str = "SIMCLOUD_REGION";
