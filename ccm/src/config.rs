@@ -503,7 +503,9 @@ mod tests {
     /// Go's flag rules for booleans, verbosity, and what stays an error.
     #[test]
     fn go_flag_forms_and_errors() {
-        let table: Vec<(Vec<&str>, Result<(bool, bool, &str), &str>)> = vec![
+        /// (leader-elect, configure-cloud-routes, log filter), or text the error must contain.
+        type Want = Result<(bool, bool, &'static str), &'static str>;
+        let table: Vec<(Vec<&str>, Want)> = vec![
             (vec!["--leader-elect"], Ok((true, true, "info"))),
             (vec!["--leader-elect=false"], Ok((false, true, "info"))),
             (vec!["--configure-cloud-routes"], Ok((true, true, "info"))),
