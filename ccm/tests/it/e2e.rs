@@ -336,14 +336,8 @@ async fn nodes_are_initialised_tainted_deleted_and_leadership_fails_over() {
         .await
         .unwrap();
     let rbac = std::fs::read_to_string(rbac_manifest()).unwrap();
-    let role: k8s_openapi::api::rbac::v1::ClusterRole = serde_saphyr::from_multiple(&rbac)
-        .unwrap()
-        .into_iter()
-        .find_map(|d: serde_json::Value| {
-            (d["kind"] == "ClusterRole").then(|| serde_json::from_value(d).unwrap())
-        })
-        .unwrap();
-    let rules = role.rules.unwrap_or_default();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&rbac).unwrap();
+    let rules = kube_sim::rbac::rules_of(&docs);
     let mut leases = 0;
     for r in &seen {
         let s = |f: &str| r[f].as_str().unwrap_or_default();

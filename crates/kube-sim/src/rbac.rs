@@ -3,6 +3,17 @@
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
+/// Every rule of the ClusterRoles and Roles among `docs` (objects of a manifest), to check a
+/// client's requests against all it is granted. (A Role's rules hold only in its namespace;
+/// callers check requests of that namespace.)
+pub fn rules_of(docs: &[serde_json::Value]) -> Vec<PolicyRule> {
+    docs.iter()
+        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
+        .filter_map(|d| serde_json::from_value::<Vec<PolicyRule>>(d["rules"].clone()).ok())
+        .flatten()
+        .collect()
+}
+
 /// Whether `rules` grant `verb` on `resource` (a plural, with `/subresource` if any) of API group
 /// `group` (empty for core), as RBAC decides for requests without a resource name.
 pub fn allows(rules: &[PolicyRule], verb: &str, group: &str, resource: &str) -> bool {

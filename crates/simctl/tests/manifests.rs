@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde_json::Value;
 
 mod common;
@@ -56,6 +56,8 @@ fn check_objects(rel: &str) -> Vec<Value> {
             "ServiceAccount" => drop(round_trips::<ServiceAccount>(&what, doc)),
             "ClusterRole" => drop(round_trips::<ClusterRole>(&what, doc)),
             "ClusterRoleBinding" => drop(round_trips::<ClusterRoleBinding>(&what, doc)),
+            "Role" => drop(round_trips::<Role>(&what, doc)),
+            "RoleBinding" => drop(round_trips::<RoleBinding>(&what, doc)),
             "Deployment" => drop(round_trips::<Deployment>(&what, doc)),
             "Service" => drop(round_trips::<Service>(&what, doc)),
             other => panic!("{what}: no check for kind {other:?}; add one"),
@@ -79,6 +81,8 @@ fn every_object_parses_into_its_type_without_losing_fields() {
             "ClusterRoleBinding",
             "Deployment",
             "Deployment",
+            "Role",
+            "RoleBinding",
             "Service",
             "ServiceAccount"
         ]
@@ -230,4 +234,30 @@ async fn the_kustomizations_apply_cleanly_and_idempotently_with_kubectl() {
     assert_eq!(binding, "kube-system/cloud-controller-manager");
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The leader-election Lease lives in kube-system, so that is the only place the ccm may touch
+/// Leases: a Role there, nothing cluster-wide.
+#[test]
+fn leases_are_granted_only_in_kube_system() {
+    let docs = documents("ccm/rbac.yaml");
+    for d in &docs {
+        let leases = d["rules"].as_array().into_iter().flatten().any(|r| {
+            r["resources"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|x| x == "leases"))
+        });
+        match d["kind"].as_str() {
+            Some("ClusterRole") => assert!(!leases, "the ClusterRole grants leases cluster-wide"),
+            Some("Role") => {
+                assert!(leases);
+                assert_eq!(d["metadata"]["namespace"], ccm::names::LEASE_NAMESPACE);
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        docs.iter().any(|d| d["kind"] == "RoleBinding"
+            && d["metadata"]["namespace"] == ccm::names::LEASE_NAMESPACE)
+    );
 }

@@ -30,15 +30,11 @@ pub async fn kubectl(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The ClusterRole the shipped ccm manifests grant.
+/// Every rule the shipped ccm manifests grant (its ClusterRole, and its Role in kube-system).
 #[allow(dead_code)] // Not every test binary that includes this module uses it.
-pub fn ccm_cluster_role() -> k8s_openapi::api::rbac::v1::ClusterRole {
+pub fn ccm_rbac_rules() -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/ccm/rbac.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
-    let role = docs
-        .into_iter()
-        .find(|d| d["kind"] == "ClusterRole")
-        .expect("rbac.yaml has a ClusterRole");
-    serde_json::from_value(role).unwrap()
+    kube_sim::rbac::rules_of(&docs)
 }
