@@ -24,6 +24,7 @@ pub mod names;
 pub mod node_controller;
 pub mod node_lifecycle;
 pub mod node_plan;
+pub mod rate_limit;
 pub mod route_controller;
 pub mod server;
 pub mod service_controller;
@@ -239,19 +240,31 @@ pub async fn kube_client(args: &config::Args) -> anyhow::Result<kube::Client> {
             .parse()
             .with_context(|| format!("invalid --master {master:?}"))?;
     }
-    client_for(cfg)
+    client_for(cfg, Some((args.kube_api_qps, args.kube_api_burst)))
 }
 
 /// A Kubernetes client for the ccm: it names itself `cloud-controller-manager/<version>` in the
-/// User-Agent, as upstream's does, so API-server logs (and kube-sim's request record) show it.
-pub fn client_for(mut cfg: kube::Config) -> anyhow::Result<kube::Client> {
+/// User-Agent, as upstream's does, so API-server logs (and kube-sim's request record) show it,
+/// and with `limit` = `(qps, burst)` waits for a token before each request, as client-go does
+/// for `--kube-api-qps`/`--kube-api-burst`.
+pub fn client_for(
+    mut cfg: kube::Config,
+    limit: Option<(f32, u32)>,
+) -> anyhow::Result<kube::Client> {
     use anyhow::Context as _;
     let agent = format!("{}/{}", names::USER_AGENT, env!("CARGO_PKG_VERSION"));
     cfg.headers.push((
         axum::http::header::USER_AGENT,
         axum::http::HeaderValue::from_str(&agent).context("user agent")?,
     ));
-    kube::Client::try_from(cfg).context("cannot build the Kubernetes client")
+    let builder =
+        kube::client::ClientBuilder::try_from(cfg).context("cannot build the Kubernetes client")?;
+    Ok(match limit {
+        Some((qps, burst)) => builder
+            .with_layer(&rate_limit::QpsLayer::new(qps, burst))
+            .build(),
+        None => builder.build(),
+    })
 }
 
 fn cloud_client(cfg: &config::CloudConfig) -> anyhow::Result<cloud_client::Client> {

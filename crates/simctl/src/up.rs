@@ -324,7 +324,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .initialize()
         .await
         .map_err(|e| anyhow::anyhow!("{}", ccm::error_chain(&e)))?;
-    let kube_client = ccm::client_for(kube_config)?;
+    // No client-side rate limit for the sandbox's in-process ccm: it shares the process with its
+    // API server, and `--nodes` in the thousands would wait minutes on upstream's 20 qps.
+    let kube_client = ccm::client_for(kube_config, None)?;
     let nodes: kube::Api<Node> = kube::Api::all(kube_client.clone());
     let opts = ccm::Options {
         controllers: ControllerName::ALL.into_iter().collect(),
