@@ -154,6 +154,14 @@ pub struct OwnedLoadBalancer {
     pub service_uid: String,
 }
 
+/// What ensuring a load balancer gave.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ensured {
+    pub status: LoadBalancerStatus,
+    /// (event reason, message) for each setting of the Service that was not honoured.
+    pub warnings: Vec<(&'static str, String)>,
+}
+
 /// Load balancers for `type: LoadBalancer` Services (upstream `LoadBalancer`). Services and
 /// Nodes are read-only arguments.
 #[async_trait]
@@ -168,13 +176,14 @@ pub trait LoadBalancer: Send + Sync {
     /// The name the provider gives the Service's load balancer.
     fn get_load_balancer_name(&self, cluster: &str, svc: &Service) -> String;
 
-    /// Creates or updates the load balancer; the status goes into `.status.loadBalancer`.
+    /// Creates or updates the load balancer; the status goes into `.status.loadBalancer`, and
+    /// any warnings (settings of the Service the provider could not honour) into events.
     async fn ensure_load_balancer(
         &self,
         cluster: &str,
         svc: &Service,
         nodes: &[Node],
-    ) -> Result<LoadBalancerStatus, CloudError>;
+    ) -> Result<Ensured, CloudError>;
 
     /// Updates the backends only.
     async fn update_load_balancer(

@@ -84,6 +84,8 @@ pub const REASON_DELETED_LB: &str = "DeletedLoadBalancer";
 pub const REASON_DELETE_LB_FAILED: &str = "DeleteLoadBalancerFailed";
 pub const REASON_UPDATED_LB: &str = "UpdatedLoadBalancer";
 pub const REASON_UPDATE_LB_FAILED: &str = "UpdateLoadBalancerFailed";
+/// Warning: `spec.loadBalancerIP` lies in no zone's frontend pool, so it was not used (ours).
+pub const REASON_LB_IP_NOT_IN_POOL: &str = "LoadBalancerIPNotInPool";
 
 /// Service annotations (all under `simcloud.dev/`); see docs/ccm.md for the table.
 pub const ANN_CROSS_ZONE: &str = "simcloud.dev/load-balancer-cross-zone";

@@ -301,7 +301,12 @@ async fn ensure(
         .load_balancer()
         .expect("the service controller only runs with LoadBalancer");
     let status = match lb.ensure_load_balancer(&ctx.cluster, svc, &nodes).await {
-        Ok(s) => s,
+        Ok(ensured) => {
+            for (reason, note) in ensured.warnings {
+                ctx.event(svc, EventType::Warning, reason, note).await;
+            }
+            ensured.status
+        }
         Err(source) => {
             let note = format!(
                 "Error syncing load balancer: {}",

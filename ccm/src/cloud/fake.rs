@@ -346,7 +346,7 @@ impl LoadBalancer for FakeCloud {
         _cluster: &str,
         svc: &Service,
         nodes: &[Node],
-    ) -> Result<LoadBalancerStatus, CloudError> {
+    ) -> Result<crate::cloud::Ensured, CloudError> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -360,7 +360,10 @@ impl LoadBalancer for FakeCloud {
             ip: format!("127.64.1.{}", n + 2),
         });
         lb.hosts = host_names(nodes);
-        Ok(fake_status(lb))
+        Ok(crate::cloud::Ensured {
+            status: fake_status(lb),
+            warnings: Vec::new(),
+        })
     }
 
     async fn update_load_balancer(

@@ -265,8 +265,19 @@ impl LoadBalancer for SimCloud {
         cluster: &str,
         svc: &Service,
         nodes: &[Node],
-    ) -> Result<LoadBalancerStatus, CloudError> {
-        let want = simcloud_lb::desired(cluster, svc, nodes).map_err(CloudError::Unsupported)?;
+    ) -> Result<crate::cloud::Ensured, CloudError> {
+        let mut want =
+            simcloud_lb::desired(cluster, svc, nodes).map_err(CloudError::Unsupported)?;
+        let mut warnings = Vec::new();
+        if want.requested_ips.is_empty() && simcloud_lb::spec_load_balancer_ip(svc).is_some() {
+            let zones = self.client.zones().await.map_err(api_error)?;
+            let pools: Vec<(String, ipnet::Ipv4Net)> =
+                zones.into_iter().map(|z| (z.name, z.lb_pool)).collect();
+            match simcloud_lb::load_balancer_ip(svc, &pools) {
+                Ok(ip) => want.requested_ips.extend(ip),
+                Err(w) => warnings.push((names::REASON_LB_IP_NOT_IN_POOL, w)),
+            }
+        }
         let lb = match self.find_lb(svc).await? {
             None => self.create_lb(&want).await?,
             Some(lb) => match simcloud_lb::change(&lb, &want) {
@@ -290,7 +301,10 @@ impl LoadBalancer for SimCloud {
                 }
             },
         };
-        Ok(simcloud_lb::status(&lb))
+        Ok(crate::cloud::Ensured {
+            status: simcloud_lb::status(&lb),
+            warnings,
+        })
     }
 
     async fn update_load_balancer(

@@ -106,6 +106,32 @@ pub fn desired(
     if listeners.is_empty() {
         return Err("the Service has no ports".into());
     }
+    // Every invalid annotation is reported at once, not only the first.
+    let mut errs: Vec<String> = Vec::new();
+    let mut ok = |r: Result<Option<u32>, String>| {
+        r.unwrap_or_else(|e| {
+            errs.push(e);
+            None
+        })
+    };
+    let hc_port = ok(u32_annotation(svc, names::ANN_HC_PORT));
+    let intervals = [
+        names::ANN_HC_INTERVAL,
+        names::ANN_HC_TIMEOUT,
+        names::ANN_HC_HEALTHY,
+        names::ANN_HC_UNHEALTHY,
+    ]
+    .map(|key| ok(u32_annotation(svc, key)));
+    let mut okb = |r: Result<Option<bool>, String>| {
+        r.unwrap_or_else(|e| {
+            errs.push(e);
+            None
+        })
+    };
+    let cross_zone = okb(bool_annotation(svc, names::ANN_CROSS_ZONE));
+    let fail_open = okb(bool_annotation(svc, names::ANN_FAIL_OPEN));
+    let internal = okb(bool_annotation(svc, names::ANN_INTERNAL));
+
     let mut health_check = HealthCheck::default();
     if spec.external_traffic_policy.as_deref() == Some("Local")
         && let Some(p) = spec
@@ -120,27 +146,26 @@ pub fn desired(
         };
     }
     if let Some(v) = annotation(svc, names::ANN_HC_PROTOCOL) {
-        health_check.protocol = match v.to_ascii_lowercase().as_str() {
-            "tcp" => HealthCheckProtocol::Tcp,
-            "http" => HealthCheckProtocol::Http,
-            _ => {
-                return Err(format!(
-                    "annotation {}: {v:?} is not tcp or http",
-                    names::ANN_HC_PROTOCOL
-                ));
+        match v.to_ascii_lowercase().as_str() {
+            "tcp" => {
+                health_check.protocol = HealthCheckProtocol::Tcp;
+                health_check.path = None;
             }
-        };
-        if health_check.protocol == HealthCheckProtocol::Tcp {
-            health_check.path = None;
+            "http" => health_check.protocol = HealthCheckProtocol::Http,
+            _ => errs.push(format!(
+                "annotation {}: {v:?} is not tcp or http",
+                names::ANN_HC_PROTOCOL
+            )),
         }
     }
-    if let Some(p) = u32_annotation(svc, names::ANN_HC_PORT)? {
-        health_check.port = Some(
-            u16::try_from(p)
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("annotation {}: {p} is not a port", names::ANN_HC_PORT))?,
-        );
+    if let Some(p) = hc_port {
+        match u16::try_from(p).ok().filter(|p| *p > 0) {
+            Some(p) => health_check.port = Some(p),
+            None => errs.push(format!(
+                "annotation {}: {p} is not a port",
+                names::ANN_HC_PORT
+            )),
+        }
     }
     if let Some(path) = annotation(svc, names::ANN_HC_PATH) {
         health_check.path = Some(path.to_owned());
@@ -148,16 +173,16 @@ pub fn desired(
     if health_check.protocol == HealthCheckProtocol::Http && health_check.path.is_none() {
         health_check.path = Some("/healthz".into());
     }
-    for (key, field) in [
-        (names::ANN_HC_INTERVAL, &mut health_check.interval_seconds),
-        (names::ANN_HC_TIMEOUT, &mut health_check.timeout_seconds),
-        (names::ANN_HC_HEALTHY, &mut health_check.healthy_threshold),
-        (
-            names::ANN_HC_UNHEALTHY,
-            &mut health_check.unhealthy_threshold,
-        ),
-    ] {
-        if let Some(v) = u32_annotation(svc, key)? {
+    for (field, v) in [
+        &mut health_check.interval_seconds,
+        &mut health_check.timeout_seconds,
+        &mut health_check.healthy_threshold,
+        &mut health_check.unhealthy_threshold,
+    ]
+    .into_iter()
+    .zip(intervals)
+    {
+        if let Some(v) = v {
             *field = v;
         }
     }
@@ -169,37 +194,33 @@ pub fn desired(
         zone_policy.zone_affinity = ZoneAffinity::PreferSameZone;
     }
     if let Some(v) = annotation(svc, names::ANN_ZONE_AFFINITY) {
-        zone_policy.zone_affinity = match v {
-            "none" => ZoneAffinity::None,
-            "prefer-same-zone" => ZoneAffinity::PreferSameZone,
-            "same-zone-only" => ZoneAffinity::SameZoneOnly,
-            _ => {
-                return Err(format!(
-                    "annotation {}: {v:?} is not none, prefer-same-zone or same-zone-only",
-                    names::ANN_ZONE_AFFINITY
-                ));
-            }
-        };
+        match v {
+            "none" => zone_policy.zone_affinity = ZoneAffinity::None,
+            "prefer-same-zone" => zone_policy.zone_affinity = ZoneAffinity::PreferSameZone,
+            "same-zone-only" => zone_policy.zone_affinity = ZoneAffinity::SameZoneOnly,
+            _ => errs.push(format!(
+                "annotation {}: {v:?} is not none, prefer-same-zone or same-zone-only",
+                names::ANN_ZONE_AFFINITY
+            )),
+        }
     }
-    if let Some(b) = bool_annotation(svc, names::ANN_CROSS_ZONE)? {
+    if let Some(b) = cross_zone {
         zone_policy.cross_zone = b;
     }
-    if let Some(b) = bool_annotation(svc, names::ANN_FAIL_OPEN)? {
+    if let Some(b) = fail_open {
         zone_policy.fail_open = b;
     }
     if let Some(v) = annotation(svc, names::ANN_BALANCING) {
-        zone_policy.balancing = match v {
-            "round-robin" => Balancing::RoundRobin,
-            "least-connections" => Balancing::LeastConnections,
-            _ => {
-                return Err(format!(
-                    "annotation {}: {v:?} is not round-robin or least-connections",
-                    names::ANN_BALANCING
-                ));
-            }
-        };
+        match v {
+            "round-robin" => zone_policy.balancing = Balancing::RoundRobin,
+            "least-connections" => zone_policy.balancing = Balancing::LeastConnections,
+            _ => errs.push(format!(
+                "annotation {}: {v:?} is not round-robin or least-connections",
+                names::ANN_BALANCING
+            )),
+        }
     }
-    let scheme = if bool_annotation(svc, names::ANN_INTERNAL)?.unwrap_or(false) {
+    let scheme = if internal.unwrap_or(false) {
         Scheme::Internal
     } else {
         Scheme::External
@@ -211,10 +232,11 @@ pub fn desired(
         None | Some("vip") => IpMode::Vip,
         Some("proxy") => IpMode::Proxy,
         Some(v) => {
-            return Err(format!(
+            errs.push(format!(
                 "annotation {}: {v:?} is not VIP or Proxy",
                 names::ANN_IP_MODE
             ));
+            IpMode::Vip
         }
     };
     let list = |key: &str| -> Vec<String> {
@@ -228,17 +250,19 @@ pub fn desired(
             })
             .unwrap_or_default()
     };
-    let requested_ips = list(names::ANN_IPS)
-        .iter()
-        .map(|ip| {
-            ip.parse::<Ipv4Addr>().map_err(|_| {
-                format!(
-                    "annotation {}: {ip:?} is not an IPv4 address",
-                    names::ANN_IPS
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut requested_ips = Vec::new();
+    for ip in list(names::ANN_IPS) {
+        match ip.parse::<Ipv4Addr>() {
+            Ok(ip) => requested_ips.push(ip),
+            Err(_) => errs.push(format!(
+                "annotation {}: {ip:?} is not an IPv4 address",
+                names::ANN_IPS
+            )),
+        }
+    }
+    if !errs.is_empty() {
+        return Err(errs.join("; "));
+    }
     let zones = Some(list(names::ANN_ZONES)).filter(|z| !z.is_empty());
     let mut tags = Tags::new();
     tags.insert(names::cluster_tag(cluster), names::TAG_OWNED.into());
@@ -263,6 +287,50 @@ pub fn desired(
         requested_ips,
         tags,
     })
+}
+
+/// The Service's `spec.loadBalancerIP`, when set (deprecated since Kubernetes 1.24, still in
+/// many manifests).
+pub fn spec_load_balancer_ip(svc: &Service) -> Option<&str> {
+    svc.spec
+        .as_ref()?
+        .load_balancer_ip
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// `spec.loadBalancerIP` as a requested frontend address: used when it lies in one zone's pool
+/// (`pools`: zone and pool), else a warning that names the pools (the load balancer then gets
+/// ordinary addresses). The `simcloud.dev/load-balancer-ips` annotation takes precedence.
+pub fn load_balancer_ip(
+    svc: &Service,
+    pools: &[(String, ipnet::Ipv4Net)],
+) -> Result<Option<Ipv4Addr>, String> {
+    let Some(raw) = spec_load_balancer_ip(svc) else {
+        return Ok(None);
+    };
+    let listed = || {
+        pools
+            .iter()
+            .map(|(z, p)| format!("{z} {p}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let ip: Ipv4Addr = raw.parse().map_err(|_| {
+        format!(
+            "spec.loadBalancerIP {raw:?} is not an IPv4 address; not used (frontend pools: {})",
+            listed()
+        )
+    })?;
+    if pools.iter().any(|(_, p)| p.contains(&ip)) {
+        Ok(Some(ip))
+    } else {
+        Err(format!(
+            "spec.loadBalancerIP {ip} is in no zone's frontend pool, so the load balancer gets ordinary addresses (frontend pools: {})",
+            listed()
+        ))
+    }
 }
 
 /// What an existing load balancer needs to match the desired one.
@@ -645,5 +713,62 @@ mod tests {
         assert_eq!(ingress[0].ip.as_deref(), Some("127.64.1.2"));
         assert_eq!(ingress[0].ip_mode.as_deref(), Some("Proxy"));
         assert_eq!(ingress[0].ports.as_ref().unwrap()[0].port, 80);
+    }
+
+    #[test]
+    fn every_invalid_annotation_is_reported_at_once() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "annotations": {
+                names::ANN_CROSS_ZONE: "maybe",
+                names::ANN_HC_INTERVAL: "soon",
+                names::ANN_BALANCING: "random",
+                names::ANN_IPS: "10.0.0.1,not-an-ip",
+            }},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "nodePort": 30080}]},
+        }))
+        .unwrap();
+        let e = desired("c", &svc, &[]).unwrap_err();
+        for key in [
+            names::ANN_CROSS_ZONE,
+            names::ANN_HC_INTERVAL,
+            names::ANN_BALANCING,
+            names::ANN_IPS,
+        ] {
+            assert!(e.contains(key), "{key} missing from {e}");
+        }
+        assert_eq!(e.matches("; ").count(), 3, "{e}");
+    }
+
+    #[test]
+    fn spec_load_balancer_ip_is_honoured_inside_a_pool_only() {
+        let pools: Vec<(String, ipnet::Ipv4Net)> = vec![
+            ("zone-a".into(), "127.64.1.0/24".parse().unwrap()),
+            ("zone-b".into(), "127.64.2.0/24".parse().unwrap()),
+        ];
+        let svc = |ip: Option<&str>| -> Service {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "s"},
+                "spec": {"type": "LoadBalancer", "loadBalancerIP": ip}}))
+            .unwrap()
+        };
+        /// The address used, or text the warning must contain.
+        type Want = Result<Option<&'static str>, &'static str>;
+        let table: Vec<(Option<&str>, Want)> = vec![
+            (None, Ok(None)),
+            (Some(""), Ok(None)),
+            (Some("127.64.2.7"), Ok(Some("127.64.2.7"))),
+            (
+                Some("8.8.8.8"),
+                Err("zone-a 127.64.1.0/24, zone-b 127.64.2.0/24"),
+            ),
+            (Some("nope"), Err("is not an IPv4 address")),
+        ];
+        for (ip, want) in table {
+            let got = load_balancer_ip(&svc(ip), &pools);
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w.map(|w| w.parse().unwrap()), "{ip:?}"),
+                (Err(g), Err(w)) => assert!(g.contains(w), "{ip:?}: {g}"),
+                (g, w) => panic!("{ip:?}: got {g:?}, want {w:?}"),
+            }
+        }
     }
 }

@@ -505,3 +505,71 @@ async fn a_hard_deleted_node_leaves_the_load_balancers() {
     .await;
     h.stop().await;
 }
+
+/// `spec.loadBalancerIP` (deprecated, still common): an address in a zone's frontend pool is
+/// used; one outside every pool gets ordinary addresses and a Warning event naming the pools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancer_ip_is_honoured_in_a_pool_and_warned_about_outside() {
+    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+        .await
+        .unwrap();
+    let cc = cloud_client::Client::new(cloud.base_url()).unwrap();
+    let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
+        .await
+        .unwrap();
+    let client = client_for(&kube.url());
+    let provider: std::sync::Arc<dyn ccm::cloud::CloudProvider> =
+        std::sync::Arc::new(ccm::cloud::simcloud::SimCloud::new(cc.clone(), None));
+    let (stop_tx, stop) = ccm::Stop::new();
+    let mut tasks = ccm::start_controllers(
+        client.clone(),
+        provider,
+        std::sync::Arc::new(ccm::metrics::Metrics::new()),
+        &svc_opts(),
+        &stop,
+    );
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    for (name, ip) in [("inside", "127.64.2.77"), ("outside", "8.8.8.8")] {
+        let mut s = lb_service(name);
+        s.spec.as_mut().unwrap().load_balancer_ip = Some(ip.into());
+        svcs.create(&PostParams::default(), &s).await.unwrap();
+    }
+    let ips = |name: &'static str| {
+        let svcs = svcs.clone();
+        async move {
+            let s = svcs.get(name).await.ok()?;
+            let ips: Vec<String> = ingress_ips(&s).into_iter().map(|(ip, _)| ip).collect();
+            (ips.len() == 3).then_some(ips)
+        }
+    };
+    let inside = wait_for("inside: three frontends", T, || ips("inside")).await;
+    assert!(inside.contains(&"127.64.2.77".to_owned()), "{inside:?}");
+    let outside = wait_for("outside: three frontends", T, || ips("outside")).await;
+    assert!(!outside.contains(&"8.8.8.8".to_owned()), "{outside:?}");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let warning = wait_for("a warning naming the pools", T, || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.involved_object.name.as_deref() == Some("outside")
+                    && e.reason.as_deref() == Some(names::REASON_LB_IP_NOT_IN_POOL)
+            })
+    })
+    .await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert!(
+        warning
+            .message
+            .unwrap_or_default()
+            .contains("zone-b 127.64.2.0/24"),
+        "the pools are named"
+    );
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    kube.shutdown().await;
+    cloud.shutdown().await.unwrap();
+}
