@@ -491,12 +491,6 @@ mod tests {
         assert_eq!(a.effective_log_format(), LogFormat::Json);
         assert_eq!(a.effective_log_filter(), "info");
         assert_eq!(a.upstream.use_service_account_credentials, Some(true));
-        assert!(
-            a.upstream
-                .warnings()
-                .iter()
-                .any(|w| w.contains("--use-service-account-credentials"))
-        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 pub mod cloud;
 pub mod config;
 pub mod controllers;
+pub mod credentials;
 pub mod leader;
 pub mod metrics;
 pub mod names;
@@ -124,19 +125,20 @@ impl Stop {
 /// Starts the enabled controllers; they run until `stop`. Controllers whose cloud interface is
 /// missing are skipped with a warning, as upstream does.
 pub fn start_controllers(
-    client: kube::Client,
+    clients: impl Into<credentials::ControllerClients>,
     cloud: Arc<dyn CloudProvider>,
     metrics: Arc<metrics::Metrics>,
     opts: &Options,
     stop: &Stop,
 ) -> JoinSet<()> {
     let mut set = JoinSet::new();
+    let clients = clients.into();
     let has_instances = cloud.instances_v2().is_some();
     for c in &opts.controllers {
         match c {
             ControllerName::CloudNode if has_instances => {
                 let ctx = Arc::new(node_controller::NodeContext::new(
-                    client.clone(),
+                    clients.for_controller(*c),
                     cloud.clone(),
                     metrics.clone(),
                     &opts.identity,
@@ -156,7 +158,7 @@ pub fn start_controllers(
             }
             ControllerName::CloudNodeLifecycle if has_instances => {
                 let ctx = Arc::new(node_lifecycle::LifecycleContext::new(
-                    client.clone(),
+                    clients.for_controller(*c),
                     cloud.clone(),
                     metrics.clone(),
                     &opts.identity,
@@ -173,7 +175,7 @@ pub fn start_controllers(
             }
             ControllerName::Route if cloud.routes().is_some() => {
                 let ctx = Arc::new(route_controller::RouteContext::new(
-                    client.clone(),
+                    clients.for_controller(*c),
                     cloud.clone(),
                     metrics.clone(),
                     &opts.identity,
@@ -188,7 +190,7 @@ pub fn start_controllers(
             }
             ControllerName::Service if cloud.load_balancer().is_some() => {
                 let ctx = Arc::new(service_controller::ServiceContext::new(
-                    client.clone(),
+                    clients.for_controller(*c),
                     cloud.clone(),
                     metrics.clone(),
                     &opts.identity,
@@ -222,6 +224,14 @@ pub fn start_controllers(
 
 /// Builds the kube client from `--kubeconfig` / `--master` (in-cluster config when both are unset).
 pub async fn kube_client(args: &config::Args) -> anyhow::Result<kube::Client> {
+    client_for(
+        kube_config(args).await?,
+        Some((args.kube_api_qps, args.kube_api_burst)),
+    )
+}
+
+/// The Kubernetes connection the flags describe (`--kubeconfig`, in-cluster, `--master`).
+pub async fn kube_config(args: &config::Args) -> anyhow::Result<kube::Config> {
     use anyhow::Context as _;
     let mut cfg = match &args.kubeconfig {
         Some(path) => {
@@ -240,19 +250,37 @@ pub async fn kube_client(args: &config::Args) -> anyhow::Result<kube::Client> {
             .parse()
             .with_context(|| format!("invalid --master {master:?}"))?;
     }
-    client_for(cfg, Some((args.kube_api_qps, args.kube_api_burst)))
+    Ok(cfg)
 }
 
 /// A Kubernetes client for the ccm: it names itself `cloud-controller-manager/<version>` in the
 /// User-Agent, as upstream's does, so API-server logs (and kube-sim's request record) show it,
 /// and with `limit` = `(qps, burst)` waits for a token before each request, as client-go does
 /// for `--kube-api-qps`/`--kube-api-burst`.
-pub fn client_for(
+pub fn client_for(cfg: kube::Config, limit: Option<(f32, u32)>) -> anyhow::Result<kube::Client> {
+    build_client(cfg, limit, None)
+}
+
+/// [`client_for`] for a controller's own service account: the User-Agent ends with its name, as
+/// upstream's per-controller clients do.
+pub fn client_for_account(
+    cfg: kube::Config,
+    limit: Option<(f32, u32)>,
+    account: &str,
+) -> anyhow::Result<kube::Client> {
+    build_client(cfg, limit, Some(account))
+}
+
+fn build_client(
     mut cfg: kube::Config,
     limit: Option<(f32, u32)>,
+    account: Option<&str>,
 ) -> anyhow::Result<kube::Client> {
     use anyhow::Context as _;
-    let agent = format!("{}/{}", names::USER_AGENT, env!("CARGO_PKG_VERSION"));
+    let mut agent = format!("{}/{}", names::USER_AGENT, env!("CARGO_PKG_VERSION"));
+    if let Some(a) = account {
+        agent = format!("{agent}/{a}");
+    }
     cfg.headers.push((
         axum::http::header::USER_AGENT,
         axum::http::HeaderValue::from_str(&agent).context("user agent")?,
@@ -344,8 +372,27 @@ pub async fn run(args: config::Args) -> anyhow::Result<()> {
         .initialize()
         .await
         .map_err(|e| anyhow::anyhow!("initializing the cloud provider: {}", error_chain(&e)))?;
+    // As upstream: once leading, each controller gets its own service account's token.
+    let (clients, renewer) = if args.upstream.use_service_account_credentials == Some(true) {
+        let base = kube_config(&args).await?;
+        let dir = std::env::temp_dir().join(format!("ccm-tokens-{}", std::process::id()));
+        let controllers: Vec<ControllerName> = opts.controllers.iter().copied().collect();
+        let (clients, renewer) = credentials::service_account_clients(
+            &client,
+            &base,
+            Some((args.kube_api_qps, args.kube_api_burst)),
+            &controllers,
+            &dir,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("--use-service-account-credentials: {}", error_chain(&e)))?;
+        tracing::info!(dir = %dir.display(), "controllers use their own service accounts' tokens");
+        (clients, Some(renewer))
+    } else {
+        (credentials::ControllerClients::shared(client.clone()), None)
+    };
     let (stop_tx, stop) = Stop::new();
-    let mut tasks = start_controllers(client, cloud, metrics.clone(), &opts, &stop);
+    let mut tasks = start_controllers(clients, cloud, metrics.clone(), &opts, &stop);
     let lost = match elector.as_mut() {
         Some(e) => {
             let h = health.clone();
@@ -361,6 +408,9 @@ pub async fn run(args: config::Args) -> anyhow::Result<()> {
     };
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    if let Some(r) = renewer {
+        r.abort();
+    }
     metrics.leader.get_or_create(&leader_label).set(0);
     health.set_leading(false);
     if lost {

@@ -109,3 +109,11 @@ pub const ENV_ENDPOINT: &str = "SIMCLOUD_ENDPOINT";
 pub const ENV_PROJECT: &str = "SIMCLOUD_PROJECT";
 pub const ENV_TOKEN_FILE: &str = "SIMCLOUD_TOKEN_FILE";
 pub const ENV_REGION: &str = "SIMCLOUD_REGION";
+
+/// Namespace of the controllers' service accounts (`--use-service-account-credentials`).
+pub const SA_NAMESPACE: &str = "kube-system";
+/// Upstream's client names, which are also the service accounts' names: both node controllers
+/// share one.
+pub const SA_NODE_CONTROLLER: &str = "node-controller";
+pub const SA_ROUTE_CONTROLLER: &str = "route-controller";
+pub const SA_SERVICE_CONTROLLER: &str = "service-controller";

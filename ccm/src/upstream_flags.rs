@@ -35,8 +35,8 @@ pub struct UpstreamFlags {
     #[arg(long, value_name = "KEY=BOOL,...")]
     pub feature_gates: Option<String>,
 
-    /// Use a service-account token per controller. Accepted; not yet honoured: every controller
-    /// uses the ccm's own credentials (a warning says so).
+    /// Each controller uses a token of its own kube-system service account (`node-controller`,
+    /// `route-controller`, `service-controller`), as upstream's ccm does.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub use_service_account_credentials: Option<bool>,
 
@@ -179,9 +179,6 @@ impl UpstreamFlags {
     /// Warnings to log at start for flags given that change nothing a user might expect them to.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.use_service_account_credentials == Some(true) {
-            out.push("--use-service-account-credentials is accepted but not honoured yet: every controller uses the ccm's own credentials".to_owned());
-        }
         if self.tls_cert_file.is_some() || self.cert_dir.is_some() {
             out.push("--tls-cert-file/--cert-dir are accepted but the serving port is plain HTTP (docs/ccm.md)".to_owned());
         }
