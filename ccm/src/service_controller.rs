@@ -150,6 +150,32 @@ impl ServiceContext {
         ServiceError::Cloud { service, source }
     }
 
+    /// Upstream's Warning for any failed step of a Service's sync (`processServiceCreateOrUpdate`):
+    /// `SyncLoadBalancerFailed` "Error syncing load balancer: <what>: <why>".
+    async fn sync_failed(&self, svc: &Service, what: &str, why: &str) {
+        let detail = if what.is_empty() {
+            why.to_owned()
+        } else {
+            format!("{what}: {why}")
+        };
+        self.event(
+            svc,
+            EventType::Warning,
+            names::REASON_SYNC_LB_FAILED,
+            format!("Error syncing load balancer: {detail}"),
+        )
+        .await;
+    }
+
+    /// A failed write to the Service during a sync, reported as upstream does.
+    async fn kube_failed(&self, svc: &Service, what: &str, source: kube::Error) -> ServiceError {
+        self.sync_failed(svc, what, &source.to_string()).await;
+        ServiceError::Kube {
+            service: key(svc),
+            source,
+        }
+    }
+
     /// Upstream's warning when a load balancer has no backend nodes.
     async fn no_nodes_event(&self, svc: &Service) {
         self.event(
@@ -179,17 +205,14 @@ fn key(svc: &Service) -> String {
     format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any())
 }
 
+/// Upstream's `loggableNodeNames` as Go's `%v` prints it: `[a b c]`, at most 20 names.
 fn node_names(nodes: &[Node]) -> String {
     let names: Vec<String> = nodes
         .iter()
         .take(MAX_NODE_NAMES)
         .map(ResourceExt::name_any)
         .collect();
-    if nodes.len() > MAX_NODE_NAMES {
-        format!("{names:?} (total number of nodes: {})", nodes.len())
-    } else {
-        format!("{names:?}")
-    }
+    format!("[{}]", names.join(" "))
 }
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<ServiceContext>) -> Result<Action, ServiceError> {
@@ -275,10 +298,6 @@ async fn ensure(
     let name = svc.name_any();
     let api: Api<Service> =
         Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
-    let kube_err = |source| ServiceError::Kube {
-        service: k.clone(),
-        source,
-    };
     ctx.event(
         svc,
         EventType::Normal,
@@ -289,9 +308,14 @@ async fn ensure(
     if !service_plan::has_finalizer(svc) {
         // Before any cloud call, so a load balancer is never made for a Service we could lose.
         let patch = json!({"metadata": {"finalizers": [names::LB_FINALIZER]}});
-        api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))
+        if let Err(e) = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))
             .await
-            .map_err(kube_err)?;
+        {
+            return Err(ctx
+                .kube_failed(svc, "failed to add load balancer cleanup finalizer", e)
+                .await);
+        }
     }
     if nodes.is_empty() {
         ctx.no_nodes_event(svc).await;
@@ -326,7 +350,11 @@ async fn ensure(
     .await;
     // Synced only once the status is written: a failed write is retried by a full ensure
     // (the fingerprint fast path would skip it until the spec changed).
-    write_status(&api, svc, &status).await.map_err(kube_err)?;
+    if let Err(e) = write_status(&api, svc, &status).await {
+        return Err(ctx
+            .kube_failed(svc, "failed to update load balancer status", e)
+            .await);
+    }
     ctx.mark_synced(&k, fingerprint, set);
     tracing::info!(service = %k, ingress = status.ingress.as_ref().map_or(0, Vec::len), backends = nodes.len(), "ensured load balancer");
     Ok(Action::await_change())
@@ -372,8 +400,9 @@ async fn update_hosts(
             }
             ctx.metrics.nodesync_errors.inc();
             let note = format!(
-                "Error updating load balancer with new hosts {}, error: {}",
+                "Error updating load balancer with new hosts {} [node names limited, total number of nodes: {}], error: {}",
                 node_names(nodes),
+                nodes.len(),
                 crate::error_chain(&source)
             );
             Err(ctx
@@ -389,14 +418,19 @@ async fn delete(svc: &Service, ctx: &ServiceContext) -> Result<Action, ServiceEr
     let api: Api<Service> =
         Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
     let lb = ctx.cloud.load_balancer().expect("LoadBalancer");
-    let exists = lb
-        .get_load_balancer(&ctx.cluster, svc)
-        .await
-        .map_err(|source| ServiceError::Cloud {
-            service: k.clone(),
-            source,
-        })?
-        .is_some();
+    let exists = match lb.get_load_balancer(&ctx.cluster, svc).await {
+        Ok(l) => l.is_some(),
+        Err(source) => {
+            let why = crate::error_chain(&source);
+            ctx.sync_failed(
+                svc,
+                "failed to check if load balancer exists before cleanup",
+                &why,
+            )
+            .await;
+            return Err(ServiceError::Cloud { service: k, source });
+        }
+    };
     if exists {
         ctx.event(
             svc,
@@ -406,13 +440,12 @@ async fn delete(svc: &Service, ctx: &ServiceContext) -> Result<Action, ServiceEr
         )
         .await;
         if let Err(source) = lb.ensure_load_balancer_deleted(&ctx.cluster, svc).await {
-            let note = format!(
-                "Error deleting load balancer: {}",
-                crate::error_chain(&source)
-            );
-            return Err(ctx
-                .cloud_failed(svc, k, names::REASON_DELETE_LB_FAILED, note, source)
-                .await);
+            // On the finalizer path upstream reports SyncLoadBalancerFailed (DeleteLoadBalancerFailed
+            // belongs to its legacy path for Services without the finalizer).
+            let why = crate::error_chain(&source);
+            ctx.sync_failed(svc, "failed to delete load balancer", &why)
+                .await;
+            return Err(ServiceError::Cloud { service: k, source });
         }
     }
     ctx.synced.lock().expect("synced lock").remove(&k);
@@ -426,7 +459,11 @@ async fn delete(svc: &Service, ctx: &ServiceContext) -> Result<Action, ServiceEr
         {
             Ok(_) => {}
             Err(e) if gone(&e) => {}
-            Err(source) => return Err(ServiceError::Kube { service: k, source }),
+            Err(e) => {
+                return Err(ctx
+                    .kube_failed(svc, "failed to remove load balancer cleanup finalizer", e)
+                    .await);
+            }
         }
     }
     ctx.event(
@@ -439,7 +476,11 @@ async fn delete(svc: &Service, ctx: &ServiceContext) -> Result<Action, ServiceEr
     match write_status(&api, svc, &LoadBalancerStatus::default()).await {
         Ok(()) => {}
         Err(e) if gone(&e) => {}
-        Err(source) => return Err(ServiceError::Kube { service: k, source }),
+        Err(e) => {
+            return Err(ctx
+                .kube_failed(svc, "failed to update load balancer status", e)
+                .await);
+        }
     }
     tracing::info!(service = %k, existed = exists, "deleted load balancer");
     Ok(Action::await_change())

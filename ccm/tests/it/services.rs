@@ -478,6 +478,22 @@ async fn a_failed_status_write_is_retried() {
         h.cloud.count_calls("ensure-lb") >= 2,
         "ensured again to retry"
     );
+    // Reported as upstream reports a failed step of a sync.
+    let events: Api<Event> = Api::namespaced(h.client.clone(), "default");
+    let failed: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(names::REASON_SYNC_LB_FAILED))
+        .filter_map(|e| e.message)
+        .collect();
+    assert!(
+        failed.iter().any(|m| m
+            .starts_with("Error syncing load balancer: failed to update load balancer status:")),
+        "{failed:?}"
+    );
     h.stop().await;
 }
 
