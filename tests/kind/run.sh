@@ -84,12 +84,14 @@ echo "== the ccm"
 printf 'endpoint: http://%s:8080\nregion: sim-1\n' "$GATEWAY" >"$WORK/cloud-config.yaml"
 kubectl -n kube-system create secret generic simcloud-cloud-config \
     --from-file=cloud-config.yaml="$WORK/cloud-config.yaml"
-kubectl apply -k manifests/ccm
+kubectl apply -k manifests/kind/ccm
 
 all_initialised() {
     local out
     out=$(kubectl get nodes -o jsonpath='{range .items[*]}{.spec.providerID}|{.metadata.labels.topology\.kubernetes\.io/zone}|{.spec.taints[*].key}{"\n"}{end}')
-    [[ -n "$out" ]] && ! grep -q -e '^|' -e '||' -e 'uninitialized' <<<"$out"
+    # Every node initialised with a simcloud provider ID (not kind's kind://) and a zone.
+    [[ -n "$out" ]] && ! grep -q -v -e '^simcloud://' <<<"$out" &&
+        ! grep -q -e '||' -e 'uninitialized' <<<"$out"
 }
 wait_until 180 "every node initialised" all_initialised
 kubectl get nodes -L topology.kubernetes.io/zone

@@ -162,10 +162,15 @@ fn the_kind_cluster_runs_every_kubelet_with_an_external_cloud_provider() {
         let patches = n["kubeadmConfigPatches"].as_array().unwrap();
         let ok = patches.iter().any(|p| {
             let p: Value = serde_saphyr::from_str(p.as_str().unwrap()).unwrap();
-            p["kind"] == wanted
-                && p["nodeRegistration"]["kubeletExtraArgs"]["cloud-provider"] == "external"
+            let args = &p["nodeRegistration"]["kubeletExtraArgs"];
+            // kind's own kind:// provider ID would make the ccm leave the node alone.
+            p["kind"] == wanted && args["cloud-provider"] == "external" && args["provider-id"] == ""
         });
-        assert!(ok, "node {i} ({}) gets cloud-provider=external", roles[i]);
+        assert!(
+            ok,
+            "node {i} ({}) gets cloud-provider=external and no provider ID",
+            roles[i]
+        );
     }
     assert_eq!(cluster["networking"]["podSubnet"], "10.244.0.0/16");
 }
@@ -259,5 +264,50 @@ fn leases_are_granted_only_in_kube_system() {
     assert!(
         docs.iter().any(|d| d["kind"] == "RoleBinding"
             && d["metadata"]["namespace"] == ccm::names::LEASE_NAMESPACE)
+    );
+}
+
+/// The ccm as tests/kind/run.sh deploys it (`kubectl kustomize manifests/kind/ccm`): kindnet routes
+/// pods, so cloud routes are off; the flags still parse and validate with the ccm's own parser;
+/// it tolerates network-unavailable nodes and is replaced with Recreate (host network, one port).
+#[test]
+fn the_kind_ccm_overlay_turns_cloud_routes_off() {
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(manifests().join("kind/ccm"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let d: Deployment = docs
+        .into_iter()
+        .find(|d| d["kind"] == "Deployment")
+        .map(|d| serde_json::from_value(d).unwrap())
+        .expect("the overlay has the ccm Deployment");
+    let spec = d.spec.unwrap();
+    assert_eq!(
+        spec.strategy.and_then(|s| s.type_).as_deref(),
+        Some("Recreate")
+    );
+    let pod = spec.template.spec.unwrap();
+    let command = pod.containers[0].command.clone().unwrap();
+    let mut args = ccm::config::Args::try_parse_from(&command).expect("the ccm parses its flags");
+    assert!(!args.configure_cloud_routes, "{command:?}");
+    args.cloud_config = Some(manifests().join("ccm/cloud-config.example.yaml"));
+    let v = args.validate().expect("valid together");
+    assert!(
+        v.controllers
+            .contains(&ccm::controllers::ControllerName::Route)
+    );
+    let tolerated: Vec<String> = pod
+        .tolerations
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| t.key)
+        .collect();
+    assert!(
+        tolerated.contains(&"node.kubernetes.io/network-unavailable".to_owned()),
+        "{tolerated:?}"
     );
 }
