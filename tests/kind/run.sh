@@ -19,7 +19,7 @@ CLOUD_PID=
 
 cleanup() {
     if [[ "${KEEP:-0}" != 1 ]]; then
-        [[ -n "$CLOUD_PID" ]] && kill "$CLOUD_PID" 2>/dev/null || true
+        if [[ -n "$CLOUD_PID" ]]; then kill "$CLOUD_PID" 2>/dev/null || true; fi
         kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
         rm -rf "$WORK"
     fi
