@@ -14,6 +14,9 @@ use crate::status::{self, StatusError};
 use crate::store::{Expired, Key, Store, Write, Written, resource_version};
 
 /// Namespaces that exist from the start and cannot be deleted.
+/// Cluster IP of the `default/kubernetes` Service (the first of the service range).
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
 pub const SYSTEM_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
@@ -171,6 +174,23 @@ impl Api {
             api.create(&t, json!({"metadata": {"name": ns}}), false)
                 .expect("system namespaces can be created");
         }
+        // The API server's own Service, as a new cluster has it (first address of the range).
+        let services = Target {
+            def: resources::by_storage(resources::SERVICES).expect("services are served"),
+            namespace: Some("default".into()),
+            name: None,
+            status: false,
+        };
+        api.create(
+            &services,
+            json!({
+                "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP,
+                    "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}]},
+            }),
+            false,
+        )
+        .expect("the kubernetes Service can be created");
         api
     }
 

@@ -331,6 +331,22 @@ async fn script(d: &mut Diff<'_>) {
     )
     .await;
 
+    // The API server's own Service (its endpoints differ by design: none on the fixture, whose
+    // loopback address is not a valid endpoint).
+    d.step(
+        "the kubernetes Service",
+        |_| get("/api/v1/namespaces/default/services/kubernetes"),
+        fields(&[
+            "/spec/type",
+            "/spec/clusterIP",
+            "/spec/ports/0/name",
+            "/spec/ports/0/port",
+            "/spec/ports/0/protocol",
+            "/metadata/labels",
+        ]),
+    )
+    .await;
+
     // Namespaces and basic CRUD.
     d.step(
         "namespace create",
@@ -1156,6 +1172,16 @@ fn kubectl_script(d: &mut Diff<'_>, bin: &Path, sim: &Path, real: &Path, dir: &P
             ],
         ),
         ("kubectl api-versions has v1", vec!["api-versions".into()]),
+        (
+            "kubectl get svc kubernetes",
+            vec![
+                "get".into(),
+                "svc".into(),
+                "kubernetes".into(),
+                "-o".into(),
+                "jsonpath={.spec.clusterIP} {.spec.ports[0].port}".into(),
+            ],
+        ),
     ];
     for (name, args) in steps {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
