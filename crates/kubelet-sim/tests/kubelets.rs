@@ -244,19 +244,90 @@ async fn pods_run_on_their_nodes(kube: kube::Client, config: KubeletConfig, clou
     kubelets.stop().await;
 }
 
+/// cloud-sim with a client, and kube-sim with a client, in process.
+struct OnKubeSim {
+    cloud: cloud_sim::Server,
+    client: Client,
+    kube: kube_sim::Server,
+    kc: kube::Client,
+}
+
+impl OnKubeSim {
+    async fn start() -> Self {
+        let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+            .await
+            .unwrap();
+        let client = Client::new(cloud.base_url()).unwrap();
+        let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
+            .await
+            .unwrap();
+        let kc = kube::Client::try_from(kube::Config::new(kube.url().parse().unwrap())).unwrap();
+        Self {
+            cloud,
+            client,
+            kube,
+            kc,
+        }
+    }
+
+    fn kubelets(&self) -> KubeletConfig {
+        KubeletConfig::for_tests(&self.cloud.base_url())
+    }
+
+    async fn stop(self) {
+        self.kube.shutdown().await;
+        self.cloud.shutdown().await.unwrap();
+    }
+}
+
+/// The real control plane and an in-process cloud-sim (control-plane tier); `None` when the
+/// fixture is absent and skipping was asked for.
+struct OnRealControlPlane {
+    cp: control_plane::ControlPlane,
+    cloud: cloud_sim::Server,
+    client: Client,
+    kc: kube::Client,
+}
+
+impl OnRealControlPlane {
+    async fn start() -> Option<Self> {
+        let bins = control_plane::binaries_for_test()?;
+        let cp = control_plane::ControlPlane::start_with(bins, control_plane::Options::for_tests())
+            .await
+            .unwrap();
+        let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+            .await
+            .unwrap();
+        let client = Client::new(cloud.base_url()).unwrap();
+        let kc = cp.client().await.unwrap();
+        Some(Self {
+            cp,
+            cloud,
+            client,
+            kc,
+        })
+    }
+
+    /// Heartbeats well within the fixture's 6 s grace period; quick pods.
+    fn kubelets(&self) -> KubeletConfig {
+        KubeletConfig {
+            status_interval: Duration::from_millis(500),
+            pod_start_delay: Duration::from_millis(200),
+            pod_stop_delay: Duration::from_millis(200),
+            ..KubeletConfig::with_controller_manager(&self.cloud.base_url())
+        }
+    }
+
+    async fn stop(self) {
+        self.cloud.shutdown().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_with_kube_sim() {
-    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
-        .await
-        .unwrap();
-    let client = Client::new(cloud.base_url()).unwrap();
-    let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
-        .await
-        .unwrap();
-    let kc = kube::Client::try_from(kube::Config::new(kube.url().parse().unwrap())).unwrap();
-    pods_run_on_their_nodes(kc, KubeletConfig::for_tests(&cloud.base_url()), &client).await;
-    kube.shutdown().await;
-    cloud.shutdown().await.unwrap();
+    let k = OnKubeSim::start().await;
+    pods_run_on_their_nodes(k.kc.clone(), k.kubelets(), &k.client).await;
+    k.stop().await;
 }
 
 /// Control-plane tier: the same Pods next to kube-controller-manager, and a Deployment whose
@@ -264,24 +335,11 @@ async fn pods_with_kube_sim() {
 /// EndpointSlice kube-controller-manager makes for its Service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_with_the_real_control_plane_too() {
-    let Some(bins) = control_plane::binaries_for_test() else {
+    let Some(r) = OnRealControlPlane::start().await else {
         return;
     };
-    let cp = control_plane::ControlPlane::start_with(bins, control_plane::Options::for_tests())
-        .await
-        .unwrap();
-    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
-        .await
-        .unwrap();
-    let client = Client::new(cloud.base_url()).unwrap();
-    let kube = cp.client().await.unwrap();
-    let config = KubeletConfig {
-        status_interval: Duration::from_millis(500),
-        pod_start_delay: Duration::from_millis(200),
-        pod_stop_delay: Duration::from_millis(200),
-        ..KubeletConfig::with_controller_manager(&cloud.base_url())
-    };
-    pods_run_on_their_nodes(kube.clone(), config.clone(), &client).await;
+    let (client, kube, config) = (&r.client, r.kc.clone(), r.kubelets());
+    pods_run_on_their_nodes(kube.clone(), config.clone(), client).await;
 
     for i in 0..2 {
         client
@@ -291,19 +349,19 @@ async fn pods_with_the_real_control_plane_too() {
     }
     let kubelets = Kubelets::start(config, kube.clone()).unwrap();
     let apply = |y: &str| {
-        let out = cp
-            .kubectl()
-            .args(["apply", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write as _;
-                c.stdin.take().unwrap().write_all(y.as_bytes())?;
-                c.wait_with_output()
-            })
-            .unwrap();
+        let out =
+            r.cp.kubectl()
+                .args(["apply", "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                    use std::io::Write as _;
+                    c.stdin.take().unwrap().write_all(y.as_bytes())?;
+                    c.wait_with_output()
+                })
+                .unwrap();
         assert!(out.status.success(), "{out:?}");
     };
     // Tolerates everything: no ccm runs here, so the nodes keep their uninitialized taint.
@@ -337,22 +395,14 @@ async fn pods_with_the_real_control_plane_too() {
         "the scheduler bound every pod"
     );
     kubelets.stop().await;
-    cloud.shutdown().await.unwrap();
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_kube_sim() {
-    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
-        .await
-        .unwrap();
-    let client = Client::new(cloud.base_url()).unwrap();
-    let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
-        .await
-        .unwrap();
-    let kc = kube::Client::try_from(kube::Config::new(kube.url().parse().unwrap())).unwrap();
-    nodes_follow_their_instances(kc, KubeletConfig::for_tests(&cloud.base_url()), &client).await;
-    kube.shutdown().await;
-    cloud.shutdown().await.unwrap();
+    let k = OnKubeSim::start().await;
+    nodes_follow_their_instances(k.kc.clone(), k.kubelets(), &k.client).await;
+    k.stop().await;
 }
 
 /// Control-plane tier: pod CIDRs come from kube-controller-manager's node IPAM, and its
@@ -360,22 +410,11 @@ async fn with_kube_sim() {
 /// heartbeats) and taints it unreachable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_real_control_plane_too() {
-    let Some(bins) = control_plane::binaries_for_test() else {
+    let Some(r) = OnRealControlPlane::start().await else {
         return;
     };
-    let cp = control_plane::ControlPlane::start_with(bins, control_plane::Options::for_tests())
-        .await
-        .unwrap();
-    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
-        .await
-        .unwrap();
-    let client = Client::new(cloud.base_url()).unwrap();
-    let kube = cp.client().await.unwrap();
-    let config = KubeletConfig {
-        status_interval: Duration::from_millis(500),
-        ..KubeletConfig::with_controller_manager(&cloud.base_url())
-    };
-    nodes_follow_their_instances(kube.clone(), config, &client).await;
+    let kube = r.kc.clone();
+    nodes_follow_their_instances(kube.clone(), r.kubelets(), &r.client).await;
     // kube-controller-manager tainted the silent node as unreachable.
     let nodes: Api<Node> = Api::all(kube);
     node_with(&nodes, "node-b", "unreachable taint", |n| {
@@ -385,5 +424,5 @@ async fn with_the_real_control_plane_too() {
             .is_some_and(|ts| ts.iter().any(|t| t.key == "node.kubernetes.io/unreachable"))
     })
     .await;
-    cloud.shutdown().await.unwrap();
+    r.stop().await;
 }

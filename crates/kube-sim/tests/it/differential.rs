@@ -259,6 +259,21 @@ fn page(r: &Resp, _: &Seen) -> String {
     format!("{} [{}] {more}", r.outcome(), r.names())
 }
 
+/// The status and the events of a watch answer (bookmarks left out), each as `show` prints it.
+fn watch_events(r: &Resp, show: impl Fn(&Value) -> String) -> String {
+    let text = match &r.body {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let events: Vec<String> = serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .filter_map(Result::ok)
+        .filter(|e| e["type"] != "BOOKMARK")
+        .map(|e| show(&e))
+        .collect();
+    format!("{} {}", r.status, events.join(" "))
+}
+
 const NS: &str = "/api/v1/namespaces/diff";
 
 fn cm(name: &str, labels: Value) -> Value {
@@ -525,33 +540,22 @@ async fn script(d: &mut Diff<'_>) {
         page,
     )
     .await;
-    d.step(
-        "list page 2",
-        |seen| {
-            let c = seen["list page 1"].str_at("/metadata/continue");
-            get(format!("{NS}/configmaps?limit=2&continue={c}"))
-        },
-        page,
-    )
-    .await;
-    d.step(
-        "list page 3",
-        |seen| {
-            let c = seen["list page 2"].str_at("/metadata/continue");
-            get(format!("{NS}/configmaps?limit=2&continue={c}"))
-        },
-        page,
-    )
-    .await;
-    d.step(
-        "list page 4",
-        |seen| {
-            let c = seen["list page 3"].str_at("/metadata/continue");
-            get(format!("{NS}/configmaps?limit=2&continue={c}"))
-        },
-        page,
-    )
-    .await;
+    // Each page continues from the previous one's token.
+    for (step, previous) in [
+        ("list page 2", "list page 1"),
+        ("list page 3", "list page 2"),
+        ("list page 4", "list page 3"),
+    ] {
+        d.step(
+            step,
+            move |seen| {
+                let c = seen[previous].str_at("/metadata/continue");
+                get(format!("{NS}/configmaps?limit=2&continue={c}"))
+            },
+            page,
+        )
+        .await;
+    }
     d.step(
         "list bad continue",
         |_| get(format!("{NS}/configmaps?limit=2&continue=garbage")),
@@ -602,23 +606,13 @@ async fn script(d: &mut Diff<'_>) {
             ))
         },
         |r, _| {
-            let text = match &r.body {
-                Value::String(s) => s.clone(),
-                v => v.to_string(),
-            };
-            let events: Vec<String> = serde_json::Deserializer::from_str(&text)
-                .into_iter::<Value>()
-                .filter_map(Result::ok)
-                .filter(|e| e["type"] != "BOOKMARK")
-                .map(|e| {
-                    format!(
-                        "{}:{}",
-                        e["type"].as_str().unwrap_or("?"),
-                        e["object"]["metadata"]["name"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect();
-            format!("{} {}", r.status, events.join(" "))
+            watch_events(r, |e| {
+                format!(
+                    "{}:{}",
+                    e["type"].as_str().unwrap_or("?"),
+                    e["object"]["metadata"]["name"].as_str().unwrap_or("?")
+                )
+            })
         },
     )
     .await;
@@ -634,23 +628,14 @@ async fn script(d: &mut Diff<'_>) {
             ))
         },
         |r, _| {
-            let text = match &r.body {
-                Value::String(s) => s.clone(),
-                v => v.to_string(),
-            };
-            let events: Vec<String> = serde_json::Deserializer::from_str(&text)
-                .into_iter::<Value>()
-                .filter_map(Result::ok)
-                .map(|e| {
-                    format!(
-                        "{}:{}:{}",
-                        e["type"].as_str().unwrap_or("?"),
-                        e["object"]["code"],
-                        e["object"]["reason"].as_str().unwrap_or("-")
-                    )
-                })
-                .collect();
-            format!("{} {}", r.status, events.join(" "))
+            watch_events(r, |e| {
+                format!(
+                    "{}:{}:{}",
+                    e["type"].as_str().unwrap_or("?"),
+                    e["object"]["code"],
+                    e["object"]["reason"].as_str().unwrap_or("-")
+                )
+            })
         },
     )
     .await;
