@@ -306,40 +306,69 @@ async fn orphans_are_collected_and_restarts_make_no_duplicates() {
     h.stop().await;
 }
 
+/// cloud-sim and kube-sim in process, and the simcloud provider over cloud-sim.
+struct WithCloudSim {
+    cloud: cloud_sim::Server,
+    cc: cloud_client::Client,
+    kube: kube_sim::Server,
+    client: kube::Client,
+    provider: std::sync::Arc<dyn ccm::cloud::CloudProvider>,
+}
+
+impl WithCloudSim {
+    async fn start() -> Self {
+        let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+            .await
+            .unwrap();
+        let cc = cloud_client::Client::new(cloud.base_url()).unwrap();
+        let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
+            .await
+            .unwrap();
+        let client = client_for(&kube.url());
+        let provider: std::sync::Arc<dyn ccm::cloud::CloudProvider> =
+            std::sync::Arc::new(ccm::cloud::simcloud::SimCloud::new(cc.clone(), None));
+        Self {
+            cloud,
+            cc,
+            kube,
+            client,
+            provider,
+        }
+    }
+
+    /// Starts the controllers of `opts`; send `true` to stop them.
+    fn run(&self, opts: &Options) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinSet<()>) {
+        let (tx, stop) = ccm::Stop::new();
+        let tasks = ccm::start_controllers(
+            self.client.clone(),
+            self.provider.clone(),
+            std::sync::Arc::new(ccm::metrics::Metrics::new()),
+            opts,
+            &stop,
+        );
+        (tx, tasks)
+    }
+
+    async fn stop(self) {
+        self.kube.shutdown().await;
+        self.cloud.shutdown().await.unwrap();
+    }
+}
+
 /// With cloud-sim: backends in three zones, ingress per zone, restart without duplicates,
 /// ClusterIP removes the load balancer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn against_cloud_sim() {
-    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
-        .await
-        .unwrap();
-    let cc = cloud_client::Client::new(cloud.base_url()).unwrap();
-    let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
-        .await
-        .unwrap();
+    let w = WithCloudSim::start().await;
+    let (cc, client) = (w.cc.clone(), w.client.clone());
     let kubelets = Kubelets::start(
-        KubeletConfig::for_tests(&cloud.base_url()),
-        client_for(&kube.url()),
+        KubeletConfig::for_tests(&w.cloud.base_url()),
+        client_for(&w.kube.url()),
     )
     .unwrap();
-    let client = client_for(&kube.url());
-    let provider: std::sync::Arc<dyn ccm::cloud::CloudProvider> =
-        std::sync::Arc::new(ccm::cloud::simcloud::SimCloud::new(cc.clone(), None));
     let mut opts = Options::for_tests("test");
     opts.controllers = ControllerName::ALL.into_iter().collect();
-    let start = |opts: &Options| {
-        let (tx, stop) = ccm::Stop::new();
-        (
-            tx,
-            ccm::start_controllers(
-                client.clone(),
-                provider.clone(),
-                std::sync::Arc::new(ccm::metrics::Metrics::new()),
-                opts,
-                &stop,
-            ),
-        )
-    };
+    let start = |opts: &Options| w.run(opts);
     let (stop_tx, mut tasks) = start(&opts);
     for (n, zone) in [("w1", "zone-a"), ("w2", "zone-b"), ("w3", "zone-c")] {
         let req = CreateInstanceRequest {
@@ -437,8 +466,7 @@ async fn against_cloud_sim() {
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     kubelets.stop().await;
-    kube.shutdown().await;
-    cloud.shutdown().await.unwrap();
+    w.stop().await;
 }
 
 /// A status write that fails (an API server error) is retried: the Service is not taken as
@@ -526,24 +554,9 @@ async fn a_hard_deleted_node_leaves_the_load_balancers() {
 /// used; one outside every pool gets ordinary addresses and a Warning event naming the pools.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_balancer_ip_is_honoured_in_a_pool_and_warned_about_outside() {
-    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
-        .await
-        .unwrap();
-    let cc = cloud_client::Client::new(cloud.base_url()).unwrap();
-    let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
-        .await
-        .unwrap();
-    let client = client_for(&kube.url());
-    let provider: std::sync::Arc<dyn ccm::cloud::CloudProvider> =
-        std::sync::Arc::new(ccm::cloud::simcloud::SimCloud::new(cc.clone(), None));
-    let (stop_tx, stop) = ccm::Stop::new();
-    let mut tasks = ccm::start_controllers(
-        client.clone(),
-        provider,
-        std::sync::Arc::new(ccm::metrics::Metrics::new()),
-        &svc_opts(),
-        &stop,
-    );
+    let w = WithCloudSim::start().await;
+    let client = w.client.clone();
+    let (stop_tx, mut tasks) = w.run(&svc_opts());
     let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
     for (name, ip) in [("inside", "127.64.2.77"), ("outside", "8.8.8.8")] {
         let mut s = lb_service(name);
@@ -586,6 +599,5 @@ async fn load_balancer_ip_is_honoured_in_a_pool_and_warned_about_outside() {
     );
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
-    kube.shutdown().await;
-    cloud.shutdown().await.unwrap();
+    w.stop().await;
 }
