@@ -401,19 +401,22 @@ async fn against_cloud_sim() {
             .filter(|s| ingress_ips(s).len() == 3)
     })
     .await;
-    let lbs = cc
-        .list_all_load_balancers(&Default::default())
-        .await
-        .unwrap();
+    // The first ensure may have seen a node before its provider ID was set (the controller's node
+    // cache can lag the test's reads); the node event that follows updates the backends.
+    let lbs = wait_for("backends in three zones", T, || async {
+        let lbs = cc.list_all_load_balancers(&Default::default()).await.ok()?;
+        let mut zones: Vec<&str> = lbs
+            .first()?
+            .backends
+            .iter()
+            .map(|b| b.zone.as_str())
+            .collect();
+        zones.sort();
+        (zones == ["zone-a", "zone-b", "zone-c"]).then_some(lbs.clone())
+    })
+    .await;
     assert_eq!(lbs.len(), 1);
     let lb = &lbs[0];
-    let mut zones: Vec<_> = lb.backends.iter().map(|b| b.zone.as_str()).collect();
-    zones.sort();
-    assert_eq!(
-        zones,
-        ["zone-a", "zone-b", "zone-c"],
-        "backends in three zones"
-    );
     assert_eq!(
         lb.zone_policy.zone_affinity,
         cloud_api::ZoneAffinity::PreferSameZone
