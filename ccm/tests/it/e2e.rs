@@ -230,6 +230,18 @@ async fn scenario(cluster: Cluster, cloud_client: &cloud_client::Client, dir: &P
             .then_some(())
     })
     .await;
+    // The node-lifecycle controller deletes outright (no finalizer): the deleted node leaves the
+    // load balancer's backends.
+    let gone = instances[1].id.clone();
+    wait_for("node-1's instance no longer a backend", T, || async {
+        let lbs = cloud_client
+            .list_all_load_balancers(&Default::default())
+            .await
+            .ok()?;
+        let lb = lbs.first()?;
+        (!lb.backends.iter().any(|b| b.instance_id == gone)).then_some(())
+    })
+    .await;
     // The Service goes to ClusterIP: its load balancer is deleted and the finalizer removed.
     services
         .patch(
@@ -430,6 +442,29 @@ async fn real_control_plane_scenario(own_accounts: bool) {
         },
     };
     scenario(cluster, &cloud_client, &dir).await;
+    // The stopped node carries both writers' taints: the ccm's shutdown taint and
+    // kube-controller-manager's unreachable one (the ccm patches taints with a resourceVersion
+    // precondition from a fresh read, so neither drops the other's).
+    let nodes: Api<Node> = Api::all(cp.client().await.unwrap());
+    wait_for(
+        "shutdown and unreachable taints together on node-0",
+        T,
+        || async {
+            let keys: Vec<String> = nodes
+                .get("node-0")
+                .await
+                .ok()?
+                .spec?
+                .taints?
+                .into_iter()
+                .map(|t| t.key)
+                .collect();
+            (keys.iter().any(|k| k == ccm::names::TAINT_SHUTDOWN)
+                && keys.iter().any(|k| k == "node.kubernetes.io/unreachable"))
+            .then_some(())
+        },
+    )
+    .await;
     // Nothing the ccm did was refused.
     for id in ["ccm-a", "ccm-b"] {
         let log = std::fs::read_to_string(dir.join(format!("{id}.log"))).unwrap();

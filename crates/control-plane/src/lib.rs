@@ -228,7 +228,8 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
-fn secs(d: Duration) -> String {
+/// A duration as a Go flag takes it, in milliseconds.
+fn go_duration(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
@@ -357,9 +358,12 @@ impl ControlPlane {
             format!("--service-cluster-ip-range={}", opts.service_cidr),
             format!(
                 "--node-monitor-grace-period={}",
-                secs(opts.node_monitor_grace_period)
+                go_duration(opts.node_monitor_grace_period)
             ),
-            format!("--node-monitor-period={}", secs(opts.node_monitor_period)),
+            format!(
+                "--node-monitor-period={}",
+                go_duration(opts.node_monitor_period)
+            ),
             // As kubeadm runs it: each controller with its own service account.
             "--use-service-account-credentials=true".to_owned(),
             format!("--service-account-private-key-file={}", p(&pki.sa_key)),
