@@ -6,45 +6,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
+use sim_common::TokenBucket;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
-
-/// The bucket (pure apart from the clock it is given).
-#[derive(Debug)]
-pub struct TokenBucket {
-    qps: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub fn new(qps: f32, burst: u32, now: Instant) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            qps: f64::from(qps).max(f64::MIN_POSITIVE),
-            burst,
-            tokens: burst,
-            last: now,
-        }
-    }
-
-    /// Takes a token, or says how long until one is there.
-    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.qps).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.qps))
-        }
-    }
-}
 
 /// The tower layer; every client built from one layer shares its bucket.
 #[derive(Debug, Clone)]
@@ -55,7 +20,11 @@ pub struct QpsLayer {
 impl QpsLayer {
     pub fn new(qps: f32, burst: u32) -> Self {
         Self {
-            bucket: Arc::new(Mutex::new(TokenBucket::new(qps, burst, Instant::now()))),
+            bucket: Arc::new(Mutex::new(TokenBucket::new(
+                f64::from(qps),
+                burst.max(1),
+                Instant::now().into_std(),
+            ))),
         }
     }
 }
@@ -101,7 +70,7 @@ where
                 .bucket
                 .lock()
                 .expect("token bucket lock")
-                .take(Instant::now());
+                .try_take(Instant::now().into_std());
             match taken {
                 Ok(()) => self.holds_token = true,
                 Err(after) => self.wait = Some(Box::pin(tokio::time::sleep(after))),
@@ -119,26 +88,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_burst_then_qps() {
-        let t0 = Instant::now();
-        let mut b = TokenBucket::new(2.0, 3, t0);
-        for _ in 0..3 {
-            assert_eq!(b.take(t0), Ok(()));
-        }
-        assert_eq!(b.take(t0), Err(Duration::from_millis(500)));
-        // Half a second later one token has come back; a quarter second after that, half a token.
-        assert_eq!(b.take(t0 + Duration::from_millis(500)), Ok(()));
-        let wait = b.take(t0 + Duration::from_millis(750)).unwrap_err();
-        assert!((wait.as_secs_f64() - 0.25).abs() < 1e-9, "{wait:?}");
-        // Idle for long: never more than the burst.
-        let later = t0 + Duration::from_secs(60);
-        for _ in 0..3 {
-            assert_eq!(b.take(later), Ok(()));
-        }
-        assert!(b.take(later).is_err());
-    }
+    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn the_layer_spaces_requests_by_qps_after_the_burst() {

@@ -13,41 +13,9 @@ use std::time::{Duration, Instant};
 use cloud_api::{CreateFaultRequest, FaultEffect, FaultRule};
 use jiff::Timestamp;
 
+use sim_common::TokenBucket;
+
 use crate::error::ApiError;
-
-/// A token bucket: `rate` tokens per second up to `burst`.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub fn new(rate: f64, burst: u32, now: Instant) -> Self {
-        Self {
-            rate,
-            burst: f64::from(burst),
-            tokens: f64::from(burst),
-            last: now,
-        }
-    }
-
-    /// Takes a token, or says how long until one is available.
-    pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
-        }
-    }
-}
 
 /// What a request looks like to the fault rules.
 #[derive(Debug, Clone, Copy)]
@@ -302,22 +270,6 @@ mod tests {
 
     fn zones() -> Vec<String> {
         vec!["zone-a".into(), "zone-b".into()]
-    }
-
-    #[test]
-    fn bucket_refills_at_its_rate() {
-        let t0 = Instant::now();
-        let mut b = TokenBucket::new(10.0, 2, t0);
-        assert!(b.try_take(t0).is_ok());
-        assert!(b.try_take(t0).is_ok());
-        let wait = b.try_take(t0).unwrap_err();
-        assert_eq!(wait, Duration::from_millis(100));
-        assert!(b.try_take(t0 + Duration::from_millis(100)).is_ok());
-        // Never more than the burst, however long it rests.
-        let later = t0 + Duration::from_secs(60);
-        assert!(b.try_take(later).is_ok());
-        assert!(b.try_take(later).is_ok());
-        assert!(b.try_take(later).is_err());
     }
 
     #[test]

@@ -135,6 +135,41 @@ pub async fn signal_and_expect_clean_exit(child: &mut tokio::process::Child, sig
     assert!(status.success(), "exit after SIG{signal}: {status:?}");
 }
 
+/// A token bucket: `rate` tokens a second, at most `burst` saved up (cloud-sim's throttle faults,
+/// the ccm's `--kube-api-qps`/`--kube-api-burst`). Pure: the caller passes the clock.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket. A rate of zero or less never refills.
+    pub fn new(rate: f64, burst: u32, now: std::time::Instant) -> Self {
+        Self {
+            rate: rate.max(f64::MIN_POSITIVE),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: now,
+        }
+    }
+
+    /// Takes a token, or says how long until one is available.
+    pub fn try_take(&mut self, now: std::time::Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +208,23 @@ mod tests {
         }
         let e = Outer(std::io::Error::other("disk on fire"));
         assert_eq!(error_chain(&e), "reading config: disk on fire");
+    }
+
+    #[test]
+    fn buckets_refill_at_their_rate_up_to_the_burst() {
+        let t0 = std::time::Instant::now();
+        let mut b = TokenBucket::new(10.0, 2, t0);
+        assert!(b.try_take(t0).is_ok());
+        assert!(b.try_take(t0).is_ok());
+        assert_eq!(b.try_take(t0), Err(Duration::from_millis(100)));
+        assert!(b.try_take(t0 + Duration::from_millis(100)).is_ok());
+        // Part of a token: the wait is for the rest.
+        let wait = b.try_take(t0 + Duration::from_millis(150)).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.05).abs() < 1e-9, "{wait:?}");
+        // Never more than the burst, however long it rests.
+        let later = t0 + Duration::from_secs(60);
+        assert!(b.try_take(later).is_ok());
+        assert!(b.try_take(later).is_ok());
+        assert!(b.try_take(later).is_err());
     }
 }
