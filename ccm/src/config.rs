@@ -122,11 +122,12 @@ pub struct Args {
     #[arg(long, env = "CCM_LEADER_ELECT_IDENTITY")]
     pub leader_elect_identity: Option<String>,
 
-    /// Address for /healthz, /readyz, /livez and /metrics (plain HTTP).
+    /// Address of the HTTPS serving port (/healthz, /readyz, /livez, /metrics).
     #[arg(long, env = "CCM_BIND_ADDRESS", default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
 
-    /// Port for /healthz and /metrics; 0 disables serving.
+    /// HTTPS port for /healthz, /readyz, /livez and /metrics (see `--cert-dir` and
+    /// `--authorization-always-allow-paths`); 0 disables serving.
     #[arg(long, env = "CCM_SECURE_PORT", default_value_t = names::DEFAULT_PORT)]
     pub secure_port: u16,
 
@@ -154,6 +155,8 @@ pub struct Validated {
     pub cluster_cidrs: Vec<ipnet::IpNet>,
     pub cloud: CloudConfig,
     pub identity: String,
+    /// HTTPS serving; `None` with `--secure-port=0`.
+    pub serving: Option<crate::serving::ServingOptions>,
 }
 
 impl Args {
@@ -259,7 +262,30 @@ impl Args {
             cluster_cidrs,
             cloud,
             identity,
+            serving: self.serving_options().map_err(|e| e.to_string())?,
         })
+    }
+
+    /// The serving port's TLS settings from `--bind-address`, `--secure-port` and upstream's
+    /// TLS flags; `None` when `--secure-port=0` disables serving.
+    pub fn serving_options(
+        &self,
+    ) -> Result<Option<crate::serving::ServingOptions>, crate::serving::ServingError> {
+        use crate::serving::{CertSource, MinVersion, ServingOptions};
+        if self.secure_port == 0 {
+            return Ok(None);
+        }
+        let u = &self.upstream;
+        Ok(Some(ServingOptions {
+            addr: std::net::SocketAddr::new(self.bind_address, self.secure_port),
+            cert: CertSource::from_flags(
+                u.tls_cert_file.as_deref(),
+                u.tls_private_key_file.as_deref(),
+                u.cert_dir.as_deref(),
+            )?,
+            min_version: MinVersion::parse(u.tls_min_version.as_deref())?,
+            cipher_suites: u.tls_cipher_suites.clone(),
+        }))
     }
 }
 

@@ -8,7 +8,7 @@
 //! holds every name the cluster sees. [`run`] wires it together.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ pub mod cloud;
 pub mod config;
 pub mod controllers;
 pub mod credentials;
+pub mod delegation;
 pub mod leader;
 pub mod metrics;
 pub mod names;
@@ -30,6 +31,7 @@ pub mod route_controller;
 pub mod server;
 pub mod service_controller;
 pub mod service_plan;
+pub mod serving;
 pub mod upstream_flags;
 
 use crate::cloud::CloudProvider;
@@ -222,6 +224,25 @@ pub fn start_controllers(
     set
 }
 
+/// The client for the serving port's reviews: from `path` when given (upstream's
+/// `--authentication-kubeconfig` / `--authorization-kubeconfig`), else the ccm's own. Not rate
+/// limited by `--kube-api-qps`, as upstream's delegated clients are not.
+async fn review_client(path: &Option<PathBuf>, own: &kube::Client) -> anyhow::Result<kube::Client> {
+    match path {
+        Some(p) => client_for(config_from_file(p).await?, None),
+        None => Ok(own.clone()),
+    }
+}
+
+async fn config_from_file(path: &std::path::Path) -> anyhow::Result<kube::Config> {
+    use anyhow::Context as _;
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+    kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("invalid kubeconfig {}", path.display()))
+}
+
 /// Builds the kube client from `--kubeconfig` / `--master` (in-cluster config when both are unset).
 pub async fn kube_client(args: &config::Args) -> anyhow::Result<kube::Client> {
     client_for(
@@ -234,13 +255,7 @@ pub async fn kube_client(args: &config::Args) -> anyhow::Result<kube::Client> {
 pub async fn kube_config(args: &config::Args) -> anyhow::Result<kube::Config> {
     use anyhow::Context as _;
     let mut cfg = match &args.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("invalid kubeconfig {}", path.display()))?
-        }
+        Some(path) => config_from_file(path).await?,
         None => kube::Config::infer()
             .await
             .context("no --kubeconfig given and no in-cluster configuration found")?,
@@ -320,13 +335,17 @@ pub async fn run(args: config::Args) -> anyhow::Result<()> {
     ));
     let metrics = Arc::new(metrics::Metrics::new());
     let health = Arc::new(server::Health::new(args.leader_elect_renew_deadline));
-    if args.secure_port != 0 {
-        server::spawn(
-            SocketAddr::new(args.bind_address, args.secure_port),
-            health.clone(),
-            metrics.clone(),
-        )
-        .await?;
+    if let Some(serving) = &v.serving {
+        let delegation = Arc::new(delegation::Delegation::new(
+            Arc::new(delegation::KubeReviewer {
+                authn: review_client(&args.upstream.authentication_kubeconfig, &client).await?,
+                authz: review_client(&args.upstream.authorization_kubeconfig, &client).await?,
+            }),
+            &args.upstream.authorization_always_allow_paths,
+        ));
+        server::spawn(serving, health.clone(), metrics.clone(), delegation)
+            .await
+            .map_err(|e| anyhow::anyhow!("serving on {}: {e}", serving.addr))?;
     }
     let opts = Options {
         controllers: v.controllers.clone(),

@@ -1,5 +1,6 @@
-//! `/healthz`, `/readyz`, `/livez` and `/metrics` over plain HTTP (upstream serves HTTPS with a
-//! self-signed certificate; see the ccm docs for why we do not).
+//! What the serving port answers: `/healthz` (the leader-election check), `/readyz`, `/livez`
+//! and `/metrics`. [`crate::serving`] puts it behind TLS and [`crate::delegation`] decides who
+//! may ask.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,20 +118,17 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Binds and serves in the background; returns the bound address.
+/// The router behind delegated authentication and authorization, served over TLS in the
+/// background; returns the bound address.
 pub async fn spawn(
-    addr: SocketAddr,
+    opts: &crate::serving::ServingOptions,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
-) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let app = router(health, metrics);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "health and metrics server failed");
-        }
-    });
-    tracing::info!(addr = %bound, "serving /healthz, /readyz, /livez and /metrics");
-    Ok(bound)
+    delegation: Arc<crate::delegation::Delegation>,
+) -> Result<SocketAddr, crate::serving::ServingError> {
+    let app = router(health, metrics).layer(axum::middleware::from_fn_with_state(
+        delegation,
+        crate::delegation::filter,
+    ));
+    crate::serving::spawn(opts, app).await
 }

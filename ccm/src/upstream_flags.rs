@@ -68,72 +68,78 @@ pub struct UpstreamFlags {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub contention_profiling: Option<bool>,
 
-    /// Delegated authentication for the serving port. No effect yet: serving is plain HTTP and
-    /// unauthenticated (docs/ccm.md).
+    /// Kubeconfig for the serving port's TokenReviews [default: the ccm's own connection,
+    /// which is the in-cluster one in a Pod].
     #[arg(long, value_name = "PATH")]
     pub authentication_kubeconfig: Option<PathBuf>,
 
-    /// Delegated authorization for the serving port. No effect yet (see above).
+    /// Kubeconfig for the serving port's SubjectAccessReviews [default: the ccm's own
+    /// connection].
     #[arg(long, value_name = "PATH")]
     pub authorization_kubeconfig: Option<PathBuf>,
 
-    /// No effect yet (see `--authentication-kubeconfig`).
+    /// No effect: client certificates are not read, so there is no client CA to look up.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub authentication_skip_lookup: Option<bool>,
 
-    /// No effect yet: every path is served without authorization.
+    /// Paths anyone may read without a SubjectAccessReview (exact; a trailing `*` makes a
+    /// prefix) [default: /healthz,/readyz,/livez].
     #[arg(long, value_delimiter = ',', value_name = "PATHS")]
     pub authorization_always_allow_paths: Vec<String>,
 
-    /// No effect yet (see `--authentication-kubeconfig`).
+    /// No effect: the serving port authenticates bearer tokens only (client certificates are
+    /// anonymous).
     #[arg(long, value_name = "PATH")]
     pub client_ca_file: Option<PathBuf>,
 
-    /// No effect yet (see `--authentication-kubeconfig`).
+    /// No effect: front-proxy headers are not trusted (see `--client-ca-file`).
     #[arg(long, value_name = "PATH")]
     pub requestheader_client_ca_file: Option<PathBuf>,
 
-    /// No effect yet.
+    /// No effect (see `--requestheader-client-ca-file`).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub requestheader_allowed_names: Vec<String>,
 
-    /// No effect yet.
+    /// No effect (see `--requestheader-client-ca-file`).
     #[arg(long, value_delimiter = ',', value_name = "PREFIXES")]
     pub requestheader_extra_headers_prefix: Vec<String>,
 
-    /// No effect yet.
+    /// No effect (see `--requestheader-client-ca-file`).
     #[arg(long, value_delimiter = ',', value_name = "HEADERS")]
     pub requestheader_group_headers: Vec<String>,
 
-    /// No effect yet.
+    /// No effect (see `--requestheader-client-ca-file`).
     #[arg(long, value_delimiter = ',', value_name = "HEADERS")]
     pub requestheader_username_headers: Vec<String>,
 
-    /// No effect yet.
+    /// No effect (see `--requestheader-client-ca-file`).
     #[arg(long, value_delimiter = ',', value_name = "HEADERS")]
     pub requestheader_uid_headers: Vec<String>,
 
-    /// No effect yet: serving is plain HTTP.
+    /// Serving certificate (PEM, chain allowed); with `--tls-private-key-file`.
     #[arg(long, value_name = "PATH")]
     pub tls_cert_file: Option<PathBuf>,
 
-    /// No effect yet (see `--tls-cert-file`).
+    /// Serving certificate's private key (PEM).
     #[arg(long, value_name = "PATH")]
     pub tls_private_key_file: Option<PathBuf>,
 
-    /// No effect yet (see `--tls-cert-file`).
+    /// Without `--tls-cert-file`: where `cloud-controller-manager.crt` and `.key` are read,
+    /// or generated (self-signed) when missing [default: generated in memory].
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
 
-    /// No effect yet (see `--tls-cert-file`).
+    /// TLS 1.2 cipher suites by Go name; those the TLS library lacks (CBC, RSA key exchange)
+    /// are left out with a warning. TLS 1.3 suites are not configurable, as in Go.
     #[arg(long, value_delimiter = ',', value_name = "SUITES")]
     pub tls_cipher_suites: Vec<String>,
 
-    /// No effect yet (see `--tls-cert-file`).
+    /// `VersionTLS12` or `VersionTLS13`; `VersionTLS10`/`11` are accepted and mean 1.2, the
+    /// lowest this ccm speaks.
     #[arg(long, value_name = "VERSION")]
     pub tls_min_version: Option<String>,
 
-    /// No effect yet (see `--tls-cert-file`).
+    /// No effect: the serving port speaks HTTP/1.1.
     #[arg(long, value_name = "N")]
     pub http2_max_streams_per_connection: Option<u32>,
 
@@ -179,11 +185,8 @@ impl UpstreamFlags {
     /// Warnings to log at start for flags given that change nothing a user might expect them to.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.tls_cert_file.is_some() || self.cert_dir.is_some() {
-            out.push("--tls-cert-file/--cert-dir are accepted but the serving port is plain HTTP (docs/ccm.md)".to_owned());
-        }
-        if self.authentication_kubeconfig.is_some() || self.authorization_kubeconfig.is_some() {
-            out.push("--authentication-kubeconfig/--authorization-kubeconfig are accepted but the serving port does not authenticate yet".to_owned());
+        if self.client_ca_file.is_some() || self.requestheader_client_ca_file.is_some() {
+            out.push("--client-ca-file/--requestheader-client-ca-file are accepted but the serving port authenticates bearer tokens only; client certificates are anonymous (docs/ccm.md)".to_owned());
         }
         out
     }

@@ -34,10 +34,11 @@ impl Ccm {
     fn spawn(dir: &Path, kubeconfig: &Path, identity: &'static str, extra: &[String]) -> Self {
         let log = dir.join(format!("{identity}.log"));
         let out = std::fs::File::create(&log).unwrap();
+        let serving = extra.iter().any(|a| a.starts_with("--secure-port"));
         let child = Command::new(env!("CARGO_BIN_EXE_ccm"))
+            .args((!serving).then_some("--secure-port=0"))
             .args([
                 "--cloud-provider=simcloud",
-                "--secure-port=0",
                 "--node-monitor-period=300ms",
                 "--concurrent-node-syncs=4",
                 "--cluster-cidr=10.244.0.0/16",
@@ -473,5 +474,174 @@ async fn real_control_plane_scenario(own_accounts: bool) {
             "{id} was refused something by RBAC:\n{log}"
         );
     }
+    cloud.shutdown().await.unwrap();
+}
+
+/// A client of the ccm's serving port at `url` that trusts the CA in `chain_pem` (the last
+/// certificate of the generated chain) and sends `token`, if any.
+fn serving_client(url: &str, chain_pem: &str, token: Option<&str>) -> kube::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let ca = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .last()
+        .expect("a certificate")
+        .unwrap();
+    let mut cfg = kube::Config::new(url.parse().unwrap());
+    cfg.root_cert = Some(vec![ca.to_vec()]);
+    if let Some(t) = token {
+        cfg.headers.push((
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {t}").parse().unwrap(),
+        ));
+    }
+    kube::Client::try_from(cfg).unwrap()
+}
+
+/// `GET path` on the serving port: the body, or the Status code and message of a refusal.
+async fn get(client: &kube::Client, path: &str) -> Result<String, (u16, String)> {
+    let req = axum::http::Request::get(path).body(Vec::new()).unwrap();
+    client.request_text(req).await.map_err(|e| match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        other => (0, other.to_string()),
+    })
+}
+
+/// The token of a kubeconfig written by `service_account_kubeconfig`.
+fn token_of(kubeconfig: &Path) -> String {
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    doc["users"][0]["user"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Control-plane tier: the serving port as upstream's. HTTPS with a certificate generated into
+/// `--cert-dir`; `/healthz` open to anyone; `/metrics` only for a token the API server
+/// authenticates (TokenReview) and authorises for the path (SubjectAccessReview), with the ccm
+/// holding only the shipped RBAC; a token it does not know is 401 everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_on_the_real_control_plane_delegates_authn_and_authz() {
+    let Some(bins) = control_plane::binaries_for_test() else {
+        return;
+    };
+    let cp = control_plane::ControlPlane::start_with(bins, control_plane::Options::for_tests())
+        .await
+        .unwrap();
+    let applied = cp
+        .kubectl()
+        .arg("apply")
+        .arg("-f")
+        .arg(rbac_manifest())
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{applied:?}");
+    // A scraper allowed to read /metrics, and an account that is not.
+    let scraper = cp
+        .kubectl()
+        .args([
+            "create",
+            "clusterrole",
+            "metrics-reader",
+            "--verb=get",
+            "--non-resource-url=/metrics",
+        ])
+        .output()
+        .unwrap();
+    assert!(scraper.status.success(), "{scraper:?}");
+    let bound = cp
+        .kubectl()
+        .args([
+            "create",
+            "clusterrolebinding",
+            "metrics-reader",
+            "--clusterrole=metrics-reader",
+            "--serviceaccount=default:prometheus",
+        ])
+        .output()
+        .unwrap();
+    assert!(bound.status.success(), "{bound:?}");
+    let allowed = token_of(
+        &cp.service_account_kubeconfig("default", "prometheus")
+            .await
+            .unwrap(),
+    );
+    let refused = token_of(
+        &cp.service_account_kubeconfig("default", "nobody")
+            .await
+            .unwrap(),
+    );
+    let ccm_kubeconfig = cp
+        .service_account_kubeconfig("kube-system", "cloud-controller-manager")
+        .await
+        .unwrap();
+
+    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+        .await
+        .unwrap();
+    let dir = cp.dir().join("serving");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_cloud_config(&dir, &cloud);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let certs = dir.join("certs");
+    let _ccm = Ccm::spawn(
+        &dir,
+        &ccm_kubeconfig,
+        "ccm-serving",
+        &[
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", certs.display()),
+        ],
+    );
+    let url = format!("https://127.0.0.1:{port}");
+    let chain = wait_for("the generated certificate", T, || async {
+        std::fs::read_to_string(certs.join("cloud-controller-manager.crt")).ok()
+    })
+    .await;
+    let anonymous = serving_client(&url, &chain, None);
+    wait_for("/healthz over HTTPS", T, || async {
+        get(&anonymous, "/healthz").await.ok().filter(|b| b == "ok")
+    })
+    .await;
+    assert_eq!(get(&anonymous, "/readyz").await.as_deref(), Ok("ok"));
+    let (code, message) = get(&anonymous, "/metrics").await.unwrap_err();
+    assert_eq!(code, 403, "{message}");
+    assert!(
+        message.contains(r#"User "system:anonymous" cannot get path "/metrics""#),
+        "{message}"
+    );
+    let metrics = get(&serving_client(&url, &chain, Some(&allowed)), "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("leader_election_master_status"),
+        "{metrics}"
+    );
+    let (code, message) = get(&serving_client(&url, &chain, Some(&refused)), "/metrics")
+        .await
+        .unwrap_err();
+    assert_eq!(code, 403, "{message}");
+    assert!(
+        message.contains("system:serviceaccount:default:nobody"),
+        "{message}"
+    );
+    for path in ["/metrics", "/healthz"] {
+        let (code, message) = get(&serving_client(&url, &chain, Some("not-a-token")), path)
+            .await
+            .unwrap_err();
+        assert_eq!(code, 401, "{path}: {message}");
+    }
+    // Plain HTTP is not served.
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_err(),
+        "plain HTTP answered"
+    );
     cloud.shutdown().await.unwrap();
 }

@@ -79,6 +79,7 @@ fn every_object_parses_into_its_type_without_losing_fields() {
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "ClusterRoleBinding",
             "Deployment",
             "Deployment",
             "Role",
@@ -115,6 +116,11 @@ fn the_ccm_deployment_runs_a_command_line_the_ccm_accepts() {
         assert_eq!(
             get.port,
             k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port)
+        );
+        assert_eq!(
+            get.scheme.as_deref(),
+            Some("HTTPS"),
+            "the ccm serves HTTPS only"
         );
     }
     // It reads the cloud-config from the mounted Secret, and can run before nodes are initialised.
