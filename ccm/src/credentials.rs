@@ -46,6 +46,11 @@ impl ControllerClients {
         }
     }
 
+    /// The ccm's own credentials: leader election and the shared informers use them.
+    pub fn root(&self) -> kube::Client {
+        self.default.clone()
+    }
+
     pub fn for_controller(&self, c: ControllerName) -> kube::Client {
         self.own.get(&c).unwrap_or(&self.default).clone()
     }

@@ -20,6 +20,7 @@ pub mod config;
 pub mod controllers;
 pub mod credentials;
 pub mod delegation;
+pub mod informer;
 pub mod leader;
 pub mod metrics;
 pub mod names;
@@ -136,6 +137,9 @@ pub fn start_controllers(
     let mut set = JoinSet::new();
     let clients = clients.into();
     let has_instances = cloud.instances_v2().is_some();
+    // One Node watch for all controllers, with the ccm's own credentials (upstream's informers
+    // use them too, with --use-service-account-credentials or without).
+    let mut informer = informer::NodeInformer::new(clients.root());
     for c in &opts.controllers {
         match c {
             ControllerName::CloudNode if has_instances => {
@@ -152,6 +156,8 @@ pub fn start_controllers(
                 };
                 set.spawn(node_controller::run(
                     ctx,
+                    informer.nodes(),
+                    informer.subscribe(),
                     opts.concurrent_node_syncs,
                     opts.node_status_update_frequency,
                     status_workers,
@@ -167,6 +173,7 @@ pub fn start_controllers(
                 ));
                 set.spawn(node_lifecycle::run(
                     ctx,
+                    informer.nodes(),
                     opts.node_monitor_period,
                     stop.wait(),
                 ));
@@ -186,6 +193,8 @@ pub fn start_controllers(
                 ));
                 set.spawn(route_controller::run(
                     ctx,
+                    informer.nodes(),
+                    informer.subscribe(),
                     opts.route_reconciliation_period,
                     stop.wait(),
                 ));
@@ -201,6 +210,8 @@ pub fn start_controllers(
                 ));
                 set.spawn(service_controller::run(
                     ctx,
+                    informer.nodes(),
+                    informer.subscribe(),
                     opts.concurrent_service_syncs,
                     stop.wait(),
                 ));
@@ -220,6 +231,9 @@ pub fn start_controllers(
             }
         }
         tracing::info!(controller = c.as_str(), "started controller");
+    }
+    if !set.is_empty() {
+        set.spawn(informer.run(stop.wait()));
     }
     set
 }

@@ -14,12 +14,12 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::cloud::{CloudError, CloudProvider, NodeAddress, is_ours};
+use crate::informer::NodeEvents;
 use crate::metrics::Metrics;
 use crate::names;
 use crate::node_plan::{self, PlanError};
@@ -67,6 +67,7 @@ pub struct NodeContext {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
+    queue: Arc<crate::metrics::WorkQueue>,
 }
 
 impl NodeContext {
@@ -77,12 +78,14 @@ impl NodeContext {
         identity: &str,
     ) -> Self {
         let recorder = crate::recorder(&client, names::NODE_CONTROLLER, identity);
+        let queue = metrics.queue(QUEUE);
         Self {
             client,
             cloud,
             metrics,
             recorder,
             failures: Mutex::default(),
+            queue,
         }
     }
 
@@ -108,11 +111,9 @@ fn seconds_since_creation(node: &Node) -> f64 {
 }
 
 async fn reconcile(node: Arc<Node>, ctx: Arc<NodeContext>) -> Result<Action, NodeError> {
-    let started = Instant::now();
-    ctx.metrics.start(QUEUE);
+    ctx.queue.start(&node.name_any());
     let result = sync(&node, &ctx).await;
-    ctx.metrics
-        .finish(QUEUE, started.elapsed(), result.is_err());
+    ctx.queue.done(&node.name_any());
     if result.is_ok() {
         ctx.failures
             .lock()
@@ -132,6 +133,7 @@ fn error_policy(node: Arc<Node>, err: &NodeError, ctx: Arc<NodeContext>) -> Acti
     };
     let delay = err.retry_after().unwrap_or_else(|| backoff(n - 1));
     tracing::warn!(node = %name, error = %crate::error_chain(err), retry_in = ?delay, "node sync failed");
+    ctx.queue.retry(&name, delay);
     Action::requeue(delay)
 }
 
@@ -291,33 +293,57 @@ pub async fn refresh_addresses(ctx: &NodeContext, nodes: Vec<Arc<Node>>, concurr
     tracing::debug!(nodes = n, took = ?started.elapsed(), "node status update pass");
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller until `shutdown` resolves: a work item per Node `events` (from the
+/// shared informer) applies, reading its store.
 pub async fn run(
     ctx: Arc<NodeContext>,
+    nodes: crate::informer::SharedNodes,
+    events: NodeEvents,
     concurrency: u16,
     status_every: Duration,
     status_concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let controller = Controller::new(ctx.nodes(), watcher::Config::default())
+    let queue = ctx.queue.clone();
+    let trigger = events.filter_map(move |e| {
+        futures_util::future::ready(match &*e {
+            watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
+                queue.add(&n.name_any());
+                Some(Ok(n.clone()))
+            }
+            watcher::Event::Delete(n) => {
+                queue.forget(&n.name_any());
+                None
+            }
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        })
+    });
+    let controller = Controller::for_stream(trigger, nodes.store())
         .with_config(ControllerConfig::default().concurrency(concurrency));
-    let store: Store<Node> = controller.store();
     let refresher = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            // Upstream runs a pass at start; the first one may see a cache that is still filling.
+            // Upstream runs a pass at start; wait for the first list so it sees every node.
+            nodes.ready().await;
             loop {
-                refresh_addresses(&ctx, store.state(), usize::from(status_concurrency)).await;
+                refresh_addresses(&ctx, nodes.state(), usize::from(status_concurrency)).await;
                 tokio::time::sleep(status_every).await;
             }
         })
     };
     ctx.metrics
         .set_running(crate::controllers::ControllerName::CloudNode.as_str(), true);
+    let queue = ctx.queue.clone();
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures_util::future::ready(()))
+        .for_each(|r| {
+            // A node deleted before its turn is not worked on.
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(o)) = r {
+                queue.forget(&o.name);
+            }
+            futures_util::future::ready(())
+        })
         .await;
     refresher.abort();
     ctx.metrics.set_running(

@@ -6,12 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -189,40 +186,28 @@ pub async fn monitor_nodes(ctx: &LifecycleContext, nodes: &[Arc<Node>]) -> Vec<(
     out
 }
 
-/// Runs passes every `period` (sliding: counted from the end of the previous pass) until
-/// `shutdown` resolves.
+/// Runs passes every `period` (sliding: counted from the end of the previous pass) over the
+/// shared informer's `nodes` until `shutdown` resolves.
 pub async fn run(
     ctx: Arc<LifecycleContext>,
+    nodes: crate::informer::SharedNodes,
     period: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let api: Api<Node> = Api::all(ctx.client.clone());
-    let (store, writer) = reflector::store();
-    let cache: Store<Node> = store;
-    let informer = tokio::spawn(async move {
-        reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects()
-            .for_each(|r| {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "node watch error");
-                }
-                futures_util::future::ready(())
-            })
-            .await;
-    });
     let name = crate::controllers::ControllerName::CloudNodeLifecycle.as_str();
+    let queue = ctx.metrics.queue(name);
     ctx.metrics.set_running(name, true);
     let passes = async {
+        nodes.ready().await;
         loop {
-            let started = std::time::Instant::now();
-            ctx.metrics.start(name);
-            let outcomes = monitor_nodes(&ctx, &cache.state()).await;
-            ctx.metrics.finish(
-                name,
-                started.elapsed(),
-                outcomes.iter().any(|(_, o)| *o == Outcome::CloudError),
-            );
+            // One work item per pass (upstream runs this on a timer, without a queue).
+            queue.add(crate::metrics::PASS);
+            queue.start(crate::metrics::PASS);
+            let outcomes = monitor_nodes(&ctx, &nodes.state()).await;
+            queue.done(crate::metrics::PASS);
+            if outcomes.iter().any(|(_, o)| *o == Outcome::CloudError) {
+                queue.failed();
+            }
             tokio::time::sleep(period).await;
         }
     };
@@ -230,6 +215,5 @@ pub async fn run(
         _ = passes => {}
         _ = shutdown => {}
     }
-    informer.abort();
     ctx.metrics.set_running(name, false);
 }

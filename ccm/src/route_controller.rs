@@ -14,13 +14,13 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::cloud::{CloudProvider, CloudRoute, RouteSpec, is_ours, provider_id};
+use crate::informer::NodeEvents;
 use crate::metrics::Metrics;
 use crate::names;
 
@@ -372,27 +372,24 @@ pub async fn reconcile(
     Ok(report)
 }
 
-/// Runs passes every `period`, and soon after node pod CIDRs change, until `shutdown` resolves.
+/// Runs passes every `period`, and soon after node pod CIDRs change (the shared informer's
+/// `events`), over its `nodes`, until `shutdown` resolves.
 pub async fn run(
     ctx: Arc<RouteContext>,
+    nodes: crate::informer::SharedNodes,
+    mut events: NodeEvents,
     period: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let api: Api<Node> = Api::all(ctx.client.clone());
-    let (store, writer) = reflector::store();
-    let cache: Store<Node> = store;
     let trigger = Arc::new(Notify::new());
     let informer = {
         let trigger = trigger.clone();
         tokio::spawn(async move {
             let mut seen: HashMap<String, Vec<String>> = HashMap::new();
-            let mut events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-                .default_backoff()
-                .boxed();
             while let Some(ev) = events.next().await {
-                match ev {
-                    Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
-                        let info = NodeInfo::from_node(&n);
+                match &*ev {
+                    watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
+                        let info = NodeInfo::from_node(n);
                         if seen
                             .insert(info.name.clone(), info.pod_cidrs.clone())
                             .as_ref()
@@ -402,19 +399,20 @@ pub async fn run(
                         }
                     }
                     // A node that goes away leaves routes to delete.
-                    Ok(watcher::Event::Delete(n)) => {
+                    watcher::Event::Delete(n) => {
                         seen.remove(&n.name_any());
                         trigger.notify_one();
                     }
-                    Ok(_) | Err(_) => {}
+                    watcher::Event::Init | watcher::Event::InitDone => {}
                 }
             }
         })
     };
     let name = crate::controllers::ControllerName::Route.as_str();
+    let queue = ctx.metrics.queue(name);
     ctx.metrics.set_running(name, true);
     let passes = async {
-        let _ = cache.wait_until_ready().await;
+        nodes.ready().await;
         let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
@@ -422,10 +420,15 @@ pub async fn run(
                 _ = trigger.notified() => {}
             }
             let started = Instant::now();
-            ctx.metrics.start(name);
+            // One work item per pass (upstream runs passes on a timer, without a queue).
+            queue.add(crate::metrics::PASS);
+            queue.start(crate::metrics::PASS);
             ctx.metrics.route_syncs.inc();
-            let result = reconcile(&ctx, &cache.state()).await;
-            ctx.metrics.finish(name, started.elapsed(), result.is_err());
+            let result = reconcile(&ctx, &nodes.state()).await;
+            queue.done(crate::metrics::PASS);
+            if result.is_err() {
+                queue.failed();
+            }
             match result {
                 Ok(r) if r != PassReport::default() => {
                     tracing::info!(?r, took = ?started.elapsed(), "route pass")

@@ -90,9 +90,54 @@ pub struct ServiceContext {
     /// After a failure: the Service's fingerprint then, and when to try again. Changes that do
     /// not alter the fingerprint (our own finalizer patch, say) do not cut the wait short.
     retry_at: Mutex<HashMap<String, (u64, Instant)>>,
+    queue: Arc<crate::metrics::WorkQueue>,
+    nodesync: Mutex<NodeSync>,
+}
+
+/// `service_controller_nodesync_latency_seconds`: from a change of the backend set to the last
+/// load balancer carrying it. A change while a sync is still out keeps the earlier start (the
+/// figure covers the whole burst) and waits for the Services the newer change needs. Pure.
+#[derive(Debug, Default)]
+pub struct NodeSync {
+    since: Option<Instant>,
+    pending: std::collections::HashSet<String>,
+}
+
+impl NodeSync {
+    /// The backend set changed at `now`; `services` are the keys whose load balancers follow it.
+    pub fn begin(&mut self, services: impl IntoIterator<Item = String>, now: Instant) {
+        self.pending = services.into_iter().collect();
+        if self.pending.is_empty() {
+            self.since = None;
+        } else if self.since.is_none() {
+            self.since = Some(now);
+        }
+    }
+
+    /// Service `key` is in sync (or gone) at `now`; the latency when it was the last one.
+    pub fn synced(&mut self, key: &str, now: Instant) -> Option<Duration> {
+        if !self.pending.remove(key) || !self.pending.is_empty() {
+            return None;
+        }
+        self.since
+            .take()
+            .map(|since| now.saturating_duration_since(since))
+    }
 }
 
 impl ServiceContext {
+    /// Service `k` is in sync with the current backend set (or gone).
+    fn node_synced(&self, k: &str) {
+        let latency = self
+            .nodesync
+            .lock()
+            .expect("nodesync lock")
+            .synced(k, Instant::now());
+        if let Some(d) = latency {
+            self.metrics.nodesync_latency.observe(d.as_secs_f64());
+        }
+    }
+
     /// Records that the Service's load balancer now matches `fingerprint` over `nodes`.
     fn mark_synced(&self, key: &str, fingerprint: u64, nodes: NodeSet) {
         self.synced
@@ -113,7 +158,6 @@ impl ServiceContext {
         Self {
             client,
             cloud,
-            metrics,
             recorder,
             cluster: cluster.to_owned(),
             class,
@@ -121,6 +165,9 @@ impl ServiceContext {
             synced: Mutex::default(),
             failures: Mutex::default(),
             retry_at: Mutex::default(),
+            queue: metrics.queue(QUEUE),
+            nodesync: Mutex::default(),
+            metrics,
         }
     }
 
@@ -226,17 +273,17 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<ServiceContext>) -> Result<Action
             .get(&k)
             .and_then(|(f, at)| (*f == fp).then(|| at.saturating_duration_since(Instant::now())));
         if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+            ctx.queue.postpone(&k, wait);
             return Ok(Action::requeue(wait));
         }
     }
-    let started = Instant::now();
-    ctx.metrics.start(QUEUE);
+    ctx.queue.start(&k);
     let result = sync(&svc, &ctx).await;
-    ctx.metrics
-        .finish(QUEUE, started.elapsed(), result.is_err());
+    ctx.queue.done(&k);
     if result.is_ok() {
         ctx.failures.lock().expect("failures lock").remove(&k);
         ctx.retry_at.lock().expect("retry lock").remove(&k);
+        ctx.node_synced(&k);
     }
     result
 }
@@ -260,6 +307,7 @@ fn error_policy(svc: Arc<Service>, err: &ServiceError, ctx: Arc<ServiceContext>)
         .expect("retry lock")
         .insert(k.clone(), (fp, Instant::now() + delay));
     tracing::warn!(service = %k, error = %crate::error_chain(err), retry_in = ?delay, "service sync failed");
+    ctx.queue.retry(&k, delay);
     Action::requeue(delay)
 }
 
@@ -604,42 +652,63 @@ impl BackendTracker {
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller until `shutdown` resolves. Node changes come from the shared informer
+/// (`events`, applied to the store of `nodes` before they arrive, so a reconcile they trigger reads at least
+/// that state).
 pub async fn run(
     ctx: Arc<ServiceContext>,
+    nodes: crate::informer::SharedNodes,
+    mut events: crate::informer::NodeEvents,
     concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let services: Api<Service> = Api::all(ctx.client.clone());
-    // One Node cache serves both the trigger and the reconciles: the reflector applies each
-    // event to the store before passing it on, so a reconcile a node change triggers already
-    // reads that change (a second watch could lag behind it).
-    let (node_store, writer) = kube::runtime::reflector::store();
-    *ctx.nodes.lock().expect("nodes lock") = Some(node_store.clone());
+    use futures_util::TryStreamExt as _;
+    use kube::runtime::WatchStreamExt as _;
+    *ctx.nodes.lock().expect("nodes lock") = Some(nodes.store());
+    let (services, writer) = kube::runtime::reflector::store::<Service>();
+    let queue = ctx.queue.clone();
+    let service_events = kube::runtime::reflector::reflector(
+        writer,
+        watcher(
+            Api::<Service>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .applied_objects()
+    .inspect_ok(move |svc| queue.add(&key(svc)));
     let (trigger, triggered) = tokio::sync::mpsc::channel::<()>(1);
-    let node_api: Api<Node> = Api::all(ctx.client.clone());
-    let informer = tokio::spawn(async move {
-        use kube::runtime::WatchStreamExt;
-        let mut backends = BackendTracker::default();
-        kube::runtime::reflector::reflector(writer, watcher(node_api, watcher::Config::default()))
-            .default_backoff()
-            .for_each(|event| {
-                match event {
-                    Ok(e) if backends.changed(&e) => {
-                        // A full channel already holds a pending trigger: bursts coalesce.
-                        let _ = trigger.try_send(());
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!(error = %e, "node watch error"),
+    let informer = {
+        let ctx = ctx.clone();
+        let services = services.clone();
+        tokio::spawn(async move {
+            let mut backends = BackendTracker::default();
+            while let Some(e) = events.next().await {
+                if !backends.changed(&e) {
+                    continue;
                 }
-                futures_util::future::ready(())
-            })
-            .await;
-    });
+                // Every Service is reconciled; those with load balancers must follow.
+                let mut following = Vec::new();
+                for svc in services.state() {
+                    let k = key(&svc);
+                    ctx.queue.add(&k);
+                    if service_plan::decide(&svc, ctx.class.as_deref()) == Decision::Ensure {
+                        following.push(k);
+                    }
+                }
+                ctx.nodesync
+                    .lock()
+                    .expect("nodesync lock")
+                    .begin(following, Instant::now());
+                // A full channel already holds a pending trigger: bursts coalesce.
+                let _ = trigger.try_send(());
+            }
+        })
+    };
     // A change of the backend set (a node added, deleted, or changing predicate or provider ID)
     // triggers every Service; their reconciles update only the load balancers whose set changed
     // and return at once for the rest.
-    let controller = Controller::new(services, watcher::Config::default())
+    let controller = Controller::for_stream(service_events, services)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(triggered));
     let gc = {
@@ -653,13 +722,21 @@ pub async fn run(
             }
         })
     };
-    let _ = node_store.wait_until_ready().await;
+    nodes.ready().await;
     let name = crate::controllers::ControllerName::Service.as_str();
     ctx.metrics.set_running(name, true);
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures_util::future::ready(()))
+        .for_each(|r| {
+            // A Service deleted before its turn is not worked on.
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(o)) = r {
+                let k = format!("{}/{}", o.namespace.as_deref().unwrap_or_default(), o.name);
+                ctx.queue.forget(&k);
+                ctx.node_synced(&k);
+            }
+            futures_util::future::ready(())
+        })
         .await;
     gc.abort();
     informer.abort();
@@ -669,6 +746,28 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodesync_latency_spans_a_change_to_its_last_load_balancer() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let keys = |k: &[&str]| k.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let mut ns = NodeSync::default();
+        ns.begin(keys(&["a/x", "a/y"]), at(0));
+        assert_eq!(ns.synced("a/x", at(1)), None, "a/y still out");
+        assert_eq!(ns.synced("other", at(1)), None, "not part of the sync");
+        assert_eq!(ns.synced("a/y", at(3)), Some(Duration::from_secs(3)));
+        assert_eq!(ns.synced("a/y", at(4)), None, "observed once");
+        // A second change before the first is done: measured from the first.
+        ns.begin(keys(&["a/x", "a/y"]), at(10));
+        assert_eq!(ns.synced("a/x", at(11)), None);
+        ns.begin(keys(&["a/x", "a/y"]), at(12));
+        assert_eq!(ns.synced("a/x", at(13)), None);
+        assert_eq!(ns.synced("a/y", at(15)), Some(Duration::from_secs(5)));
+        // No load balancers: nothing to measure.
+        ns.begin(Vec::new(), at(20));
+        assert_eq!(ns.synced("a/x", at(21)), None);
+    }
 
     fn node(name: &str, pid: &str, excluded: bool) -> Node {
         let mut v = serde_json::json!({"metadata": {"name": name}, "spec": {"providerID": pid}});

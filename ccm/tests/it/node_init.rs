@@ -226,3 +226,105 @@ async fn initialised_nodes_get_ga_labels_from_beta() {
     );
     h.stop().await;
 }
+
+/// The four controllers share one Node watch (upstream: one shared informer): a client that
+/// counts the ccm's requests sees one list and one watch of Nodes, where each controller used to
+/// open its own, while all four do their work (a node initialised and routed, a Service given a
+/// load balancer, the lifecycle controller's taint on a stopped instance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controllers_share_one_node_watch() {
+    use std::sync::{Arc, Mutex};
+
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::PostParams;
+
+    let mut opts = ccm::Options::for_tests("test");
+    opts.controllers = [
+        ccm::controllers::ControllerName::CloudNode,
+        ccm::controllers::ControllerName::CloudNodeLifecycle,
+        ccm::controllers::ControllerName::Route,
+        ccm::controllers::ControllerName::Service,
+    ]
+    .into();
+    let kube = kube_sim::Server::start(kube_sim::ServerConfig::default())
+        .await
+        .unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = {
+        let seen = seen.clone();
+        tower::util::MapRequestLayer::new(move |req: axum::http::Request<kube::client::Body>| {
+            seen.lock()
+                .unwrap()
+                .push(format!("{} {}", req.method(), req.uri()));
+            req
+        })
+    };
+    let counting = kube::client::ClientBuilder::try_from(kube::Config::new(
+        kube.url().parse().unwrap(),
+    ))
+    .unwrap()
+    .with_layer(&record)
+    .build();
+    let admin = crate::common::client_for(&kube.url());
+    let cloud = std::sync::Arc::new(FakeCloud::new());
+    let (stop, rx) = ccm::Stop::new();
+    let mut tasks = ccm::start_controllers(
+        counting,
+        cloud.clone(),
+        std::sync::Arc::new(ccm::metrics::Metrics::new()),
+        &opts,
+        &rx,
+    );
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(admin.clone());
+    let mut stopped = instance("n1", "zone-a", "127.1.2.8");
+    stopped.shutdown = true;
+    cloud.set_instance("n1", stopped);
+    let node = json!({"metadata": {"name": "n1"},
+        "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"],
+            "taints": [{"key": names::TAINT_UNINITIALIZED, "value": "true", "effect": "NoSchedule"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}});
+    nodes
+        .create(&PostParams::default(), &serde_json::from_value(node).unwrap())
+        .await
+        .unwrap();
+    let svc = json!({"metadata": {"name": "web", "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]}});
+    Api::<Service>::namespaced(admin.clone(), "default")
+        .create(&PostParams::default(), &serde_json::from_value(svc).unwrap())
+        .await
+        .unwrap();
+    wait_for("node initialised, routed and tainted as shut down", T, || async {
+        let n = nodes.get("n1").await.ok()?;
+        let shut = n
+            .spec
+            .as_ref()?
+            .taints
+            .as_ref()?
+            .iter()
+            .any(|t| t.key == names::TAINT_SHUTDOWN);
+        let routed = !cloud.routes_snapshot().is_empty();
+        (initialized(&n) && shut && routed).then_some(())
+    })
+    .await;
+    wait_for("the Service's load balancer", T, || async {
+        let s = Api::<Service>::namespaced(admin.clone(), "default")
+            .get("web")
+            .await
+            .ok()?;
+        s.status?.load_balancer?.ingress.filter(|i| !i.is_empty())
+    })
+    .await;
+    let node_reads: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/nodes?"))
+        .cloned()
+        .collect();
+    let watches = node_reads.iter().filter(|r| r.contains("watch=true")).count();
+    let lists = node_reads.len() - watches;
+    assert_eq!((lists, watches), (1, 1), "{node_reads:#?}");
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    kube.shutdown().await;
+}
