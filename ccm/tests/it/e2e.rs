@@ -261,6 +261,7 @@ async fn scenario(cluster: Cluster, cloud_client: &cloud_client::Client, dir: &P
         (lbs.is_empty() && s.metadata.finalizers.unwrap_or_default().is_empty()).then_some(())
     })
     .await;
+    other_class_and_requested_addresses(&services).await;
 
     // Kill the leader; the other replica takes over and keeps initialising nodes.
     let leases: Api<Lease> = Api::namespaced(client.clone(), ccm::names::LEASE_NAMESPACE);
@@ -306,6 +307,69 @@ async fn scenario(cluster: Cluster, cloud_client: &cloud_client::Client, dir: &P
         let _ = c.child.wait().await;
     }
     kubelets.stop().await;
+}
+
+/// A Service of another `loadBalancerClass` that carries our finalizer is left alone (defect 4
+/// of [ccm-real]), and `spec.loadBalancerIP` outside every pool gets ordinary addresses and a
+/// Warning event naming the pools.
+async fn other_class_and_requested_addresses(services: &Api<Service>) {
+    let other: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "other", "finalizers": [ccm::names::LB_FINALIZER]},
+        "spec": {"type": "LoadBalancer", "loadBalancerClass": "example.com/other", "ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    let other = services
+        .create(&PostParams::default(), &other)
+        .await
+        .unwrap();
+    let pinned: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "pinned"},
+        "spec": {"type": "LoadBalancer", "loadBalancerIP": "8.8.8.8", "ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    services
+        .create(&PostParams::default(), &pinned)
+        .await
+        .unwrap();
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(services.clone().into_client(), "default");
+    let warning = wait_for("LoadBalancerIPNotInPool on pinned", T, || async {
+        let lp = kube::api::ListParams::default().fields("involvedObject.name=pinned");
+        events.list(&lp).await.ok()?.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some(ccm::names::REASON_LB_IP_NOT_IN_POOL)
+                && e.type_.as_deref() == Some("Warning")
+        })
+    })
+    .await;
+    let note = warning.message.unwrap_or_default();
+    assert!(note.contains("8.8.8.8"), "{note}");
+    wait_for("pinned gets ordinary addresses", T, || async {
+        let s = services.get_opt("pinned").await.ok().flatten()?;
+        let ips: Vec<String> = s
+            .status?
+            .load_balancer?
+            .ingress?
+            .into_iter()
+            .filter_map(|i| i.ip)
+            .collect();
+        (!ips.is_empty() && !ips.iter().any(|ip| ip == "8.8.8.8")).then_some(())
+    })
+    .await;
+    // By now the ccm has seen both; the other class's Service is as it was created.
+    let now = services.get("other").await.unwrap();
+    assert_eq!(
+        now.metadata.resource_version,
+        other.metadata.resource_version
+    );
+    assert_eq!(
+        now.metadata.finalizers.as_deref(),
+        Some(&[ccm::names::LB_FINALIZER.to_owned()][..])
+    );
+    let lp = kube::api::ListParams::default().fields("involvedObject.name=other");
+    assert!(
+        events.list(&lp).await.unwrap().items.is_empty(),
+        "the ccm said something about other"
+    );
 }
 
 fn temp_dir() -> PathBuf {

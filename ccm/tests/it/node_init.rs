@@ -259,12 +259,11 @@ async fn the_controllers_share_one_node_watch() {
             req
         })
     };
-    let counting = kube::client::ClientBuilder::try_from(kube::Config::new(
-        kube.url().parse().unwrap(),
-    ))
-    .unwrap()
-    .with_layer(&record)
-    .build();
+    let counting =
+        kube::client::ClientBuilder::try_from(kube::Config::new(kube.url().parse().unwrap()))
+            .unwrap()
+            .with_layer(&record)
+            .build();
     let admin = crate::common::client_for(&kube.url());
     let cloud = std::sync::Arc::new(FakeCloud::new());
     let (stop, rx) = ccm::Stop::new();
@@ -284,27 +283,37 @@ async fn the_controllers_share_one_node_watch() {
             "taints": [{"key": names::TAINT_UNINITIALIZED, "value": "true", "effect": "NoSchedule"}]},
         "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}});
     nodes
-        .create(&PostParams::default(), &serde_json::from_value(node).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(node).unwrap(),
+        )
         .await
         .unwrap();
     let svc = json!({"metadata": {"name": "web", "namespace": "default"},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]}});
     Api::<Service>::namespaced(admin.clone(), "default")
-        .create(&PostParams::default(), &serde_json::from_value(svc).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(svc).unwrap(),
+        )
         .await
         .unwrap();
-    wait_for("node initialised, routed and tainted as shut down", T, || async {
-        let n = nodes.get("n1").await.ok()?;
-        let shut = n
-            .spec
-            .as_ref()?
-            .taints
-            .as_ref()?
-            .iter()
-            .any(|t| t.key == names::TAINT_SHUTDOWN);
-        let routed = !cloud.routes_snapshot().is_empty();
-        (initialized(&n) && shut && routed).then_some(())
-    })
+    wait_for(
+        "node initialised, routed and tainted as shut down",
+        T,
+        || async {
+            let n = nodes.get("n1").await.ok()?;
+            let shut = n
+                .spec
+                .as_ref()?
+                .taints
+                .as_ref()?
+                .iter()
+                .any(|t| t.key == names::TAINT_SHUTDOWN);
+            let routed = !cloud.routes_snapshot().is_empty();
+            (initialized(&n) && shut && routed).then_some(())
+        },
+    )
     .await;
     wait_for("the Service's load balancer", T, || async {
         let s = Api::<Service>::namespaced(admin.clone(), "default")
@@ -321,7 +330,10 @@ async fn the_controllers_share_one_node_watch() {
         .filter(|r| r.starts_with("GET /api/v1/nodes?"))
         .cloned()
         .collect();
-    let watches = node_reads.iter().filter(|r| r.contains("watch=true")).count();
+    let watches = node_reads
+        .iter()
+        .filter(|r| r.contains("watch=true"))
+        .count();
     let lists = node_reads.len() - watches;
     assert_eq!((lists, watches), (1, 1), "{node_reads:#?}");
     let _ = stop.send(true);
