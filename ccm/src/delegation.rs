@@ -97,6 +97,21 @@ pub struct KubeReviewer {
     pub authz: kube::Client,
 }
 
+/// Creates a review object and returns the API server's answer in it.
+async fn create<K>(client: &kube::Client, review: &'static str, obj: &K) -> Result<K, ReviewError>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    Api::<K>::all(client.clone())
+        .create(&PostParams::default(), obj)
+        .await
+        .map_err(|source| ReviewError { review, source })
+}
+
 #[async_trait::async_trait]
 impl Reviewer for KubeReviewer {
     async fn authenticate(&self, token: &str) -> Result<Option<UserInfo>, ReviewError> {
@@ -107,13 +122,7 @@ impl Reviewer for KubeReviewer {
             },
             ..TokenReview::default()
         };
-        let answer = Api::<TokenReview>::all(self.authn.clone())
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|source| ReviewError {
-                review: "TokenReview",
-                source,
-            })?;
+        let answer = create(&self.authn, "TokenReview", &review).await?;
         let Some(status) = answer.status.filter(|s| s.authenticated == Some(true)) else {
             return Ok(None);
         };
@@ -146,13 +155,7 @@ impl Reviewer for KubeReviewer {
             },
             ..SubjectAccessReview::default()
         };
-        let answer = Api::<SubjectAccessReview>::all(self.authz.clone())
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|source| ReviewError {
-                review: "SubjectAccessReview",
-                source,
-            })?;
+        let answer = create(&self.authz, "SubjectAccessReview", &review).await?;
         let status = answer.status.unwrap_or_default();
         Ok(Decision {
             allowed: status.allowed && status.denied != Some(true),

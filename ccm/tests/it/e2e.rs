@@ -455,37 +455,41 @@ async fn on_the_real_control_plane_with_service_account_credentials() {
     real_control_plane_scenario(true).await;
 }
 
-async fn real_control_plane_scenario(own_accounts: bool) {
-    let Some(bins) = control_plane::binaries_for_test() else {
-        return;
-    };
+/// A real control plane with `manifests/ccm/rbac.yaml` applied (`None`: the fixture is not
+/// built and the tier is skipped).
+async fn control_plane_with_ccm_rbac() -> Option<control_plane::ControlPlane> {
+    let bins = control_plane::binaries_for_test()?;
     let cp = control_plane::ControlPlane::start_with(bins, control_plane::Options::for_tests())
         .await
         .unwrap();
-    let applied = cp
-        .kubectl()
-        .arg("apply")
-        .arg("-f")
-        .arg(rbac_manifest())
-        .output()
-        .unwrap();
-    assert!(applied.status.success(), "{applied:?}");
+    kubectl_ok(&cp, &["apply", "-f", rbac_manifest().to_str().unwrap()]);
+    Some(cp)
+}
+
+/// Runs kubectl against `cp`; panics with its output when it fails.
+fn kubectl_ok(cp: &control_plane::ControlPlane, args: &[&str]) {
+    let out = cp.kubectl().args(args).output().unwrap();
+    assert!(out.status.success(), "kubectl {args:?}: {out:?}");
+}
+
+async fn real_control_plane_scenario(own_accounts: bool) {
+    let Some(cp) = control_plane_with_ccm_rbac().await else {
+        return;
+    };
     if own_accounts {
         // The ccm's own account keeps only what the shared Node informer needs (upstream's
         // informers use the root credentials too): every write must come from a controller's
         // own account.
-        let narrowed = cp
-            .kubectl()
-            .args([
+        kubectl_ok(
+            &cp,
+            &[
                 "patch",
                 "clusterrole",
                 "system:cloud-controller-manager",
                 "--type=json",
                 r#"-p=[{"op":"replace","path":"/rules","value":[{"apiGroups":[""],"resources":["nodes"],"verbs":["list","watch"]}]}]"#,
-            ])
-            .output()
-            .unwrap();
-        assert!(narrowed.status.success(), "{narrowed:?}");
+            ],
+        );
     }
     let ccm_kubeconfig = cp
         .service_account_kubeconfig("kube-system", "cloud-controller-manager")
@@ -591,45 +595,30 @@ fn token_of(kubeconfig: &Path) -> String {
 /// holding only the shipped RBAC; a token it does not know is 401 everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serving_on_the_real_control_plane_delegates_authn_and_authz() {
-    let Some(bins) = control_plane::binaries_for_test() else {
+    let Some(cp) = control_plane_with_ccm_rbac().await else {
         return;
     };
-    let cp = control_plane::ControlPlane::start_with(bins, control_plane::Options::for_tests())
-        .await
-        .unwrap();
-    let applied = cp
-        .kubectl()
-        .arg("apply")
-        .arg("-f")
-        .arg(rbac_manifest())
-        .output()
-        .unwrap();
-    assert!(applied.status.success(), "{applied:?}");
     // A scraper allowed to read /metrics, and an account that is not.
-    let scraper = cp
-        .kubectl()
-        .args([
+    kubectl_ok(
+        &cp,
+        &[
             "create",
             "clusterrole",
             "metrics-reader",
             "--verb=get",
             "--non-resource-url=/metrics",
-        ])
-        .output()
-        .unwrap();
-    assert!(scraper.status.success(), "{scraper:?}");
-    let bound = cp
-        .kubectl()
-        .args([
+        ],
+    );
+    kubectl_ok(
+        &cp,
+        &[
             "create",
             "clusterrolebinding",
             "metrics-reader",
             "--clusterrole=metrics-reader",
             "--serviceaccount=default:prometheus",
-        ])
-        .output()
-        .unwrap();
-    assert!(bound.status.success(), "{bound:?}");
+        ],
+    );
     let allowed = token_of(
         &cp.service_account_kubeconfig("default", "prometheus")
             .await
