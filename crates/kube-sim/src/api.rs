@@ -258,6 +258,69 @@ impl Api {
         )
     }
 
+    /// The RBAC objects stored, for the reviews.
+    pub fn rbac_policy(&self) -> crate::rbac::Policy {
+        fn all<T: serde::de::DeserializeOwned>(
+            store: &crate::store::Store,
+            storage: &'static str,
+        ) -> Vec<T> {
+            store
+                .list(storage, None)
+                .0
+                .into_iter()
+                .filter_map(|(_, v)| serde_json::from_value(v).ok())
+                .collect()
+        }
+        crate::rbac::Policy {
+            cluster_roles: all(&self.store, resources::CLUSTERROLES),
+            cluster_role_bindings: all(&self.store, resources::CLUSTERROLEBINDINGS),
+            roles: all(&self.store, resources::ROLES),
+            role_bindings: all(&self.store, resources::ROLEBINDINGS),
+        }
+    }
+
+    /// Answers a review (SelfSubjectAccessReview, SelfSubjectRulesReview) for `who`: the object
+    /// sent back with its `status`, never stored.
+    pub fn review(
+        &self,
+        def: &'static ResourceDef,
+        mut body: Value,
+        who: &crate::rbac::Requester,
+    ) -> Result<(u16, Value), StatusError> {
+        if body["kind"].as_str().is_some_and(|k| k != def.kind) {
+            return Err(StatusError::bad_request(format!(
+                "the body is a {}, expected {}",
+                body["kind"], def.kind
+            )));
+        }
+        let policy = self.rbac_policy();
+        let spec = body["spec"].clone();
+        let status = match def.kind {
+            "SelfSubjectAccessReview" => {
+                if !spec["resourceAttributes"].is_object()
+                    && !spec["nonResourceAttributes"].is_object()
+                {
+                    return Err(StatusError::invalid(
+                        def,
+                        "",
+                        "spec.resourceAttributes",
+                        "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+                    ));
+                }
+                policy.access_review(who, &spec)
+            }
+            _ => policy.rules_review(who, spec["namespace"].as_str().unwrap_or_default()),
+        };
+        body["kind"] = json!(def.kind);
+        body["apiVersion"] = json!(def.api_version());
+        if !body["metadata"].is_object() {
+            body["metadata"] = json!({});
+        }
+        body["metadata"]["creationTimestamp"] = Value::Null;
+        body["status"] = status;
+        Ok((201, body))
+    }
+
     pub fn create(
         &self,
         t: &Target,

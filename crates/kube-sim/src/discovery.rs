@@ -40,7 +40,7 @@ fn resource_entry(r: &ResourceDef) -> Vec<Value> {
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
-        "verbs": VERBS,
+        "verbs": if r.review { &["create"][..] } else { &VERBS[..] },
     });
     if !r.short_names.is_empty() {
         main["shortNames"] = json!(r.short_names);

@@ -315,12 +315,8 @@ async fn dispatch(State(s): State<AppState>, req: Request) -> Response {
 async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
-    if path.starts_with("/openapi/") {
-        return Err(StatusError::new(
-            404,
-            "NotFound",
-            "kube-sim does not serve OpenAPI documents; use kubectl with --validate=false",
-        ));
+    if let Some(rest) = path.strip_prefix("/openapi/") {
+        return openapi_response(rest);
     }
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     // Group-version discovery.
@@ -385,6 +381,19 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
             });
     }
     let api = &s.api;
+    if t.def.review {
+        if parts.method != Method::POST || t.name.is_some() {
+            return Err(StatusError::method_not_allowed(format!(
+                "{} only supports create",
+                t.def.qualified_plural()
+            )));
+        }
+        require_json(&content_type)?;
+        let body = parse_json_body(&read_body(body).await?)?;
+        let who = crate::rbac::Requester::from_headers(&parts.headers);
+        let (code, obj) = api.review(t.def, body, &who)?;
+        return Ok(json_response(code, &obj));
+    }
     match (parts.method.clone(), t.name.is_some()) {
         (Method::GET, true) => Ok(json_response(200, &api.get(&t)?)),
         (Method::GET, false) if q.flag("watch") => watch_response(s, t, &q),
@@ -394,24 +403,32 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
         }
         (Method::POST, false) => {
             require_json(&content_type)?;
-            let body = parse_json_body(&read_body(body).await?)?;
+            let mut body = parse_json_body(&read_body(body).await?)?;
+            let warnings = check_fields(t.def, &mut body, &q)?;
             let (code, obj) = api.create(&t, body, dry_run)?;
-            Ok(json_response(code, &obj))
+            Ok(with_warnings(json_response(code, &obj), &warnings))
         }
         (Method::PUT, true) => {
             require_json(&content_type)?;
-            let body = parse_json_body(&read_body(body).await?)?;
+            let mut body = parse_json_body(&read_body(body).await?)?;
+            let warnings = check_fields(t.def, &mut body, &q)?;
             let (code, obj) = api.update(&t, body, dry_run)?;
-            Ok(json_response(code, &obj))
+            Ok(with_warnings(json_response(code, &obj), &warnings))
         }
         (Method::PATCH, true) => {
             let ty = patch_type(&content_type)?;
             let bytes = read_body(body).await?;
-            let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            let mut body: Value = serde_json::from_slice(&bytes).map_err(|e| {
                 StatusError::bad_request(format!("the patch is not valid JSON: {e}"))
             })?;
+            // A JSON patch names paths, not fields: only merge patches are checked.
+            let warnings = if ty == PatchType::Json {
+                Vec::new()
+            } else {
+                check_fields(t.def, &mut body, &q)?
+            };
             let (code, obj) = api.patch(&t, ty, body, dry_run)?;
-            Ok(json_response(code, &obj))
+            Ok(with_warnings(json_response(code, &obj), &warnings))
         }
         (Method::DELETE, true) => {
             let opts = parse_json_body(&read_body(body).await?)?;
@@ -426,6 +443,79 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
         (m, _) => Err(StatusError::method_not_allowed(format!(
             "{m} is not supported on {path}"
         ))),
+    }
+}
+
+/// Server-side field validation (`fieldValidation`): fields the kind's schema does not declare
+/// are dropped (kube-apiserver's decoding drops them); `Strict` refuses the request instead,
+/// `Warn` (the default, as kube-apiserver's) answers with a Warning header for each, `Ignore`
+/// says nothing. Returns the warnings.
+fn check_fields(
+    def: &ResourceDef,
+    body: &mut Value,
+    q: &Query,
+) -> Result<Vec<String>, StatusError> {
+    let mode = q.get("fieldValidation").unwrap_or("Warn");
+    if !matches!(mode, "Strict" | "Warn" | "Ignore") {
+        return Err(StatusError::new(
+            422,
+            "Invalid",
+            format!(
+                "fieldValidation: Unsupported value: {mode:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+            ),
+        ));
+    }
+    let unknown: Vec<String> =
+        crate::openapi::strip_unknown_fields(def.group, def.version, def.kind, body)
+            .into_iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect();
+    if mode == "Ignore" {
+        return Ok(Vec::new());
+    }
+    if mode == "Strict" && !unknown.is_empty() {
+        return Err(StatusError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+            unknown.join(", "),
+            kind = def.kind,
+            version = def.version,
+        )));
+    }
+    Ok(unknown)
+}
+
+/// Adds an HTTP `Warning: 299 - "..."` header per warning, as kube-apiserver does.
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("299 - {w:?}")) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// `/openapi/v3` and its documents; v2 is not served (kubectl uses v3 when it is there).
+fn openapi_response(rest: &str) -> Result<Response, StatusError> {
+    let not_found = |what: &str| StatusError::new(404, "NotFound", what.to_owned());
+    match rest.trim_end_matches('/') {
+        "v3" => Ok(json_response(200, &crate::openapi::index())),
+        "v2" => Err(not_found(
+            "kube-sim serves OpenAPI v3 only (/openapi/v3), which kubectl prefers",
+        )),
+        other => {
+            let doc = other
+                .strip_prefix("v3/")
+                .and_then(crate::openapi::document)
+                .ok_or_else(|| not_found("the server could not find the requested resource"))?;
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "public, immutable"),
+                ],
+                Bytes::from_static(doc.json.as_slice()),
+            )
+                .into_response())
+        }
     }
 }
 

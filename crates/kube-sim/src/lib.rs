@@ -10,9 +10,13 @@
 //! fault injection. [`Server`] runs it all; `kube-sim serve --cloud-url` also runs the
 //! `kubelet-sim` simulated kubelets against it, over HTTP like any other client.
 //!
-//! Not served, on purpose: TLS and authentication (plain HTTP on loopback), protobuf (415),
-//! server-side apply (415), OpenAPI documents (404; use `kubectl --validate=false`), Table
-//! output (kubectl falls back to plain lists), and garbage collection.
+//! [`openapi`] serves kube-apiserver's OpenAPI v3 documents of the pinned release and drops (or
+//! with `fieldValidation=Strict` refuses) fields they do not declare; [`rbac`] answers
+//! SelfSubjectAccessReview and SelfSubjectRulesReview from the stored roles.
+//!
+//! Not served, on purpose: TLS and authentication (plain HTTP on loopback). Not served yet:
+//! protobuf (415), server-side apply (415), OpenAPI v2 (404; kubectl uses v3), Table output
+//! (kubectl falls back to plain lists), and garbage collection.
 //!
 //! What it does serve is checked against the real kube-apiserver: `tests/it/differential.rs`
 //! runs the same requests against both and compares status codes, reasons and the fields our
@@ -34,6 +38,7 @@ pub mod discovery;
 pub mod faults;
 pub mod http;
 pub mod kinds;
+pub mod openapi;
 pub mod patch;
 pub mod rbac;
 pub mod resources;

@@ -41,6 +41,9 @@ pub struct ResourceDef {
     /// DELETE answers with the deleted object rather than a Status.
     pub return_deleted_object: bool,
     pub name_rule: NameRule,
+    /// A review: only `create`, answered from what is stored and never stored itself
+    /// (SelfSubjectAccessReview and SelfSubjectRulesReview).
+    pub review: bool,
 }
 
 impl ResourceDef {
@@ -87,6 +90,8 @@ pub const CLUSTERROLES: &str = "clusterroles.rbac.authorization.k8s.io";
 pub const CLUSTERROLEBINDINGS: &str = "clusterrolebindings.rbac.authorization.k8s.io";
 pub const ROLES: &str = "roles.rbac.authorization.k8s.io";
 pub const ROLEBINDINGS: &str = "rolebindings.rbac.authorization.k8s.io";
+pub const SELF_SUBJECT_ACCESS_REVIEWS: &str = "selfsubjectaccessreviews.authorization.k8s.io";
+pub const SELF_SUBJECT_RULES_REVIEWS: &str = "selfsubjectrulesreviews.authorization.k8s.io";
 
 const BASE: ResourceDef = ResourceDef {
     storage: "",
@@ -105,6 +110,7 @@ const BASE: ResourceDef = ResourceDef {
     generation: false,
     return_deleted_object: false,
     name_rule: NameRule::Subdomain,
+    review: false,
 };
 
 /// Every served resource.
@@ -285,6 +291,26 @@ pub static RESOURCES: &[ResourceDef] = &[
         ..BASE
     },
     ResourceDef {
+        storage: SELF_SUBJECT_ACCESS_REVIEWS,
+        group: "authorization.k8s.io",
+        kind: "SelfSubjectAccessReview",
+        plural: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        namespaced: false,
+        review: true,
+        ..BASE
+    },
+    ResourceDef {
+        storage: SELF_SUBJECT_RULES_REVIEWS,
+        group: "authorization.k8s.io",
+        kind: "SelfSubjectRulesReview",
+        plural: "selfsubjectrulesreviews",
+        singular: "selfsubjectrulesreview",
+        namespaced: false,
+        review: true,
+        ..BASE
+    },
+    ResourceDef {
         storage: EVENTS,
         group: "events.k8s.io",
         kind: "Event",
@@ -353,6 +379,7 @@ mod tests {
                 ("coordination.k8s.io", "v1"),
                 ("apps", "v1"),
                 ("rbac.authorization.k8s.io", "v1"),
+                ("authorization.k8s.io", "v1"),
                 ("events.k8s.io", "v1")
             ]
         );

@@ -199,16 +199,16 @@ async fn the_kustomizations_apply_cleanly_and_idempotently_with_kubectl() {
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kube-system\n",
     )
     .unwrap();
-    k(&["apply", "--validate=false", "-f", ns.to_str().unwrap()]).await;
+    k(&["apply", "-f", ns.to_str().unwrap()]).await;
     for base in ["ccm", "examples"] {
         let path = manifests().join(base);
         let path = path.to_str().unwrap();
-        let first = k(&["apply", "--validate=false", "-k", path]).await;
+        let first = k(&["apply", "-k", path]).await;
         assert!(
             first.lines().all(|l| l.ends_with(" created")),
             "{base}: {first}"
         );
-        let again = k(&["apply", "--validate=false", "-k", path]).await;
+        let again = k(&["apply", "-k", path]).await;
         assert!(
             again.lines().all(|l| l.ends_with(" unchanged")),
             "{base} applied twice changes nothing: {again}"

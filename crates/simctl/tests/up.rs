@@ -218,11 +218,7 @@ async fn sandbox(control_plane: &str, nodes: u8, pools: u8) {
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: LoadBalancer\n  trafficDistribution: PreferSameZone\n  selector:\n    app: web\n  ports:\n  - port: 80\n",
     )
     .unwrap();
-    kubectl(
-        &dir,
-        &["apply", "--validate=false", "-f", svc.to_str().unwrap()],
-    )
-    .await;
+    kubectl(&dir, &["apply", "-f", svc.to_str().unwrap()]).await;
     wait_for("ingress IPs on the Service", async || {
         kubectl(
             &dir,

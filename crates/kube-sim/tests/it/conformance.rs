@@ -728,7 +728,20 @@ async fn discovery_version_and_unsupported_requests() {
         (r.status, r.body["reason"].as_str()),
         (415, Some("UnsupportedMediaType"))
     );
-    assert_eq!(s.get("/openapi/v3").await.status, 404);
+    assert_eq!(s.get("/openapi/v2").await.status, 404);
+    let index = s.get("/openapi/v3").await;
+    assert_eq!(index.status, 200);
+    let apps = index.body["paths"]["apis/apps/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let doc = s.get(&apps).await;
+    assert_eq!(doc.status, 200);
+    assert!(
+        doc.body["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"].is_object(),
+        "{apps}"
+    );
+    assert_eq!(s.get("/openapi/v3/apis/batch/v1").await.status, 404);
     assert_eq!(s.get("/api/v1/namespaces/default/nodes").await.status, 404);
     assert_eq!(s.get("/healthz").await.status, 200);
 }

@@ -74,6 +74,15 @@ struct Req {
     path: String,
     body: Option<Value>,
     content_type: &'static str,
+    /// Impersonate this user (`Impersonate-User`).
+    user: Option<&'static str>,
+}
+
+impl Req {
+    fn impersonating(mut self, user: &'static str) -> Self {
+        self.user = Some(user);
+        self
+    }
 }
 
 fn get(path: impl Into<String>) -> Req {
@@ -82,6 +91,7 @@ fn get(path: impl Into<String>) -> Req {
         path: path.into(),
         body: None,
         content_type: "application/json",
+        user: None,
     }
 }
 
@@ -91,6 +101,7 @@ fn with_body(method: &'static str, path: impl Into<String>, body: Value, ct: &'s
         path: path.into(),
         body: Some(body),
         content_type: ct,
+        user: None,
     }
 }
 
@@ -125,6 +136,7 @@ fn delete(path: impl Into<String>) -> Req {
         path: path.into(),
         body: None,
         content_type: "application/json",
+        user: None,
     }
 }
 
@@ -141,6 +153,9 @@ impl Target {
         let mut b = http::Request::builder()
             .method(req.method)
             .uri(req.path.as_str());
+        if let Some(u) = req.user {
+            b = b.header("impersonate-user", u);
+        }
         let body = match &req.body {
             Some(v) => {
                 b = b.header("content-type", req.content_type);
@@ -980,6 +995,129 @@ async fn script(d: &mut Diff<'_>) {
     )
     .await;
 
+    // Server-side field validation against the kinds' OpenAPI schemas.
+    d.step(
+        "strict field validation",
+        |_| {
+            post(
+                format!("{NS}/configmaps?fieldValidation=Strict"),
+                json!({"metadata": {"name": "strict", "labelz": {}}, "datta": {"k": "v"}}),
+            )
+        },
+        fields(&["/code", "/reason", "/message"]),
+    )
+    .await;
+    d.step(
+        "ignored field validation",
+        |_| {
+            post(
+                format!("{NS}/configmaps?fieldValidation=Ignore"),
+                json!({"metadata": {"name": "lenient"}, "datta": {"k": "v"}}),
+            )
+        },
+        |r, _| format!("{} {}", r.outcome(), r.at("/datta").is_null()),
+    )
+    .await;
+    d.step(
+        "bad field validation value",
+        |_| {
+            post(
+                format!("{NS}/configmaps?fieldValidation=strict"),
+                json!({"metadata": {"name": "x"}}),
+            )
+        },
+        outcome,
+    )
+    .await;
+
+    // SelfSubjectAccessReview: the admin may do anything; an impersonated user what the stored
+    // RBAC grants (a Role in one namespace, a ClusterRole for a path).
+    d.step(
+        "rbac for alice",
+        |_| {
+            post(
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/diff/roles",
+                json!({"metadata": {"name": "cm-reader"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]}),
+            )
+        },
+        outcome,
+    )
+    .await;
+    d.step(
+        "rolebinding for alice",
+        |_| {
+            post(
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/diff/rolebindings",
+                json!({"metadata": {"name": "alice-reads"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+                    "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}]}),
+            )
+        },
+        outcome,
+    )
+    .await;
+    let ssar = |ns: &str, verb: &str, resource: &str| {
+        post(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"namespace": ns, "verb": verb, "resource": resource}}}),
+        )
+    };
+    let allowed = fields(&["/kind", "/status/allowed"]);
+    d.step(
+        "can-i admin list nodes",
+        move |_| ssar("", "list", "nodes"),
+        |r, s| format!("{} {}", r.outcome(), allowed(r, s)),
+    )
+    .await;
+    d.step(
+        "can-i alice list configmaps in diff",
+        move |_| ssar("diff", "list", "configmaps").impersonating("alice"),
+        fields(&["/status/allowed"]),
+    )
+    .await;
+    d.step(
+        "can-i alice delete configmaps in diff",
+        move |_| ssar("diff", "delete", "configmaps").impersonating("alice"),
+        fields(&["/status/allowed"]),
+    )
+    .await;
+    d.step(
+        "can-i alice list configmaps in default",
+        move |_| ssar("default", "list", "configmaps").impersonating("alice"),
+        fields(&["/status/allowed"]),
+    )
+    .await;
+    d.step(
+        "can-i without attributes",
+        |_| {
+            post(
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {}}),
+            )
+        },
+        outcome,
+    )
+    .await;
+    d.step(
+        "rules review alice in diff",
+        |_| {
+            post(
+                "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+                json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {"namespace": "diff"}}).clone(),
+            )
+            .impersonating("alice")
+        },
+        |r, _| {
+            // The real server adds its bootstrap roles' rules (kube-sim has none): compare
+            // whether alice's own rule is among them.
+            let has = r.at("/status/resourceRules").as_array().into_iter().flatten().any(|rule| {
+                rule["resources"] == json!(["configmaps"]) && rule["verbs"] == json!(["get", "list"])
+            });
+            format!("{} {has}", r.outcome())
+        },
+    )
+    .await;
+
     // Namespace deletion.
     d.step(
         "namespace delete",
@@ -1037,31 +1175,25 @@ fn kubectl_script(d: &mut Diff<'_>, bin: &Path, sim: &Path, real: &Path, dir: &P
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: kdiff\ndata:\n  k: v2\n",
     )
     .unwrap();
+    let invalid = dir.join("kubectl-invalid.yaml");
+    std::fs::write(
+        &invalid,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  namespace: kdiff\ndatta:\n  k: v\n",
+    )
+    .unwrap();
+    let bad = invalid.to_str().unwrap().to_owned();
     let m = manifest.to_str().unwrap().to_owned();
     let c = changed.to_str().unwrap().to_owned();
     let steps: Vec<(&'static str, Vec<String>)> = vec![
         (
             "kubectl apply",
-            vec![
-                "apply".into(),
-                "--validate=false".into(),
-                "-f".into(),
-                m.clone(),
-            ],
+            vec!["apply".into(), "-f".into(), m.clone()],
         ),
         (
             "kubectl apply again",
-            vec![
-                "apply".into(),
-                "--validate=false".into(),
-                "-f".into(),
-                m.clone(),
-            ],
+            vec!["apply".into(), "-f".into(), m.clone()],
         ),
-        (
-            "kubectl apply change",
-            vec!["apply".into(), "--validate=false".into(), "-f".into(), c],
-        ),
+        ("kubectl apply change", vec!["apply".into(), "-f".into(), c]),
         (
             "kubectl get -o name",
             vec![
@@ -1157,6 +1289,14 @@ fn kubectl_script(d: &mut Diff<'_>, bin: &Path, sim: &Path, real: &Path, dir: &P
             ],
         ),
         ("kubectl api-versions has v1", vec!["api-versions".into()]),
+        (
+            "kubectl explain",
+            vec!["explain".into(), "deployment.spec.replicas".into()],
+        ),
+        (
+            "kubectl apply invalid field",
+            vec!["apply".into(), "-f".into(), bad.clone()],
+        ),
         (
             "kubectl get svc kubernetes",
             vec![

@@ -134,7 +134,7 @@ async fn get_describe_and_api_resources() {
 async fn apply_twice_is_a_no_op_and_patches_label_taint_work() {
     let k = setup().await;
     let file = k.write("svc.yaml", SVC_YAML);
-    let out = k.ok(&["apply", "--validate=false", "-f", &file]).await;
+    let out = k.ok(&["apply", "-f", &file]).await;
     assert!(out.contains("service/web created"), "{out}");
     let rv1 = k
         .sim
@@ -142,7 +142,7 @@ async fn apply_twice_is_a_no_op_and_patches_label_taint_work() {
         .await
         .body["metadata"]["resourceVersion"]
         .clone();
-    let out = k.ok(&["apply", "--validate=false", "-f", &file]).await;
+    let out = k.ok(&["apply", "-f", &file]).await;
     assert!(out.contains("service/web unchanged"), "{out}");
     let rv2 = k
         .sim
@@ -156,7 +156,7 @@ async fn apply_twice_is_a_no_op_and_patches_label_taint_work() {
         "svc2.yaml",
         &SVC_YAML.replace("targetPort: 8080", "targetPort: 9090"),
     );
-    k.ok(&["apply", "--validate=false", "-f", &file2]).await;
+    k.ok(&["apply", "-f", &file2]).await;
     let svc = k
         .sim
         .get("/api/v1/namespaces/default/services/web")
@@ -296,4 +296,45 @@ async fn get_watch_prints_new_objects() {
     .expect("kubectl get -w printed an event");
     assert!(seen.starts_with("configmap/w"), "{seen}");
     child.kill().await.unwrap();
+}
+
+/// kubectl validates against the server's OpenAPI documents (no `--validate=false`), refuses a
+/// misspelt field with the server's strict-decoding message, and `explain` reads the documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_validates_and_explain_answers() {
+    let k = setup().await;
+    let typo = k.write(
+        "typo.yaml",
+        &SVC_YAML.replace("targetPort:", "targetPortt:"),
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        k.cmd(&["apply", "-f", &typo]).output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a misspelt field was accepted");
+    assert!(
+        stderr.contains(r#"strict decoding error: unknown field "spec.ports[0].targetPortt""#),
+        "{stderr}"
+    );
+    assert_eq!(
+        k.sim
+            .get("/api/v1/namespaces/default/services/web")
+            .await
+            .status,
+        404,
+        "nothing was created"
+    );
+    let explained = k
+        .ok(&["explain", "service.spec.externalTrafficPolicy"])
+        .await;
+    assert!(
+        explained.contains("FIELD: externalTrafficPolicy <string>"),
+        "{explained}"
+    );
+    let out = k.ok(&["apply", "-f", &k.write("svc.yaml", SVC_YAML)]).await;
+    assert!(out.contains("service/web created"), "{out}");
 }
