@@ -258,6 +258,63 @@ impl Api {
         )
     }
 
+    /// `GET .../scale`: the object's autoscaling/v1 `Scale`.
+    pub fn get_scale(&self, t: &Target) -> Result<Value, StatusError> {
+        Ok(kinds::scale_of(&self.get(t)?))
+    }
+
+    /// `PUT` (`patch: None`, `body` is the new Scale) or `PATCH` of `.../scale`: sets
+    /// `spec.replicas` and answers with the new Scale. A resourceVersion the Scale carries (or
+    /// the patch sets) is a precondition on the object.
+    pub fn write_scale(
+        &self,
+        t: &Target,
+        patch: Option<PatchType>,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<(u16, Value), StatusError> {
+        let def = t.def;
+        let (code, obj) = self.guaranteed_update(t, dry_run, move |current| {
+            let scale = kinds::scale_of(current);
+            let new_scale = match patch {
+                None => body,
+                Some(PatchType::Merge) => patch::merge(&scale, &body),
+                Some(PatchType::Json) => {
+                    patch::json(&scale, &body).map_err(|e| patch_error(def, t.name(), e))?
+                }
+                Some(PatchType::Strategic) => patch::strategic("Scale", &scale, &body)
+                    .map_err(|e| patch_error(def, t.name(), e))?,
+            };
+            let replicas = new_scale
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if !(0..=i64::from(i32::MAX)).contains(&replicas) {
+                return Err(StatusError::new(
+                    422,
+                    "Invalid",
+                    format!(
+                        "Scale.autoscaling {:?} is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0",
+                        t.name()
+                    ),
+                ));
+            }
+            let rv = new_scale
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .filter(|rv| !rv.is_empty());
+            let current_rv = current
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str);
+            let precondition = rv.filter(|rv| patch.is_none() || Some(*rv) != current_rv);
+            let precondition = precondition.map(str::to_owned);
+            let mut new = current.clone();
+            new["spec"]["replicas"] = json!(replicas);
+            Ok((new, precondition))
+        })?;
+        Ok((code, kinds::scale_of(&obj)))
+    }
+
     /// The RBAC objects stored, for the reviews.
     pub fn rbac_policy(&self) -> crate::rbac::Policy {
         fn all<T: serde::de::DeserializeOwned>(

@@ -338,7 +338,18 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
                 });
         }
     }
+    let (path, scale) = match path.strip_suffix("/scale") {
+        Some(parent) => (parent.to_owned(), true),
+        None => (path, false),
+    };
     let t = resolve(&path)?;
+    if scale && (!t.def.scale || t.name.is_none() || t.status) {
+        return Err(StatusError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
+    }
     let q = Query::parse(parts.uri.query());
     let content_type = parts
         .headers
@@ -367,6 +378,8 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
             .to_owned();
         let resource = if t.status {
             format!("{}/status", t.def.plural)
+        } else if scale {
+            format!("{}/scale", t.def.plural)
         } else {
             t.def.plural.to_owned()
         };
@@ -381,6 +394,26 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
             });
     }
     let api = &s.api;
+    if scale {
+        return match parts.method {
+            Method::GET => Ok(json_response(200, &api.get_scale(&t)?)),
+            Method::PUT => {
+                require_json(&content_type)?;
+                let body = parse_json_body(&read_body(body).await?)?;
+                let (code, obj) = api.write_scale(&t, None, body, dry_run)?;
+                Ok(json_response(code, &obj))
+            }
+            Method::PATCH => {
+                let ty = patch_type(&content_type)?;
+                let body = parse_json_body(&read_body(body).await?)?;
+                let (code, obj) = api.write_scale(&t, Some(ty), body, dry_run)?;
+                Ok(json_response(code, &obj))
+            }
+            m => Err(StatusError::method_not_allowed(format!(
+                "{m} is not supported on the scale subresource"
+            ))),
+        };
+    }
     if t.def.review {
         if parts.method != Method::POST || t.name.is_some() {
             return Err(StatusError::method_not_allowed(format!(

@@ -532,6 +532,65 @@ pub fn event_from_events_v1(ev: &Value) -> Value {
     Value::Object(out)
 }
 
+/// The autoscaling/v1 `Scale` of an object with `spec.replicas` (a Deployment): its replicas,
+/// the observed count, and its selector as a label-selector string.
+pub fn scale_of(obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    let mut metadata = serde_json::Map::new();
+    for f in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if !m[f].is_null() {
+            metadata.insert(f.to_owned(), m[f].clone());
+        }
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {
+            "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0),
+            "selector": selector_string(&obj["spec"]["selector"]),
+        },
+    })
+}
+
+/// A LabelSelector as the string form kube-apiserver prints (requirements sorted by key).
+fn selector_string(sel: &Value) -> String {
+    let mut reqs: Vec<(String, String)> = Vec::new();
+    for (k, v) in sel["matchLabels"].as_object().into_iter().flatten() {
+        reqs.push((k.clone(), format!("{k}={}", v.as_str().unwrap_or_default())));
+    }
+    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or_default().to_owned();
+        let mut values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        values.sort_unstable();
+        let r = match e["operator"].as_str().unwrap_or_default() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.clone(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => continue,
+        };
+        reqs.push((key, r));
+    }
+    reqs.sort();
+    reqs.into_iter()
+        .map(|(_, r)| r)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Converts a stored object to the form `def` serves.
 pub fn to_wire(def: &ResourceDef, stored: &Value) -> Value {
     let mut out = if def.group == "events.k8s.io" {

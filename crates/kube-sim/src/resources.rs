@@ -41,6 +41,8 @@ pub struct ResourceDef {
     /// DELETE answers with the deleted object rather than a Status.
     pub return_deleted_object: bool,
     pub name_rule: NameRule,
+    /// Has a `/scale` subresource (autoscaling/v1 `Scale` over `spec.replicas`).
+    pub scale: bool,
     /// A review: only `create`, answered from what is stored and never stored itself
     /// (SelfSubjectAccessReview and SelfSubjectRulesReview).
     pub review: bool,
@@ -110,6 +112,7 @@ const BASE: ResourceDef = ResourceDef {
     generation: false,
     return_deleted_object: false,
     name_rule: NameRule::Subdomain,
+    scale: false,
     review: false,
 };
 
@@ -249,6 +252,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         short_names: &["deploy"],
         categories: &["all"],
         status: true,
+        scale: true,
         generation: true,
         ..BASE
     },

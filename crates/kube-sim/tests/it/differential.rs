@@ -995,6 +995,93 @@ async fn script(d: &mut Diff<'_>) {
     )
     .await;
 
+    // The scale subresource of a Deployment.
+    const DEPLOY: &str = "/apis/apps/v1/namespaces/diff/deployments";
+    d.step(
+        "deployment create",
+        |_| {
+            post(
+                DEPLOY,
+                json!({"metadata": {"name": "web"}, "spec": {"replicas": 1,
+                    "selector": {"matchLabels": {"app": "web", "tier": "front"}},
+                    "template": {"metadata": {"labels": {"app": "web", "tier": "front"}},
+                        "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+            )
+        },
+        outcome,
+    )
+    .await;
+    d.step(
+        "scale get",
+        |_| get(format!("{DEPLOY}/web/scale")),
+        fields(&[
+            "/kind",
+            "/apiVersion",
+            "/metadata/name",
+            "/spec/replicas",
+            "/status/selector",
+        ]),
+    )
+    .await;
+    d.step(
+        "scale merge patch",
+        |_| {
+            merge(
+                format!("{DEPLOY}/web/scale"),
+                json!({"spec": {"replicas": 3}}),
+            )
+        },
+        fields(&["/kind", "/spec/replicas"]),
+    )
+    .await;
+    d.step(
+        "deployment after scale",
+        |_| get(format!("{DEPLOY}/web")),
+        fields(&["/spec/replicas", "/metadata/generation"]),
+    )
+    .await;
+    d.step(
+        "scale put stale",
+        |_| {
+            put(
+                format!("{DEPLOY}/web/scale"),
+                json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                    "metadata": {"name": "web", "namespace": "diff", "resourceVersion": "1"}, "spec": {"replicas": 2}}),
+            )
+        },
+        outcome,
+    )
+    .await;
+    d.step(
+        "scale put",
+        |_| {
+            put(
+                format!("{DEPLOY}/web/scale"),
+                json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                    "metadata": {"name": "web", "namespace": "diff"}, "spec": {"replicas": 2}}),
+            )
+        },
+        fields(&["/spec/replicas"]),
+    )
+    .await;
+    d.step(
+        "scale negative",
+        |_| {
+            merge(
+                format!("{DEPLOY}/web/scale"),
+                json!({"spec": {"replicas": -1}}),
+            )
+        },
+        outcome,
+    )
+    .await;
+    d.step(
+        "scale of a configmap",
+        |_| get(format!("{NS}/configmaps/strict/scale")),
+        outcome,
+    )
+    .await;
+
     // Server-side field validation against the kinds' OpenAPI schemas.
     d.step(
         "strict field validation",
@@ -1166,7 +1253,7 @@ fn kubectl_script(d: &mut Diff<'_>, bin: &Path, sim: &Path, real: &Path, dir: &P
     let manifest = dir.join("kubectl.yaml");
     std::fs::write(
         &manifest,
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kdiff\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: kdiff\ndata:\n  k: v\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kdiff\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: kdiff\ndata:\n  k: v\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: kdiff\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - {name: c, image: nginx}\n",
     )
     .unwrap();
     let changed = dir.join("kubectl2.yaml");
@@ -1289,6 +1376,29 @@ fn kubectl_script(d: &mut Diff<'_>, bin: &Path, sim: &Path, real: &Path, dir: &P
             ],
         ),
         ("kubectl api-versions has v1", vec!["api-versions".into()]),
+        (
+            "kubectl scale",
+            vec![
+                "scale".into(),
+                "deployment".into(),
+                "web".into(),
+                "-n".into(),
+                "kdiff".into(),
+                "--replicas=4".into(),
+            ],
+        ),
+        (
+            "kubectl get after scale",
+            vec![
+                "get".into(),
+                "deployment".into(),
+                "web".into(),
+                "-n".into(),
+                "kdiff".into(),
+                "-o".into(),
+                "jsonpath={.spec.replicas}".into(),
+            ],
+        ),
         (
             "kubectl explain",
             vec!["explain".into(), "deployment.spec.replicas".into()],

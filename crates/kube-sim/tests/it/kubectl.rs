@@ -338,3 +338,34 @@ async fn apply_validates_and_explain_answers() {
     let out = k.ok(&["apply", "-f", &k.write("svc.yaml", SVC_YAML)]).await;
     assert!(out.contains("service/web created"), "{out}");
 }
+
+/// `kubectl scale` goes through the Deployment's scale subresource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_sets_a_deployments_replicas() {
+    let k = setup().await;
+    let deploy = k.write(
+        "deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - {name: c, image: nginx}\n",
+    );
+    k.ok(&["apply", "-f", &deploy]).await;
+    let out = k.ok(&["scale", "deployment", "web", "--replicas=3"]).await;
+    assert!(out.contains("deployment.apps/web scaled"), "{out}");
+    let d = k
+        .sim
+        .get("/apis/apps/v1/namespaces/default/deployments/web")
+        .await
+        .body;
+    assert_eq!(d["spec"]["replicas"], 3);
+    let scale = k
+        .sim
+        .get("/apis/apps/v1/namespaces/default/deployments/web/scale")
+        .await
+        .body;
+    assert_eq!(
+        (
+            scale["spec"]["replicas"].as_i64(),
+            scale["status"]["selector"].as_str()
+        ),
+        (Some(3), Some("app=web"))
+    );
+}
