@@ -427,9 +427,37 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
         let (code, obj) = api.review(t.def, body, &who)?;
         return Ok(json_response(code, &obj));
     }
+    let table = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::tables::wants_table);
+    let as_table = |items: &[Value], meta: Value| -> Result<Response, StatusError> {
+        let include = crate::tables::Include::parse(q.get("includeObject"))
+            .map_err(StatusError::bad_request)?;
+        Ok(json_response(
+            200,
+            &crate::tables::table_for(t.def, items, meta, include, jiff::Timestamp::now()),
+        ))
+    };
     match (parts.method.clone(), t.name.is_some()) {
+        (Method::GET, true) if table && !t.status => {
+            let obj = api.get(&t)?;
+            let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
+            as_table(&[obj], meta)
+        }
         (Method::GET, true) => Ok(json_response(200, &api.get(&t)?)),
-        (Method::GET, false) if q.flag("watch") => watch_response(s, t, &q),
+        (Method::GET, false) if q.flag("watch") => {
+            let include = crate::tables::Include::parse(q.get("includeObject"))
+                .map_err(StatusError::bad_request)?;
+            watch_response(s, t, &q, table.then_some(include))
+        }
+        (Method::GET, false) if table => {
+            let lq = list_query(t.def, &q)?;
+            let mut list = api.list(&t, &lq)?;
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            as_table(&items, list["metadata"].take())
+        }
         (Method::GET, false) => {
             let lq = list_query(t.def, &q)?;
             Ok(json_response(200, &api.list(&t, &lq)?))
@@ -575,7 +603,12 @@ fn patch_type(ct: &str) -> Result<PatchType, StatusError> {
     }
 }
 
-fn watch_response(s: &AppState, t: Target, q: &Query) -> Result<Response, StatusError> {
+fn watch_response(
+    s: &AppState,
+    t: Target,
+    q: &Query,
+    table: Option<crate::tables::Include>,
+) -> Result<Response, StatusError> {
     if q.flag("sendInitialEvents") {
         return Err(StatusError::new(
             422,
@@ -604,6 +637,7 @@ fn watch_response(s: &AppState, t: Target, q: &Query) -> Result<Response, Status
         bookmarks: q.flag("allowWatchBookmarks"),
         labels: lq.labels,
         fields: lq.fields,
+        table,
     };
     let body = watch::stream(
         s.api.store.clone(),

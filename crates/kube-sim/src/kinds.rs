@@ -561,7 +561,7 @@ pub fn scale_of(obj: &Value) -> Value {
 }
 
 /// A LabelSelector as the string form kube-apiserver prints (requirements sorted by key).
-fn selector_string(sel: &Value) -> String {
+pub fn selector_string(sel: &Value) -> String {
     let mut reqs: Vec<(String, String)> = Vec::new();
     for (k, v) in sel["matchLabels"].as_object().into_iter().flatten() {
         reqs.push((k.clone(), format!("{k}={}", v.as_str().unwrap_or_default())));

@@ -15,8 +15,9 @@
 //! SelfSubjectAccessReview and SelfSubjectRulesReview from the stored roles.
 //!
 //! Not served, on purpose: TLS and authentication (plain HTTP on loopback). Not served yet:
-//! protobuf (415), server-side apply (415), OpenAPI v2 (404; kubectl uses v3), Table output
-//! (kubectl falls back to plain lists), and garbage collection.
+//! protobuf (415), server-side apply (415), OpenAPI v2 (404; kubectl uses v3), and garbage
+//! collection. [`tables`] answers `kubectl get`'s Table requests (lists, single objects and
+//! watches) with kube-apiserver's columns.
 //!
 //! What it does serve is checked against the real kube-apiserver: `tests/it/differential.rs`
 //! runs the same requests against both and compares status codes, reasons and the fields our
@@ -45,6 +46,7 @@ pub mod resources;
 pub mod selectors;
 pub mod status;
 pub mod store;
+pub mod tables;
 pub mod watch;
 
 /// How to run the API server.

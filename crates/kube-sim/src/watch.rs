@@ -24,6 +24,9 @@ pub struct WatchParams {
     pub bookmarks: bool,
     pub labels: LabelSelector,
     pub fields: FieldSelector,
+    /// Send each object as a one-row Table (`kubectl get -w`); the first event carries the
+    /// column definitions, later ones none, as kube-apiserver does.
+    pub table: Option<crate::tables::Include>,
 }
 
 /// Test controls that act on every open watch.
@@ -64,6 +67,24 @@ pub fn stream(
             async move { tx.send(Ok(b)).await.is_ok() }
         };
         let matches = |v: &Value| p.labels.matches(v) && p.fields.matches(v);
+        let mut headers = true;
+        let mut event = |kind: &str, obj: Value| -> Bytes {
+            let Some(include) = p.table else {
+                return line(kind, &obj);
+            };
+            let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
+            let mut table = crate::tables::table_for(
+                t.def,
+                std::slice::from_ref(&obj),
+                meta,
+                include,
+                jiff::Timestamp::now(),
+            );
+            if !std::mem::replace(&mut headers, false) {
+                table["columnDefinitions"] = Value::Null;
+            }
+            line(kind, &table)
+        };
         let in_scope = |c: &Change| {
             c.key.storage == t.def.storage
                 && t.namespace
@@ -79,7 +100,7 @@ pub fn stream(
                     .iter()
                     .map(|(_, v)| kinds::to_wire(t.def, v))
                     .filter(|v| matches(v))
-                    .map(|v| line("ADDED", &v))
+                    .map(|v| event("ADDED", v))
                     .collect();
                 (added, rv, rx)
             }
@@ -92,7 +113,7 @@ pub fn stream(
                         if in_scope(&c)
                             && let Some((kind, obj)) = render(&t, &c, &matches)
                         {
-                            out.push(line(kind, &obj));
+                            out.push(event(kind, obj));
                         }
                     }
                     (out, last, rx)
@@ -124,7 +145,7 @@ pub fn stream(
                         last_rv = c.rv;
                         if in_scope(&c)
                             && let Some((kind, obj)) = render(&t, &c, &matches)
-                            && !send(line(kind, &obj)).await
+                            && !send(event(kind, obj)).await
                         {
                             return;
                         }

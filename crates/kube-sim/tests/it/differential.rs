@@ -76,11 +76,18 @@ struct Req {
     content_type: &'static str,
     /// Impersonate this user (`Impersonate-User`).
     user: Option<&'static str>,
+    /// Ask for a server-side Table, as `kubectl get` does.
+    table: bool,
 }
 
 impl Req {
     fn impersonating(mut self, user: &'static str) -> Self {
         self.user = Some(user);
+        self
+    }
+
+    fn in_table(mut self) -> Self {
+        self.table = true;
         self
     }
 }
@@ -92,6 +99,7 @@ fn get(path: impl Into<String>) -> Req {
         body: None,
         content_type: "application/json",
         user: None,
+        table: false,
     }
 }
 
@@ -102,6 +110,7 @@ fn with_body(method: &'static str, path: impl Into<String>, body: Value, ct: &'s
         body: Some(body),
         content_type: ct,
         user: None,
+        table: false,
     }
 }
 
@@ -137,6 +146,7 @@ fn delete(path: impl Into<String>) -> Req {
         body: None,
         content_type: "application/json",
         user: None,
+        table: false,
     }
 }
 
@@ -155,6 +165,12 @@ impl Target {
             .uri(req.path.as_str());
         if let Some(u) = req.user {
             b = b.header("impersonate-user", u);
+        }
+        if req.table {
+            b = b.header(
+                "accept",
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
+            );
         }
         let body = match &req.body {
             Some(v) => {
@@ -237,6 +253,52 @@ fn fields(ptrs: &'static [&'static str]) -> impl Fn(&Resp, &Seen) -> String {
         let mut out = r.outcome();
         for p in ptrs {
             out.push_str(&format!(" {p}={}", r.str_at(p)));
+        }
+        out
+    }
+}
+
+/// A Table: its columns (name, type, format, priority) and, with `cells`, every row's cells
+/// with times blanked (they are ages) and cluster IPs too (kube-apiserver allocates at random).
+fn table_view(cells: bool) -> impl Fn(&Resp, &Seen) -> String {
+    move |r, _| {
+        let columns = r
+            .at("/columnDefinitions")
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut out = format!("{} {}", r.outcome(), r.str_at("/kind"));
+        let timed: Vec<bool> = columns
+            .iter()
+            .map(|c| {
+                ["Age", "Last Seen", "First Seen", "Created At", "Cluster-IP"]
+                    .contains(&c["name"].as_str().unwrap_or(""))
+            })
+            .collect();
+        for c in &columns {
+            out.push_str(&format!(
+                " [{}:{}:{}:{}]",
+                c["name"].as_str().unwrap_or("?"),
+                c["type"].as_str().unwrap_or("?"),
+                c["format"].as_str().unwrap_or("?"),
+                c["priority"]
+            ));
+        }
+        if cells {
+            for row in r.at("/rows").as_array().into_iter().flatten() {
+                let cells: Vec<String> = row["cells"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .zip(&timed)
+                    .map(|(c, t)| if *t { "<t>".to_owned() } else { c.to_string() })
+                    .collect();
+                out.push_str(&format!(
+                    " | {} ({})",
+                    cells.join(" "),
+                    row["object"]["kind"]
+                ));
+            }
         }
         out
     }
@@ -1204,6 +1266,91 @@ async fn script(d: &mut Diff<'_>) {
         },
     )
     .await;
+
+    // Server-side tables, as kubectl get asks for them.
+    for (name, path, cells) in [
+        (
+            "table nodes",
+            "/api/v1/nodes?fieldSelector=metadata.name%3Ddiff-node",
+            true,
+        ),
+        ("table node", "/api/v1/nodes/diff-node", true),
+        (
+            "table namespaces",
+            "/api/v1/namespaces?fieldSelector=metadata.name%3Ddiff",
+            true,
+        ),
+        ("table services", "/api/v1/namespaces/diff/services", true),
+        (
+            "table configmaps",
+            "/api/v1/namespaces/diff/configmaps?labelSelector=app",
+            true,
+        ),
+        (
+            "table events",
+            "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Ddiff-node",
+            true,
+        ),
+        (
+            "table events.k8s.io",
+            "/apis/events.k8s.io/v1/namespaces/default/events?fieldSelector=regarding.name%3Ddiff-node",
+            true,
+        ),
+        (
+            "table leases",
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+            true,
+        ),
+        (
+            "table roles",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/diff/roles",
+            true,
+        ),
+        (
+            "table rolebindings",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/diff/rolebindings",
+            true,
+        ),
+        // kube-controller-manager's deployment controller fills the status here; kube-sim has none.
+        (
+            "table deployments",
+            "/apis/apps/v1/namespaces/diff/deployments",
+            false,
+        ),
+        (
+            "table serviceaccounts",
+            "/api/v1/namespaces/kube-system/serviceaccounts?fieldSelector=metadata.name%3Dnone",
+            true,
+        ),
+        (
+            "table secrets",
+            "/api/v1/namespaces/diff/secrets?fieldSelector=metadata.name%3Dnone",
+            true,
+        ),
+        (
+            "table clusterroles",
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles?fieldSelector=metadata.name%3Dnone",
+            true,
+        ),
+        (
+            "table clusterrolebindings",
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings?fieldSelector=metadata.name%3Dnone",
+            true,
+        ),
+        (
+            "table endpointslices",
+            "/apis/discovery.k8s.io/v1/namespaces/diff/endpointslices?fieldSelector=metadata.name%3Dnone",
+            true,
+        ),
+        (
+            "table pods",
+            "/api/v1/namespaces/diff/pods?fieldSelector=metadata.name%3Dnone",
+            true,
+        ),
+    ] {
+        d.step(name, move |_| get(path).in_table(), table_view(cells))
+            .await;
+    }
 
     // Namespace deletion.
     d.step(

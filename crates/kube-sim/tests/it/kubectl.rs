@@ -369,3 +369,111 @@ async fn scale_sets_a_deployments_replicas() {
         (Some(3), Some("app=web"))
     );
 }
+
+/// `kubectl get` prints kube-apiserver's columns (server-side tables), `-o wide` adds the wide
+/// ones, and `-w` keeps printing rows in the same columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_prints_the_servers_columns() {
+    let k = setup().await;
+    let node = json!({"metadata": {"name": "n1", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}],
+            "addresses": [{"type": "InternalIP", "address": "127.1.0.5"}],
+            "nodeInfo": {"kubeletVersion": "v1.37.2"}}});
+    assert_eq!(k.sim.post("/api/v1/nodes", node).await.status, 201);
+    let event = json!({"metadata": {"name": "n1.1"}, "involvedObject": {"kind": "Node", "name": "n1"},
+        "reason": "Hello", "message": "hi there", "type": "Normal", "source": {"component": "test"}});
+    assert_eq!(
+        k.sim
+            .post("/api/v1/namespaces/default/events", event)
+            .await
+            .status,
+        201
+    );
+    let words = |out: &str, line: usize| -> Vec<String> {
+        out.lines()
+            .nth(line)
+            .unwrap_or_default()
+            .split("  ")
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let out = k.ok(&["get", "nodes"]).await;
+    assert_eq!(
+        words(&out, 0),
+        ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+        "{out}"
+    );
+    let row = words(&out, 1);
+    assert_eq!(
+        (
+            row[0].as_str(),
+            row[1].as_str(),
+            row[2].as_str(),
+            row[4].as_str()
+        ),
+        ("n1", "Ready", "control-plane", "v1.37.2"),
+        "{out}"
+    );
+    let out = k.ok(&["get", "nodes", "-o", "wide"]).await;
+    assert_eq!(
+        words(&out, 0),
+        [
+            "NAME",
+            "STATUS",
+            "ROLES",
+            "AGE",
+            "VERSION",
+            "INTERNAL-IP",
+            "EXTERNAL-IP",
+            "OS-IMAGE",
+            "KERNEL-VERSION",
+            "CONTAINER-RUNTIME"
+        ],
+        "{out}"
+    );
+    assert!(words(&out, 1).contains(&"127.1.0.5".to_owned()), "{out}");
+    let out = k.ok(&["get", "events"]).await;
+    assert_eq!(
+        words(&out, 0),
+        ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{out}"
+    );
+    assert!(out.contains("node/n1") && out.contains("hi there"), "{out}");
+    // A watch prints later changes in the same columns.
+    let mut w = k
+        .cmd(&["get", "nodes", "-w", "--output-watch-events"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(w.stdout.take().unwrap()).lines();
+    let header = lines.next_line().await.unwrap().unwrap();
+    assert!(
+        header.starts_with("EVENT") && header.contains("ROLES"),
+        "{header}"
+    );
+    let added = lines.next_line().await.unwrap().unwrap();
+    assert!(
+        added.starts_with("ADDED") && added.contains("Ready"),
+        "{added}"
+    );
+    assert_eq!(
+        k.sim
+            .patch(
+                "/api/v1/nodes/n1",
+                "application/merge-patch+json",
+                json!({"spec": {"unschedulable": true}})
+            )
+            .await
+            .status,
+        200
+    );
+    let modified = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(modified.contains("Ready,SchedulingDisabled"), "{modified}");
+    let _ = w.kill().await;
+}

@@ -1,0 +1,984 @@
+//! Server-side tables (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`), which is what
+//! `kubectl get` asks for: kube-apiserver's columns and cell formats for every served kind
+//! (`pkg/printers/internalversion/printers.go`), the wide (priority 1) columns included as the
+//! server always does, and a generic name-and-creation table for the rest. Pure: objects and
+//! the time in, a `meta.k8s.io/v1` Table out.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+/// Whether an `Accept` header asks for a Table (kubectl lists it first, JSON after).
+pub fn wants_table(accept: &str) -> bool {
+    accept.split(',').any(|media| {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        params.first() == Some(&"application/json")
+            && params.contains(&"as=Table")
+            && params.contains(&"g=meta.k8s.io")
+            && (params.contains(&"v=v1") || params.contains(&"v=v1beta1"))
+    })
+}
+
+/// What each row carries besides its cells (`includeObject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    None,
+    /// The default: a `PartialObjectMetadata` per row.
+    Metadata,
+    Object,
+}
+
+impl Include {
+    pub fn parse(v: Option<&str>) -> Result<Self, String> {
+        match v.unwrap_or("") {
+            "" | "Metadata" => Ok(Self::Metadata),
+            "None" => Ok(Self::None),
+            "Object" => Ok(Self::Object),
+            other => Err(format!(
+                "includeObject: unsupported value {other:?}; must be None, Metadata or Object"
+            )),
+        }
+    }
+}
+
+struct Column {
+    name: &'static str,
+    ty: &'static str,
+    format: &'static str,
+    priority: u8,
+    description: &'static str,
+}
+
+const fn col(name: &'static str, ty: &'static str, description: &'static str) -> Column {
+    Column {
+        name,
+        ty,
+        format: "",
+        priority: 0,
+        description,
+    }
+}
+
+const fn wide(c: Column) -> Column {
+    Column { priority: 1, ..c }
+}
+
+const NAME: Column = Column {
+    format: "name",
+    ..col("Name", "string", "Name must be unique within a namespace.")
+};
+const AGE: Column = col(
+    "Age",
+    "string",
+    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+);
+
+type Cells = fn(&Value, Timestamp) -> Vec<Value>;
+
+/// The columns and the row function of `kind`; `None` for kinds with no printer.
+fn printer(kind: &str) -> Option<(Vec<Column>, Cells)> {
+    Some(match kind {
+        "Node" => (
+            vec![
+                NAME,
+                col("Status", "string", "The status of the node"),
+                col("Roles", "string", "The roles of the node"),
+                AGE,
+                col("Version", "string", "Kubelet Version reported by the node."),
+                wide(col(
+                    "Internal-IP",
+                    "string",
+                    "List of internal IPs for the node.",
+                )),
+                wide(col(
+                    "External-IP",
+                    "string",
+                    "List of external IPs for the node.",
+                )),
+                wide(col(
+                    "OS-Image",
+                    "string",
+                    "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+                )),
+                wide(col(
+                    "Kernel-Version",
+                    "string",
+                    "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+                )),
+                wide(col(
+                    "Container-Runtime",
+                    "string",
+                    "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+                )),
+            ],
+            node_cells,
+        ),
+        "Pod" => (
+            vec![
+                NAME,
+                col(
+                    "Ready",
+                    "string",
+                    "The aggregate readiness state of this pod for accepting traffic.",
+                ),
+                col(
+                    "Status",
+                    "string",
+                    "The aggregate status of the containers in this pod.",
+                ),
+                col(
+                    "Restarts",
+                    "string",
+                    "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+                ),
+                AGE,
+                wide(col(
+                    "IP",
+                    "string",
+                    "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
+                )),
+                wide(col(
+                    "Node",
+                    "string",
+                    "NodeName is a request to schedule this pod onto a specific node. If it is non-empty, the scheduler simply schedules this pod onto that node, assuming that it fits resource requirements.",
+                )),
+                wide(col(
+                    "Nominated Node",
+                    "string",
+                    "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods. This field does not guarantee that the pod will be scheduled on this node. Scheduler may decide to place the pod elsewhere if other nodes become available sooner. Scheduler may also decide to give the resources on this node to a higher priority pod that is created after preemption. As a result, this field may be different than PodSpec.nodeName when the pod is scheduled.",
+                )),
+                wide(col(
+                    "Readiness Gates",
+                    "string",
+                    "If specified, all readiness gates will be evaluated for pod readiness. A pod is ready when all its containers are ready AND all conditions specified in the readiness gates have status equal to \"True\" More info: https://git.k8s.io/enhancements/keps/sig-network/580-pod-readiness-gates",
+                )),
+            ],
+            pod_cells,
+        ),
+        "Service" => (
+            vec![
+                NAME,
+                col(
+                    "Type",
+                    "string",
+                    "type determines how the Service is exposed.",
+                ),
+                col(
+                    "Cluster-IP",
+                    "string",
+                    "clusterIP is the IP address of the service.",
+                ),
+                col(
+                    "External-IP",
+                    "string",
+                    "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.",
+                ),
+                col(
+                    "Port(s)",
+                    "string",
+                    "The ports that are exposed by this service.",
+                ),
+                AGE,
+                wide(col(
+                    "Selector",
+                    "string",
+                    "Route service traffic to pods with label keys and values matching this selector.",
+                )),
+            ],
+            service_cells,
+        ),
+        "Event" => (
+            vec![
+                col(
+                    "Last Seen",
+                    "string",
+                    "The time at which the most recent occurrence of this event was recorded.",
+                ),
+                col(
+                    "Type",
+                    "string",
+                    "Type of this event (Normal, Warning), new types could be added in the future.",
+                ),
+                col(
+                    "Reason",
+                    "string",
+                    "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+                ),
+                col("Object", "string", "The object that this event is about."),
+                wide(col(
+                    "Subobject",
+                    "string",
+                    "The subobject that this event is about.",
+                )),
+                wide(col(
+                    "Source",
+                    "string",
+                    "The component reporting this event. Should be a short machine understandable string.",
+                )),
+                col(
+                    "Message",
+                    "string",
+                    "A human-readable description of the status of this operation.",
+                ),
+                wide(col(
+                    "First Seen",
+                    "string",
+                    "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)",
+                )),
+                wide(col(
+                    "Count",
+                    "string",
+                    "The number of times this event has occurred.",
+                )),
+                wide(Column {
+                    format: "name",
+                    ..NAME
+                }),
+            ],
+            event_cells,
+        ),
+        "Namespace" => (
+            vec![
+                NAME,
+                col("Status", "string", "The status of the namespace"),
+                AGE,
+            ],
+            |o, now| vec![name(o), s(o, "/status/phase"), age(o, now)],
+        ),
+        "Deployment" => (
+            vec![
+                NAME,
+                col("Ready", "string", "Number of the pod with ready state"),
+                col(
+                    "Up-to-date",
+                    "string",
+                    "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+                ),
+                col(
+                    "Available",
+                    "string",
+                    "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+                ),
+                AGE,
+                wide(col(
+                    "Containers",
+                    "string",
+                    "Names of each container in the template.",
+                )),
+                wide(col(
+                    "Images",
+                    "string",
+                    "Images referenced by each container in the template.",
+                )),
+                wide(col(
+                    "Selector",
+                    "string",
+                    "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.",
+                )),
+            ],
+            deployment_cells,
+        ),
+        "EndpointSlice" => (
+            vec![
+                NAME,
+                col(
+                    "AddressType",
+                    "string",
+                    "The IP protocol family for this EndpointSlice.",
+                ),
+                col(
+                    "Ports",
+                    "string",
+                    "The ports contained in this EndpointSlice.",
+                ),
+                col(
+                    "Endpoints",
+                    "string",
+                    "The endpoints contained in this EndpointSlice.",
+                ),
+                AGE,
+            ],
+            endpoint_slice_cells,
+        ),
+        "Lease" => (
+            vec![
+                NAME,
+                col("Holder", "string", "The holder of the lease."),
+                AGE,
+            ],
+            |o, now| vec![name(o), s(o, "/spec/holderIdentity"), age(o, now)],
+        ),
+        "ConfigMap" => (
+            vec![
+                NAME,
+                col("Data", "string", "Data contains the configuration data."),
+                AGE,
+            ],
+            |o, now| {
+                let n = count(&o["data"]) + count(&o["binaryData"]);
+                vec![name(o), json!(n), age(o, now)]
+            },
+        ),
+        "Secret" => (
+            vec![
+                NAME,
+                col(
+                    "Type",
+                    "string",
+                    "Used to facilitate programmatic handling of secret data.",
+                ),
+                col("Data", "string", "Data contains the secret data."),
+                AGE,
+            ],
+            |o, now| {
+                vec![
+                    name(o),
+                    s(o, "/type"),
+                    json!(count(&o["data"])),
+                    age(o, now),
+                ]
+            },
+        ),
+        "ServiceAccount" => (vec![NAME, AGE], |o, now| vec![name(o), age(o, now)]),
+        "ClusterRole" | "Role" => (
+            vec![
+                NAME,
+                col(
+                    "Created At",
+                    "date",
+                    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                ),
+            ],
+            |o, _| vec![name(o), s(o, "/metadata/creationTimestamp")],
+        ),
+        "ClusterRoleBinding" | "RoleBinding" => (
+            vec![
+                NAME,
+                col("Role", "string", "RoleRef references a role."),
+                AGE,
+                wide(col("Users", "string", "Users in the binding")),
+                wide(col("Groups", "string", "Groups in the binding")),
+                wide(col(
+                    "ServiceAccounts",
+                    "string",
+                    "ServiceAccounts in the binding",
+                )),
+            ],
+            binding_cells,
+        ),
+        _ => return None,
+    })
+}
+
+/// The Table of `objects` in the wire form of `def`: events.k8s.io Events are printed from their
+/// core form, as kube-apiserver (one type inside) does.
+pub fn table_for(
+    def: &crate::resources::ResourceDef,
+    objects: &[Value],
+    list_meta: Value,
+    include: Include,
+    now: Timestamp,
+) -> Value {
+    if def.group == "events.k8s.io" {
+        let core: Vec<Value> = objects
+            .iter()
+            .map(crate::kinds::event_from_events_v1)
+            .collect();
+        let mut t = table(def.kind, &core, list_meta, Include::None, now);
+        attach(&mut t, objects, include);
+        t
+    } else {
+        table(def.kind, objects, list_meta, include, now)
+    }
+}
+
+/// Sets each row's `object` from `objects` as `include` says.
+fn attach(t: &mut Value, objects: &[Value], include: Include) {
+    for (row, o) in t["rows"].as_array_mut().into_iter().flatten().zip(objects) {
+        match include {
+            Include::None => {}
+            Include::Metadata => {
+                row["object"] = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]});
+            }
+            Include::Object => row["object"] = o.clone(),
+        }
+    }
+}
+
+/// The Table of `objects` (wire form) of `kind`, with `list_meta` (`resourceVersion`,
+/// `continue`), at time `now`.
+pub fn table(
+    kind: &str,
+    objects: &[Value],
+    list_meta: Value,
+    include: Include,
+    now: Timestamp,
+) -> Value {
+    let (columns, cells) = printer(kind).unwrap_or_else(|| {
+        (
+            vec![
+                NAME,
+                col("Created At", "date", "CreationTimestamp is a timestamp representing the server time when this object was created."),
+            ],
+            |o: &Value, _: Timestamp| vec![name(o), s(o, "/metadata/creationTimestamp")],
+        )
+    });
+    let definitions: Vec<Value> = columns
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "type": c.ty, "format": c.format, "description": c.description, "priority": c.priority})
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| json!({"cells": cells(o, now)}))
+        .collect();
+    let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": definitions, "rows": rows});
+    attach(&mut t, objects, include);
+    t
+}
+
+fn s(o: &Value, ptr: &str) -> Value {
+    json!(o.pointer(ptr).and_then(Value::as_str).unwrap_or_default())
+}
+
+fn name(o: &Value) -> Value {
+    s(o, "/metadata/name")
+}
+
+fn count(v: &Value) -> usize {
+    v.as_object().map_or(0, serde_json::Map::len)
+}
+
+fn or_none(v: String) -> String {
+    if v.is_empty() { "<none>".to_owned() } else { v }
+}
+
+fn timestamp(v: &Value) -> Option<Timestamp> {
+    v.as_str().and_then(|t| t.parse().ok())
+}
+
+fn age(o: &Value, now: Timestamp) -> Value {
+    json!(since(timestamp(&o["metadata"]["creationTimestamp"]), now))
+}
+
+/// `translateTimestampSince`: `<unknown>` without a time, else its human age.
+fn since(t: Option<Timestamp>, now: Timestamp) -> String {
+    match t {
+        None => "<unknown>".to_owned(),
+        Some(t) => human_duration((now - t).total(jiff::Unit::Second).unwrap_or(0.0)),
+    }
+}
+
+/// apimachinery's `duration.HumanDuration`.
+pub fn human_duration(seconds: f64) -> String {
+    let secs = seconds as i64;
+    if secs < -1 {
+        return "<invalid>".to_owned();
+    }
+    if secs < 0 {
+        return "0s".to_owned();
+    }
+    if secs < 120 {
+        return format!("{secs}s");
+    }
+    let minutes = secs / 60;
+    if minutes < 10 {
+        let s = secs % 60;
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
+    }
+    if minutes < 180 {
+        return format!("{minutes}m");
+    }
+    let hours = secs / 3600;
+    if hours < 8 {
+        let m = minutes % 60;
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
+    }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
+    if hours < 24 * 8 {
+        let h = hours % 24;
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    }
+    if hours < 24 * 365 * 8 {
+        let dy = (hours / 24) % 365;
+        return if dy == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{dy}d", hours / 24 / 365)
+        };
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+fn node_cells(o: &Value, now: Timestamp) -> Vec<Value> {
+    let conditions = o["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut status: Vec<String> = conditions
+        .iter()
+        .filter(|c| c["type"] == "Ready")
+        .map(|c| {
+            if c["status"] == "True" {
+                "Ready"
+            } else {
+                "NotReady"
+            }
+            .to_owned()
+        })
+        .take(1)
+        .collect();
+    if status.is_empty() {
+        status.push("Unknown".to_owned());
+    }
+    if o["spec"]["unschedulable"] == true {
+        status.push("SchedulingDisabled".to_owned());
+    }
+    let mut roles = BTreeSet::new();
+    for (k, v) in o["metadata"]["labels"].as_object().into_iter().flatten() {
+        if let Some(role) = k.strip_prefix("node-role.kubernetes.io/") {
+            if !role.is_empty() {
+                roles.insert(role.to_owned());
+            }
+        } else if k == "kubernetes.io/role"
+            && let Some(v) = v.as_str().filter(|v| !v.is_empty())
+        {
+            roles.insert(v.to_owned());
+        }
+    }
+    let address = |ty: &str| {
+        o["status"]["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["type"] == ty)
+            .and_then(|a| a["address"].as_str())
+            .unwrap_or("<none>")
+            .to_owned()
+    };
+    let info = |f: &str| {
+        let v = o["status"]["nodeInfo"][f].as_str().unwrap_or_default();
+        if v.is_empty() {
+            "<unknown>".to_owned()
+        } else {
+            v.to_owned()
+        }
+    };
+    vec![
+        name(o),
+        json!(status.join(",")),
+        json!(or_none(roles.into_iter().collect::<Vec<_>>().join(","))),
+        age(o, now),
+        s(o, "/status/nodeInfo/kubeletVersion"),
+        json!(address("InternalIP")),
+        json!(address("ExternalIP")),
+        json!(info("osImage")),
+        json!(info("kernelVersion")),
+        json!(info("containerRuntimeVersion")),
+    ]
+}
+
+fn pod_cells(o: &Value, now: Timestamp) -> Vec<Value> {
+    let containers = o["spec"]["containers"].as_array().map_or(0, Vec::len);
+    let statuses = o["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ready = statuses.iter().filter(|c| c["ready"] == true).count();
+    let restarts: i64 = statuses
+        .iter()
+        .filter_map(|c| c["restartCount"].as_i64())
+        .sum();
+    let mut reason = o["status"]["reason"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        .or_else(|| o["status"]["phase"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    for c in statuses.iter().rev() {
+        if let Some(r) = c["state"]["waiting"]["reason"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+        {
+            reason = r.to_owned();
+        } else if let Some(r) = c["state"]["terminated"]["reason"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+        {
+            reason = r.to_owned();
+        }
+    }
+    if o["metadata"]["deletionTimestamp"].is_string() {
+        reason = if o["status"]["reason"] == "NodeLost" {
+            "Unknown"
+        } else {
+            "Terminating"
+        }
+        .to_owned();
+    }
+    let gates = o["spec"]["readinessGates"].as_array().map_or(0, Vec::len);
+    let gates = if gates == 0 {
+        "<none>".to_owned()
+    } else {
+        let met = gates_met(o);
+        format!("{met}/{gates}")
+    };
+    let ip = o["status"]["podIP"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("<none>");
+    let node = o["spec"]["nodeName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("<none>");
+    let nominated = o["status"]["nominatedNodeName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("<none>");
+    vec![
+        name(o),
+        json!(format!("{ready}/{containers}")),
+        json!(reason),
+        json!(restarts.to_string()),
+        age(o, now),
+        json!(ip),
+        json!(node),
+        json!(nominated),
+        json!(gates),
+    ]
+}
+
+fn gates_met(o: &Value) -> usize {
+    let conditions = o["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    o["spec"]["readinessGates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == g["conditionType"] && c["status"] == "True")
+        })
+        .count()
+}
+
+fn labels_string(v: &Value) -> String {
+    let mut pairs: Vec<String> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    pairs.sort();
+    or_none(pairs.join(","))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_owned))
+        .collect()
+}
+
+fn service_cells(o: &Value, now: Timestamp) -> Vec<Value> {
+    let spec = &o["spec"];
+    let ty = spec["type"].as_str().unwrap_or("ClusterIP");
+    let external_ips = strings(&spec["externalIPs"]);
+    let external = match ty {
+        "ClusterIP" | "NodePort" => or_none(external_ips.join(",")),
+        "LoadBalancer" => {
+            let mut ips: Vec<String> = o["status"]["loadBalancer"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| {
+                    i["ip"]
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .or_else(|| i["hostname"].as_str().filter(|s| !s.is_empty()))
+                        .map(str::to_owned)
+                })
+                .collect();
+            ips.extend(external_ips);
+            if ips.is_empty() {
+                "<pending>".to_owned()
+            } else {
+                ips.join(",")
+            }
+        }
+        "ExternalName" => spec["externalName"].as_str().unwrap_or_default().to_owned(),
+        _ => "<unknown>".to_owned(),
+    };
+    let ports: Vec<String> = spec["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let protocol = p["protocol"].as_str().unwrap_or("TCP");
+            match p["nodePort"].as_i64().filter(|n| *n > 0) {
+                Some(np) => format!("{}:{np}/{protocol}", p["port"]),
+                None => format!("{}/{protocol}", p["port"]),
+            }
+        })
+        .collect();
+    let cluster_ip = spec["clusterIP"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("<none>");
+    vec![
+        name(o),
+        json!(ty),
+        json!(cluster_ip),
+        json!(external),
+        json!(or_none(ports.join(","))),
+        age(o, now),
+        json!(labels_string(&spec["selector"])),
+    ]
+}
+
+fn event_cells(o: &Value, now: Timestamp) -> Vec<Value> {
+    let series_last = timestamp(&o["series"]["lastObservedTime"]);
+    let last = series_last
+        .or_else(|| timestamp(&o["lastTimestamp"]))
+        .or_else(|| timestamp(&o["eventTime"]));
+    let first = timestamp(&o["firstTimestamp"]).or_else(|| timestamp(&o["eventTime"]));
+    let non_empty = |a: &Value, b: &Value| {
+        a.as_str()
+            .filter(|s| !s.is_empty())
+            .or_else(|| b.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let component = non_empty(&o["source"]["component"], &o["reportingComponent"]);
+    let instance = non_empty(&o["source"]["host"], &o["reportingInstance"]);
+    let source = match (component.is_empty(), instance.is_empty()) {
+        (true, _) => "<unknown>".to_owned(),
+        (false, true) => component,
+        (false, false) => format!("{component}, {instance}"),
+    };
+    let count = o["series"]["count"]
+        .as_i64()
+        .or_else(|| o["count"].as_i64())
+        .unwrap_or(0);
+    let involved = &o["involvedObject"];
+    vec![
+        json!(since(last, now)),
+        s(o, "/type"),
+        s(o, "/reason"),
+        json!(format!(
+            "{}/{}",
+            involved["kind"].as_str().unwrap_or_default().to_lowercase(),
+            involved["name"].as_str().unwrap_or_default()
+        )),
+        s(o, "/involvedObject/fieldPath"),
+        json!(source),
+        s(o, "/message"),
+        json!(since(first, now)),
+        json!(count),
+        name(o),
+    ]
+}
+
+fn deployment_cells(o: &Value, now: Timestamp) -> Vec<Value> {
+    let st = &o["status"];
+    let n = |v: &Value| v.as_i64().unwrap_or(0);
+    let containers = o["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let images: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c["image"].as_str())
+        .collect();
+    vec![
+        name(o),
+        json!(format!(
+            "{}/{}",
+            n(&st["readyReplicas"]),
+            o["spec"]["replicas"].as_i64().unwrap_or(1)
+        )),
+        json!(n(&st["updatedReplicas"])),
+        json!(n(&st["availableReplicas"])),
+        age(o, now),
+        json!(names.join(",")),
+        json!(images.join(",")),
+        json!(crate::kinds::selector_string(&o["spec"]["selector"])),
+    ]
+}
+
+fn endpoint_slice_cells(o: &Value, now: Timestamp) -> Vec<Value> {
+    let ports: Vec<String> = o["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            p["port"]
+                .as_i64()
+                .map_or_else(|| "<unset>".to_owned(), |p| p.to_string())
+        })
+        .collect();
+    let ports = if o["ports"].is_array() && !ports.is_empty() {
+        ports.join(",")
+    } else {
+        "<unset>".to_owned()
+    };
+    let addresses: Vec<String> = o["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| strings(&e["addresses"]))
+        .collect();
+    let endpoints = match addresses.len() {
+        0 => "<unset>".to_owned(),
+        n if n > 3 => format!("{} + {} more...", addresses[..3].join(","), n - 3),
+        _ => addresses.join(","),
+    };
+    vec![
+        name(o),
+        s(o, "/addressType"),
+        json!(ports),
+        json!(endpoints),
+        age(o, now),
+    ]
+}
+
+fn binding_cells(o: &Value, now: Timestamp) -> Vec<Value> {
+    let mut users = Vec::new();
+    let mut groups = Vec::new();
+    let mut accounts = Vec::new();
+    for subject in o["subjects"].as_array().into_iter().flatten() {
+        let n = subject["name"].as_str().unwrap_or_default();
+        match subject["kind"].as_str().unwrap_or_default() {
+            "User" => users.push(n.to_owned()),
+            "Group" => groups.push(n.to_owned()),
+            "ServiceAccount" => accounts.push(format!(
+                "{}/{n}",
+                subject["namespace"].as_str().unwrap_or_default()
+            )),
+            _ => {}
+        }
+    }
+    vec![
+        name(o),
+        json!(format!(
+            "{}/{}",
+            o["roleRef"]["kind"].as_str().unwrap_or_default(),
+            o["roleRef"]["name"].as_str().unwrap_or_default()
+        )),
+        age(o, now),
+        json!(users.join(", ")),
+        json!(groups.join(", ")),
+        json!(accounts.join(", ")),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations_as_apimachinery() {
+        for (secs, want) in [
+            (-5.0, "<invalid>"),
+            (-1.0, "0s"),
+            (59.0, "59s"),
+            (119.0, "119s"),
+            (120.0, "2m"),
+            (125.0, "2m5s"),
+            (600.0, "10m"),
+            (3.0 * 3600.0, "3h"),
+            (3.0 * 3600.0 + 60.0, "3h1m"),
+            (30.0 * 3600.0, "30h"),
+            (50.0 * 3600.0, "2d2h"),
+            (10.0 * 86400.0, "10d"),
+            (800.0 * 86400.0, "2y70d"),
+            (9.0 * 365.0 * 86400.0, "9y"),
+        ] {
+            assert_eq!(human_duration(secs), want, "{secs}");
+        }
+    }
+
+    #[test]
+    fn accept_headers() {
+        assert!(wants_table(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+        ));
+        assert!(!wants_table("application/json"));
+        assert!(!wants_table(
+            "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
+        ));
+    }
+
+    #[test]
+    fn node_and_service_rows() {
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let node = json!({"metadata": {"name": "n1", "creationTimestamp": "2026-01-01T00:55:00Z",
+                "labels": {"node-role.kubernetes.io/control-plane": "", "node-role.kubernetes.io/worker": ""}},
+            "spec": {"unschedulable": true},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+                "nodeInfo": {"kubeletVersion": "v1.37.2"}}});
+        let t = table("Node", &[node], json!({}), Include::None, now);
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!([
+                "n1",
+                "NotReady,SchedulingDisabled",
+                "control-plane,worker",
+                "5m",
+                "v1.37.2",
+                "10.0.0.1",
+                "<none>",
+                "<unknown>",
+                "<unknown>",
+                "<unknown>"
+            ])
+        );
+        assert_eq!(t["columnDefinitions"][5]["priority"], 1);
+        let svc = json!({"metadata": {"name": "web"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "selector": {"b": "2", "a": "1"},
+                "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "127.64.0.1"}, {"hostname": "lb.example"}]}}});
+        let t = table("Service", &[svc], json!({}), Include::Metadata, now);
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!([
+                "web",
+                "LoadBalancer",
+                "10.96.0.10",
+                "127.64.0.1,lb.example",
+                "80:30080/TCP,53/UDP",
+                "<unknown>",
+                "a=1,b=2"
+            ])
+        );
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    }
+}
