@@ -194,6 +194,43 @@ impl Api {
         api
     }
 
+    /// Points the `kubernetes` Service at the API server's own address, as kube-apiserver's
+    /// endpoint reconciler does: the Service's target port and the `default/kubernetes`
+    /// EndpointSlice (kube-sim serves plain HTTP, so clients in a cluster cannot use it as
+    /// they would a real one; it is there for what lists it).
+    pub fn publish_address(&self, addr: std::net::SocketAddr) {
+        let services = Target {
+            def: resources::by_storage(resources::SERVICES).expect("services are served"),
+            namespace: Some("default".into()),
+            name: Some("kubernetes".into()),
+            status: false,
+        };
+        let _ = self.patch(
+            &services,
+            PatchType::Merge,
+            json!({"spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": addr.port()}]}}),
+            false,
+        );
+        let slices = Target {
+            def: resources::by_storage(resources::ENDPOINTSLICES)
+                .expect("endpointslices are served"),
+            namespace: Some("default".into()),
+            name: None,
+            status: false,
+        };
+        let family = if addr.is_ipv4() { "IPv4" } else { "IPv6" };
+        let _ = self.create(
+            &slices,
+            json!({
+                "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "addressType": family,
+                "endpoints": [{"addresses": [addr.ip().to_string()], "conditions": {"ready": true}}],
+                "ports": [{"name": "https", "port": addr.port(), "protocol": "TCP"}],
+            }),
+            false,
+        );
+    }
+
     fn namespace_exists(&self, ns: &str) -> bool {
         self.store
             .get(&Key::new(resources::NAMESPACES, "", ns))

@@ -111,8 +111,10 @@ impl Server {
             source,
         })?;
         let store = Arc::new(store::Store::new(config.history));
+        let api = api::Api::new(store);
+        api.publish_address(addr);
         let state = http::AppState {
-            api: Arc::new(api::Api::new(store)),
+            api: Arc::new(api),
             faults: Arc::new(faults::Faults::new()),
             bookmark_every: config.bookmark_every,
             address: addr.to_string(),

@@ -851,3 +851,38 @@ async fn requests_are_recorded_in_rbac_terms_per_user_agent() {
         ]
     );
 }
+
+/// A new kube-sim has what a new cluster has: the system namespaces, and the `kubernetes`
+/// Service with an EndpointSlice pointing at the API server's own address.
+#[tokio::test]
+async fn a_new_server_has_the_system_namespaces_and_its_own_service() {
+    let s = start().await;
+    let names = s.get("/api/v1/namespaces").await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(names.contains(&ns.to_owned()), "{names:?}");
+    }
+    let url: http::Uri = s.url("/").parse().unwrap();
+    let (host, port) = (url.host().unwrap(), url.port_u16().unwrap());
+    let svc = s
+        .get("/api/v1/namespaces/default/services/kubernetes")
+        .await
+        .body;
+    assert_eq!(svc["spec"]["clusterIP"], "10.96.0.1");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 443);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], port);
+    let slice = s
+        .get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes")
+        .await
+        .body;
+    assert_eq!(
+        slice["metadata"]["labels"]["kubernetes.io/service-name"],
+        "kubernetes"
+    );
+    assert_eq!(slice["endpoints"][0]["addresses"][0], host);
+    assert_eq!(slice["ports"][0]["port"], port);
+}
