@@ -511,6 +511,10 @@ impl Api {
                 obj["spec"] = json!({"finalizers": ["kubernetes"]});
             }
             resources::LEASES => kinds::validate_lease(def, &name, &obj)?,
+            // kube-apiserver's defaulting: a Secret without a type is Opaque.
+            resources::SECRETS if obj["type"].as_str().is_none_or(str::is_empty) => {
+                obj["type"] = json!("Opaque");
+            }
             _ => {}
         }
         let key = Key::new(def.storage, namespace, name.clone());

@@ -398,8 +398,7 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
         return match parts.method {
             Method::GET => Ok(json_response(200, &api.get_scale(&t)?)),
             Method::PUT => {
-                require_json(&content_type)?;
-                let body = parse_json_body(&read_body(body).await?)?;
+                let body = read_object(&content_type, body).await?;
                 let (code, obj) = api.write_scale(&t, None, body, dry_run)?;
                 Ok(json_response(code, &obj))
             }
@@ -421,8 +420,7 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
                 t.def.qualified_plural()
             )));
         }
-        require_json(&content_type)?;
-        let body = parse_json_body(&read_body(body).await?)?;
+        let body = read_object(&content_type, body).await?;
         let who = crate::rbac::Requester::from_headers(&parts.headers);
         let (code, obj) = api.review(t.def, body, &who)?;
         return Ok(json_response(code, &obj));
@@ -463,15 +461,13 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
             Ok(json_response(200, &api.list(&t, &lq)?))
         }
         (Method::POST, false) => {
-            require_json(&content_type)?;
-            let mut body = parse_json_body(&read_body(body).await?)?;
+            let mut body = read_object(&content_type, body).await?;
             let warnings = check_fields(t.def, &mut body, &q)?;
             let (code, obj) = api.create(&t, body, dry_run)?;
             Ok(with_warnings(json_response(code, &obj), &warnings))
         }
         (Method::PUT, true) => {
-            require_json(&content_type)?;
-            let mut body = parse_json_body(&read_body(body).await?)?;
+            let mut body = read_object(&content_type, body).await?;
             let warnings = check_fields(t.def, &mut body, &q)?;
             let (code, obj) = api.update(&t, body, dry_run)?;
             Ok(with_warnings(json_response(code, &obj), &warnings))
@@ -578,6 +574,18 @@ fn openapi_response(rest: &str) -> Result<Response, StatusError> {
                 .into_response())
         }
     }
+}
+
+/// A request body as JSON: JSON as it is, Kubernetes protobuf decoded ([`crate::protobuf`]).
+async fn read_object(content_type: &str, body: Body) -> Result<Value, StatusError> {
+    if crate::protobuf::is_protobuf(content_type) {
+        let bytes = read_body(body).await?;
+        return crate::protobuf::decode(&bytes).map_err(|e| {
+            StatusError::bad_request(format!("the protobuf body cannot be decoded: {e}"))
+        });
+    }
+    require_json(content_type)?;
+    parse_json_body(&read_body(body).await?)
 }
 
 fn require_json(ct: &str) -> Result<(), StatusError> {

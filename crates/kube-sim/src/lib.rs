@@ -14,9 +14,10 @@
 //! with `fieldValidation=Strict` refuses) fields they do not declare; [`rbac`] answers
 //! SelfSubjectAccessReview and SelfSubjectRulesReview from the stored roles.
 //!
+//! [`protobuf`] decodes Kubernetes protobuf request bodies (answers are JSON).
+//!
 //! Not served, on purpose: TLS and authentication (plain HTTP on loopback). Not served yet:
-//! protobuf (415), server-side apply (415), OpenAPI v2 (404; kubectl uses v3), and garbage
-//! collection. [`tables`] answers `kubectl get`'s Table requests (lists, single objects and
+//! server-side apply (415), OpenAPI v2 (404; kubectl uses v3), and garbage collection. [`tables`] answers `kubectl get`'s Table requests (lists, single objects and
 //! watches) with kube-apiserver's columns.
 //!
 //! What it does serve is checked against the real kube-apiserver: `tests/it/differential.rs`
@@ -41,6 +42,7 @@ pub mod http;
 pub mod kinds;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod rbac;
 pub mod resources;
 pub mod selectors;

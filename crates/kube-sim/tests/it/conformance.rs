@@ -720,13 +720,26 @@ async fn discovery_version_and_unsupported_requests() {
         .send(
             Method::POST,
             "/api/v1/namespaces",
-            "application/vnd.kubernetes.protobuf",
+            "application/cbor",
             Some(json!({})),
         )
         .await;
     assert_eq!(
         (r.status, r.body["reason"].as_str()),
         (415, Some("UnsupportedMediaType"))
+    );
+    // Protobuf is decoded; a body that is not protobuf is a bad request.
+    let r = s
+        .send(
+            Method::POST,
+            "/api/v1/namespaces",
+            "application/vnd.kubernetes.protobuf",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (400, Some("BadRequest"))
     );
     assert_eq!(s.get("/openapi/v2").await.status, 404);
     let index = s.get("/openapi/v3").await;

@@ -1523,6 +1523,71 @@ fn kubectl_script(d: &mut Diff<'_>, bin: &Path, sim: &Path, real: &Path, dir: &P
             ],
         ),
         ("kubectl api-versions has v1", vec!["api-versions".into()]),
+        // Typed clients: kubectl sends these bodies in protobuf.
+        (
+            "kubectl create deployment",
+            vec![
+                "create".into(),
+                "deployment".into(),
+                "api".into(),
+                "-n".into(),
+                "kdiff".into(),
+                "--image=nginx".into(),
+                "--replicas=2".into(),
+            ],
+        ),
+        (
+            "kubectl get created deployment",
+            vec![
+                "get".into(),
+                "deployment".into(),
+                "api".into(),
+                "-n".into(),
+                "kdiff".into(),
+                "-o".into(),
+                "jsonpath={.spec.replicas} {.spec.selector.matchLabels.app} {.spec.template.spec.containers[0].image} {.metadata.labels.app}".into(),
+            ],
+        ),
+        (
+            "kubectl create secret",
+            vec![
+                "create".into(),
+                "secret".into(),
+                "generic".into(),
+                "token".into(),
+                "-n".into(),
+                "kdiff".into(),
+                "--from-literal=key=s3cr3t".into(),
+            ],
+        ),
+        (
+            "kubectl get created secret",
+            vec![
+                "get".into(),
+                "secret".into(),
+                "token".into(),
+                "-n".into(),
+                "kdiff".into(),
+                "-o".into(),
+                "jsonpath={.type} {.data.key}".into(),
+            ],
+        ),
+        (
+            "kubectl auth can-i",
+            vec!["auth".into(), "can-i".into(), "list".into(), "nodes".into()],
+        ),
+        (
+            "kubectl auth can-i as nobody",
+            vec![
+                "auth".into(),
+                "can-i".into(),
+                "delete".into(),
+                "configmaps".into(),
+                "-n".into(),
+                "kdiff".into(),
+                "--as=nobody".into(),
+            ],
+        ),
         (
             "kubectl scale",
             vec![

@@ -477,3 +477,62 @@ async fn get_prints_the_servers_columns() {
     assert!(modified.contains("Ready,SchedulingDisabled"), "{modified}");
     let _ = w.kill().await;
 }
+
+/// The commands that go through client-go's typed clients send protobuf bodies: they work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_client_commands_send_protobuf_and_work() {
+    let k = setup().await;
+    let out = k
+        .ok(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "--replicas=2",
+        ])
+        .await;
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    let d = k
+        .sim
+        .get("/apis/apps/v1/namespaces/default/deployments/web")
+        .await
+        .body;
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx"
+    );
+    assert!(d["metadata"]["creationTimestamp"].is_string(), "{d}");
+    k.ok(&["create", "secret", "generic", "s", "--from-literal=a=b"])
+        .await;
+    let secret = k.sim.get("/api/v1/namespaces/default/secrets/s").await.body;
+    assert_eq!(
+        (secret["type"].as_str(), secret["data"]["a"].as_str()),
+        (Some("Opaque"), Some("Yg=="))
+    );
+    assert_eq!(
+        k.ok(&["auth", "can-i", "list", "nodes"]).await.trim(),
+        "yes"
+    );
+    k.ok(&["create", "role", "reader", "--verb=get", "--resource=pods"])
+        .await;
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "bot-reads",
+        "--role=reader",
+        "--serviceaccount=default:bot",
+    ])
+    .await;
+    let bot = "--as=system:serviceaccount:default:bot";
+    assert_eq!(
+        k.ok(&["auth", "can-i", "get", "pods", bot]).await.trim(),
+        "yes"
+    );
+    let out = k
+        .cmd(&["auth", "can-i", "delete", "pods", bot])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+}
