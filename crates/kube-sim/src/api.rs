@@ -29,6 +29,9 @@ pub struct Target {
     pub name: Option<String>,
     /// `status` for the status subresource.
     pub status: bool,
+    /// Who writes (the `fieldManager` parameter, else the User-Agent's product), for
+    /// `managedFields`.
+    pub manager: String,
 }
 
 impl Target {
@@ -47,6 +50,11 @@ impl Target {
     fn name(&self) -> &str {
         self.name.as_deref().unwrap_or("")
     }
+
+    /// The subresource written, as `managedFields` names it.
+    fn subresource(&self) -> &'static str {
+        if self.status { "status" } else { "" }
+    }
 }
 
 /// Patch flavours kube-sim understands.
@@ -55,6 +63,10 @@ pub enum PatchType {
     Merge,
     Json,
     Strategic,
+    /// Server-side apply, with `force` to take conflicting fields over.
+    Apply {
+        force: bool,
+    },
 }
 
 /// Parsed list parameters.
@@ -170,6 +182,7 @@ impl Api {
                 namespace: None,
                 name: None,
                 status: false,
+                manager: String::new(),
             };
             api.create(&t, json!({"metadata": {"name": ns}}), false)
                 .expect("system namespaces can be created");
@@ -180,6 +193,7 @@ impl Api {
             namespace: Some("default".into()),
             name: None,
             status: false,
+            manager: String::new(),
         };
         api.create(
             &services,
@@ -204,6 +218,7 @@ impl Api {
             namespace: Some("default".into()),
             name: Some("kubernetes".into()),
             status: false,
+            manager: String::new(),
         };
         let _ = self.patch(
             &services,
@@ -217,6 +232,7 @@ impl Api {
             namespace: Some("default".into()),
             name: None,
             status: false,
+            manager: String::new(),
         };
         let family = if addr.is_ipv4() { "IPv4" } else { "IPv6" };
         let _ = self.create(
@@ -311,11 +327,12 @@ impl Api {
         dry_run: bool,
     ) -> Result<(u16, Value), StatusError> {
         let def = t.def;
-        let (code, obj) = self.guaranteed_update(t, dry_run, move |current| {
+        let (code, obj) = self.guaranteed_update(t, dry_run, Some("scale"), move |current| {
             let scale = kinds::scale_of(current);
             let new_scale = match patch {
                 None => body,
-                Some(PatchType::Merge) => patch::merge(&scale, &body),
+                // Applying a Scale is a merge here: nobody else owns a Scale's one field.
+                Some(PatchType::Merge | PatchType::Apply { .. }) => patch::merge(&scale, &body),
                 Some(PatchType::Json) => {
                     patch::json(&scale, &body).map_err(|e| patch_error(def, t.name(), e))?
                 }
@@ -646,7 +663,9 @@ impl Api {
                 "Invalid value: 0: must be specified for an update",
             ));
         }
-        self.guaranteed_update(t, dry_run, move |_current| Ok((body, precondition)))
+        self.guaranteed_update(t, dry_run, Some(t.subresource()), move |_current| {
+            Ok((body, precondition))
+        })
     }
 
     /// PATCH: apply the patch to the current object, atomically.
@@ -657,9 +676,13 @@ impl Api {
         body: Value,
         dry_run: bool,
     ) -> Result<(u16, Value), StatusError> {
+        if let PatchType::Apply { force } = ty {
+            return self.apply(t, body, force, dry_run);
+        }
         let def = t.def;
-        self.guaranteed_update(t, dry_run, move |current| {
+        self.guaranteed_update(t, dry_run, Some(t.subresource()), move |current| {
             let patched = match ty {
+                PatchType::Apply { .. } => unreachable!("applies return above"),
                 PatchType::Merge => {
                     if !body.is_object() {
                         return Err(StatusError::bad_request(
@@ -690,12 +713,111 @@ impl Api {
         })
     }
 
+    /// Server-side apply of `body` by `t.manager` ([`crate::ssa`]): creates the object if it
+    /// is missing (201), else merges it in (200); conflicts are 409 unless `force`.
+    pub fn apply(
+        &self,
+        t: &Target,
+        body: Value,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<(u16, Value), StatusError> {
+        let def = t.def;
+        if t.status {
+            return Err(StatusError::new(
+                415,
+                "UnsupportedMediaType",
+                "kube-sim applies configurations to the main resource only, not to its status",
+            ));
+        }
+        if t.manager.is_empty() {
+            return Err(StatusError::new(
+                422,
+                "Invalid",
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
+        }
+        let mut body = self.check_body(def, body)?;
+        for field in ["apiVersion", "kind"] {
+            if body[field].as_str().is_none_or(str::is_empty) {
+                return Err(StatusError::bad_request(format!(
+                    "{field} must be set in an applied configuration"
+                )));
+            }
+        }
+        if body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n != t.name())
+        {
+            return Err(StatusError::bad_request(
+                "the name of the applied configuration does not match the name in the URL",
+            ));
+        }
+        if def.status
+            && let Some(o) = body.as_object_mut()
+        {
+            // The main resource's apply leaves status alone, as kube-apiserver resets it.
+            o.remove("status");
+        }
+        let node = crate::openapi::SchemaNode::of_kind(def.group, def.version, def.kind);
+        let api_version = def.api_version();
+        let conflict = |conflicts: Vec<crate::ssa::Conflict>| {
+            let mut e = StatusError::new(409, "Conflict", crate::ssa::conflict_message(&conflicts));
+            e.details = Some(json!({"causes": conflicts.iter().map(|c| json!({
+                "reason": "FieldManagerConflict",
+                "message": format!("conflict with {:?} using {}", c.manager, c.api_version),
+                "field": crate::ssa::path_string(&c.path),
+            })).collect::<Vec<_>>()}));
+            e
+        };
+        let now = now_seconds();
+        if self.store.get(&t.key()?).is_none() {
+            let created =
+                crate::ssa::apply(node, None, &body, &t.manager, &api_version, &now, force)
+                    .map_err(conflict)?
+                    .object;
+            let mut created = created;
+            created["metadata"]["name"] = json!(t.name());
+            let collection = Target {
+                def,
+                namespace: t.namespace.clone(),
+                name: None,
+                status: false,
+                manager: t.manager.clone(),
+            };
+            return self.create(&collection, created, dry_run);
+        }
+        let precondition = body
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|rv| !rv.is_empty())
+            .map(str::to_owned);
+        let manager = t.manager.clone();
+        self.guaranteed_update(t, dry_run, None, move |current| {
+            let applied = crate::ssa::apply(
+                node,
+                Some(current),
+                &body,
+                &manager,
+                &api_version,
+                &now,
+                force,
+            )
+            .map_err(conflict)?;
+            Ok((applied.object, precondition))
+        })
+    }
+
     /// Applies `transform` to the current object (in wire form) and commits the result with the
     /// per-kind update rules. `transform` returns the new object and an optional RV precondition.
+    /// `updating` is the subresource of an ordinary write (whose writer then owns what it
+    /// changed); `None` for an apply, which sets the owners itself.
     fn guaranteed_update(
         &self,
         t: &Target,
         dry_run: bool,
+        updating: Option<&'static str>,
         transform: impl FnOnce(&Value) -> Result<(Value, Option<String>), StatusError>,
     ) -> Result<(u16, Value), StatusError> {
         let def = t.def;
@@ -711,7 +833,23 @@ impl Api {
                 return Err(StatusError::not_found(def, &name));
             };
             let old_wire = kinds::to_wire(def, old);
-            let (new_wire, precondition) = transform(&old_wire)?;
+            let (mut new_wire, precondition) = transform(&old_wire)?;
+            if let Some(subresource) = updating {
+                // Once an object has owners (it was applied), every write updates them.
+                crate::ssa::record_update(
+                    crate::openapi::SchemaNode::of_kind(def.group, def.version, def.kind),
+                    &old_wire,
+                    &mut new_wire,
+                    if t.manager.is_empty() {
+                        "unknown"
+                    } else {
+                        &t.manager
+                    },
+                    &def.api_version(),
+                    subresource,
+                    &now_seconds(),
+                );
+            }
             let new_wire = self.check_body(def, new_wire)?;
             if let Some(rv) = precondition
                 && Some(rv.as_str())
@@ -949,6 +1087,7 @@ impl Api {
                 namespace: Some(k.namespace.clone()),
                 name: Some(k.name.clone()),
                 status: false,
+                manager: String::new(),
             };
             match self.delete(&one, &json!({})) {
                 Ok(_) => {}
@@ -1010,6 +1149,7 @@ impl Api {
                 namespace: ns,
                 name: Some(name),
                 status: false,
+                manager: String::new(),
             };
             match self.delete(&one, &json!({})) {
                 Ok(_) => deleted.push(item),

@@ -207,6 +207,7 @@ fn resolve(path: &str) -> Result<Target, StatusError> {
             namespace: ns.map(str::to_owned),
             name: name.map(str::to_owned),
             status,
+            manager: String::new(),
         };
     match rest {
         [plural] => Ok(t(def(plural)?, None, None, false)),
@@ -342,7 +343,7 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
         Some(parent) => (parent.to_owned(), true),
         None => (path, false),
     };
-    let t = resolve(&path)?;
+    let mut t = resolve(&path)?;
     if scale && (!t.def.scale || t.name.is_none() || t.status) {
         return Err(StatusError::new(
             404,
@@ -351,6 +352,7 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
         ));
     }
     let q = Query::parse(parts.uri.query());
+    t.manager = field_manager(&q, &parts.headers);
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -473,11 +475,32 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
             Ok(with_warnings(json_response(code, &obj), &warnings))
         }
         (Method::PATCH, true) => {
-            let ty = patch_type(&content_type)?;
+            let ty = match patch_type(&content_type)? {
+                PatchType::Apply { .. } => PatchType::Apply {
+                    force: q.flag("force"),
+                },
+                other => other,
+            };
+            if matches!(ty, PatchType::Apply { .. })
+                && q.get("fieldManager").is_none_or(str::is_empty)
+            {
+                // An apply names its manager; there is no default.
+                t.manager.clear();
+            }
             let bytes = read_body(body).await?;
-            let mut body: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                StatusError::bad_request(format!("the patch is not valid JSON: {e}"))
-            })?;
+            let mut body: Value = match ty {
+                // An applied configuration is YAML (JSON is YAML too).
+                PatchType::Apply { .. } => serde_json::from_slice(&bytes).or_else(|_| {
+                    serde_saphyr::from_slice(&bytes).map_err(|e| {
+                        StatusError::bad_request(format!(
+                            "the applied configuration is not valid YAML: {e}"
+                        ))
+                    })
+                })?,
+                _ => serde_json::from_slice(&bytes).map_err(|e| {
+                    StatusError::bad_request(format!("the patch is not valid JSON: {e}"))
+                })?,
+            };
             // A JSON patch names paths, not fields: only merge patches are checked.
             let warnings = if ty == PatchType::Json {
                 Vec::new()
@@ -576,6 +599,21 @@ fn openapi_response(rest: &str) -> Result<Response, StatusError> {
     }
 }
 
+/// The field manager of a write: the `fieldManager` parameter, else the product of the
+/// User-Agent (`kubectl/v1.37.2 (linux/amd64) ...` is `kubectl`), as kube-apiserver defaults it.
+fn field_manager(q: &Query, headers: &axum::http::HeaderMap) -> String {
+    if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_owned();
+    }
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|p| !p.is_empty())
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
 /// A request body as JSON: JSON as it is, Kubernetes protobuf decoded ([`crate::protobuf`]).
 async fn read_object(content_type: &str, body: Body) -> Result<Value, StatusError> {
     if crate::protobuf::is_protobuf(content_type) {
@@ -602,11 +640,7 @@ fn patch_type(ct: &str) -> Result<PatchType, StatusError> {
         "application/merge-patch+json" => Ok(PatchType::Merge),
         "application/json-patch+json" => Ok(PatchType::Json),
         "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(StatusError::new(
-            415,
-            "UnsupportedMediaType",
-            "kube-sim does not implement server-side apply; use client-side apply (kubectl apply without --server-side) or a merge or strategic patch",
-        )),
+        "application/apply-patch+yaml" => Ok(PatchType::Apply { force: false }),
         other => Err(StatusError::unsupported_media_type(other)),
     }
 }
@@ -754,7 +788,11 @@ mod tests {
             PatchType::Strategic
         );
         assert_eq!(
-            patch_type("application/apply-patch+yaml").unwrap_err().code,
+            patch_type("application/apply-patch+yaml").unwrap(),
+            PatchType::Apply { force: false }
+        );
+        assert_eq!(
+            patch_type("application/apply-patch+cbor").unwrap_err().code,
             415
         );
         assert_eq!(

@@ -16,8 +16,10 @@
 //!
 //! [`protobuf`] decodes Kubernetes protobuf request bodies (answers are JSON).
 //!
+//! [`ssa`] is server-side apply (field owners from an object's first apply on).
+//!
 //! Not served, on purpose: TLS and authentication (plain HTTP on loopback). Not served yet:
-//! server-side apply (415), OpenAPI v2 (404; kubectl uses v3), and garbage collection. [`tables`] answers `kubectl get`'s Table requests (lists, single objects and
+//! OpenAPI v2 (404; kubectl uses v3) and garbage collection. docs/kube-sim.md has the details. [`tables`] answers `kubectl get`'s Table requests (lists, single objects and
 //! watches) with kube-apiserver's columns.
 //!
 //! What it does serve is checked against the real kube-apiserver: `tests/it/differential.rs`
@@ -46,6 +48,7 @@ pub mod protobuf;
 pub mod rbac;
 pub mod resources;
 pub mod selectors;
+pub mod ssa;
 pub mod status;
 pub mod store;
 pub mod tables;

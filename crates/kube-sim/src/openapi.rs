@@ -216,6 +216,86 @@ fn resolve<'a>(s: &'a Schemas, schema: &'a Value) -> &'a Value {
         .map_or(schema, |target| resolve(s, target))
 }
 
+/// How a list merges (`x-kubernetes-list-type`; lists without it are atomic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListType {
+    Atomic,
+    Set,
+    /// Items are identified by these fields.
+    Map(Vec<String>),
+}
+
+/// A place in a kind's schema, for server-side apply; an unknown place (no schema) behaves as
+/// a granular map with atomic lists.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaNode(Option<&'static Value>);
+
+impl SchemaNode {
+    /// The schema of a kind, if it has one.
+    pub fn of_kind(group: &str, version: &str, kind: &str) -> Self {
+        let s = schemas();
+        let key = (group.to_owned(), version.to_owned(), kind.to_owned());
+        Self(s.by_kind.get(&key).and_then(|n| s.by_name.get(n)))
+    }
+
+    fn schema(self) -> Option<&'static Value> {
+        self.0.map(|v| resolve(schemas(), v))
+    }
+
+    /// The schema of field `k` of an object here.
+    pub fn field(self, k: &str) -> Self {
+        let Some(s) = self.schema() else {
+            return Self(None);
+        };
+        Self(
+            s.get("properties")
+                .and_then(|p| p.get(k))
+                .or_else(|| s.get("additionalProperties").filter(|a| a.is_object())),
+        )
+    }
+
+    /// The schema of a list's items.
+    pub fn items(self) -> Self {
+        Self(self.schema().and_then(|s| s.get("items")))
+    }
+
+    pub fn list_type(self) -> ListType {
+        let Some(s) = self.schema().or(self.0) else {
+            return ListType::Atomic;
+        };
+        match s["x-kubernetes-list-type"].as_str() {
+            Some("set") => ListType::Set,
+            Some("map") => ListType::Map(
+                s["x-kubernetes-list-map-keys"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect(),
+            ),
+            _ => ListType::Atomic,
+        }
+    }
+
+    /// An object replaced whole rather than merged field by field.
+    pub fn is_atomic_map(self) -> bool {
+        [self.0, self.schema()]
+            .into_iter()
+            .flatten()
+            .any(|s| s["x-kubernetes-map-type"] == "atomic")
+    }
+
+    /// The schema default of field `k` of this object (list-map keys default so, e.g. a port's
+    /// protocol).
+    pub fn default_of(self, k: &str) -> Option<Value> {
+        let f = self.field(k);
+        [f.0, f.schema()]
+            .into_iter()
+            .flatten()
+            .find_map(|s| s.get("default").cloned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

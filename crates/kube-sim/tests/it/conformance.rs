@@ -490,16 +490,26 @@ async fn patches_follow_the_real_list_semantics() {
         ports[0]["nodePort"].is_number(),
         "allocated node port survives"
     );
-    // Unsupported patch types.
+    // Unsupported patch types; an apply needs its field manager.
     assert_eq!(
         s.patch(
             "/api/v1/nodes/p1",
-            "application/apply-patch+yaml",
+            "application/apply-patch+cbor",
             json!({})
         )
         .await
         .status,
         415
+    );
+    assert_eq!(
+        s.patch(
+            "/api/v1/nodes/p1",
+            "application/apply-patch+yaml",
+            json!({"apiVersion": "v1", "kind": "Node"})
+        )
+        .await
+        .status,
+        422
     );
     assert_eq!(
         s.patch("/api/v1/nodes/missing", "merge", json!({}))

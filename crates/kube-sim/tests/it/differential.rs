@@ -135,6 +135,10 @@ fn strategic(path: impl Into<String>, body: Value) -> Req {
     )
 }
 
+fn apply(path: impl Into<String>, body: Value) -> Req {
+    with_body("PATCH", path, body, "application/apply-patch+yaml")
+}
+
 fn json_patch(path: impl Into<String>, body: Value) -> Req {
     with_body("PATCH", path, body, "application/json-patch+json")
 }
@@ -1267,6 +1271,127 @@ async fn script(d: &mut Diff<'_>) {
     )
     .await;
 
+    // Server-side apply: ownership, conflicts, force, forgetting what is no longer applied.
+    let owners = |r: &Resp, _: &Seen| {
+        let mut m: Vec<String> = r
+            .at("/metadata/managedFields")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                format!(
+                    "{}:{}:{}",
+                    e["manager"].as_str().unwrap_or("?"),
+                    e["operation"].as_str().unwrap_or("?"),
+                    e["fieldsV1"]
+                )
+            })
+            .collect();
+        m.sort();
+        format!(
+            "{} data={} owners={}",
+            r.outcome(),
+            r.at("/data"),
+            m.join(" ")
+        )
+    };
+    const SSA: &str = "/api/v1/namespaces/diff/configmaps/applied";
+    let config = |data: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied", "labels": {"by": "alice"}}, "data": data});
+    d.step(
+        "apply creates",
+        move |_| {
+            apply(
+                format!("{SSA}?fieldManager=alice"),
+                config(json!({"a": "1", "b": "2"})),
+            )
+        },
+        owners,
+    )
+    .await;
+    d.step(
+        "apply again",
+        move |_| {
+            apply(
+                format!("{SSA}?fieldManager=alice"),
+                config(json!({"a": "1", "b": "2"})),
+            )
+        },
+        owners,
+    )
+    .await;
+    d.step(
+        "update by another manager",
+        |_| {
+            merge(
+                format!("{SSA}?fieldManager=bob"),
+                json!({"data": {"a": "9", "c": "3"}}),
+            )
+        },
+        owners,
+    )
+    .await;
+    d.step(
+        "apply conflict",
+        move |_| {
+            apply(
+                format!("{SSA}?fieldManager=alice"),
+                config(json!({"a": "1", "b": "2"})),
+            )
+        },
+        fields(&["/code", "/reason", "/message", "/details/causes/0/field"]),
+    )
+    .await;
+    d.step(
+        "apply with the same value shares",
+        move |_| {
+            apply(
+                format!("{SSA}?fieldManager=carol"),
+                config(json!({"a": "9"})),
+            )
+        },
+        owners,
+    )
+    .await;
+    d.step(
+        "apply forced",
+        move |_| {
+            apply(
+                format!("{SSA}?fieldManager=alice&force=true"),
+                config(json!({"a": "1", "b": "2"})),
+            )
+        },
+        owners,
+    )
+    .await;
+    d.step(
+        "apply drops a field",
+        move |_| {
+            apply(
+                format!("{SSA}?fieldManager=alice"),
+                config(json!({"a": "1"})),
+            )
+        },
+        owners,
+    )
+    .await;
+    d.step(
+        "apply without a manager",
+        move |_| apply(SSA, config(json!({"a": "1"}))),
+        outcome,
+    )
+    .await;
+    d.step(
+        "apply without kind",
+        move |_| {
+            apply(
+                format!("{SSA}?fieldManager=alice"),
+                json!({"metadata": {"name": "applied"}}),
+            )
+        },
+        outcome,
+    )
+    .await;
+
     // Server-side tables, as kubectl get asks for them.
     for (name, path, cells) in [
         (
@@ -1416,6 +1541,13 @@ fn kubectl_script(d: &mut Diff<'_>, bin: &Path, sim: &Path, real: &Path, dir: &P
     )
     .unwrap();
     let bad = invalid.to_str().unwrap().to_owned();
+    let ssa_file = dir.join("kubectl-ssa.yaml");
+    std::fs::write(
+        &ssa_file,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ssa\n  namespace: kdiff\n  labels: {app: ssa}\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: ssa}\n  template:\n    metadata:\n      labels: {app: ssa}\n    spec:\n      containers:\n      - name: c\n        image: nginx\n        ports:\n        - containerPort: 80\n",
+    )
+    .unwrap();
+    let ssa = ssa_file.to_str().unwrap().to_owned();
     let m = manifest.to_str().unwrap().to_owned();
     let c = changed.to_str().unwrap().to_owned();
     let steps: Vec<(&'static str, Vec<String>)> = vec![
@@ -1609,6 +1741,52 @@ fn kubectl_script(d: &mut Diff<'_>, bin: &Path, sim: &Path, real: &Path, dir: &P
                 "kdiff".into(),
                 "-o".into(),
                 "jsonpath={.spec.replicas}".into(),
+            ],
+        ),
+        (
+            "kubectl apply --server-side",
+            vec!["apply".into(), "--server-side".into(), "-f".into(), ssa.clone()],
+        ),
+        (
+            "kubectl apply --server-side again",
+            vec!["apply".into(), "--server-side".into(), "-f".into(), ssa.clone()],
+        ),
+        (
+            "kubectl scale the applied",
+            vec![
+                "scale".into(),
+                "deployment".into(),
+                "ssa".into(),
+                "-n".into(),
+                "kdiff".into(),
+                "--replicas=5".into(),
+            ],
+        ),
+        (
+            "kubectl apply --server-side conflict",
+            vec!["apply".into(), "--server-side".into(), "-f".into(), ssa.clone()],
+        ),
+        (
+            "kubectl apply --server-side --force-conflicts",
+            vec![
+                "apply".into(),
+                "--server-side".into(),
+                "--force-conflicts".into(),
+                "-f".into(),
+                ssa.clone(),
+            ],
+        ),
+        (
+            "kubectl get the applied",
+            vec![
+                "get".into(),
+                "deployment".into(),
+                "ssa".into(),
+                "-n".into(),
+                "kdiff".into(),
+                "-o".into(),
+                // kube-controller-manager's deployment controller also owns the status there.
+                "jsonpath={.spec.replicas} {range .metadata.managedFields[?(@.manager!=\"kube-controller-manager\")]}{.manager}/{.operation}/{.subresource} {end}".into(),
             ],
         ),
         (

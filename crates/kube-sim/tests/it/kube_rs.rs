@@ -265,3 +265,67 @@ async fn replace_conflicts_and_delete_responses() {
     let v = c.apiserver_version().await.unwrap();
     assert_eq!(v.major, "1");
 }
+
+/// kube-rs's `Patch::Apply`: created by the first apply, a conflict with another manager's
+/// update is a 409 the client reports, and `force` takes the field over.
+#[tokio::test]
+async fn server_side_apply_with_kube_rs() {
+    let s = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client(&s.url("")), "default");
+    let mine = |v: &str| -> ConfigMap {
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "ssa"}, "data": {"k": v}}))
+        .unwrap()
+    };
+    let created = cms
+        .patch(
+            "ssa",
+            &PatchParams::apply("simcloud"),
+            &Patch::Apply(mine("1")),
+        )
+        .await
+        .unwrap();
+    let owners = created.metadata.managed_fields.unwrap();
+    assert_eq!(
+        (owners[0].manager.as_deref(), owners[0].operation.as_deref()),
+        (Some("simcloud"), Some("Apply"))
+    );
+    cms.patch(
+        "ssa",
+        &PatchParams {
+            field_manager: Some("other".into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(json!({"data": {"k": "2"}})),
+    )
+    .await
+    .unwrap();
+    let err = cms
+        .patch(
+            "ssa",
+            &PatchParams::apply("simcloud"),
+            &Patch::Apply(mine("1")),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert!(
+                s.message.contains(r#"conflict with "other""#),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("{other}"),
+    }
+    let forced = cms
+        .patch(
+            "ssa",
+            &PatchParams::apply("simcloud").force(),
+            &Patch::Apply(mine("1")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data.unwrap()["k"], "1");
+}
