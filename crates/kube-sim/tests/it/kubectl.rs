@@ -536,3 +536,45 @@ async fn typed_client_commands_send_protobuf_and_work() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
 }
+
+/// `kubectl apply --server-side`: applied, owned by kubectl, a conflicting change by another
+/// writer refused until `--force-conflicts`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_owns_conflicts_and_forces() {
+    let k = setup().await;
+    let file = k.write("svc.yaml", SVC_YAML);
+    let out = k.ok(&["apply", "--server-side", "-f", &file]).await;
+    assert!(out.contains("service/web serverside-applied"), "{out}");
+    let svc = k
+        .sim
+        .get("/api/v1/namespaces/default/services/web")
+        .await
+        .body;
+    assert_eq!(svc["metadata"]["managedFields"][0]["manager"], "kubectl");
+    assert_eq!(svc["metadata"]["managedFields"][0]["operation"], "Apply");
+    let changed = k
+        .sim
+        .patch(
+            "/api/v1/namespaces/default/services/web?fieldManager=someone",
+            "merge",
+            json!({"spec": {"selector": {"app": "other"}}}),
+        )
+        .await;
+    assert_eq!(changed.status, 200);
+    let out = k
+        .cmd(&["apply", "--server-side", "-f", &file])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(r#"conflict with "someone""#), "{stderr}");
+    k.ok(&["apply", "--server-side", "--force-conflicts", "-f", &file])
+        .await;
+    let svc = k
+        .sim
+        .get("/api/v1/namespaces/default/services/web")
+        .await
+        .body;
+    assert_eq!(svc["spec"]["selector"]["app"], "web");
+}
