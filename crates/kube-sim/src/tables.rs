@@ -471,62 +471,33 @@ fn since(t: Option<Timestamp>, now: Timestamp) -> String {
     }
 }
 
+/// `big` units and, when not zero, `small` units (`2m5s`, `3h`).
+fn two_units(big: i64, big_unit: &str, small: i64, small_unit: &str) -> String {
+    if small == 0 {
+        format!("{big}{big_unit}")
+    } else {
+        format!("{big}{big_unit}{small}{small_unit}")
+    }
+}
+
 /// apimachinery's `duration.HumanDuration`.
 pub fn human_duration(seconds: f64) -> String {
     let secs = seconds as i64;
-    if secs < -1 {
-        return "<invalid>".to_owned();
+    let (minutes, hours) = (secs / 60, secs / 3600);
+    let days = hours / 24;
+    match () {
+        _ if secs < -1 => "<invalid>".to_owned(),
+        _ if secs < 0 => "0s".to_owned(),
+        _ if secs < 120 => format!("{secs}s"),
+        _ if minutes < 10 => two_units(minutes, "m", secs % 60, "s"),
+        _ if minutes < 180 => format!("{minutes}m"),
+        _ if hours < 8 => two_units(hours, "h", minutes % 60, "m"),
+        _ if hours < 48 => format!("{hours}h"),
+        _ if hours < 24 * 8 => two_units(days, "d", hours % 24, "h"),
+        _ if hours < 24 * 365 * 2 => format!("{days}d"),
+        _ if hours < 24 * 365 * 8 => two_units(days / 365, "y", days % 365, "d"),
+        _ => format!("{}y", days / 365),
     }
-    if secs < 0 {
-        return "0s".to_owned();
-    }
-    if secs < 120 {
-        return format!("{secs}s");
-    }
-    let minutes = secs / 60;
-    if minutes < 10 {
-        let s = secs % 60;
-        return if s == 0 {
-            format!("{minutes}m")
-        } else {
-            format!("{minutes}m{s}s")
-        };
-    }
-    if minutes < 180 {
-        return format!("{minutes}m");
-    }
-    let hours = secs / 3600;
-    if hours < 8 {
-        let m = minutes % 60;
-        return if m == 0 {
-            format!("{hours}h")
-        } else {
-            format!("{hours}h{m}m")
-        };
-    }
-    if hours < 48 {
-        return format!("{hours}h");
-    }
-    if hours < 24 * 8 {
-        let h = hours % 24;
-        return if h == 0 {
-            format!("{}d", hours / 24)
-        } else {
-            format!("{}d{h}h", hours / 24)
-        };
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{}d", hours / 24);
-    }
-    if hours < 24 * 365 * 8 {
-        let dy = (hours / 24) % 365;
-        return if dy == 0 {
-            format!("{}y", hours / 24 / 365)
-        } else {
-            format!("{}y{dy}d", hours / 24 / 365)
-        };
-    }
-    format!("{}y", hours / 24 / 365)
 }
 
 fn node_cells(o: &Value, now: Timestamp) -> Vec<Value> {
