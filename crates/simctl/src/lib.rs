@@ -2,7 +2,7 @@
 //! simulated kubelets, and the ccm) in one process; the other commands drive a running cloud-sim.
 //!
 //! Layout: [`Cli`] is the command line; [`commands`] the cloud commands; [`up`] the sandbox;
-//! [`table`] terminal tables.
+//! [`topology`] offline predictions of topology-aware routing; [`table`] terminal tables.
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod commands;
 pub mod table;
+pub mod topology;
 pub mod traffic;
 pub mod up;
 
@@ -59,12 +60,23 @@ pub enum Command {
     Lbs(commands::LbCmd),
     /// Drive real connections through a load balancer's zonal frontends and report where they went.
     Traffic(traffic::TrafficArgs),
+    /// Predict Kubernetes' topology-aware routing offline (upstream's algorithms, ported).
+    #[command(subcommand)]
+    Topology(topology::TopologyCmd),
 }
 
 /// Runs a command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(*args).await,
+        Command::Topology(topology::TopologyCmd::Sweep(args)) => {
+            let rows = topology::sweep(&args);
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Output::Table => print!("{}", topology::sweep_table(&rows)),
+            }
+            Ok(())
+        }
         cmd => {
             let client = cloud_client::Client::builder(&cli.cloud_url)
                 .timeout(Duration::from_secs(30))
