@@ -9,3 +9,4 @@ mod lifecycle;
 mod node_init;
 mod routes;
 mod services;
+mod topology_hints;
