@@ -204,7 +204,11 @@ impl LbRt {
 
     /// Picks a backend for a client in `client_zone` and counts the connection as open on it
     /// until the returned [`ActiveConn`] drops; `None` to refuse.
-    fn choose(&self, client_zone: &str) -> Option<(BackendRt, ActiveConn)> {
+    fn choose(
+        &self,
+        client_zone: &str,
+        metrics: &crate::metrics::Metrics,
+    ) -> Option<(BackendRt, ActiveConn)> {
         let now = Instant::now();
         let recorded = {
             let mut rates = self.rates.lock().expect("rates lock");
@@ -229,6 +233,17 @@ impl LbRt {
         };
         let plan = plan.as_ref().as_ref()?;
         let zone = zone::pick(plan, rand::random::<f64>());
+        let counter = match plan.routing {
+            zone::Routing::Other => None,
+            zone::Routing::AllDirectly => Some("lb_zone_routing_all_directly"),
+            zone::Routing::Sampled if zone == client_zone => Some("lb_zone_routing_sampled"),
+            zone::Routing::Sampled => Some("lb_zone_routing_cross_zone"),
+            zone::Routing::ClusterTooSmall => Some("lb_zone_cluster_too_small"),
+            zone::Routing::Panic => Some("lb_healthy_panic"),
+        };
+        if let Some(c) = counter {
+            metrics.zone_routing(c, &self.id);
+        }
         let backends = self.backends.lock().expect("backends lock");
         let eligible = |b: &&BackendRt| b.zone == zone && (plan.unhealthy || b.health.healthy);
         let n = backends.iter().filter(eligible).count();
@@ -636,7 +651,7 @@ async fn proxy(
     client_zone: String,
     port: u16,
 ) {
-    let Some((backend, _open)) = rt.choose(&client_zone) else {
+    let Some((backend, _open)) = rt.choose(&client_zone, &dp.metrics) else {
         rt.refused.fetch_add(1, Ordering::Relaxed);
         dp.metrics
             .lb_refused
@@ -781,7 +796,7 @@ async fn open_udp_flow(
     client: SocketAddr,
 ) -> Option<UdpFlow> {
     let client_zone = dp.client_zone(client, frontend_zone);
-    let Some((backend, open)) = rt.choose(&client_zone) else {
+    let Some((backend, open)) = rt.choose(&client_zone, &dp.metrics) else {
         rt.refused.fetch_add(1, Ordering::Relaxed);
         return None;
     };

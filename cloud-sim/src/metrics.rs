@@ -42,6 +42,10 @@ pub struct Metrics {
     pub lb_bytes_out: Family<LbLabels, Counter>,
     pub lb_errors: Family<LbLabels, Counter>,
     pub lb_refused: Family<LbRefusedLabels, Counter>,
+    /// Envoy's zone-aware routing counters for `balanced` load balancers, by name without the
+    /// `cloudsim_` prefix: `lb_zone_routing_all_directly`, `lb_zone_routing_sampled`,
+    /// `lb_zone_routing_cross_zone`, `lb_zone_cluster_too_small`, `lb_healthy_panic`.
+    pub lb_zone_routing: Vec<(&'static str, Family<LbIdLabels, Counter>)>,
 }
 
 /// Labels of the load-balancer traffic counters.
@@ -51,6 +55,11 @@ pub struct LbLabels {
     pub port: u16,
     pub frontend_zone: String,
     pub backend_zone: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LbIdLabels {
+    pub lb: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -112,8 +121,23 @@ impl Metrics {
             "Connections refused because no backend was eligible",
             lb_refused.clone(),
         );
+        let lb_zone_routing: Vec<(&'static str, Family<LbIdLabels, Counter>)> = [
+            ("lb_zone_routing_all_directly", "Connections of balanced load balancers kept in the client's zone without sampling"),
+            ("lb_zone_routing_sampled", "Connections of balanced load balancers sampled into the client's zone"),
+            ("lb_zone_routing_cross_zone", "Connections of balanced load balancers sampled into another zone"),
+            ("lb_zone_cluster_too_small", "Connections of balanced load balancers with too few backends for zone-aware routing"),
+            ("lb_healthy_panic", "Connections of balanced load balancers below the panic threshold (health ignored)"),
+        ]
+        .into_iter()
+        .map(|(name, help)| {
+            let f = Family::<LbIdLabels, Counter>::default();
+            registry.register(format!("cloudsim_{name}"), help, f.clone());
+            (name, f)
+        })
+        .collect();
         Self {
             registry,
+            lb_zone_routing,
             requests,
             latency,
             lb_connections,
@@ -121,6 +145,13 @@ impl Metrics {
             lb_bytes_out,
             lb_errors,
             lb_refused,
+        }
+    }
+
+    /// Counts one connection under Envoy's counter `name` for load balancer `lb`.
+    pub fn zone_routing(&self, name: &str, lb: &str) {
+        if let Some((_, f)) = self.lb_zone_routing.iter().find(|(n, _)| *n == name) {
+            f.get_or_create(&LbIdLabels { lb: lb.to_owned() }).inc();
         }
     }
 

@@ -557,6 +557,7 @@ impl Cloud {
         }
         validate::listeners("listeners", &req.listeners)?;
         validate::health_check("health_check", &req.health_check)?;
+        validate::zone_policy("zone_policy", &req.zone_policy)?;
         validate::tags("tags", &req.tags)?;
         let zones: Vec<String> = match &req.zones {
             None => self.config.zones.iter().map(|z| z.name.clone()).collect(),
@@ -759,6 +760,9 @@ impl Cloud {
         }
         if let Some(hc) = &req.health_check {
             validate::health_check("health_check", hc)?;
+        }
+        if let Some(zp) = &req.zone_policy {
+            validate::zone_policy("zone_policy", zp)?;
         }
         if let Some(t) = &req.tags {
             validate::tags("tags", t)?;

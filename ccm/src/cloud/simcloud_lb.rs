@@ -122,6 +122,8 @@ pub fn desired(
         names::ANN_HC_UNHEALTHY,
     ]
     .map(|key| ok(u32_annotation(svc, key)));
+    let min_cluster_size = ok(u32_annotation(svc, names::ANN_MIN_CLUSTER_SIZE));
+    let panic_threshold = ok(u32_annotation(svc, names::ANN_PANIC_THRESHOLD));
     let mut okb = |r: Result<Option<bool>, String>| {
         r.unwrap_or_else(|e| {
             errs.push(e);
@@ -198,11 +200,23 @@ pub fn desired(
             "none" => zone_policy.zone_affinity = ZoneAffinity::None,
             "prefer-same-zone" => zone_policy.zone_affinity = ZoneAffinity::PreferSameZone,
             "same-zone-only" => zone_policy.zone_affinity = ZoneAffinity::SameZoneOnly,
+            "balanced" => zone_policy.zone_affinity = ZoneAffinity::Balanced,
             _ => errs.push(format!(
-                "annotation {}: {v:?} is not none, prefer-same-zone or same-zone-only",
+                "annotation {}: {v:?} is not none, prefer-same-zone, same-zone-only or balanced",
                 names::ANN_ZONE_AFFINITY
             )),
         }
+    }
+    if let Some(n) = min_cluster_size {
+        zone_policy.min_cluster_size = n;
+    }
+    match panic_threshold {
+        Some(p) if p > 100 => errs.push(format!(
+            "annotation {}: {p} is not a percentage (0 to 100)",
+            names::ANN_PANIC_THRESHOLD
+        )),
+        Some(p) => zone_policy.panic_threshold_percent = p,
+        None => {}
     }
     if let Some(b) = cross_zone {
         zone_policy.cross_zone = b;
@@ -448,7 +462,15 @@ pub fn annotations() -> BTreeMap<&'static str, &'static str> {
         ),
         (
             names::ANN_ZONE_AFFINITY,
-            "none, prefer-same-zone or same-zone-only (default from spec.trafficDistribution)",
+            "none, prefer-same-zone (Kubernetes' PreferSameZone: strict), same-zone-only, or balanced (Envoy's zone-aware routing: spills to keep backends evenly loaded) (default prefer-same-zone with spec.trafficDistribution PreferSameZone or PreferClose, else none)",
+        ),
+        (
+            names::ANN_MIN_CLUSTER_SIZE,
+            "balanced only: fewer backends than this route to every healthy backend evenly (Envoy's min_cluster_size, default 6)",
+        ),
+        (
+            names::ANN_PANIC_THRESHOLD,
+            "balanced only: below this percentage of healthy backends, health is ignored (Envoy's healthy_panic_threshold, default 50)",
         ),
         (
             names::ANN_FAIL_OPEN,
@@ -596,7 +618,27 @@ mod tests {
                 zone_affinity: ZoneAffinity::SameZoneOnly,
                 fail_open: false,
                 balancing: Balancing::LeastConnections,
+                ..ZonePolicy::default()
             }
+        );
+        // Envoy's zone-aware routing is an explicit opt-in, with its thresholds.
+        let s = svc(json!({"metadata": {"annotations": {
+            names::ANN_ZONE_AFFINITY: "balanced", names::ANN_MIN_CLUSTER_SIZE: "1", names::ANN_PANIC_THRESHOLD: "0"}},
+            "spec": {"trafficDistribution": "PreferSameZone"}}));
+        let p = desired("c", &s, &[]).unwrap().zone_policy;
+        assert_eq!(
+            (
+                p.zone_affinity,
+                p.min_cluster_size,
+                p.panic_threshold_percent
+            ),
+            (ZoneAffinity::Balanced, 1, 0)
+        );
+        let s = svc(json!({"metadata": {"annotations": {names::ANN_PANIC_THRESHOLD: "150"}}}));
+        assert!(
+            desired("c", &s, &[])
+                .unwrap_err()
+                .contains("150 is not a percentage")
         );
         assert_eq!((d.scheme, d.ip_mode), (Scheme::Internal, IpMode::Proxy));
         assert_eq!(d.requested_ips.len(), 2);

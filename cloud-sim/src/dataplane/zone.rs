@@ -2,7 +2,10 @@
 //! the client's zone, the healthy backends per zone, and the measured share of clients per zone.
 //!
 //! - `same-zone-only`: the client's zone, always.
-//! - `prefer-same-zone`: Envoy's zone-aware routing. With `local` the client zone's share of
+//! - `prefer-same-zone` (Kubernetes' `trafficDistribution: PreferSameZone`): the client's zone
+//!   while it has an eligible backend, however loaded; otherwise every eligible backend evenly,
+//!   as kube-proxy falls back to all endpoints.
+//! - `balanced`: Envoy's zone-aware routing. With `local` the client zone's share of
 //!   clients and `upstream` its share of healthy backends: if `upstream >= local` everything stays
 //!   local; otherwise `upstream / local` of it stays and the rest spills to the other zones in
 //!   proportion to their residual capacity `max(0, upstream_i - local_i)` (uniformly if none has
@@ -10,7 +13,9 @@
 //!   Because the client shares are measured rates rather than Envoy's membership counts, a zone
 //!   within [`DIRECT_TOLERANCE`] of its backend share still keeps everything local, and so does a
 //!   zone whose excess is within [`NOISE_SIGMAS`] standard errors of what chance gives on the
-//!   number of connections measured (one connection must never look like a skew).
+//!   number of connections measured (one connection must never look like a skew). As Envoy,
+//!   it is off below the policy's `min_cluster_size` backends (every healthy backend evenly) and
+//!   ignores health below its `panic_threshold_percent` healthy (every backend evenly).
 //! - no affinity, `cross_zone = false` (AWS NLB's default): the client's zone while it has a healthy
 //!   backend, otherwise the other zones in proportion to their healthy backends.
 //! - no affinity, `cross_zone = true`: every healthy backend equally, wherever it is.
@@ -30,6 +35,22 @@ pub const DIRECT_TOLERANCE: f64 = 1.1;
 /// it spills: with `n` connections measured and backend share `u`, the margin is
 /// `NOISE_SIGMAS * sqrt(u (1 - u) / n)`.
 pub const NOISE_SIGMAS: f64 = 3.0;
+
+/// How a `balanced` plan came about, for Envoy's counters (`lb_zone_routing_all_directly`,
+/// `_sampled`, `_cross_zone`, `lb_zone_cluster_too_small`, `lb_healthy_panic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// Not `balanced`.
+    Other,
+    /// Everything stays in the client's zone.
+    AllDirectly,
+    /// The residual split: each connection is sampled local or cross-zone.
+    Sampled,
+    /// Too few backends for zone-aware routing.
+    ClusterTooSmall,
+    /// Too few healthy backends: health ignored.
+    Panic,
+}
 
 /// Where the clients are.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -53,8 +74,9 @@ pub struct ZoneBackends {
 pub struct Plan {
     /// `(zone, probability)`, probabilities summing to 1.
     pub zones: Vec<(String, f64)>,
-    /// The eligible backends are all unhealthy and the policy fails open.
+    /// The eligible backends are all unhealthy and the policy fails open (or Envoy's panic).
     pub unhealthy: bool,
+    pub routing: Routing,
 }
 
 fn proportional(
@@ -160,7 +182,14 @@ fn distribution(
                 Vec::new()
             }
         }
-        ZoneAffinity::PreferSameZone => prefer_same_zone(client_zone, zones, clients, weight),
+        ZoneAffinity::PreferSameZone => {
+            if local_has {
+                vec![(client_zone.to_owned(), 1.0)]
+            } else {
+                proportional(zones, weight, None)
+            }
+        }
+        ZoneAffinity::Balanced => prefer_same_zone(client_zone, zones, clients, weight),
         ZoneAffinity::None if !policy.cross_zone => {
             if local_has {
                 vec![(client_zone.to_owned(), 1.0)]
@@ -179,9 +208,36 @@ pub fn plan(
     zones: &BTreeMap<String, ZoneBackends>,
     clients: &Clients,
 ) -> Option<Plan> {
+    let balanced = policy.zone_affinity == ZoneAffinity::Balanced;
+    if balanced {
+        let total: usize = zones.values().map(|b| b.total).sum();
+        let healthy: usize = zones.values().map(|b| b.healthy).sum();
+        if total > 0
+            && (healthy as f64) < f64::from(policy.panic_threshold_percent) / 100.0 * total as f64
+        {
+            return Some(Plan {
+                zones: proportional(zones, |b| b.total, None),
+                unhealthy: true,
+                routing: Routing::Panic,
+            });
+        }
+        if total < policy.min_cluster_size as usize && healthy > 0 {
+            return Some(Plan {
+                zones: proportional(zones, |b| b.healthy, None),
+                unhealthy: false,
+                routing: Routing::ClusterTooSmall,
+            });
+        }
+    }
+    let routing = |zones: &[(String, f64)]| match (balanced, zones) {
+        (false, _) => Routing::Other,
+        (true, [(z, _)]) if z == client_zone => Routing::AllDirectly,
+        (true, _) => Routing::Sampled,
+    };
     let healthy = distribution(policy, client_zone, zones, clients, |b| b.healthy);
     if !healthy.is_empty() {
         return Some(Plan {
+            routing: routing(&healthy),
             zones: healthy,
             unhealthy: false,
         });
@@ -191,6 +247,7 @@ pub fn plan(
     }
     let any = distribution(policy, client_zone, zones, clients, |b| b.total);
     (!any.is_empty()).then_some(Plan {
+        routing: routing(&any),
         zones: any,
         unhealthy: true,
     })
@@ -251,11 +308,14 @@ mod tests {
 
     const EPS: f64 = 1e-9;
 
+    /// Envoy's zone-aware routing without its size and panic thresholds (tested apart).
     fn prefer() -> ZonePolicy {
         ZonePolicy {
             cross_zone: false,
-            zone_affinity: ZoneAffinity::PreferSameZone,
+            zone_affinity: ZoneAffinity::Balanced,
             fail_open: true,
+            min_cluster_size: 1,
+            panic_threshold_percent: 0,
             ..ZonePolicy::default()
         }
     }
@@ -407,11 +467,65 @@ mod tests {
             ),
             None
         );
-        // Prefer-same-zone with an unhealthy local zone spills by residual capacity.
+        // Balanced with an unhealthy local zone spills by residual capacity.
         let spill = p(prefer(), "c").unwrap();
         assert!(!spill.unhealthy);
         assert!((spill.zones.iter().map(|(_, x)| x).sum::<f64>() - 1.0).abs() < EPS);
         assert_eq!(prob(&spill, "c"), 0.0);
+        assert_eq!(spill.routing, Routing::Sampled);
+        // Kubernetes' PreferSameZone: local while it has a healthy backend, however skewed the
+        // clients; otherwise every healthy backend evenly.
+        let strict = ZonePolicy {
+            zone_affinity: ZoneAffinity::PreferSameZone,
+            ..nlb
+        };
+        let skewed = shares(&[("a", 0.9), ("b", 0.05), ("c", 0.05)]);
+        let local = plan(&strict, "a", &z, &skewed).unwrap();
+        assert_eq!(
+            (local.zones, local.routing),
+            (vec![("a".to_owned(), 1.0)], Routing::Other)
+        );
+        assert_eq!(
+            p(strict, "c").unwrap().zones,
+            vec![("a".to_owned(), 0.25), ("b".to_owned(), 0.75)]
+        );
+    }
+
+    /// Envoy's thresholds: below the minimum cluster size every healthy backend evenly; below
+    /// the panic threshold every backend, health ignored.
+    #[test]
+    fn balanced_cluster_size_and_panic() {
+        let envoy = ZonePolicy {
+            zone_affinity: ZoneAffinity::Balanced,
+            ..ZonePolicy::default()
+        };
+        let skewed = shares(&[("a", 0.9), ("b", 0.05), ("c", 0.05)]);
+        let small = zones(&[("a", 1, 1), ("b", 2, 2), ("c", 1, 1)]);
+        let p = plan(&envoy, "b", &small, &skewed).unwrap();
+        assert_eq!(p.routing, Routing::ClusterTooSmall);
+        assert_eq!(
+            p.zones,
+            vec![
+                ("a".to_owned(), 0.25),
+                ("b".to_owned(), 0.5),
+                ("c".to_owned(), 0.25)
+            ]
+        );
+        let big = zones(&[("a", 2, 2), ("b", 2, 2), ("c", 2, 2)]);
+        let p = plan(
+            &envoy,
+            "b",
+            &big,
+            &shares(&[("a", 1.0), ("b", 1.0), ("c", 1.0)]),
+        )
+        .unwrap();
+        assert_eq!(p.routing, Routing::AllDirectly);
+        let p = plan(&envoy, "a", &big, &skewed).unwrap();
+        assert_eq!(p.routing, Routing::Sampled);
+        let sick = zones(&[("a", 1, 2), ("b", 0, 2), ("c", 1, 2)]);
+        let p = plan(&envoy, "a", &sick, &skewed).unwrap();
+        assert_eq!((p.routing, p.unhealthy), (Routing::Panic, true));
+        assert_eq!(p.zones.len(), 3);
     }
 
     #[test]
@@ -441,6 +555,7 @@ mod tests {
         let p = Plan {
             zones: vec![("a".into(), 0.25), ("b".into(), 0.75)],
             unhealthy: false,
+            routing: Routing::Other,
         };
         assert_eq!(pick(&p, 0.0), "a");
         assert_eq!(pick(&p, 0.2499), "a");

@@ -150,6 +150,20 @@ pub fn listeners(field: &str, listeners: &[Listener]) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A zone policy: the panic threshold is a percentage.
+pub fn zone_policy(field: &str, p: &cloud_api::ZonePolicy) -> Result<(), Invalid> {
+    if p.panic_threshold_percent > 100 {
+        return Err(Invalid::new(
+            format!("{field}.panic_threshold_percent"),
+            format!(
+                "{} is not a percentage (0 to 100)",
+                p.panic_threshold_percent
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub fn health_check(field: &str, hc: &HealthCheck) -> Result<(), Invalid> {
     let f = |name: &str| format!("{field}.{name}");
     if hc.port == Some(0) {
@@ -262,6 +276,17 @@ mod tests {
             backend_port: 2,
         };
         assert!(listeners("listeners", &[l(80, 1), udp]).is_ok());
+    }
+
+    #[test]
+    fn zone_policy_rules() {
+        let mut p = cloud_api::ZonePolicy::default();
+        assert!(zone_policy("zone_policy", &p).is_ok());
+        p.panic_threshold_percent = 101;
+        assert_eq!(
+            zone_policy("zone_policy", &p).unwrap_err().field,
+            "zone_policy.panic_threshold_percent"
+        );
     }
 
     #[test]

@@ -47,6 +47,7 @@ async fn create_gives_one_frontend_per_zone_and_zoned_backends() {
         zone_affinity: ZoneAffinity::PreferSameZone,
         fail_open: false,
         balancing: Balancing::LeastConnections,
+        ..ZonePolicy::default()
     };
     req.health_check = HealthCheck {
         protocol: HealthCheckProtocol::Http,

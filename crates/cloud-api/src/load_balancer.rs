@@ -117,10 +117,17 @@ pub enum ZoneAffinity {
     /// No preference beyond `cross_zone`.
     #[default]
     None,
-    /// Stay in the client's zone; spill over only as needed (unhealthy or overloaded local backends).
+    /// Kubernetes' `trafficDistribution: PreferSameZone`: the client's zone while it has an
+    /// eligible backend, whatever the load; otherwise every eligible backend evenly (kube-proxy's
+    /// fallback).
     PreferSameZone,
     /// Never leave the client's zone.
     SameZoneOnly,
+    /// Envoy's zone-aware routing: as much as possible in the client's zone while every backend
+    /// gets the same load (a zone with more clients than backends spills its residual), off below
+    /// Envoy's minimum cluster size (6 backends) and ignoring health below its panic threshold
+    /// (50% healthy).
+    Balanced,
 }
 
 /// How a connection picks among the backends of the zone chosen for it.
@@ -147,7 +154,18 @@ pub struct ZonePolicy {
     pub fail_open: bool,
     /// Choice among the chosen zone's backends.
     pub balancing: Balancing,
+    /// `balanced` only: with fewer backends, every healthy backend evenly (Envoy's
+    /// `min_cluster_size`, default 6).
+    pub min_cluster_size: u32,
+    /// `balanced` only: with fewer than this percentage of backends healthy, health is ignored
+    /// (Envoy's `healthy_panic_threshold`, default 50; 0 turns it off).
+    pub panic_threshold_percent: u32,
 }
+
+/// Envoy's defaults for [`ZonePolicy::min_cluster_size`] and
+/// [`ZonePolicy::panic_threshold_percent`].
+pub const DEFAULT_MIN_CLUSTER_SIZE: u32 = 6;
+pub const DEFAULT_PANIC_THRESHOLD_PERCENT: u32 = 50;
 
 impl Default for ZonePolicy {
     fn default() -> Self {
@@ -156,6 +174,8 @@ impl Default for ZonePolicy {
             zone_affinity: ZoneAffinity::None,
             fail_open: true,
             balancing: Balancing::RoundRobin,
+            min_cluster_size: DEFAULT_MIN_CLUSTER_SIZE,
+            panic_threshold_percent: DEFAULT_PANIC_THRESHOLD_PERCENT,
         }
     }
 }

@@ -275,39 +275,90 @@ async fn sandbox(control_plane: &str, nodes: u8, pools: u8) {
         "{balanced}\n{}",
         simctl(&cloud_url, &["-o", "json", "lbs", "status", "web"]).await
     );
-    // Skewed clients: zone-a spills over (prefer-same-zone keeps backends evenly loaded), the
-    // others stay local.
-    let skewed: serde_json::Value = serde_json::from_str(
-        &simctl(
-            &cloud_url,
-            &[
-                "-o",
-                "json",
-                "traffic",
-                "web",
-                "--connections",
-                "200",
-                "--from",
-                "zone-a=70,zone-b=15,zone-c=15",
-            ],
+    // Skewed clients (70/15/15). PreferSameZone is Kubernetes' strict preference: everything
+    // stays in the client's zone, however loaded.
+    let skewed = async || -> serde_json::Value {
+        serde_json::from_str(
+            &simctl(
+                &cloud_url,
+                &[
+                    "-o",
+                    "json",
+                    "traffic",
+                    "web",
+                    "--connections",
+                    "200",
+                    "--from",
+                    "zone-a=70,zone-b=15,zone-c=15",
+                ],
+            )
+            .await,
         )
-        .await,
-    )
-    .unwrap();
-    assert_eq!(skewed["errors"], 0, "{skewed}");
-    let zone = |z: &str| {
-        skewed["by_client_zone"][z]["in_zone_fraction"]
-            .as_f64()
-            .unwrap()
+        .unwrap()
     };
-    assert!(zone("zone-a") < 0.9, "zone-a spills: {skewed}");
-    assert_eq!((zone("zone-b"), zone("zone-c")), (1.0, 1.0), "{skewed}");
+    let in_zone = |v: &serde_json::Value, z: &str| {
+        v["by_client_zone"][z]["in_zone_fraction"].as_f64().unwrap()
+    };
+    let strict = skewed().await;
+    assert_eq!(strict["errors"], 0, "{strict}");
+    for z in ["zone-a", "zone-b", "zone-c"] {
+        assert_eq!(in_zone(&strict, z), 1.0, "{z} stays: {strict}");
+    }
+    // Envoy's zone-aware routing is the opt-in `balanced` (its minimum cluster size lowered
+    // for three backends): zone-a spills to keep the backends evenly loaded.
+    kubectl(
+        &dir,
+        &[
+            "annotate",
+            "svc",
+            "web",
+            "simcloud.dev/load-balancer-zone-affinity=balanced",
+            "simcloud.dev/load-balancer-min-cluster-size=1",
+        ],
+    )
+    .await;
+    wait_for("the load balancer turned balanced", async || {
+        let lbs: serde_json::Value =
+            serde_json::from_str(&simctl(&cloud_url, &["-o", "json", "lbs", "list"]).await)
+                .unwrap();
+        lbs[0]["zone_policy"]["zone_affinity"] == "balanced"
+    })
+    .await;
+    let spilled = skewed().await;
+    assert_eq!(spilled["errors"], 0, "{spilled}");
+    // Envoy's counters say the same: some of zone-a's connections were sampled cross-zone.
+    let metrics = reqwest::get(format!("{cloud_url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("cloudsim_{name}_total")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert!(
+        count("lb_zone_routing_cross_zone") > 0 && count("lb_zone_routing_sampled") > 0,
+        "{metrics}"
+    );
+    assert!(
+        in_zone(&spilled, "zone-a") < 0.9,
+        "zone-a spills: {spilled}"
+    );
+    assert_eq!(
+        (in_zone(&spilled, "zone-b"), in_zone(&spilled, "zone-c")),
+        (1.0, 1.0),
+        "{spilled}"
+    );
     let table = simctl(&cloud_url, &["traffic", "web", "--connections", "6"]).await;
     assert!(
         table.contains("CLIENT ZONE") && table.contains("peak-to-mean"),
         "{table}"
     );
-    // 60 + 200 + 6 measured connections, plus the probes: the data plane counted them all.
+    // 60 + 200 + 200 + 6 measured connections, plus the probes: the data plane counted them all.
     let status = simctl(&cloud_url, &["lbs", "status", "web"]).await;
     let proxied: u64 = status
         .lines()
@@ -316,7 +367,7 @@ async fn sandbox(control_plane: &str, nodes: u8, pools: u8) {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no totals line: {status}"));
     assert!(
-        status.starts_with("BACKEND") && status.matches(" healthy ").count() == 3 && proxied >= 266,
+        status.starts_with("BACKEND") && status.matches(" healthy ").count() == 3 && proxied >= 466,
         "{status}"
     );
 
