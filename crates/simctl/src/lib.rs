@@ -69,6 +69,14 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(*args).await,
+        Command::Topology(topology::TopologyCmd::Explain(args)) => {
+            let e = topology::explain(&args).await?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&e)?),
+                Output::Table => print!("{}", topology::explain_text(&e)),
+            }
+            Ok(())
+        }
         Command::Topology(topology::TopologyCmd::Sweep(args)) => {
             let rows = topology::sweep(&args);
             match cli.output {

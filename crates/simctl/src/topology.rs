@@ -10,10 +10,310 @@ use topology::predict::{self, Inputs, Mode};
 
 #[derive(Debug, Subcommand)]
 pub enum TopologyCmd {
+    /// One Service on a running cluster (the sandbox, or any kubeconfig): the zones' CPU ratios
+    /// the EndpointSlice controller computes, its allocation per zone, whether Auto keeps hints
+    /// (and upstream's reason if not), the hints the slices carry next to the hints upstream's
+    /// algorithm gives, and the predicted in-zone fraction and peak-to-mean of each mode.
+    Explain(ExplainArgs),
     /// For each endpoint count, spread evenly over the zones: whether Auto keeps its hints (and
     /// why not), the hints per zone, and the predicted in-zone fraction and peak-to-mean load of
     /// no hints, Auto and PreferSameZone.
     Sweep(SweepArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The Service, `NAME` or `NAMESPACE/NAME`.
+    pub service: String,
+
+    /// Kubeconfig of the cluster [default: $KUBECONFIG, else ~/.kube/config; the sandbox writes
+    /// .simcloud/kubeconfig].
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// One zone in an explanation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ZoneRow {
+    pub zone: String,
+    /// Eligible nodes (Ready, not control-plane) and their allocatable millicores.
+    pub nodes: usize,
+    pub milli_cpu: u64,
+    pub ratio: Option<f64>,
+    /// Ready endpoints whose pod runs in the zone.
+    pub endpoints: usize,
+    pub minimum: Option<usize>,
+    pub maximum: Option<usize>,
+    /// Endpoints the Service's slices hint for the zone now.
+    pub hinted_now: usize,
+    /// Endpoints upstream's algorithm hints for the zone (Auto).
+    pub hinted_auto: Option<usize>,
+}
+
+/// What `topology explain` reports.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Explanation {
+    pub service: String,
+    /// `Auto` (annotation), the `trafficDistribution` value, or `none`.
+    pub mode: String,
+    pub zones: Vec<ZoneRow>,
+    /// `None` when Auto would keep hints; else upstream's reason.
+    pub auto_disabled: Option<String>,
+    /// In-zone fraction and peak-to-mean per predicted mode.
+    pub predictions: BTreeMap<&'static str, (f64, f64)>,
+}
+
+fn zone_row<'a>(zones: &'a mut BTreeMap<String, ZoneRow>, z: &str) -> &'a mut ZoneRow {
+    zones.entry(z.to_owned()).or_insert_with(|| ZoneRow {
+        zone: z.to_owned(),
+        nodes: 0,
+        milli_cpu: 0,
+        ratio: None,
+        endpoints: 0,
+        minimum: None,
+        maximum: None,
+        hinted_now: 0,
+        hinted_auto: None,
+    })
+}
+
+/// Explains `ns/name` from what `nodes`, the Service and its `slices` hold (pure).
+pub fn explain_objects(
+    service: &k8s_openapi::api::core::v1::Service,
+    nodes: &[k8s_openapi::api::core::v1::Node],
+    slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+) -> Explanation {
+    use topology::auto::{SliceInfo, TopologyCache};
+    let ns = service.metadata.namespace.clone().unwrap_or_default();
+    let name = service.metadata.name.clone().unwrap_or_default();
+    let annotations = service.metadata.annotations.clone().unwrap_or_default();
+    let auto_mode = annotations
+        .get(topology::ANNOTATION_TOPOLOGY_AWARE_HINTS)
+        .or_else(|| annotations.get(topology::ANNOTATION_TOPOLOGY_MODE))
+        .is_some_and(|v| v == "Auto" || v == "auto");
+    let mode = if auto_mode {
+        "Auto".to_owned()
+    } else {
+        service
+            .spec
+            .as_ref()
+            .and_then(|s| s.traffic_distribution.clone())
+            .unwrap_or_else(|| "none".to_owned())
+    };
+    let mut cache = TopologyCache::new();
+    cache.set_nodes(nodes);
+    let ipv4: Vec<_> = slices
+        .iter()
+        .filter(|s| s.address_type == "IPv4")
+        .cloned()
+        .collect();
+    let mut zones: BTreeMap<String, ZoneRow> = BTreeMap::new();
+    for n in nodes {
+        let labels = n.metadata.labels.clone().unwrap_or_default();
+        let ready = n
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let control_plane = labels.contains_key("node-role.kubernetes.io/control-plane")
+            || labels.contains_key("node-role.kubernetes.io/master");
+        let Some(zone) = labels.get(topology::LABEL_ZONE).filter(|z| !z.is_empty()) else {
+            continue;
+        };
+        if !ready || control_plane {
+            continue;
+        }
+        let cpu = n
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .and_then(|a| a.get("cpu"))
+            .and_then(|q| topology::auto::milli_cpu(&q.0))
+            .unwrap_or(0);
+        let r = zone_row(&mut zones, zone);
+        r.nodes += 1;
+        r.milli_cpu += cpu;
+    }
+    for e in ipv4
+        .iter()
+        .flat_map(|s| &s.endpoints)
+        .filter(|e| topology::endpoint_ready(e))
+    {
+        let r = zone_row(&mut zones, e.zone.as_deref().unwrap_or("(none)"));
+        r.endpoints += 1;
+        let hinted: Vec<String> = e
+            .hints
+            .iter()
+            .flat_map(|h| h.for_zones.iter().flatten())
+            .map(|z| z.name.clone())
+            .collect();
+        for z in hinted {
+            zone_row(&mut zones, &z).hinted_now += 1;
+        }
+    }
+    let total: usize = zones.values().map(|z| z.endpoints).sum();
+    let allocations = cache.allocations(total);
+    if let Some(ratios) = cache.ratios() {
+        for (z, r) in ratios {
+            zone_row(&mut zones, z).ratio = Some(*r);
+        }
+    }
+    if let Ok(a) = &allocations {
+        for (z, a) in a {
+            let r = zone_row(&mut zones, z);
+            r.minimum = Some(a.minimum);
+            r.maximum = Some(a.maximum);
+        }
+    }
+    let mut fresh = ipv4.clone();
+    for s in &mut fresh {
+        for e in &mut s.endpoints {
+            e.hints = None;
+        }
+    }
+    let mut si = SliceInfo {
+        service_key: format!("{ns}/{name}"),
+        address_type: "IPv4".into(),
+        to_create: fresh,
+        ..SliceInfo::default()
+    };
+    let events = cache.add_hints(&mut si);
+    let auto_disabled = events.iter().find(|e| e.warning).map(|e| e.message.clone());
+    if auto_disabled.is_none()
+        && let Some(by_zone) = cache
+            .hints_of(&format!("{ns}/{name}"))
+            .and_then(|h| h.get("IPv4"))
+    {
+        for (z, n) in by_zone {
+            zone_row(&mut zones, z).hinted_auto = Some(*n);
+        }
+    }
+    let inputs = Inputs {
+        cpu: zones
+            .values()
+            .filter(|z| z.milli_cpu > 0)
+            .map(|z| (z.zone.clone(), z.milli_cpu))
+            .collect(),
+        clients: None,
+        endpoints: zones
+            .values()
+            .filter(|z| z.endpoints > 0)
+            .map(|z| (z.zone.clone(), z.endpoints))
+            .collect(),
+    };
+    let predictions = Mode::ALL
+        .into_iter()
+        .map(|m| {
+            let p = predict::predict(&inputs, m);
+            (m.name(), (p.in_zone, p.peak_to_mean))
+        })
+        .collect();
+    Explanation {
+        service: format!("{ns}/{name}"),
+        mode,
+        zones: zones.into_values().collect(),
+        auto_disabled,
+        predictions,
+    }
+}
+
+/// Reads the Service, the Nodes and the Service's EndpointSlices and explains them.
+pub async fn explain(args: &ExplainArgs) -> anyhow::Result<Explanation> {
+    use anyhow::Context as _;
+    use k8s_openapi::api::core::v1::{Node, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::{Api, ListParams};
+    let config = match &args.kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .with_context(|| format!("cannot read kubeconfig {}", p.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("invalid kubeconfig {}", p.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no --kubeconfig and no default kubeconfig")?,
+    };
+    let client = kube::Client::try_from(config).context("cannot build the Kubernetes client")?;
+    let (ns, name) = match args.service.split_once('/') {
+        Some((ns, name)) => (ns.to_owned(), name.to_owned()),
+        None => ("default".to_owned(), args.service.clone()),
+    };
+    let svc = Api::<Service>::namespaced(client.clone(), &ns)
+        .get(&name)
+        .await
+        .with_context(|| format!("cannot read Service {ns}/{name}"))?;
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .context("cannot list Nodes")?
+        .items;
+    let slices = Api::<EndpointSlice>::namespaced(client, &ns)
+        .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
+        .await
+        .context("cannot list the Service's EndpointSlices")?
+        .items;
+    Ok(explain_objects(&svc, &nodes, &slices))
+}
+
+/// An explanation as text.
+pub fn explain_text(e: &Explanation) -> String {
+    let opt = |v: Option<usize>| v.map_or("-".to_owned(), |n| n.to_string());
+    let rows: Vec<Vec<String>> = e
+        .zones
+        .iter()
+        .map(|z| {
+            vec![
+                z.zone.clone(),
+                z.nodes.to_string(),
+                format!("{}m", z.milli_cpu),
+                z.ratio.map_or("-".into(), |r| format!("{r:.3}")),
+                z.endpoints.to_string(),
+                opt(z.minimum),
+                opt(z.maximum),
+                z.hinted_now.to_string(),
+                opt(z.hinted_auto),
+            ]
+        })
+        .collect();
+    let mut out = format!("Service {} (routing: {})\n\n", e.service, e.mode);
+    out.push_str(&crate::table::render(
+        &[
+            "ZONE",
+            "NODES",
+            "CPU",
+            "RATIO",
+            "ENDPOINTS",
+            "MIN",
+            "MAX",
+            "HINTED NOW",
+            "HINTED BY AUTO",
+        ],
+        &rows,
+    ));
+    out.push('\n');
+    match &e.auto_disabled {
+        None => out.push_str("Auto: keeps hints\n"),
+        Some(r) => out.push_str(&format!("Auto: removes hints: {r}\n")),
+    }
+    out.push_str("\nPredicted (clients where the CPU is):\n");
+    let rows: Vec<Vec<String>> = e
+        .predictions
+        .iter()
+        .map(|(m, (in_zone, peak))| {
+            vec![
+                (*m).to_owned(),
+                format!("{:.0}%", in_zone * 100.0),
+                format!("{peak:.2}"),
+            ]
+        })
+        .collect();
+    out.push_str(&crate::table::render(
+        &["MODE", "IN-ZONE", "PEAK/MEAN"],
+        &rows,
+    ));
+    out
 }
 
 #[derive(Debug, Args)]
