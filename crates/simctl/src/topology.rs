@@ -109,30 +109,11 @@ pub fn explain_objects(
         .collect();
     let mut zones: BTreeMap<String, ZoneRow> = BTreeMap::new();
     for n in nodes {
-        let labels = n.metadata.labels.clone().unwrap_or_default();
-        let ready = n
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        let control_plane = labels.contains_key("node-role.kubernetes.io/control-plane")
-            || labels.contains_key("node-role.kubernetes.io/master");
-        let Some(zone) = labels.get(topology::LABEL_ZONE).filter(|z| !z.is_empty()) else {
-            continue;
-        };
-        if !ready || control_plane {
-            continue;
+        if let topology::auto::NodeCpu::Counted { zone, milli_cpu } = topology::auto::node_cpu(n) {
+            let r = zone_row(&mut zones, &zone);
+            r.nodes += 1;
+            r.milli_cpu += milli_cpu;
         }
-        let cpu = n
-            .status
-            .as_ref()
-            .and_then(|s| s.allocatable.as_ref())
-            .and_then(|a| a.get("cpu"))
-            .and_then(|q| topology::auto::milli_cpu(&q.0))
-            .unwrap_or(0);
-        let r = zone_row(&mut zones, zone);
-        r.nodes += 1;
-        r.milli_cpu += cpu;
     }
     for e in ipv4
         .iter()

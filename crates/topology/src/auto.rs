@@ -99,6 +99,45 @@ fn excluded(n: &Node) -> bool {
     })
 }
 
+/// What a Node contributes to the zone ratios.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeCpu {
+    /// Not Ready, or a control-plane node: left out.
+    Skipped,
+    /// Eligible but without a zone or CPU: the node information is insufficient (for the whole
+    /// cluster).
+    Unknown,
+    /// Its zone and allocatable millicores.
+    Counted { zone: String, milli_cpu: u64 },
+}
+
+/// What `n` contributes to the zone ratios, as upstream's `SetNodes` decides.
+pub fn node_cpu(n: &Node) -> NodeCpu {
+    if excluded(n) || !node_ready(n) {
+        return NodeCpu::Skipped;
+    }
+    let zone = n
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_ZONE))
+        .filter(|z| !z.is_empty());
+    let cpu = n
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .and_then(|a| a.get("cpu"))
+        .and_then(|q| milli_cpu(&q.0))
+        .unwrap_or(0);
+    match zone {
+        Some(z) if cpu > 0 => NodeCpu::Counted {
+            zone: z.clone(),
+            milli_cpu: cpu,
+        },
+        _ => NodeCpu::Unknown,
+    }
+}
+
 /// The topology cache: zone CPU ratios, and the hints each Service got.
 #[derive(Debug, Default, Clone)]
 pub struct TopologyCache {
@@ -145,29 +184,18 @@ impl TopologyCache {
         let mut sufficient = true;
         let mut total = 0u64;
         for n in nodes {
-            if excluded(n) || !node_ready(n) {
-                continue;
+            match node_cpu(n) {
+                NodeCpu::Skipped => {}
+                NodeCpu::Unknown => {
+                    cpu_by_zone.clear();
+                    sufficient = false;
+                    break;
+                }
+                NodeCpu::Counted { zone, milli_cpu } => {
+                    total += milli_cpu;
+                    *cpu_by_zone.entry(zone).or_default() += milli_cpu;
+                }
             }
-            let zone = n
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_ZONE))
-                .filter(|z| !z.is_empty());
-            let cpu = n
-                .status
-                .as_ref()
-                .and_then(|s| s.allocatable.as_ref())
-                .and_then(|a| a.get("cpu"))
-                .and_then(|q| milli_cpu(&q.0))
-                .unwrap_or(0);
-            let Some(zone) = zone.filter(|_| cpu > 0) else {
-                cpu_by_zone.clear();
-                sufficient = false;
-                break;
-            };
-            total += cpu;
-            *cpu_by_zone.entry(zone.clone()).or_default() += cpu;
         }
         if total == 0 || !sufficient || cpu_by_zone.len() < 2 {
             self.sufficient_node_info = false;
