@@ -192,6 +192,21 @@ async fn auto_hints_match_kube_controller_manager_on_the_real_control_plane() {
         ]),
         "one zone-c endpoint serves zone-b"
     );
+    // What `simctl topology explain` shows for this Service on this cluster: the hints the slices
+    // carry (kube-controller-manager's) are the ones upstream's algorithm gives, zone by zone.
+    let services: Api<Service> = Api::namespaced(admin.clone(), "default");
+    let explained = topology::explain::explain(
+        &services.get("web").await.unwrap(),
+        &nodes.list(&ListParams::default()).await.unwrap().items,
+        &items,
+    );
+    assert_eq!(
+        (explained.mode.as_str(), explained.auto_disabled.as_deref()),
+        ("Auto", None)
+    );
+    for z in &explained.zones {
+        assert_eq!(Some(z.hinted_now), z.hinted_auto, "{explained:?}");
+    }
     let events: Api<Event> = Api::namespaced(admin.clone(), "default");
     wait_for("TopologyAwareHintsEnabled", T, || async {
         let lp = ListParams::default()
@@ -212,6 +227,16 @@ async fn auto_hints_match_kube_controller_manager_on_the_real_control_plane() {
     })
     .await;
     let reason = predicted(&ready_nodes, &items).expect_err("crates/topology removes them too");
+    let explained = topology::explain::explain(
+        &services.get("web").await.unwrap(),
+        &nodes.list(&ListParams::default()).await.unwrap().items,
+        &items,
+    );
+    assert_eq!(explained.auto_disabled.as_deref(), Some(reason.as_str()));
+    assert!(
+        explained.zones.iter().all(|z| z.hinted_now == 0),
+        "{explained:?}"
+    );
     // (Its earlier Disabled events are from before the pods were ready: "0 endpoints".)
     wait_for(
         &format!("TopologyAwareHintsDisabled: {reason}"),

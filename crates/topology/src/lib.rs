@@ -6,6 +6,7 @@
 //!   threshold, keeping valid hints, same-zone hints, redistribution, the events.
 //! - [`trafficdist`]: its `spec.trafficDistribution` hints (`k8s.io/endpointslice/trafficdist`).
 //! - [`proxy`]: kube-proxy's choice of endpoints (`pkg/proxy/topology.go`, CategorizeEndpoints).
+//! - [`explain`]: one Service's zones, allocation and hints, now and as upstream would set them.
 //! - [`predict`]: what each mode does with one Service (in-zone fraction, peak-to-mean), offline.
 //!
 //! Where Go iterates a map (random order), this port iterates zones in sorted order, so its
@@ -15,6 +16,7 @@
 //! and a real API server hold.
 
 pub mod auto;
+pub mod explain;
 pub mod predict;
 pub mod proxy;
 pub mod trafficdist;
