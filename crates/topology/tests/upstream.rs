@@ -769,3 +769,57 @@ fn unchanged_slices_keep_valid_hints() {
         BTreeMap::from([("zone-a".into(), 2), ("zone-b".into(), 2)])
     );
 }
+
+/// The kube-proxy view of slices: one endpoint per address, unset conditions as the API
+/// documents them (ready true, serving as ready, terminating false), hints, and locality.
+#[test]
+fn proxy_endpoints_from_slices() {
+    let slices = vec![slice(vec![
+        json!({"addresses": ["10.0.0.1", "10.0.0.2"], "nodeName": "n1", "zone": "zone-a",
+            "hints": {"forZones": [{"name": "zone-a"}], "forNodes": [{"name": "n1"}]}}),
+        json!({"addresses": ["10.0.0.3"], "nodeName": "n2",
+            "conditions": {"ready": false, "serving": true, "terminating": true}}),
+    ])];
+    let eps = ProxyEndpoint::from_slices(&slices, "n1");
+    let want = |id: &str, (ready, serving, terminating): (bool, bool, bool), local, hinted| {
+        let set = |x: &str| -> BTreeSet<String> {
+            [x].iter()
+                .filter(|_| hinted)
+                .map(|s| (*s).to_owned())
+                .collect()
+        };
+        ProxyEndpoint {
+            id: id.into(),
+            node_name: if local { "n1" } else { "n2" }.into(),
+            zone_hints: set("zone-a"),
+            node_hints: set("n1"),
+            ready,
+            serving,
+            terminating,
+            local,
+        }
+    };
+    assert_eq!(
+        eps,
+        [
+            want("10.0.0.1", (true, true, false), true, true),
+            want("10.0.0.2", (true, true, false), true, true),
+            want("10.0.0.3", (false, true, true), false, false),
+        ]
+    );
+    // Only ready endpoints decide the mode: both are hinted for n1, so kube-proxy on n1 uses them
+    // (same node); the terminating one is not ready and not a fallback while they are.
+    let c = proxy::categorize(
+        &eps,
+        Policies {
+            uses_cluster: true,
+            uses_local: false,
+        },
+        "n1",
+        "zone-a",
+    );
+    assert_eq!(
+        ids(&c.cluster),
+        ["10.0.0.1".to_owned(), "10.0.0.2".to_owned()].into()
+    );
+}
