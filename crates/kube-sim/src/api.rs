@@ -773,11 +773,9 @@ impl Api {
         };
         let now = now_seconds();
         if self.store.get(&t.key()?).is_none() {
-            let created =
+            let mut created =
                 crate::ssa::apply(node, None, &body, &t.manager, &api_version, &now, force)
-                    .map_err(conflict)?
-                    .object;
-            let mut created = created;
+                    .map_err(conflict)?;
             created["metadata"]["name"] = json!(t.name());
             let collection = Target {
                 def,
@@ -805,7 +803,7 @@ impl Api {
                 force,
             )
             .map_err(conflict)?;
-            Ok((applied.object, precondition))
+            Ok((applied, precondition))
         })
     }
 
@@ -834,7 +832,11 @@ impl Api {
             };
             let old_wire = kinds::to_wire(def, old);
             let (mut new_wire, precondition) = transform(&old_wire)?;
-            if let Some(subresource) = updating {
+            let has_owners = old_wire
+                .pointer("/metadata/managedFields")
+                .and_then(Value::as_array)
+                .is_some_and(|m| !m.is_empty());
+            if let Some(subresource) = updating.filter(|_| has_owners) {
                 // Once an object has owners (it was applied), every write updates them.
                 crate::ssa::record_update(
                     crate::openapi::SchemaNode::of_kind(def.group, def.version, def.kind),

@@ -432,9 +432,9 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(crate::tables::wants_table);
+    let include =
+        crate::tables::Include::parse(q.get("includeObject")).map_err(StatusError::bad_request)?;
     let as_table = |items: &[Value], meta: Value| -> Result<Response, StatusError> {
-        let include = crate::tables::Include::parse(q.get("includeObject"))
-            .map_err(StatusError::bad_request)?;
         Ok(json_response(
             200,
             &crate::tables::table_for(t.def, items, meta, include, jiff::Timestamp::now()),
@@ -448,8 +448,6 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
         }
         (Method::GET, true) => Ok(json_response(200, &api.get(&t)?)),
         (Method::GET, false) if q.flag("watch") => {
-            let include = crate::tables::Include::parse(q.get("includeObject"))
-                .map_err(StatusError::bad_request)?;
             watch_response(s, t, &q, table.then_some(include))
         }
         (Method::GET, false) if table => {

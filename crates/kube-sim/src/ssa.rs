@@ -385,12 +385,6 @@ pub fn conflict_message(conflicts: &[Conflict]) -> String {
     format!("Apply failed with {n} conflicts: {}", parts.join("\n"))
 }
 
-/// What an apply does to an object.
-#[derive(Debug)]
-pub struct Applied {
-    pub object: Value,
-}
-
 /// Applies `applied` (the configuration of `manager`) to `live` (`None`: the object is new).
 /// `live`'s managers are its `managedFields` (every field goes to [`BEFORE_FIRST_APPLY`] if it
 /// has none). Conflicts are an error unless `force`, which takes the fields over.
@@ -402,7 +396,7 @@ pub fn apply(
     api_version: &str,
     now: &str,
     force: bool,
-) -> Result<Applied, Vec<Conflict>> {
+) -> Result<Value, Vec<Conflict>> {
     let applied_set = fields_of(node, applied);
     let mut managers = match live {
         None => Vec::new(),
@@ -484,7 +478,7 @@ pub fn apply(
     }
     managers.push(me);
     set_managers(&mut object, &managers);
-    Ok(Applied { object })
+    Ok(object)
 }
 
 /// After an ordinary write by `manager` (an object that has managedFields), `manager` owns the
@@ -595,9 +589,7 @@ mod tests {
         let node = deploy_node();
         let first = json!({"metadata": {"name": "web", "labels": {"a": "1"}},
             "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "c", "image": "v1"}]}}}});
-        let obj = apply(node, None, &first, "alice", "apps/v1", "t0", false)
-            .unwrap()
-            .object;
+        let obj = apply(node, None, &first, "alice", "apps/v1", "t0", false).unwrap();
         // Bob changes the image with an update: he owns it now.
         let mut updated = obj.clone();
         updated["spec"]["template"]["spec"]["containers"][0]["image"] = json!("v2");
@@ -629,8 +621,7 @@ mod tests {
             "t3",
             false,
         )
-        .unwrap()
-        .object;
+        .unwrap();
         assert!(obj["metadata"]["labels"].get("a").is_none(), "{obj}");
         assert_eq!(obj["spec"]["replicas"], 3);
         assert_eq!(
@@ -638,9 +629,7 @@ mod tests {
             "v2"
         );
         // Forced, the conflicting image is alice's.
-        let obj = apply(node, Some(&obj), &first, "alice", "apps/v1", "t4", true)
-            .unwrap()
-            .object;
+        let obj = apply(node, Some(&obj), &first, "alice", "apps/v1", "t4", true).unwrap();
         assert_eq!(
             obj["spec"]["template"]["spec"]["containers"][0]["image"],
             "v1"
