@@ -432,8 +432,12 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(crate::tables::wants_table);
-    let include =
-        crate::tables::Include::parse(q.get("includeObject")).map_err(StatusError::bad_request)?;
+    // Only Table answers read includeObject.
+    let include = if table {
+        crate::tables::Include::parse(q.get("includeObject")).map_err(StatusError::bad_request)?
+    } else {
+        crate::tables::Include::Metadata
+    };
     let as_table = |items: &[Value], meta: Value| -> Result<Response, StatusError> {
         Ok(json_response(
             200,
