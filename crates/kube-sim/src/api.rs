@@ -369,6 +369,71 @@ impl Api {
         Ok((code, kinds::scale_of(&obj)))
     }
 
+    /// `POST .../pods/{name}/binding` (what a scheduler sends): sets `spec.nodeName` of a Pod
+    /// not yet assigned and marks it `PodScheduled`, as kube-apiserver's `BindingREST` does.
+    pub fn bind(&self, t: &Target, body: &Value, dry_run: bool) -> Result<(u16, Value), StatusError> {
+        let def = t.def;
+        let name = t.name().to_owned();
+        let binding_name = body.pointer("/metadata/name").and_then(Value::as_str);
+        if binding_name.is_some_and(|b| b != name) {
+            return Err(StatusError::bad_request(
+                "name in URL does not match name in Binding object",
+            ));
+        }
+        let kind = body.pointer("/target/kind").and_then(Value::as_str).unwrap_or("");
+        let node = body.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
+        if !(kind.is_empty() || kind == "Node") || node.is_empty() {
+            return Err(StatusError::invalid(
+                def,
+                &name,
+                "target",
+                format!("Invalid value: {:?}: must be a Node with a name", body.get("target")),
+            ));
+        }
+        let node = node.to_owned();
+        let annotations = body.pointer("/metadata/annotations").cloned();
+        self.guaranteed_update(t, dry_run, Some("binding"), move |current| {
+            if current.pointer("/metadata/deletionTimestamp").is_some_and(|d| !d.is_null()) {
+                return Err(StatusError::new(
+                    409,
+                    "Conflict",
+                    format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
+                ));
+            }
+            if let Some(on) = current
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(StatusError::new(
+                    409,
+                    "Conflict",
+                    format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{on}\""),
+                ));
+            }
+            let mut new = current.clone();
+            new["spec"]["nodeName"] = json!(node);
+            if let Some(Value::Object(a)) = &annotations {
+                for (k, v) in a {
+                    new["metadata"]["annotations"][k] = v.clone();
+                }
+            }
+            let mut conditions: Vec<Value> = new
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+            conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_seconds()}));
+            new["status"]["conditions"] = json!(conditions);
+            Ok((new, None))
+        })?;
+        Ok((
+            201,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ))
+    }
+
     /// The RBAC objects stored, for the reviews.
     pub fn rbac_policy(&self) -> crate::rbac::Policy {
         fn all<T: serde::de::DeserializeOwned>(
@@ -894,7 +959,8 @@ impl Api {
                             }
                         }
                     }
-                } else {
+                } else if updating != Some("binding") {
+                    // (A binding writes the node name and the PodScheduled condition.)
                     match old.get("status") {
                         Some(s) => new["status"] = s.clone(),
                         None => {

@@ -343,8 +343,14 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
         Some(parent) => (parent.to_owned(), true),
         None => (path, false),
     };
+    let (path, binding) = match path.strip_suffix("/binding") {
+        Some(parent) => (parent.to_owned(), true),
+        None => (path, false),
+    };
     let mut t = resolve(&path)?;
-    if scale && (!t.def.scale || t.name.is_none() || t.status) {
+    if (scale && (!t.def.scale || t.name.is_none() || t.status))
+        || (binding && (t.def.storage != crate::resources::PODS || t.name.is_none() || t.status))
+    {
         return Err(StatusError::new(
             404,
             "NotFound",
@@ -382,6 +388,8 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
             format!("{}/status", t.def.plural)
         } else if scale {
             format!("{}/scale", t.def.plural)
+        } else if binding {
+            format!("{}/binding", t.def.plural)
         } else {
             t.def.plural.to_owned()
         };
@@ -414,6 +422,17 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
                 "{m} is not supported on the scale subresource"
             ))),
         };
+    }
+    if binding {
+        if parts.method != Method::POST {
+            return Err(StatusError::method_not_allowed(format!(
+                "{} is not supported on the binding subresource",
+                parts.method
+            )));
+        }
+        let body = read_object(&content_type, body).await?;
+        let (code, obj) = api.bind(&t, &body, dry_run)?;
+        return Ok(json_response(code, &obj));
     }
     if t.def.review {
         if parts.method != Method::POST || t.name.is_some() {

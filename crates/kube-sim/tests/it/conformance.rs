@@ -909,3 +909,48 @@ async fn a_new_server_has_the_system_namespaces_and_its_own_service() {
     assert_eq!(slice["endpoints"][0]["addresses"][0], host);
     assert_eq!(slice["ports"][0]["port"], port);
 }
+
+#[tokio::test]
+async fn binding_assigns_an_unassigned_pod_once() {
+    let s = start().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "i"}]}});
+    assert_eq!(s.post(pods, pod).await.status, 201);
+    let bind = |node: &str| {
+        json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+    };
+    let r = s.post(&format!("{pods}/p/binding"), bind("n1")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["status"], "Success");
+    let p = s.get(&format!("{pods}/p")).await.body;
+    assert_eq!(p["spec"]["nodeName"], "n1");
+    let scheduled = p["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .cloned()
+        .unwrap();
+    assert_eq!(scheduled["status"], "True");
+    // A second binding is a conflict, and the first stands.
+    let r = s.post(&format!("{pods}/p/binding"), bind("n2")).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("is already assigned to node \"n1\""),
+        "{}",
+        r.body
+    );
+    assert_eq!(s.get(&format!("{pods}/p")).await.body["spec"]["nodeName"], "n1");
+    // Only pods have it, and only create.
+    assert_eq!(
+        s.post("/api/v1/namespaces/default/configmaps/x/binding", bind("n1"))
+            .await
+            .status,
+        404
+    );
+}
