@@ -371,7 +371,12 @@ impl Api {
 
     /// `POST .../pods/{name}/binding` (what a scheduler sends): sets `spec.nodeName` of a Pod
     /// not yet assigned and marks it `PodScheduled`, as kube-apiserver's `BindingREST` does.
-    pub fn bind(&self, t: &Target, body: &Value, dry_run: bool) -> Result<(u16, Value), StatusError> {
+    pub fn bind(
+        &self,
+        t: &Target,
+        body: &Value,
+        dry_run: bool,
+    ) -> Result<(u16, Value), StatusError> {
         let def = t.def;
         let name = t.name().to_owned();
         let binding_name = body.pointer("/metadata/name").and_then(Value::as_str);
@@ -380,14 +385,23 @@ impl Api {
                 "name in URL does not match name in Binding object",
             ));
         }
-        let kind = body.pointer("/target/kind").and_then(Value::as_str).unwrap_or("");
-        let node = body.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
+        let kind = body
+            .pointer("/target/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let node = body
+            .pointer("/target/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !(kind.is_empty() || kind == "Node") || node.is_empty() {
             return Err(StatusError::invalid(
                 def,
                 &name,
                 "target",
-                format!("Invalid value: {:?}: must be a Node with a name", body.get("target")),
+                format!(
+                    "Invalid value: {:?}: must be a Node with a name",
+                    body.get("target")
+                ),
             ));
         }
         let node = node.to_owned();

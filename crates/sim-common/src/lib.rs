@@ -228,3 +228,57 @@ mod tests {
         assert!(b.try_take(later).is_err());
     }
 }
+
+/// Splits `n` over `weights` in proportion, whole numbers summing to `n`: each gets the floor
+/// of its exact share, and the largest remainders (first listed on a tie) get one more. Zero
+/// weights get nothing; all-zero weights give an empty split.
+pub fn split_by_weight<K: Clone>(n: u32, weights: &[(K, u32)]) -> Vec<(K, u32)> {
+    let total: u64 = weights.iter().map(|(_, w)| u64::from(*w)).sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let mut out: Vec<(K, u32, u64)> = weights
+        .iter()
+        .map(|(k, w)| {
+            let exact = u64::from(n) * u64::from(*w);
+            let share = u32::try_from(exact / total).unwrap_or(u32::MAX);
+            (k.clone(), share, exact % total)
+        })
+        .collect();
+    let mut left = n - out.iter().map(|(_, c, _)| c).sum::<u32>();
+    let mut order: Vec<usize> = (0..out.len()).collect();
+    order.sort_by(|a, b| out[*b].2.cmp(&out[*a].2));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        out[i].1 += 1;
+        left -= 1;
+    }
+    out.into_iter().map(|(k, c, _)| (k, c)).collect()
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::split_by_weight;
+
+    #[test]
+    fn splits_sum_to_n_with_largest_remainders() {
+        let cases: &[(u32, &[u32], &[u32])] = &[
+            (10, &[1, 1, 1], &[4, 3, 3]),
+            (10, &[70, 15, 15], &[7, 2, 1]),
+            (9, &[20, 16, 14], &[4, 3, 2]),
+            (0, &[1, 2], &[0, 0]),
+            (5, &[0, 1], &[0, 5]),
+        ];
+        for (n, w, want) in cases {
+            let weights: Vec<(usize, u32)> = w.iter().copied().enumerate().collect();
+            let got: Vec<u32> = split_by_weight(*n, &weights)
+                .into_iter()
+                .map(|(_, c)| c)
+                .collect();
+            assert_eq!(&got, want, "n={n} weights={w:?}");
+        }
+        assert!(split_by_weight::<u8>(3, &[(0, 0)]).is_empty());
+    }
+}

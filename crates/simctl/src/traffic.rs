@@ -69,32 +69,6 @@ pub struct TrafficResult {
     pub errors: u32,
 }
 
-/// Splits `n` connections over the weights, largest remainders first (deterministic).
-pub fn allocate(n: u32, weights: &[(String, u32)]) -> Vec<(String, u32)> {
-    let total: u32 = weights.iter().map(|(_, w)| w).sum();
-    if total == 0 {
-        return Vec::new();
-    }
-    let mut out: Vec<(String, u32, f64)> = weights
-        .iter()
-        .map(|(z, w)| {
-            let exact = f64::from(n) * f64::from(*w) / f64::from(total);
-            (z.clone(), exact.floor() as u32, exact - exact.floor())
-        })
-        .collect();
-    let mut left = n - out.iter().map(|(_, c, _)| c).sum::<u32>();
-    let mut order: Vec<usize> = (0..out.len()).collect();
-    order.sort_by(|a, b| out[*b].2.total_cmp(&out[*a].2));
-    for i in order {
-        if left == 0 {
-            break;
-        }
-        out[i].1 += 1;
-        left -= 1;
-    }
-    out.into_iter().map(|(z, c, _)| (z, c)).collect()
-}
-
 /// Interleaves the per-zone counts so zones take turns (the load balancer sees a steady mix).
 pub fn schedule(alloc: &[(String, u32)]) -> Vec<String> {
     let total: u32 = alloc.iter().map(|(_, c)| c).sum();
@@ -193,7 +167,7 @@ pub async fn run(client: &Client, args: &TrafficArgs) -> anyhow::Result<TrafficR
             );
         }
     }
-    let plan = schedule(&allocate(args.connections, &weights));
+    let plan = schedule(&sim_common::split_by_weight(args.connections, &weights));
     let mut r = TrafficResult {
         load_balancer: lb.id.to_string(),
         port,
@@ -281,22 +255,6 @@ mod tests {
 
     fn w(spec: &[(&str, u32)]) -> Vec<(String, u32)> {
         spec.iter().map(|(z, x)| ((*z).to_owned(), *x)).collect()
-    }
-
-    #[test]
-    fn allocation_is_exact_and_deterministic() {
-        assert_eq!(
-            allocate(100, &w(&[("a", 70), ("b", 15), ("c", 15)])),
-            w(&[("a", 70), ("b", 15), ("c", 15)])
-        );
-        assert_eq!(
-            allocate(10, &w(&[("a", 1), ("b", 1), ("c", 1)]))
-                .iter()
-                .map(|(_, c)| c)
-                .sum::<u32>(),
-            10
-        );
-        assert!(allocate(5, &w(&[("a", 0)])).is_empty());
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct Event {
 }
 
 impl Event {
-    fn disabled(message: impl Into<String>) -> Self {
+    /// A `TopologyAwareHintsDisabled` warning.
+    pub fn disabled(message: impl Into<String>) -> Self {
         Self {
             warning: true,
             reason: REASON_DISABLED,
@@ -237,7 +238,8 @@ impl TopologyCache {
             .collect()
     }
 
-    fn remove_hints(&mut self, service: &str, address_type: &str) {
+    /// Upstream's `RemoveHints`: forgets the Service's hinted counts for the address type.
+    pub fn remove_hints(&mut self, service: &str, address_type: &str) {
         if let Some(by_type) = self.endpoints_by_service.get_mut(service) {
             by_type.remove(address_type);
             if by_type.is_empty() {

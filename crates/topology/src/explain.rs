@@ -62,10 +62,7 @@ pub fn explain(service: &Service, nodes: &[Node], slices: &[EndpointSlice]) -> E
     let ns = service.metadata.namespace.clone().unwrap_or_default();
     let name = service.metadata.name.clone().unwrap_or_default();
     let annotations = service.metadata.annotations.clone().unwrap_or_default();
-    let auto_mode = annotations
-        .get(crate::ANNOTATION_TOPOLOGY_AWARE_HINTS)
-        .or_else(|| annotations.get(crate::ANNOTATION_TOPOLOGY_MODE))
-        .is_some_and(|v| v == "Auto" || v == "auto");
+    let auto_mode = crate::hints_enabled(&annotations);
     let mode = if auto_mode {
         "Auto".to_owned()
     } else {

@@ -35,6 +35,15 @@ pub const PREFER_CLOSE: &str = "PreferClose";
 pub const PREFER_SAME_ZONE: &str = "PreferSameZone";
 pub const PREFER_SAME_NODE: &str = "PreferSameNode";
 
+/// Whether a Service's annotations ask for Auto hints (upstream's `hintsEnabled`: the deprecated
+/// annotation wins when both are set; `Auto` or `auto`).
+pub fn hints_enabled(annotations: &std::collections::BTreeMap<String, String>) -> bool {
+    annotations
+        .get(ANNOTATION_TOPOLOGY_AWARE_HINTS)
+        .or_else(|| annotations.get(ANNOTATION_TOPOLOGY_MODE))
+        .is_some_and(|v| v == "Auto" || v == "auto")
+}
+
 /// Whether an endpoint counts as ready (the condition is set and true).
 pub fn endpoint_ready(e: &Endpoint) -> bool {
     e.conditions.as_ref().and_then(|c| c.ready) == Some(true)

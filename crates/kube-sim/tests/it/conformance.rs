@@ -945,12 +945,18 @@ async fn binding_assigns_an_unassigned_pod_once() {
         "{}",
         r.body
     );
-    assert_eq!(s.get(&format!("{pods}/p")).await.body["spec"]["nodeName"], "n1");
+    assert_eq!(
+        s.get(&format!("{pods}/p")).await.body["spec"]["nodeName"],
+        "n1"
+    );
     // Only pods have it, and only create.
     assert_eq!(
-        s.post("/api/v1/namespaces/default/configmaps/x/binding", bind("n1"))
-            .await
-            .status,
+        s.post(
+            "/api/v1/namespaces/default/configmaps/x/binding",
+            bind("n1")
+        )
+        .await
+        .status,
         404
     );
 }
