@@ -58,7 +58,8 @@ pub struct ServeArgs {
     pub cluster_name: Option<String>,
 
     /// Pod network; each Node gets a /24 from it, as kube-controller-manager's node IPAM does.
-    #[arg(long, env = "KUBE_SIM_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
+    /// On loopback by default, so that Pods can answer on their IPs (`--data-plane`).
+    #[arg(long, env = "KUBE_SIM_CLUSTER_CIDR", default_value = "127.128.0.0/10")]
     pub cluster_cidr: ipnet::Ipv4Net,
 
     /// How often simulated kubelets post Ready heartbeats.
@@ -70,10 +71,17 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBE_SIM_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = sim_common::parse_duration)]
     pub node_monitor_grace_period: Duration,
 
-    /// Answer on node ports as kube-proxy and a pod would: each running node listens on
-    /// `<node IP>:<nodePort>` of NodePort/LoadBalancer Services and serves healthCheckNodePort.
-    #[arg(long, env = "KUBE_SIM_SERVE_NODE_PORTS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub serve_node_ports: bool,
+    /// Run the data plane: Pods answer on `<pod IP>:<containerPort>`, each running node routes
+    /// its node ports and (as an HTTP CONNECT proxy on port 15001) ClusterIPs to endpoints as
+    /// kube-proxy would, and serves healthCheckNodePort.
+    #[arg(long, env = "KUBE_SIM_DATA_PLANE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub data_plane: bool,
+
+    /// Run the stand-ins for kube-scheduler and kube-controller-manager's Deployment and
+    /// EndpointSlice controllers (with topology hints), so Deployments get Pods on Nodes and
+    /// Services get EndpointSlices.
+    #[arg(long, env = "KUBE_SIM_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub controllers: bool,
 
     /// Log filter in `tracing` syntax.
     #[arg(long, env = "KUBE_SIM_LOG", default_value = "info")]
@@ -91,7 +99,7 @@ impl ServeArgs {
             cloud_token: self.cloud_token.clone(),
             cluster_name: self.cluster_name.clone(),
             status_interval: self.node_status_interval,
-            serve_node_ports: self.serve_node_ports,
+            data_plane: self.data_plane,
             ..kubelet_sim::KubeletConfig::standalone(
                 cloud_url,
                 self.cluster_cidr,

@@ -203,11 +203,14 @@ pub async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     })
     .await?;
     tracing::info!(kubeconfig = %args.kubeconfig.display(), "use: kubectl --kubeconfig {} get nodes", args.kubeconfig.display());
+    let client = kube::Client::try_from(kube::Config::new(server.url().parse()?))?;
+    let controllers = args
+        .controllers
+        .then(|| kcm_sim::Controllers::start(client.clone(), kcm_sim::Config::default()));
     let kubelets = match &args.cloud_url {
         Some(url) => {
             let config = args.kubelet_config(url);
-            let kube = kube::Client::try_from(kube::Config::new(server.url().parse()?))?;
-            Some(kubelet_sim::Kubelets::start(config, kube)?)
+            Some(kubelet_sim::Kubelets::start(config, client.clone())?)
         }
         None => None,
     };
@@ -215,6 +218,9 @@ pub async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     if let Some(k) = kubelets {
         k.stop().await;
+    }
+    if let Some(c) = controllers {
+        c.stop().await;
     }
     server.shutdown().await;
     Ok(())

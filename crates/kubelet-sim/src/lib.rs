@@ -33,16 +33,18 @@ use cloud_client::{Client, InstanceFilter};
 use ipnet::Ipv4Net;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub mod dataplane;
 pub mod node;
-pub mod node_ports;
 pub mod pods;
 
 pub use node::{
@@ -72,8 +74,9 @@ pub struct KubeletConfig {
     /// Stand-in for the node-lifecycle controller: turn a silent kubelet's Node conditions
     /// `Unknown` after this long. `None` where kube-controller-manager does it.
     pub mark_unknown_after: Option<Duration>,
-    /// Answer on node ports as kube-proxy and a pod would (see [`node_ports`]).
-    pub serve_node_ports: bool,
+    /// Run the sandbox's data plane: Pods answer on their IPs, nodes route node ports and
+    /// ClusterIPs as kube-proxy would (see [`dataplane`]). Pod IPs must then be on loopback.
+    pub data_plane: bool,
     /// How long a Pod bound to a running node takes to be Running and Ready.
     pub pod_start_delay: Duration,
     /// How long a deleted Pod's containers take to stop (never longer than its grace period).
@@ -92,7 +95,7 @@ impl KubeletConfig {
             lease_duration: Duration::from_secs(40),
             allocate_pod_cidrs: Some((cluster_cidr, 24)),
             mark_unknown_after: Some(grace),
-            serve_node_ports: false,
+            data_plane: false,
             pod_start_delay: Duration::from_secs(1),
             pod_stop_delay: Duration::from_secs(1),
         }
@@ -164,7 +167,8 @@ impl Kubelets {
                 client,
                 nodes: HashMap::new(),
                 types: HashMap::new(),
-                ports: Default::default(),
+                listeners: Default::default(),
+                view: None,
                 pods: HashMap::new(),
             },
             rx,
@@ -203,7 +207,9 @@ struct Sim {
     /// By instance ID.
     nodes: HashMap<String, Kubelet>,
     types: HashMap<String, InstanceType>,
-    ports: node_ports::NodePorts,
+    listeners: dataplane::Listeners,
+    /// Services and EndpointSlices as kube-proxy watches them (with the data plane on).
+    view: Option<dataplane::View>,
     /// Pods bound to our nodes, by (namespace, name).
     pods: HashMap<(String, String), PodWork>,
 }
@@ -214,6 +220,10 @@ struct PodWork {
     uid: String,
     node: String,
     ip: Option<Ipv4Addr>,
+    /// TCP container ports (where the Pod answers); empty for host-network Pods.
+    ports: Vec<u16>,
+    /// Running, as last seen.
+    running: bool,
     /// Its Ready condition is True, as last seen.
     ready: bool,
     /// The deletion grace period, from the Pod.
@@ -273,6 +283,13 @@ async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
         watcher::Config::default(),
     )
     .boxed();
+    let mut reflectors = Vec::new();
+    if sim.config.data_plane {
+        let (services, t1) = reflect(Api::<Service>::all(sim.kube.clone()));
+        let (slices, t2) = reflect(Api::<EndpointSlice>::all(sim.kube.clone()));
+        reflectors.extend([t1, t2]);
+        sim.view = Some(dataplane::View::new(services, slices));
+    }
     loop {
         tokio::select! {
             ev = pod_events.next() => match ev {
@@ -292,12 +309,35 @@ async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
                 }
             }
             _ = tick.tick() => sim.heartbeats().await,
-            _ = ports_tick.tick(), if sim.config.serve_node_ports => sim.sync_node_ports().await,
+            _ = ports_tick.tick(), if sim.config.data_plane => sim.sync_data_plane(),
             _ = stop.changed() => break,
         }
     }
-    sim.ports.stop();
+    sim.listeners.stop();
+    reflectors.iter().for_each(JoinHandle::abort);
     poller.abort();
+}
+
+/// A store that follows every object of `api` (kube-proxy's informers).
+fn reflect<K>(api: Api<K>) -> (Store<K>, JoinHandle<()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let task = tokio::spawn(async move {
+        let mut s = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .boxed();
+        while s.next().await.is_some() {}
+    });
+    (store, task)
 }
 
 /// Long-polls the event log and sends the IDs of instances that changed.
@@ -329,30 +369,49 @@ fn strategic(v: Value) -> Patch<Value> {
 }
 
 impl Sim {
-    /// Node ports for every NodePort/LoadBalancer Service on every running node.
-    async fn sync_node_ports(&mut self) {
-        let services = match Api::<Service>::all(self.kube.clone())
-            .list(&ListParams::default())
-            .await
-        {
-            Ok(l) => l.items,
-            Err(e) => {
-                tracing::debug!(error = %e, "node ports: cannot list Services");
-                return;
-            }
+    /// The data plane's listeners for the running nodes and Pods (kube-proxy's and the
+    /// Pods' part, see [`dataplane`]).
+    fn sync_data_plane(&mut self) {
+        let Some(view) = self.view.clone() else {
+            return;
         };
-        let nodes: Vec<node_ports::NodeEndpoint> = self
+        let services: Vec<Service> = view
+            .services
+            .state()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect();
+        let running: HashMap<&str, &Kubelet> = self
             .nodes
             .values()
             .filter(|k| k.running)
-            .map(|k| node_ports::NodeEndpoint {
+            .map(|k| (k.node.as_str(), k))
+            .collect();
+        let nodes: Vec<dataplane::NodeEndpoint> = running
+            .values()
+            .map(|k| dataplane::NodeEndpoint {
                 name: k.node.clone(),
                 ip: k.ip,
                 zone: k.zone.clone(),
             })
             .collect();
-        let want = node_ports::desired(&services, &nodes);
-        self.ports.sync(&self.kube, want);
+        let pods: Vec<dataplane::PodEndpoint> = self
+            .pods
+            .iter()
+            .filter(|(_, w)| w.running && !w.ports.is_empty())
+            .filter_map(|((_, name), w)| {
+                let k = running.get(w.node.as_str())?;
+                Some(dataplane::PodEndpoint {
+                    name: name.clone(),
+                    ip: w.ip?,
+                    ports: w.ports.clone(),
+                    node: w.node.clone(),
+                    zone: k.zone.clone(),
+                })
+            })
+            .collect();
+        let want = dataplane::desired(&services, &nodes, &pods);
+        self.listeners.sync(&view, want);
     }
 
     fn member(&self, i: &Instance) -> bool {
@@ -606,6 +665,8 @@ impl Sim {
             uid: uid.clone(),
             node: node.clone(),
             ip: None,
+            ports: pods::tcp_ports(p),
+            running: false,
             ready: false,
             grace: Duration::ZERO,
             due: None,
@@ -621,6 +682,8 @@ impl Sim {
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         w.grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        w.running = pods::phase(p) == pods::PodPhase::Running
+            || pods::phase(p) == pods::PodPhase::Terminating;
         if let Some(ip) = pods::pod_ip(p) {
             w.ip = Some(ip);
         }

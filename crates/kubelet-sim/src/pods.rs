@@ -104,12 +104,45 @@ pub fn pod_ip(pod: &Pod) -> Option<Ipv4Addr> {
     pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
 }
 
+/// The TCP ports the Pod's containers declare (where it answers); none for host-network Pods,
+/// whose ports are the node's.
+pub fn tcp_ports(pod: &Pod) -> Vec<u16> {
+    let Some(spec) = &pod.spec else {
+        return Vec::new();
+    };
+    if spec.host_network == Some(true) {
+        return Vec::new();
+    }
+    let mut out: Vec<u16> = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+        .filter_map(|p| u16::try_from(p.container_port).ok())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn pod(v: Value) -> Pod {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn tcp_ports_skip_udp_and_host_network() {
+        let p = pod(json!({"spec": {"containers": [
+            {"name": "a", "ports": [{"containerPort": 8080}, {"containerPort": 53, "protocol": "UDP"}]},
+            {"name": "b", "ports": [{"containerPort": 8080}, {"containerPort": 9090, "protocol": "TCP"}]}]}}));
+        assert_eq!(tcp_ports(&p), vec![8080, 9090]);
+        let h = pod(
+            json!({"spec": {"hostNetwork": true, "containers": [{"name": "a", "ports": [{"containerPort": 8080}]}]}}),
+        );
+        assert!(tcp_ports(&h).is_empty());
     }
 
     #[test]

@@ -75,6 +75,11 @@ pub struct UpArgs {
     #[arg(long, value_delimiter = ',', value_parser = cloud_sim::config::parse_zone_cidr)]
     pub lb_pools: Vec<(String, ipnet::Ipv4Net)>,
 
+    /// The pod network: node IPAM gives each node a /24 of it. On loopback, so that Pods answer
+    /// on their IPs; a second sandbox on this machine needs a range of its own.
+    #[arg(long, default_value = "127.128.0.0/10")]
+    pub cluster_cidr: ipnet::Ipv4Net,
+
     /// Cluster name: instances are tagged `kubernetes.io/cluster/<name>`.
     #[arg(long, default_value = "simcloud")]
     pub cluster_name: String,
@@ -165,6 +170,7 @@ impl Cluster {
                 }
                 let opts = control_plane::Options {
                     node_monitor_grace_period: args.node_monitor_grace_period,
+                    cluster_cidr: args.cluster_cidr.to_string(),
                     node_monitor_period: Duration::from_secs(1),
                     dir: Some(dir),
                     ..Default::default()
@@ -201,14 +207,14 @@ impl Cluster {
         let base = match self {
             Self::KubeSim(_) => KubeletConfig::standalone(
                 cloud_url,
-                CLUSTER_CIDR.parse().expect("valid CIDR"),
+                args.cluster_cidr,
                 args.node_monitor_grace_period,
             ),
             Self::Real(_) => KubeletConfig::with_controller_manager(cloud_url),
         };
         KubeletConfig {
             cluster_name: Some(args.cluster_name.clone()),
-            serve_node_ports: true,
+            data_plane: true,
             // Well within the grace period, so a running node never looks silent.
             status_interval: (args.node_monitor_grace_period / 4)
                 .clamp(Duration::from_millis(200), Duration::from_secs(10)),
@@ -224,11 +230,33 @@ impl Cluster {
     }
 }
 
-/// The pod network of the sandbox's cluster (node IPAM hands out /24s from it).
-const CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// One node of the sandbox: its instance's name, zone and type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    pub name: String,
+    pub zone: String,
+    pub instance_type: String,
+}
 
-/// Creates the nodes the cluster lacks.
-async fn ensure_instances(client: &Client, args: &UpArgs) -> anyhow::Result<Vec<String>> {
+/// The nodes `--nodes`, `--zones` and `--instance-type` ask for.
+pub fn default_nodes(args: &UpArgs) -> Vec<NodeSpec> {
+    node_names(args.nodes)
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| NodeSpec {
+            name,
+            zone: zone_for(i, &args.zones).to_owned(),
+            instance_type: args.instance_type.clone(),
+        })
+        .collect()
+}
+
+/// Creates (or starts) the instances of `nodes` the cluster lacks.
+async fn ensure_instances(
+    client: &Client,
+    args: &UpArgs,
+    nodes: &[NodeSpec],
+) -> anyhow::Result<()> {
     let tag = format!("{CLUSTER_TAG_PREFIX}{}", args.cluster_name);
     let existing = client
         .list_all_instances(&InstanceFilter {
@@ -236,11 +264,10 @@ async fn ensure_instances(client: &Client, args: &UpArgs) -> anyhow::Result<Vec<
             ..Default::default()
         })
         .await?;
-    let mut names = Vec::new();
-    for (i, name) in node_names(args.nodes).into_iter().enumerate() {
+    for n in nodes {
         match existing
             .iter()
-            .find(|x| x.name == name && x.state != InstanceState::Terminated)
+            .find(|x| x.name == n.name && x.state != InstanceState::Terminated)
         {
             Some(x) if x.state == InstanceState::Stopped => {
                 client.start_instance(x.id.as_str()).await?;
@@ -250,21 +277,188 @@ async fn ensure_instances(client: &Client, args: &UpArgs) -> anyhow::Result<Vec<
                 let mut tags = Tags::new();
                 tags.insert(tag.clone(), "owned".into());
                 let req = CreateInstanceRequest {
-                    name: name.clone(),
-                    zone: zone_for(i, &args.zones).to_owned(),
-                    instance_type: args.instance_type.clone(),
+                    name: n.name.clone(),
+                    zone: n.zone.clone(),
+                    instance_type: n.instance_type.clone(),
                     tags,
                     private_ip: None,
                 };
                 client
                     .create_instance(&req)
                     .await
-                    .with_context(|| format!("creating instance {name}"))?;
+                    .with_context(|| format!("creating instance {}", n.name))?;
             }
         }
-        names.push(name);
     }
-    Ok(names)
+    Ok(())
+}
+
+/// A running sandbox: cloud-sim, the API server, kubelets, the ccm's controllers and (on
+/// kube-sim) the stand-ins for kube-scheduler and kube-controller-manager's workload
+/// controllers.
+pub struct Sandbox {
+    pub cloud_url: String,
+    pub kube_url: String,
+    pub kubeconfig: PathBuf,
+    pub kube_config: kube::Config,
+    /// The cloud, as the sandbox's own client.
+    pub cloud: Client,
+    cloud_server: cloud_sim::Server,
+    cluster: Cluster,
+    kubelets: Kubelets,
+    workloads: Option<kcm_sim::Controllers>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    controllers: tokio::task::JoinSet<()>,
+}
+
+impl Sandbox {
+    /// Starts everything and waits until every node of `nodes` is initialised.
+    pub async fn start(args: &UpArgs, nodes: &[NodeSpec]) -> anyhow::Result<Self> {
+        if nodes.is_empty() {
+            bail!("the sandbox needs at least one node");
+        }
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+        // Before anything starts: a missing fixture is an error naming its build command.
+        let bins = match args.control_plane {
+            ControlPlaneKind::KubeSim => None,
+            ControlPlaneKind::Real => Some(control_plane::Binaries::locate()?),
+        };
+        eprintln!("starting cloud-sim ...");
+        let mut zones: Vec<String> = args.zones.clone();
+        for n in nodes {
+            if !zones.contains(&n.zone) {
+                zones.push(n.zone.clone());
+            }
+        }
+        let mut cfg = cloud_sim::Config::build(
+            "sim-1",
+            "127.0.0.0/8".parse().expect("valid CIDR"),
+            &zones,
+            &args.instance_subnets,
+            &args.lb_pools,
+        )?;
+        cfg.instance_boot_delay = args.boot_delay;
+        cfg.instance_stop_delay = Duration::from_secs(1);
+        cfg.lb_provision_delay = Duration::from_secs(2);
+        cfg.route_quota = args.route_quota.max(1);
+        let db = format!("sqlite://{}", args.data_dir.join("cloud-sim.db").display());
+        let cloud_server = cloud_sim::Server::start(cfg, &db, args.cloud_listen)
+            .await
+            .context("starting cloud-sim")?;
+        let cloud_url = cloud_server.base_url();
+
+        let kubeconfig = args.data_dir.join("kubeconfig");
+        let cluster = Cluster::start(args, bins, &kubeconfig).await?;
+        let kube_config = cluster.config().await?;
+        eprintln!("starting the kubelets ...");
+        let kubelets = Kubelets::start(
+            cluster.kubelets(&cloud_url, args),
+            kube::Client::try_from(kube_config.clone())?,
+        )?;
+        let workloads = matches!(cluster, Cluster::KubeSim(_)).then(|| {
+            kcm_sim::Controllers::start(
+                kube::Client::try_from(kube_config.clone()).expect("the client was built above"),
+                kcm_sim::Config::default(),
+            )
+        });
+
+        eprintln!("starting the cloud-controller-manager ...");
+        let cloud = Client::builder(&cloud_url)
+            .user_agent("simctl-up")
+            .build()?;
+        let provider: Arc<dyn CloudProvider> =
+            Arc::new(ccm::cloud::simcloud::SimCloud::new(cloud.clone(), None));
+        provider
+            .initialize()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", ccm::error_chain(&e)))?;
+        // No client-side rate limit for the sandbox's in-process ccm: it shares the process with
+        // its API server, and `--nodes` in the thousands would wait minutes on upstream's 20 qps.
+        let kube_client = ccm::client_for(kube_config.clone(), None)?;
+        let node_api: kube::Api<Node> = kube::Api::all(kube_client.clone());
+        let opts = ccm::Options {
+            controllers: ControllerName::ALL.into_iter().collect(),
+            identity: "simctl-up".into(),
+            concurrent_node_syncs: 4,
+            concurrent_node_status_updates: 4,
+            node_status_update_frequency: Duration::from_secs(300),
+            node_monitor_period: args.node_monitor_period.max(Duration::from_millis(100)),
+            cluster_name: args.cluster_name.clone(),
+            cluster_cidrs: vec![ipnet::IpNet::V4(args.cluster_cidr)],
+            configure_cloud_routes: true,
+            route_reconciliation_period: Duration::from_secs(10),
+            concurrent_service_syncs: 4,
+            load_balancer_class: None,
+        };
+        let (stop_tx, stop) = ccm::Stop::new();
+        let controllers = ccm::start_controllers(
+            kube_client,
+            provider,
+            Arc::new(ccm::metrics::Metrics::new()),
+            &opts,
+            &stop,
+        );
+        let sandbox = Self {
+            kube_url: cluster.url(),
+            cloud_url,
+            kubeconfig,
+            kube_config,
+            cloud,
+            cloud_server,
+            cluster,
+            kubelets,
+            workloads,
+            stop_tx,
+            controllers,
+        };
+        ensure_instances(&sandbox.cloud, args, nodes).await?;
+        let want: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let deadline = Instant::now() + args.timeout;
+        let mut last = usize::MAX;
+        loop {
+            let done = initialised_nodes(&node_api)
+                .await
+                .intersection(&want)
+                .count();
+            if done != last {
+                eprintln!("waiting for nodes: {done}/{} initialised", want.len());
+                last = done;
+            }
+            if done == want.len() {
+                break;
+            }
+            if Instant::now() > deadline {
+                sandbox.shutdown().await;
+                bail!(
+                    "only {done} of {} nodes were initialised within {:?}",
+                    want.len(),
+                    args.timeout
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok(sandbox)
+    }
+
+    /// A Kubernetes client of the sandbox's API server.
+    pub fn kube(&self) -> anyhow::Result<kube::Client> {
+        Ok(kube::Client::try_from(self.kube_config.clone())?)
+    }
+
+    /// Stops everything, in the reverse order of starting.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop_tx.send(true);
+        while self.controllers.join_next().await.is_some() {}
+        if let Some(w) = self.workloads {
+            w.stop().await;
+        }
+        self.kubelets.stop().await;
+        self.cluster.shutdown().await;
+        if let Err(e) = self.cloud_server.shutdown().await {
+            tracing::warn!(error = %e, "cloud-sim did not shut down cleanly");
+        }
+    }
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -277,113 +471,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.zones.is_empty() || args.nodes == 0 {
         bail!("--zones and --nodes must not be empty");
     }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    // Before anything starts: a missing fixture is an error naming its build command.
-    let bins = match args.control_plane {
-        ControlPlaneKind::KubeSim => None,
-        ControlPlaneKind::Real => Some(control_plane::Binaries::locate()?),
-    };
     let started = Instant::now();
-    eprintln!("starting cloud-sim ...");
-    let mut cfg = cloud_sim::Config::build(
-        "sim-1",
-        "127.0.0.0/8".parse().expect("valid CIDR"),
-        &args.zones,
-        &args.instance_subnets,
-        &args.lb_pools,
-    )?;
-    cfg.instance_boot_delay = args.boot_delay;
-    cfg.instance_stop_delay = Duration::from_secs(1);
-    cfg.lb_provision_delay = Duration::from_secs(2);
-    cfg.route_quota = args.route_quota.max(1);
-    let db = format!("sqlite://{}", args.data_dir.join("cloud-sim.db").display());
-    let cloud = cloud_sim::Server::start(cfg, &db, args.cloud_listen)
-        .await
-        .context("starting cloud-sim")?;
-    let cloud_url = cloud.base_url();
-
-    let kubeconfig = args.data_dir.join("kubeconfig");
-    let cluster = Cluster::start(&args, bins, &kubeconfig).await?;
-    let kube_config = cluster.config().await?;
-    eprintln!("starting the kubelets ...");
-    let kubelets = Kubelets::start(
-        cluster.kubelets(&cloud_url, &args),
-        kube::Client::try_from(kube_config.clone())?,
-    )?;
-
-    eprintln!("starting the cloud-controller-manager ...");
-    let cloud_client = Client::builder(&cloud_url)
-        .user_agent("simctl-up")
-        .build()?;
-    let provider: Arc<dyn CloudProvider> = Arc::new(ccm::cloud::simcloud::SimCloud::new(
-        cloud_client.clone(),
-        None,
-    ));
-    provider
-        .initialize()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", ccm::error_chain(&e)))?;
-    // No client-side rate limit for the sandbox's in-process ccm: it shares the process with its
-    // API server, and `--nodes` in the thousands would wait minutes on upstream's 20 qps.
-    let kube_client = ccm::client_for(kube_config, None)?;
-    let nodes: kube::Api<Node> = kube::Api::all(kube_client.clone());
-    let opts = ccm::Options {
-        controllers: ControllerName::ALL.into_iter().collect(),
-        identity: "simctl-up".into(),
-        concurrent_node_syncs: 4,
-        concurrent_node_status_updates: 4,
-        node_status_update_frequency: Duration::from_secs(300),
-        node_monitor_period: args.node_monitor_period.max(Duration::from_millis(100)),
-        cluster_name: args.cluster_name.clone(),
-        cluster_cidrs: vec![CLUSTER_CIDR.parse().expect("valid CIDR")],
-        configure_cloud_routes: true,
-        route_reconciliation_period: Duration::from_secs(10),
-        concurrent_service_syncs: 4,
-        load_balancer_class: None,
-    };
-    let (stop_tx, stop) = ccm::Stop::new();
-    let mut controllers = ccm::start_controllers(
-        kube_client,
-        provider,
-        Arc::new(ccm::metrics::Metrics::new()),
-        &opts,
-        &stop,
-    );
-
-    let names = ensure_instances(&cloud_client, &args).await?;
-    let want: BTreeSet<String> = names.iter().cloned().collect();
-    let deadline = Instant::now() + args.timeout;
-    let mut last = usize::MAX;
-    loop {
-        let done = initialised_nodes(&nodes).await.intersection(&want).count();
-        if done != last {
-            eprintln!("waiting for nodes: {done}/{} initialised", want.len());
-            last = done;
-        }
-        if done == want.len() {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "only {done} of {} nodes were initialised within {:?}",
-                want.len(),
-                args.timeout
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let kc = kubeconfig.display();
+    let nodes = default_nodes(&args);
+    let sandbox = Sandbox::start(&args, &nodes).await?;
+    let kc = sandbox.kubeconfig.display().to_string();
+    let cloud_url = sandbox.cloud_url.clone();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "\nsimcloud sandbox is up ({} nodes over {} zones, {:.1}s)",
-        want.len(),
+        nodes.len(),
         args.zones.len(),
         started.elapsed().as_secs_f64()
     )?;
     writeln!(out, "  cloud-sim API:  {cloud_url}")?;
-    writeln!(out, "  Kubernetes API: {}", cluster.url())?;
+    writeln!(out, "  Kubernetes API: {}", sandbox.kube_url)?;
     writeln!(out, "  kubeconfig:     {kc}")?;
     writeln!(out, "\nTry:")?;
     writeln!(
@@ -405,11 +507,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     ccm::shutdown_signal().await;
     eprintln!("stopping ...");
-    let _ = stop_tx.send(true);
-    while controllers.join_next().await.is_some() {}
-    kubelets.stop().await;
-    cluster.shutdown().await;
-    cloud.shutdown().await?;
+    sandbox.shutdown().await;
     Ok(())
 }
 
