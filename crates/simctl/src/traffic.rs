@@ -1,39 +1,84 @@
-//! `simctl traffic`: real connections through a load balancer's zonal frontends, as clients in
-//! each zone would make them, and what happened to them: per client zone the in-zone fraction, per
-//! backend node its share, the peak-to-mean ratio over backends, and errors.
+//! `simctl traffic`: real requests through the sandbox's data plane, as clients in each zone
+//! would make them, and what happened to them.
 //!
-//! Each connection goes to the frontend of the client's zone; the node that answers names itself
-//! and its zone (`node=<name> zone=<zone>`, as kube-sim's node ports do).
+//! Two classes of traffic (reference/topology.md §6.1):
+//! - north-south: a client connects to its zone's frontend of the Service's load balancer; the
+//!   node the load balancer picks answers `node=<name> zone=<zone>` and kube-proxy's choice of
+//!   Pod answers `pod=<name> node=<node> zone=<zone>` (see `kubelet_sim::dataplane`);
+//! - east-west: a client on a node of its zone calls the Service's ClusterIP through that
+//!   node's kube-proxy (`CONNECT <clusterIP>:<port>` to the node's in-cluster port).
+//!
+//! Requests go at `--rate` per second for `--duration` (or `--connections` of them back to
+//! back), zones interleaved by their weights. The report gives, per client zone and in total,
+//! the in-zone fraction (served in the client's zone), cross-zone counts per hop (client to load
+//! balancer, load balancer to node, node to pod), the load per endpoint including endpoints that
+//! got nothing (peak-to-mean, overload, coefficient of variation), cross-zone bytes and their
+//! cost, and the same per time window.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use cloud_api::LoadBalancer;
 use cloud_client::{Client, LoadBalancerFilter};
 use serde::Serialize;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// Which path requests take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// From outside, through the Service's load balancer (frontend of the client's zone).
+    NorthSouth,
+    /// In the cluster: a client on a node of its zone calls the ClusterIP through that node.
+    EastWest,
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrafficArgs {
-    /// The load balancer: an ID (`lb-...`), or the Service it serves (`namespace/name`, or `name` in
-    /// `default`).
+    /// The Service (`namespace/name`, or `name` in `default`); for north-south also a load
+    /// balancer ID (`lb-...`).
     pub target: String,
 
+    /// north-south (through the load balancer) or east-west (ClusterIP through a node of the
+    /// client's zone; needs --kubeconfig).
+    #[arg(long, value_enum, default_value = "north-south")]
+    pub class: Class,
+
     /// Client zones and their weights, e.g. `zone-a=70,zone-b=15,zone-c=15`; default: every
-    /// frontend zone equally.
+    /// zone equally.
     #[arg(long, value_delimiter = ',', value_parser = parse_weight)]
     pub from: Vec<(String, u32)>,
 
-    /// Connections to make.
+    /// Requests to make back to back (without --rate).
     #[arg(long, default_value_t = 300)]
     pub connections: u32,
 
-    /// Listener port; default the first listener's.
+    /// Requests per second, all zones together (with --duration).
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// How long to send at --rate.
+    #[arg(long, default_value = "10s", value_parser = sim_common::parse_duration)]
+    pub duration: Duration,
+
+    /// Length of the report's time windows.
+    #[arg(long, default_value = "1s", value_parser = sim_common::parse_duration)]
+    pub window: Duration,
+
+    /// Service (or listener) port; default the first.
     #[arg(long)]
     pub port: Option<u16>,
+
+    /// Price of a cross-zone gigabyte, for the cost figure.
+    #[arg(long, default_value_t = 0.01)]
+    pub price_per_gb: f64,
+
+    /// Kubeconfig of the cluster (east-west, and the endpoint list for skew).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 fn parse_weight(s: &str) -> Result<(String, u32), String> {
@@ -48,28 +93,7 @@ fn parse_weight(s: &str) -> Result<(String, u32), String> {
     ))
 }
 
-#[derive(Debug, Default, Clone, Serialize, PartialEq)]
-pub struct ZoneResult {
-    pub connections: u32,
-    pub in_zone: u32,
-    pub errors: u32,
-    pub in_zone_fraction: f64,
-}
-
-#[derive(Debug, Default, Clone, Serialize, PartialEq)]
-pub struct TrafficResult {
-    pub load_balancer: String,
-    pub port: u16,
-    pub by_client_zone: BTreeMap<String, ZoneResult>,
-    /// Connections per backend node (`name (zone)`).
-    pub by_backend: BTreeMap<String, u32>,
-    pub in_zone_fraction: f64,
-    /// The busiest backend's connections over the mean (1.0 is perfectly even).
-    pub peak_to_mean: f64,
-    pub errors: u32,
-}
-
-/// Interleaves the per-zone counts so zones take turns (the load balancer sees a steady mix).
+/// Interleaves the per-zone counts so zones take turns (the servers see a steady mix).
 pub fn schedule(alloc: &[(String, u32)]) -> Vec<String> {
     let total: u32 = alloc.iter().map(|(_, c)| c).sum();
     let mut sent: Vec<u32> = vec![0; alloc.len()];
@@ -91,6 +115,377 @@ pub fn schedule(alloc: &[(String, u32)]) -> Vec<String> {
     out
 }
 
+/// Where a class's requests go.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// The load balancer's frontend per zone, and the listener port.
+    NorthSouth {
+        frontends: BTreeMap<String, Ipv4Addr>,
+        port: u16,
+    },
+    /// Node IPs per zone (clients' nodes), and the Service's ClusterIP and port.
+    EastWest {
+        nodes: BTreeMap<String, Vec<(String, Ipv4Addr)>>,
+        cluster_ip: Ipv4Addr,
+        port: u16,
+    },
+}
+
+impl Entry {
+    pub fn zones(&self) -> Vec<String> {
+        match self {
+            Entry::NorthSouth { frontends, .. } => frontends.keys().cloned().collect(),
+            Entry::EastWest { nodes, .. } => nodes
+                .iter()
+                .filter(|(_, n)| !n.is_empty())
+                .map(|(z, _)| z.clone())
+                .collect(),
+        }
+    }
+}
+
+/// One request and what answered it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Sample {
+    /// Seconds since the run started.
+    pub at: f64,
+    pub client_zone: String,
+    /// The frontend's zone (north-south).
+    pub lb_zone: Option<String>,
+    /// The node the request went through: the load balancer's backend, or the client's node.
+    pub node: Option<(String, String)>,
+    /// The Pod that answered: name, node, zone.
+    pub pod: Option<(String, String, String)>,
+    /// Bytes of the answer.
+    pub bytes: usize,
+    pub error: Option<String>,
+}
+
+impl Sample {
+    /// The zone that served it: the Pod's, or with no Pod the node's.
+    pub fn served_zone(&self) -> Option<&str> {
+        self.pod
+            .as_ref()
+            .map(|p| p.2.as_str())
+            .or(self.node.as_ref().map(|n| n.1.as_str()))
+    }
+}
+
+fn parse_answer(text: &str, s: &mut Sample) {
+    for line in text.lines() {
+        let kv: BTreeMap<&str, &str> = line
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        match (kv.get("pod"), kv.get("node"), kv.get("zone")) {
+            (Some(p), Some(n), Some(z)) => {
+                s.pod = Some(((*p).to_owned(), (*n).to_owned(), (*z).to_owned()));
+            }
+            (None, Some(n), Some(z)) if s.node.is_none() => {
+                s.node = Some(((*n).to_owned(), (*z).to_owned()));
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn read_all(s: &mut TcpStream) -> Result<String, String> {
+    let mut out = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await {
+        Ok(Ok(_)) => Ok(String::from_utf8_lossy(&out).into_owned()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out reading the answer".into()),
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        Err(_) => Err(format!("{addr}: connect timed out")),
+    }
+}
+
+/// Makes one request from `zone` (the `n`-th from that zone picks its node round robin).
+pub async fn request(entry: &Entry, zone: &str, n: usize) -> Sample {
+    let mut s = Sample {
+        client_zone: zone.to_owned(),
+        ..Default::default()
+    };
+    let result: Result<(), String> = async {
+        match entry {
+            Entry::NorthSouth { frontends, port } => {
+                let ip = frontends
+                    .get(zone)
+                    .ok_or_else(|| format!("no frontend in {zone}"))?;
+                s.lb_zone = Some(zone.to_owned());
+                let mut c = connect(SocketAddr::from((*ip, *port))).await?;
+                let text = read_all(&mut c).await?;
+                s.bytes = text.len();
+                parse_answer(&text, &mut s);
+            }
+            Entry::EastWest {
+                nodes,
+                cluster_ip,
+                port,
+            } => {
+                let in_zone = nodes
+                    .get(zone)
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| format!("no running node in {zone}"))?;
+                let (name, ip) = &in_zone[n % in_zone.len()];
+                s.node = Some((name.clone(), zone.to_owned()));
+                let mut c = connect(SocketAddr::from((
+                    *ip,
+                    kubelet_sim::dataplane::IN_CLUSTER_PORT,
+                )))
+                .await?;
+                c.write_all(
+                    format!(
+                        "CONNECT {cluster_ip}:{port} HTTP/1.1\r\nHost: {cluster_ip}:{port}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let text = read_all(&mut c).await?;
+                let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+                if !head.starts_with("HTTP/1.1 200") {
+                    return Err(format!(
+                        "{name}: {}",
+                        head.lines().next().unwrap_or("no answer")
+                    ));
+                }
+                s.bytes = body.len();
+                parse_answer(body, &mut s);
+            }
+        }
+        if s.pod.is_none() && s.node.is_none() {
+            return Err("nothing answered".into());
+        }
+        Ok(())
+    }
+    .await;
+    s.error = result.err();
+    s
+}
+
+/// Sends `plan` (client zones in order): back to back, or spread evenly at `rate` per second.
+pub async fn drive(entry: &Entry, plan: &[String], rate: Option<f64>) -> Vec<Sample> {
+    let start = tokio::time::Instant::now();
+    let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut out = Vec::with_capacity(plan.len());
+    for (i, zone) in plan.iter().enumerate() {
+        let n = per_zone.entry(zone.clone()).or_default();
+        let k = *n;
+        *n += 1;
+        match rate {
+            Some(r) if r > 0.0 => {
+                tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / r)).await;
+                let (entry, zone) = (entry.clone(), zone.clone());
+                tasks.spawn(async move {
+                    let at = start.elapsed().as_secs_f64();
+                    let mut s = request(&entry, &zone, k).await;
+                    s.at = at;
+                    s
+                });
+            }
+            _ => {
+                let at = start.elapsed().as_secs_f64();
+                let mut s = request(entry, zone, k).await;
+                s.at = at;
+                out.push(s);
+            }
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(s) = r {
+            out.push(s);
+        }
+    }
+    out.sort_by(|a, b| a.at.total_cmp(&b.at));
+    out
+}
+
+/// In-zone figures of one client zone.
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+pub struct ZoneResult {
+    pub requests: u32,
+    pub in_zone: u32,
+    pub errors: u32,
+    pub in_zone_fraction: f64,
+}
+
+/// Cross-zone requests per hop.
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+pub struct Hops {
+    pub client_to_lb: u32,
+    pub lb_to_node: u32,
+    pub node_to_pod: u32,
+}
+
+/// The figures of a set of samples.
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    pub requests: u32,
+    pub errors: u32,
+    pub in_zone_fraction: f64,
+    pub cross_zone_fraction: f64,
+    pub by_client_zone: BTreeMap<String, ZoneResult>,
+    pub cross_zone_hops: Hops,
+    /// Requests per node the traffic went through (`name (zone)`).
+    pub by_node: BTreeMap<String, u32>,
+    /// Requests per endpoint (`pod (zone)`), zero for endpoints that got none.
+    pub by_endpoint: BTreeMap<String, u32>,
+    /// The busiest endpoint's load over the mean (1.0 is perfectly even).
+    pub peak_to_mean: f64,
+    /// peak-to-mean - 1 (KEP-2433's overload).
+    pub overload: f64,
+    /// Standard deviation over mean of the endpoint loads.
+    pub coefficient_of_variation: f64,
+    pub cross_zone_bytes: u64,
+    pub cost: f64,
+}
+
+fn ratio(a: u32, b: u32) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        f64::from(a) / f64::from(b)
+    }
+}
+
+/// Summarises `samples` (pure). `endpoints` are the Service's endpoints as `pod (zone)`, so
+/// that those that got nothing count; served Pods not among them are added. With no Pod
+/// answering at all, the nodes are the endpoints (a load balancer without Pods behind it).
+pub fn summarize(samples: &[Sample], endpoints: &[String], price_per_gb: f64) -> Summary {
+    let mut r = Summary::default();
+    let any_pod = samples.iter().any(|s| s.pod.is_some());
+    if any_pod {
+        for e in endpoints {
+            r.by_endpoint.insert(e.clone(), 0);
+        }
+    }
+    let mut bytes = 0u64;
+    for s in samples {
+        r.requests += 1;
+        let z = r.by_client_zone.entry(s.client_zone.clone()).or_default();
+        z.requests += 1;
+        if s.error.is_some() {
+            z.errors += 1;
+            r.errors += 1;
+            continue;
+        }
+        if s.served_zone() == Some(s.client_zone.as_str()) {
+            z.in_zone += 1;
+        }
+        let lb = s.lb_zone.as_deref();
+        let node_zone = s.node.as_ref().map(|n| n.1.as_str());
+        let mut crossed = false;
+        if lb.is_some_and(|l| l != s.client_zone) {
+            r.cross_zone_hops.client_to_lb += 1;
+            crossed = true;
+        }
+        if let (Some(l), Some(n)) = (lb, node_zone)
+            && l != n
+        {
+            r.cross_zone_hops.lb_to_node += 1;
+            crossed = true;
+        }
+        if let (Some(n), Some(p)) = (node_zone, s.pod.as_ref())
+            && n != p.2
+        {
+            r.cross_zone_hops.node_to_pod += 1;
+            crossed = true;
+        }
+        if crossed {
+            bytes += s.bytes as u64;
+        }
+        if let Some((n, nz)) = &s.node {
+            *r.by_node.entry(format!("{n} ({nz})")).or_default() += 1;
+        }
+        let endpoint = match (&s.pod, &s.node) {
+            (Some((p, _, pz)), _) => Some(format!("{p} ({pz})")),
+            (None, Some((n, nz))) if !any_pod => Some(format!("{n} ({nz})")),
+            _ => None,
+        };
+        if let Some(e) = endpoint {
+            *r.by_endpoint.entry(e).or_default() += 1;
+        }
+    }
+    let (mut ok, mut local) = (0, 0);
+    for z in r.by_client_zone.values_mut() {
+        z.in_zone_fraction = ratio(z.in_zone, z.requests - z.errors);
+        ok += z.requests - z.errors;
+        local += z.in_zone;
+    }
+    r.in_zone_fraction = ratio(local, ok);
+    r.cross_zone_fraction = if ok == 0 {
+        0.0
+    } else {
+        1.0 - r.in_zone_fraction
+    };
+    let loads: Vec<f64> = r.by_endpoint.values().map(|c| f64::from(*c)).collect();
+    if !loads.is_empty() {
+        let mean = loads.iter().sum::<f64>() / loads.len() as f64;
+        if mean > 0.0 {
+            let max = loads.iter().copied().fold(0.0, f64::max);
+            r.peak_to_mean = max / mean;
+            r.overload = r.peak_to_mean - 1.0;
+            let var = loads.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / loads.len() as f64;
+            r.coefficient_of_variation = var.sqrt() / mean;
+        }
+    }
+    r.cross_zone_bytes = bytes;
+    r.cost = bytes as f64 / 1e9 * price_per_gb;
+    r
+}
+
+/// One time window's summary.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Window {
+    pub start: f64,
+    pub end: f64,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// Summaries per window of `window` seconds (pure).
+pub fn windows(samples: &[Sample], window: f64, endpoints: &[String], price: f64) -> Vec<Window> {
+    let last = samples.iter().map(|s| s.at).fold(0.0, f64::max);
+    let w = if window > 0.0 { window } else { last.max(1.0) };
+    let n = (last / w).floor() as usize + 1;
+    (0..n)
+        .map(|i| {
+            let (start, end) = (i as f64 * w, (i + 1) as f64 * w);
+            let in_window: Vec<Sample> = samples
+                .iter()
+                .filter(|s| s.at >= start && s.at < end)
+                .cloned()
+                .collect();
+            Window {
+                start,
+                end,
+                summary: summarize(&in_window, endpoints, price),
+            }
+        })
+        .filter(|w| w.summary.requests > 0)
+        .collect()
+}
+
+/// The traffic report of `simctl traffic`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrafficResult {
+    pub service: String,
+    pub class: Class,
+    pub load_balancer: Option<String>,
+    pub port: u16,
+    #[serde(flatten)]
+    pub total: Summary,
+    pub windows: Vec<Window>,
+}
+
 /// The load balancer `target` names: an ID (`lb-...`), or the Service it serves (`namespace/name`,
 /// or `name` in `default`).
 pub async fn find(client: &Client, target: &str) -> anyhow::Result<LoadBalancer> {
@@ -100,11 +495,7 @@ pub async fn find(client: &Client, target: &str) -> anyhow::Result<LoadBalancer>
             .await?
             .with_context(|| format!("no load balancer {target}"));
     }
-    let svc = if target.contains('/') {
-        target.to_owned()
-    } else {
-        format!("default/{target}")
-    };
+    let svc = service_key(target);
     let filter = LoadBalancerFilter {
         name: None,
         tag: Some((ccm::names::TAG_SERVICE_NAME.into(), svc.clone())),
@@ -117,31 +508,18 @@ pub async fn find(client: &Client, target: &str) -> anyhow::Result<LoadBalancer>
         .with_context(|| format!("no load balancer serves Service {svc}"))
 }
 
-async fn one(addr: SocketAddr) -> Option<(String, String)> {
-    let mut s = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr))
-        .await
-        .ok()?
-        .ok()?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut out))
-        .await
-        .ok()?
-        .ok()?;
-    let mut node = None;
-    let mut zone = None;
-    for kv in out.split_whitespace() {
-        match kv.split_once('=') {
-            Some(("node", v)) => node = Some(v.to_owned()),
-            Some(("zone", v)) => zone = Some(v.to_owned()),
-            _ => {}
-        }
+/// `namespace/name` of a target given as either that or a bare name (in `default`).
+pub fn service_key(target: &str) -> String {
+    if target.contains('/') {
+        target.to_owned()
+    } else {
+        format!("default/{target}")
     }
-    Some((node?, zone?))
 }
 
-pub async fn run(client: &Client, args: &TrafficArgs) -> anyhow::Result<TrafficResult> {
-    let lb = find(client, &args.target).await?;
-    let port = match args.port {
+/// The north-south entry of a load balancer.
+pub fn lb_entry(lb: &LoadBalancer, port: Option<u16>) -> anyhow::Result<Entry> {
+    let port = match port {
         Some(p) => p,
         None => lb
             .listeners
@@ -149,103 +527,241 @@ pub async fn run(client: &Client, args: &TrafficArgs) -> anyhow::Result<TrafficR
             .map(|l| l.port)
             .context("the load balancer has no listeners")?,
     };
-    let frontends: BTreeMap<String, std::net::Ipv4Addr> = lb
-        .frontends
-        .iter()
-        .map(|f| (f.zone.clone(), f.ip))
-        .collect();
-    let weights: Vec<(String, u32)> = if args.from.is_empty() {
-        frontends.keys().map(|z| (z.clone(), 1)).collect()
-    } else {
-        args.from.clone()
-    };
-    for (z, _) in &weights {
-        if !frontends.contains_key(z) {
-            bail!(
-                "the load balancer has no frontend in {z} (it has {:?})",
-                frontends.keys().collect::<Vec<_>>()
-            );
-        }
-    }
-    let plan = schedule(&sim_common::split_by_weight(args.connections, &weights));
-    let mut r = TrafficResult {
-        load_balancer: lb.id.to_string(),
+    Ok(Entry::NorthSouth {
+        frontends: lb
+            .frontends
+            .iter()
+            .map(|f| (f.zone.clone(), f.ip))
+            .collect(),
         port,
-        ..Default::default()
+    })
+}
+
+/// The east-west entry of a Service: its ClusterIP and port, and the Ready nodes per zone.
+pub async fn cluster_entry(
+    kube: &kube::Client,
+    service: &str,
+    port: Option<u16>,
+) -> anyhow::Result<Entry> {
+    use k8s_openapi::api::core::v1::{Node, Service};
+    let key = service_key(service);
+    let (ns, name) = key.split_once('/').expect("namespace/name");
+    let svc = kube::Api::<Service>::namespaced(kube.clone(), ns)
+        .get_opt(name)
+        .await?
+        .with_context(|| format!("no Service {key}"))?;
+    let spec = svc.spec.clone().unwrap_or_default();
+    let cluster_ip: Ipv4Addr = spec
+        .cluster_ip
+        .as_deref()
+        .and_then(|ip| ip.parse().ok())
+        .with_context(|| format!("Service {key} has no IPv4 ClusterIP"))?;
+    let port = match port {
+        Some(p) => p,
+        None => spec
+            .ports
+            .iter()
+            .flatten()
+            .next()
+            .and_then(|p| u16::try_from(p.port).ok())
+            .with_context(|| format!("Service {key} has no ports"))?,
     };
-    for zone in plan {
-        let z = r.by_client_zone.entry(zone.clone()).or_default();
-        z.connections += 1;
-        match one(SocketAddr::from((frontends[&zone], port))).await {
-            Some((node, node_zone)) => {
-                if node_zone == zone {
-                    z.in_zone += 1;
-                }
-                *r.by_backend
-                    .entry(format!("{node} ({node_zone})"))
-                    .or_default() += 1;
-            }
-            None => {
-                z.errors += 1;
-                r.errors += 1;
-            }
+    let mut nodes: BTreeMap<String, Vec<(String, Ipv4Addr)>> = BTreeMap::new();
+    for n in kube::Api::<Node>::all(kube.clone())
+        .list(&Default::default())
+        .await?
+        .items
+    {
+        if !kcm_sim::scheduler::node_ready(&n) {
+            continue;
+        }
+        let zone = n
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(topology::LABEL_ZONE))
+            .cloned();
+        let ip = n
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+            .and_then(|a| a.address.parse().ok());
+        if let (Some(z), Some(ip)) = (zone, ip) {
+            nodes
+                .entry(z)
+                .or_default()
+                .push((n.metadata.name.unwrap_or_default(), ip));
         }
     }
-    let mut total = 0;
-    let mut local = 0;
-    for z in r.by_client_zone.values_mut() {
-        let ok = z.connections - z.errors;
-        z.in_zone_fraction = if ok > 0 {
-            f64::from(z.in_zone) / f64::from(ok)
-        } else {
-            0.0
-        };
-        total += ok;
-        local += z.in_zone;
+    Ok(Entry::EastWest {
+        nodes,
+        cluster_ip,
+        port,
+    })
+}
+
+/// The Service's endpoints as `pod (zone)` (ready ones), from its EndpointSlices.
+pub async fn endpoints(kube: &kube::Client, service: &str) -> anyhow::Result<Vec<String>> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let key = service_key(service);
+    let (ns, name) = key.split_once('/').expect("namespace/name");
+    let lp = kube::api::ListParams::default().labels(&format!("kubernetes.io/service-name={name}"));
+    let slices = kube::Api::<EndpointSlice>::namespaced(kube.clone(), ns)
+        .list(&lp)
+        .await?
+        .items;
+    Ok(slices
+        .iter()
+        .flat_map(|s| &s.endpoints)
+        .filter(|e| topology::endpoint_ready(e))
+        .filter_map(|e| {
+            let pod = e.target_ref.as_ref()?.name.clone()?;
+            Some(format!("{pod} ({})", e.zone.clone().unwrap_or_default()))
+        })
+        .collect())
+}
+
+/// The zones and weights to send from: `--from`, or every zone of the entry equally.
+pub fn weights(entry: &Entry, from: &[(String, u32)]) -> anyhow::Result<Vec<(String, u32)>> {
+    let zones = entry.zones();
+    if from.is_empty() {
+        return Ok(zones.into_iter().map(|z| (z, 1)).collect());
     }
-    r.in_zone_fraction = if total > 0 {
-        f64::from(local) / f64::from(total)
-    } else {
-        0.0
+    for (z, _) in from {
+        if !zones.contains(z) {
+            bail!("no way in from {z}: the traffic's entry has zones {zones:?}");
+        }
+    }
+    Ok(from.to_vec())
+}
+
+/// How many requests, in which order: `--connections` back to back, or `rate x duration`.
+pub fn plan(
+    weights: &[(String, u32)],
+    connections: u32,
+    rate: Option<f64>,
+    duration: Duration,
+) -> Vec<String> {
+    let n = match rate {
+        Some(r) => (r * duration.as_secs_f64()).round().max(1.0) as u32,
+        None => connections,
     };
-    let counts: Vec<u32> = r.by_backend.values().copied().collect();
-    if !counts.is_empty() {
-        let mean = f64::from(counts.iter().sum::<u32>()) / counts.len() as f64;
-        r.peak_to_mean = f64::from(*counts.iter().max().unwrap_or(&0)) / mean;
-    }
-    Ok(r)
+    schedule(&sim_common::split_by_weight(n, weights))
+}
+
+pub async fn run(client: &Client, args: &TrafficArgs) -> anyhow::Result<TrafficResult> {
+    let kube = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+            Some(kube::Client::try_from(cfg)?)
+        }
+        None => None,
+    };
+    let (entry, lb) = match args.class {
+        Class::NorthSouth => {
+            let lb = find(client, &args.target).await?;
+            (lb_entry(&lb, args.port)?, Some(lb.id.to_string()))
+        }
+        Class::EastWest => {
+            let kube = kube
+                .as_ref()
+                .context("east-west traffic needs --kubeconfig (or KUBECONFIG)")?;
+            (cluster_entry(kube, &args.target, args.port).await?, None)
+        }
+    };
+    let eps = match (&kube, args.target.starts_with("lb-")) {
+        (Some(k), false) => endpoints(k, &args.target).await?,
+        _ => Vec::new(),
+    };
+    let w = weights(&entry, &args.from)?;
+    let order = plan(&w, args.connections, args.rate, args.duration);
+    let samples = drive(&entry, &order, args.rate).await;
+    let port = match &entry {
+        Entry::NorthSouth { port, .. } | Entry::EastWest { port, .. } => *port,
+    };
+    Ok(TrafficResult {
+        service: service_key(&args.target),
+        class: args.class,
+        load_balancer: lb,
+        port,
+        total: summarize(&samples, &eps, args.price_per_gb),
+        windows: windows(&samples, args.window.as_secs_f64(), &eps, args.price_per_gb),
+    })
 }
 
 /// The human report.
 pub fn render(r: &TrafficResult) -> String {
-    let mut out = format!("load balancer {} port {}\n\n", r.load_balancer, r.port);
-    let rows: Vec<Vec<String>> = r
+    let via = r
+        .load_balancer
+        .as_ref()
+        .map(|l| format!(" via load balancer {l}"))
+        .unwrap_or_default();
+    let class = match r.class {
+        Class::NorthSouth => "north-south",
+        Class::EastWest => "east-west",
+    };
+    let mut out = format!("{class} traffic to {} port {}{via}\n\n", r.service, r.port);
+    let t = &r.total;
+    let rows: Vec<Vec<String>> = t
         .by_client_zone
         .iter()
         .map(|(z, x)| {
             vec![
                 z.clone(),
-                x.connections.to_string(),
+                x.requests.to_string(),
                 format!("{:.3}", x.in_zone_fraction),
                 x.errors.to_string(),
             ]
         })
         .collect();
     out.push_str(&crate::table::render(
-        &["CLIENT ZONE", "CONNECTIONS", "IN-ZONE", "ERRORS"],
+        &["CLIENT ZONE", "REQUESTS", "IN-ZONE", "ERRORS"],
         &rows,
     ));
     out.push('\n');
-    let rows: Vec<Vec<String>> = r
-        .by_backend
+    let rows: Vec<Vec<String>> = t
+        .by_endpoint
         .iter()
         .map(|(b, c)| vec![b.clone(), c.to_string()])
         .collect();
-    out.push_str(&crate::table::render(&["BACKEND", "CONNECTIONS"], &rows));
+    out.push_str(&crate::table::render(&["ENDPOINT", "REQUESTS"], &rows));
     out.push_str(&format!(
-        "\nin-zone fraction {:.3}, peak-to-mean {:.2}, errors {}\n",
-        r.in_zone_fraction, r.peak_to_mean, r.errors
+        "\nin-zone fraction {:.3}, peak-to-mean {:.2} (overload {:+.0}%, cv {:.2}), errors {}\n\
+         cross-zone hops: client->lb {}, lb->node {}, node->pod {}; {} cross-zone bytes, cost {:.6}\n",
+        t.in_zone_fraction,
+        t.peak_to_mean,
+        t.overload * 100.0,
+        t.coefficient_of_variation,
+        t.errors,
+        t.cross_zone_hops.client_to_lb,
+        t.cross_zone_hops.lb_to_node,
+        t.cross_zone_hops.node_to_pod,
+        t.cross_zone_bytes,
+        t.cost,
     ));
+    if r.windows.len() > 1 {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = r
+            .windows
+            .iter()
+            .map(|w| {
+                vec![
+                    format!("{:.0}-{:.0}s", w.start, w.end),
+                    w.summary.requests.to_string(),
+                    format!("{:.3}", w.summary.in_zone_fraction),
+                    format!("{:.2}", w.summary.peak_to_mean),
+                    w.summary.errors.to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&crate::table::render(
+            &["WINDOW", "REQUESTS", "IN-ZONE", "PEAK/MEAN", "ERRORS"],
+            &rows,
+        ));
+    }
     out
 }
 
@@ -264,5 +780,120 @@ mod tests {
         assert_ne!(s[0], s[1], "{s:?}");
         let s = schedule(&w(&[("a", 7), ("b", 3)]));
         assert_eq!(s.iter().filter(|z| *z == "a").count(), 7);
+    }
+
+    fn sample(
+        at: f64,
+        client: &str,
+        lb: Option<&str>,
+        node: (&str, &str),
+        pod: Option<(&str, &str)>,
+    ) -> Sample {
+        Sample {
+            at,
+            client_zone: client.into(),
+            lb_zone: lb.map(Into::into),
+            node: Some((node.0.into(), node.1.into())),
+            pod: pod.map(|(p, z)| (p.into(), node.0.into(), z.into())),
+            bytes: 100,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn answers_name_the_node_then_the_pod() {
+        let mut s = Sample::default();
+        parse_answer(
+            "node=n1 zone=zone-a\npod=web-1 node=n2 zone=zone-b\n",
+            &mut s,
+        );
+        assert_eq!(s.node, Some(("n1".into(), "zone-a".into())));
+        assert_eq!(s.pod, Some(("web-1".into(), "n2".into(), "zone-b".into())));
+        assert_eq!(s.served_zone(), Some("zone-b"));
+    }
+
+    #[test]
+    fn summary_counts_hops_skew_and_idle_endpoints() {
+        let samples = vec![
+            sample(
+                0.1,
+                "zone-a",
+                Some("zone-a"),
+                ("n1", "zone-a"),
+                Some(("p1", "zone-a")),
+            ),
+            sample(
+                0.2,
+                "zone-a",
+                Some("zone-a"),
+                ("n2", "zone-b"),
+                Some(("p1", "zone-a")),
+            ),
+            sample(
+                0.3,
+                "zone-b",
+                Some("zone-b"),
+                ("n2", "zone-b"),
+                Some(("p2", "zone-b")),
+            ),
+            sample(
+                1.1,
+                "zone-b",
+                Some("zone-b"),
+                ("n2", "zone-b"),
+                Some(("p1", "zone-a")),
+            ),
+            Sample {
+                at: 1.2,
+                client_zone: "zone-b".into(),
+                error: Some("refused".into()),
+                ..Default::default()
+            },
+        ];
+        let eps: Vec<String> = ["p1 (zone-a)", "p2 (zone-b)", "p3 (zone-c)"]
+            .map(String::from)
+            .to_vec();
+        let s = summarize(&samples, &eps, 10.0);
+        assert_eq!((s.requests, s.errors), (5, 1));
+        assert_eq!(s.in_zone_fraction, 0.75);
+        assert_eq!(s.by_client_zone["zone-b"].in_zone_fraction, 0.5);
+        // Two crossings on one request (lb->node and node->pod) count once in bytes.
+        assert_eq!(
+            s.cross_zone_hops,
+            Hops {
+                client_to_lb: 0,
+                lb_to_node: 1,
+                node_to_pod: 2
+            }
+        );
+        assert_eq!(s.cross_zone_bytes, 200);
+        assert!((s.cost - 200.0 / 1e9 * 10.0).abs() < 1e-15);
+        // p3 got nothing and still counts: loads 3, 1, 0 -> mean 4/3, peak 3.
+        assert_eq!(s.by_endpoint["p3 (zone-c)"], 0);
+        assert!((s.peak_to_mean - 2.25).abs() < 1e-9, "{}", s.peak_to_mean);
+        let ws = windows(&samples, 1.0, &eps, 10.0);
+        assert_eq!(ws.len(), 2);
+        assert_eq!(ws[0].summary.requests, 3);
+        assert_eq!(ws[1].summary.errors, 1);
+    }
+
+    #[test]
+    fn without_pods_the_nodes_are_the_endpoints() {
+        let samples = vec![
+            sample(0.0, "zone-a", Some("zone-a"), ("n1", "zone-a"), None),
+            sample(0.0, "zone-a", Some("zone-a"), ("n1", "zone-a"), None),
+            sample(0.0, "zone-b", Some("zone-b"), ("n2", "zone-b"), None),
+        ];
+        let s = summarize(&samples, &[], 0.0);
+        assert_eq!(s.in_zone_fraction, 1.0);
+        assert_eq!(s.by_endpoint.len(), 2);
+        assert!((s.peak_to_mean - 4.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn plans_rate_times_duration_or_a_count() {
+        let w = w(&[("a", 1), ("b", 1)]);
+        assert_eq!(plan(&w, 7, None, Duration::ZERO).len(), 7);
+        assert_eq!(plan(&w, 7, Some(50.0), Duration::from_secs(2)).len(), 100);
     }
 }
