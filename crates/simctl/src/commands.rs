@@ -280,5 +280,6 @@ pub async fn execute(client: &Client, cmd: Command, output: Output) -> anyhow::R
         }
         Command::Up(_) => bail!("`up` is not a cloud command"),
         Command::Topology(_) => bail!("`topology` is not a cloud command"),
+        Command::Scenario(_) => bail!("`scenario` is not a cloud command"),
     }
 }

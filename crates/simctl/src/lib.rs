@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod commands;
+pub mod scenario;
 pub mod table;
 pub mod topology;
 pub mod traffic;
@@ -58,11 +59,22 @@ pub enum Command {
     /// Load balancers: list.
     #[command(subcommand, name = "lbs", alias = "load-balancers")]
     Lbs(commands::LbCmd),
-    /// Drive real connections through a load balancer's zonal frontends and report where they went.
+    /// Send requests through the data plane (north-south via the load balancer, or east-west to
+    /// the ClusterIP through a node) and report where they went.
     Traffic(traffic::TrafficArgs),
     /// Predict Kubernetes' topology-aware routing offline (upstream's algorithms, ported).
     #[command(subcommand)]
     Topology(topology::TopologyCmd),
+    /// Run topology experiments from scenario files (scenarios/), each mode in a fresh sandbox.
+    #[command(subcommand)]
+    Scenario(ScenarioCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCmd {
+    /// Run a scenario: a matrix of modes by metrics, checked against the file's expectations
+    /// (exit status 1 when one fails).
+    Run(scenario::run::RunArgs),
 }
 
 /// Runs a command line.
@@ -74,6 +86,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             match cli.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&e)?),
                 Output::Table => print!("{}", topology::explain_text(&e)),
+            }
+            Ok(())
+        }
+        Command::Scenario(ScenarioCmd::Run(args)) => {
+            let (s, results) = scenario::run::run(&args).await?;
+            match cli.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"scenario": s, "results": results})
+                    )?
+                ),
+                Output::Table => print!("{}", scenario::matrix(&s, &results)),
+            }
+            let failed = results
+                .iter()
+                .flat_map(|r| &r.checks)
+                .filter(|c| !c.pass)
+                .count();
+            if failed > 0 {
+                anyhow::bail!("{failed} expectation(s) of scenario {} failed", s.name);
             }
             Ok(())
         }
