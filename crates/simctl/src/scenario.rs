@@ -65,6 +65,9 @@ fn one() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct Workload {
     pub replicas: BTreeMap<String, u32>,
+    /// CPU each Pod requests (`500m`), for placements that run out of room.
+    #[serde(default)]
+    pub cpu: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -365,6 +368,13 @@ impl Scenario {
                     "workload.replicas: zone {z:?} has no nodes (zones with nodes: {zones:?})"
                 ));
             }
+        }
+        if let Some(cpu) = &self.workload.cpu
+            && topology::auto::milli_cpu(cpu).is_none()
+        {
+            return Err(format!(
+                "workload.cpu: {cpu:?} is not a CPU quantity (2, 500m)"
+            ));
         }
         if self.workload.replicas.values().sum::<u32>() == 0 {
             return Err("workload.replicas: at least one replica is needed".into());

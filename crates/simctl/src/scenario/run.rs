@@ -119,23 +119,27 @@ fn up_args(s: &Scenario, args: &RunArgs, mode: Mode) -> UpArgs {
     }
 }
 
-fn deployment(s: &Scenario) -> anyhow::Result<Deployment> {
-    let replicas: u32 = s.workload.replicas.values().sum();
-    let per_zone: Vec<String> = s
-        .workload
-        .replicas
+/// One Deployment per zone (`app-<zone>`, pinned by a node selector), so that the same
+/// workload comes out the same on kube-sim and on the real control plane.
+fn deployments(s: &Scenario, replicas: &BTreeMap<String, u32>) -> anyhow::Result<Vec<Deployment>> {
+    replicas
         .iter()
-        .map(|(z, c)| format!("{z}={c}"))
-        .collect();
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": WORKLOAD, "namespace": "default",
-            "annotations": {kcm_sim::deployment::ANNOTATION_REPLICAS_PER_ZONE: per_zone.join(",")}},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": WORKLOAD}},
-            "template": {"metadata": {"labels": {"app": WORKLOAD}},
-                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "echo", "image": "simcloud.dev/echo",
-                    "ports": [{"name": "http", "containerPort": POD_PORT}]}]}}}
-    }))?)
+        .map(|(zone, n)| {
+            let mut pod_spec = json!({"terminationGracePeriodSeconds": 1,
+                "nodeSelector": {topology::LABEL_ZONE: zone},
+                "containers": [{"name": "echo", "image": "simcloud.dev/echo",
+                    "ports": [{"name": "http", "containerPort": POD_PORT}]}]});
+            if let Some(cpu) = &s.workload.cpu {
+                pod_spec["containers"][0]["resources"] = json!({"requests": {"cpu": cpu}});
+            }
+            Ok(serde_json::from_value(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": format!("{WORKLOAD}-{zone}"), "namespace": "default"},
+                "spec": {"replicas": n, "selector": {"matchLabels": {"app": WORKLOAD, "zone": zone}},
+                    "template": {"metadata": {"labels": {"app": WORKLOAD, "zone": zone}}, "spec": pod_spec}}
+            }))?)
+        })
+        .collect()
 }
 
 fn service(s: &Scenario, mode: Mode) -> anyhow::Result<Service> {
@@ -290,10 +294,12 @@ async fn measure(
     let kube = sandbox.kube()?;
     let started = Instant::now();
     let pp = PostParams::default();
-    Api::<Deployment>::namespaced(kube.clone(), "default")
-        .create(&pp, &deployment(s)?)
-        .await
-        .context("creating the workload")?;
+    for d in deployments(s, &s.workload.replicas)? {
+        Api::<Deployment>::namespaced(kube.clone(), "default")
+            .create(&pp, &d)
+            .await
+            .context("creating the workload")?;
+    }
     Api::<Service>::namespaced(kube.clone(), "default")
         .create(&pp, &service(s, mode)?)
         .await
@@ -317,10 +323,10 @@ async fn measure(
     for step in &s.timeline {
         let action = Action::parse(&step.action).map_err(anyhow::Error::msg)?;
         let at = t0 + step.at;
-        let (cloud, kube) = (sandbox.cloud.clone(), kube.clone());
+        let (cloud, kube, s) = (sandbox.cloud.clone(), kube.clone(), s.clone());
         timeline.spawn(async move {
             tokio::time::sleep_until(at).await;
-            let r = act(&cloud, &kube, &action).await;
+            let r = act(&cloud, &kube, &s, &action).await;
             (action, r)
         });
     }
@@ -357,10 +363,22 @@ async fn measure(
     })
 }
 
+/// `n` replicas split over the zones by the workload's per-zone counts.
+fn scaled(s: &Scenario, n: u32) -> Vec<(String, u32)> {
+    let weights: Vec<(String, u32)> = s
+        .workload
+        .replicas
+        .iter()
+        .map(|(z, c)| (z.clone(), *c))
+        .collect();
+    sim_common::split_by_weight(n, &weights)
+}
+
 /// Does a timeline step.
 async fn act(
     cloud: &cloud_client::Client,
     kube: &kube::Client,
+    s: &Scenario,
     action: &Action,
 ) -> anyhow::Result<()> {
     match action {
@@ -387,13 +405,15 @@ async fn act(
             }
         }
         Action::Scale(n) => {
-            Api::<Deployment>::namespaced(kube.clone(), "default")
-                .patch(
-                    WORKLOAD,
+            let api = Api::<Deployment>::namespaced(kube.clone(), "default");
+            for (zone, count) in scaled(s, *n) {
+                api.patch(
+                    &format!("{WORKLOAD}-{zone}"),
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"spec": {"replicas": n}})),
+                    &Patch::Merge(json!({"spec": {"replicas": count}})),
                 )
                 .await?;
+            }
         }
     }
     Ok(())

@@ -1,0 +1,157 @@
+//! The scenario files of `scenarios/` run as tests: `simctl scenario run` must exit 0, i.e. every
+//! measured value within its file's tolerance. Each run gets its own loopback block.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use tokio::process::Command;
+
+fn file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios")
+        .join(name)
+}
+
+async fn scenario(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_simctl"))
+        .arg("scenario")
+        .arg("run")
+        .args(args)
+        .env("SIMCTL_LOG", "warn")
+        .output()
+        .await
+        .unwrap()
+}
+
+async fn passes(name: &str, block: u8, extra: &[&str]) {
+    let path = file(name);
+    let block = block.to_string();
+    let mut args = vec![path.to_str().unwrap(), "--address-block", &block];
+    args.extend_from_slice(extra);
+    let out = scenario(&args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(", 0 failed"), "{stdout}");
+    eprintln!("{stdout}");
+}
+
+#[tokio::test]
+async fn s01_balanced() {
+    passes("s01-balanced.yaml", 100, &[]).await;
+}
+
+#[tokio::test]
+async fn s02_uneven_endpoints_reproduces_the_keps_example() {
+    let out = std::env::temp_dir().join(format!("simctl-s02-{}", std::process::id()));
+    passes(
+        "s02-uneven-endpoints.yaml",
+        104,
+        &["--out", out.to_str().unwrap()],
+    )
+    .await;
+    // The time series and the plot are written, one row per mode and window.
+    let csv = std::fs::read_to_string(out.join("s02-uneven-endpoints.csv")).unwrap();
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("auto,")).count(),
+        3,
+        "{csv}"
+    );
+    let svg = std::fs::read_to_string(out.join("s02-uneven-endpoints.svg")).unwrap();
+    assert_eq!(
+        svg.matches("<polyline").count(),
+        6,
+        "two panels, three modes"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("s02-uneven-endpoints.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["results"][1]["mode"], "auto");
+    assert_eq!(json["results"][1]["hints"], true);
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[tokio::test]
+async fn s04_empty_zone() {
+    passes("s04-empty-zone.yaml", 108, &[]).await;
+}
+
+#[tokio::test]
+async fn s05_skewed_clients_overload_auto() {
+    passes("s05-skewed-clients.yaml", 112, &[]).await;
+}
+
+#[tokio::test]
+async fn s06_zone_failure() {
+    passes("s06-zone-failure.yaml", 116, &[]).await;
+}
+
+#[tokio::test]
+async fn a_failed_expectation_fails_the_run() {
+    // S1 with the none mode expected to stay in zone: the run reports the miss and exits 1.
+    let text = std::fs::read_to_string(file("s01-balanced.yaml"))
+        .unwrap()
+        .replace(
+            "in_zone_fraction: {value: 0.333, tolerance: 0.03}",
+            "in_zone_fraction: {value: 0.9, tolerance: 0.03}",
+        );
+    let path = std::env::temp_dir().join(format!("simctl-s01-wrong-{}.yaml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let out = scenario(&[
+        path.to_str().unwrap(),
+        "--address-block",
+        "120",
+        "--modes",
+        "none",
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("1 failed"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn bad_files_and_impossible_placements_are_reported() {
+    let dir = std::env::temp_dir().join(format!("simctl-bad-scenarios-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: bad\nnodes:\n  - zone: zone-a\n    cuont: 2\nworkload: {replicas: {zone-a: 1}}\n",
+    )
+    .unwrap();
+    let out = scenario(&[bad.to_str().unwrap()]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad.yaml") && err.contains("line 4") && err.contains("cuont"),
+        "{err}"
+    );
+    // Three half-CPU Pods on one 1-CPU node: the third never fits, and the run says why
+    // instead of waiting for it.
+    let full = dir.join("full.yaml");
+    std::fs::write(
+        &full,
+        "name: full\nnodes:\n  - {zone: zone-a, type: sim.small}\nworkload: {replicas: {zone-a: 3}, cpu: 500m}\nmodes: [none]\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = scenario(&[full.to_str().unwrap(), "--address-block", "124"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cannot be placed") && err.contains("Insufficient cpu"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "reported, not waited out: {:?}",
+        started.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
