@@ -58,8 +58,7 @@ pub struct ServeArgs {
     pub cluster_name: Option<String>,
 
     /// Pod network; each Node gets a /24 from it, as kube-controller-manager's node IPAM does.
-    /// On loopback by default, so that Pods can answer on their IPs (`--data-plane`).
-    #[arg(long, env = "KUBE_SIM_CLUSTER_CIDR", default_value = "127.128.0.0/10")]
+    #[arg(long, env = "KUBE_SIM_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
     pub cluster_cidr: ipnet::Ipv4Net,
 
     /// How often simulated kubelets post Ready heartbeats.
@@ -71,11 +70,20 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBE_SIM_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = sim_common::parse_duration)]
     pub node_monitor_grace_period: Duration,
 
-    /// Run the data plane: Pods answer on `<pod IP>:<containerPort>`, each running node routes
-    /// its node ports and (as an HTTP CONNECT proxy on port 15001) ClusterIPs to endpoints as
+    /// Run the data plane: Pods answer on their containers' ports, each running node routes its
+    /// node ports and (as an HTTP CONNECT proxy on port 15001) ClusterIPs to endpoints as
     /// kube-proxy would, and serves healthCheckNodePort.
     #[arg(long, env = "KUBE_SIM_DATA_PLANE", default_value_t = true, action = clap::ArgAction::Set)]
     pub data_plane: bool,
+
+    /// Where Pods listen: a pod IP's host part within this loopback block (10.244.3.7 answers
+    /// at 127.244.3.7). At least as large as --cluster-cidr.
+    #[arg(
+        long,
+        env = "KUBE_SIM_POD_LOOPBACK_CIDR",
+        default_value = "127.244.0.0/16"
+    )]
+    pub pod_loopback_cidr: ipnet::Ipv4Net,
 
     /// Run the stand-ins for kube-scheduler and kube-controller-manager's Deployment and
     /// EndpointSlice controllers (with topology hints), so Deployments get Pods on Nodes and
@@ -99,7 +107,7 @@ impl ServeArgs {
             cloud_token: self.cloud_token.clone(),
             cluster_name: self.cluster_name.clone(),
             status_interval: self.node_status_interval,
-            data_plane: self.data_plane,
+            data_plane: self.data_plane.then_some(self.pod_loopback_cidr),
             ..kubelet_sim::KubeletConfig::standalone(
                 cloud_url,
                 self.cluster_cidr,

@@ -1,8 +1,11 @@
 //! The sandbox's data plane, what kube-proxy and the pods would do on the simulated nodes, with
 //! real TCP on loopback:
 //!
-//! - every running Pod (not host-network) listens on `<pod IP>:<containerPort>` for its TCP ports
-//!   and answers one line, `pod=<name> node=<node> zone=<zone>`;
+//! - every running Pod (not host-network) listens for its TCP ports and answers one line,
+//!   `pod=<name> node=<node> zone=<zone>`. It listens at its pod IP moved onto a loopback block
+//!   ([`on_loopback`]: the IP's host part within the block), because the API server refuses
+//!   loopback addresses in EndpointSlices: Pods keep ordinary IPs (10.244.x.y) in the API, and
+//!   the data plane reaches them at 127.B.x.y, as a CNI's routes would;
 //! - every running node listens on `<node IP>:<nodePort>` for each NodePort and LoadBalancer
 //!   Service: it writes `node=<name> zone=<zone>` (the hop a load balancer reached) and then, as
 //!   kube-proxy would, connects to an endpoint chosen by `topology::proxy` for this node
@@ -226,20 +229,37 @@ pub fn local_ready_endpoints(slices: &[EndpointSlice], node: &str) -> usize {
         .count()
 }
 
+/// Where the data plane reaches pod IP `ip`: its host part within the loopback `block`
+/// (10.244.3.7 in 127.134.0.0/16 is 127.134.3.7). Addresses already on loopback stay.
+pub fn on_loopback(ip: Ipv4Addr, block: ipnet::Ipv4Net) -> Ipv4Addr {
+    if ip.is_loopback() {
+        return ip;
+    }
+    let host = u32::from(ip) & u32::from(block.hostmask());
+    Ipv4Addr::from(u32::from(block.network()) | host)
+}
+
 /// What the listeners read: the cluster's Services and EndpointSlices as kube-proxy watches them.
 #[derive(Clone)]
 pub struct View {
     pub services: Store<Service>,
     pub slices: Store<EndpointSlice>,
+    /// Where Pods listen (see [`on_loopback`]).
+    pub loopback: ipnet::Ipv4Net,
     /// Round-robin positions per (node, namespace/service, port).
     turns: Arc<Mutex<HashMap<(String, String, i32), usize>>>,
 }
 
 impl View {
-    pub fn new(services: Store<Service>, slices: Store<EndpointSlice>) -> Self {
+    pub fn new(
+        services: Store<Service>,
+        slices: Store<EndpointSlice>,
+        loopback: ipnet::Ipv4Net,
+    ) -> Self {
         Self {
             services,
             slices,
+            loopback,
             turns: Arc::default(),
         }
     }
@@ -310,7 +330,13 @@ impl View {
             .or_default();
         let e = eps[*t % eps.len()];
         *t = t.wrapping_add(1);
-        Some(e)
+        let SocketAddr::V4(v4) = e else {
+            return Some(e);
+        };
+        Some(SocketAddr::from((
+            on_loopback(*v4.ip(), self.loopback),
+            v4.port(),
+        )))
     }
 }
 
@@ -538,6 +564,19 @@ mod tests {
             e["hints"] = json!({"forZones": [{"name": h}]});
         }
         e
+    }
+
+    #[test]
+    fn pod_ips_move_onto_the_loopback_block() {
+        let block: ipnet::Ipv4Net = "127.134.0.0/16".parse().unwrap();
+        assert_eq!(
+            on_loopback("10.244.3.7".parse().unwrap(), block),
+            "127.134.3.7".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(
+            on_loopback("127.9.9.9".parse().unwrap(), block),
+            "127.9.9.9".parse::<Ipv4Addr>().unwrap()
+        );
     }
 
     #[test]

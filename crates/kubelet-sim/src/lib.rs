@@ -74,9 +74,10 @@ pub struct KubeletConfig {
     /// Stand-in for the node-lifecycle controller: turn a silent kubelet's Node conditions
     /// `Unknown` after this long. `None` where kube-controller-manager does it.
     pub mark_unknown_after: Option<Duration>,
-    /// Run the sandbox's data plane: Pods answer on their IPs, nodes route node ports and
-    /// ClusterIPs as kube-proxy would (see [`dataplane`]). Pod IPs must then be on loopback.
-    pub data_plane: bool,
+    /// Run the sandbox's data plane (see [`dataplane`]): Pods answer on this loopback block (a
+    /// pod IP's host part within it, see [`dataplane::on_loopback`]), nodes route node ports and
+    /// ClusterIPs as kube-proxy would. `None`: no data plane.
+    pub data_plane: Option<ipnet::Ipv4Net>,
     /// How long a Pod bound to a running node takes to be Running and Ready.
     pub pod_start_delay: Duration,
     /// How long a deleted Pod's containers take to stop (never longer than its grace period).
@@ -95,7 +96,7 @@ impl KubeletConfig {
             lease_duration: Duration::from_secs(40),
             allocate_pod_cidrs: Some((cluster_cidr, 24)),
             mark_unknown_after: Some(grace),
-            data_plane: false,
+            data_plane: None,
             pod_start_delay: Duration::from_secs(1),
             pod_stop_delay: Duration::from_secs(1),
         }
@@ -131,6 +132,12 @@ impl KubeletConfig {
 pub enum Error {
     #[error("cannot build the cloud client for {url}: {message}")]
     Cloud { url: String, message: String },
+    #[error(
+        "the data plane's block {block} is smaller than the cluster CIDR {cidr}: pods would share addresses"
+    )]
+    LoopbackTooSmall { block: Ipv4Net, cidr: Ipv4Net },
+    #[error("the data plane's block {block} is not on loopback (127.0.0.0/8)")]
+    NotLoopback { block: Ipv4Net },
     #[error("pod CIDRs of /{size} do not fit in the cluster CIDR {cidr}")]
     PodCidrSize { cidr: Ipv4Net, size: u8 },
 }
@@ -144,6 +151,16 @@ pub struct Kubelets {
 impl Kubelets {
     /// Starts kubelets that write to the API server `kube` talks to.
     pub fn start(config: KubeletConfig, kube: kube::Client) -> Result<Self, Error> {
+        if let (Some(block), Some((cidr, _))) = (config.data_plane, config.allocate_pod_cidrs)
+            && block.prefix_len() > cidr.prefix_len()
+        {
+            return Err(Error::LoopbackTooSmall { block, cidr });
+        }
+        if let Some(block) = config.data_plane
+            && !block.network().is_loopback()
+        {
+            return Err(Error::NotLoopback { block });
+        }
         if let Some((cidr, size)) = config.allocate_pod_cidrs
             && (size < cidr.prefix_len() || size > 32)
         {
@@ -284,11 +301,11 @@ async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
     )
     .boxed();
     let mut reflectors = Vec::new();
-    if sim.config.data_plane {
+    if let Some(block) = sim.config.data_plane {
         let (services, t1) = reflect(Api::<Service>::all(sim.kube.clone()));
         let (slices, t2) = reflect(Api::<EndpointSlice>::all(sim.kube.clone()));
         reflectors.extend([t1, t2]);
-        sim.view = Some(dataplane::View::new(services, slices));
+        sim.view = Some(dataplane::View::new(services, slices, block));
     }
     loop {
         tokio::select! {
@@ -309,7 +326,7 @@ async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
                 }
             }
             _ = tick.tick() => sim.heartbeats().await,
-            _ = ports_tick.tick(), if sim.config.data_plane => sim.sync_data_plane(),
+            _ = ports_tick.tick(), if sim.config.data_plane.is_some() => sim.sync_data_plane(),
             _ = stop.changed() => break,
         }
     }
@@ -403,7 +420,7 @@ impl Sim {
                 let k = running.get(w.node.as_str())?;
                 Some(dataplane::PodEndpoint {
                     name: name.clone(),
-                    ip: w.ip?,
+                    ip: dataplane::on_loopback(w.ip?, view.loopback),
                     ports: w.ports.clone(),
                     node: w.node.clone(),
                     zone: k.zone.clone(),

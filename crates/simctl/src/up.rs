@@ -75,10 +75,15 @@ pub struct UpArgs {
     #[arg(long, value_delimiter = ',', value_parser = cloud_sim::config::parse_zone_cidr)]
     pub lb_pools: Vec<(String, ipnet::Ipv4Net)>,
 
-    /// The pod network: node IPAM gives each node a /24 of it. On loopback, so that Pods answer
-    /// on their IPs; a second sandbox on this machine needs a range of its own.
-    #[arg(long, default_value = "127.128.0.0/10")]
+    /// The pod network: node IPAM gives each node a /24 of it.
+    #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: ipnet::Ipv4Net,
+
+    /// Where Pods listen: a pod IP's host part within this loopback block (10.244.3.7 answers
+    /// at 127.244.3.7; the API server refuses loopback addresses in EndpointSlices). At least
+    /// as large as --cluster-cidr; a second sandbox on this machine needs a block of its own.
+    #[arg(long, default_value = "127.244.0.0/16")]
+    pub pod_loopback_cidr: ipnet::Ipv4Net,
 
     /// Cluster name: instances are tagged `kubernetes.io/cluster/<name>`.
     #[arg(long, default_value = "simcloud")]
@@ -214,7 +219,7 @@ impl Cluster {
         };
         KubeletConfig {
             cluster_name: Some(args.cluster_name.clone()),
-            data_plane: true,
+            data_plane: Some(args.pod_loopback_cidr),
             // Well within the grace period, so a running node never looks silent.
             status_interval: (args.node_monitor_grace_period / 4)
                 .clamp(Duration::from_millis(200), Duration::from_secs(10)),

@@ -118,7 +118,7 @@ async fn sandbox(control_plane: &str, nodes: u8, pools: u8) {
         .arg(subnets(nodes))
         .arg("--lb-pools")
         .arg(subnets(pools))
-        .arg("--cluster-cidr")
+        .arg("--pod-loopback-cidr")
         .arg(format!("127.{}.0.0/16", u16::from(nodes) + 140))
         .arg("--data-dir")
         .arg(&dir)

@@ -107,7 +107,8 @@ fn up_args(s: &Scenario, args: &RunArgs, mode: Mode) -> UpArgs {
         kube_listen: "127.0.0.1:0".parse().expect("valid address"),
         instance_subnets: block(0),
         lb_pools: block(1),
-        cluster_cidr: format!("127.{}.0.0/16", b + 2).parse().expect("valid CIDR"),
+        cluster_cidr: "10.244.0.0/16".parse().expect("valid CIDR"),
+        pod_loopback_cidr: format!("127.{}.0.0/16", b + 2).parse().expect("valid CIDR"),
         cluster_name: "simcloud".into(),
         boot_delay: Duration::ZERO,
         // kube-controller-manager needs a few seconds more than kube-sim's stand-in.
