@@ -607,6 +607,7 @@ impl Api {
                 obj["spec"] = json!({"finalizers": ["kubernetes"]});
             }
             resources::LEASES => kinds::validate_lease(def, &name, &obj)?,
+            resources::ENDPOINTSLICES => kinds::validate_endpoint_slice(def, &name, &obj)?,
             // kube-apiserver's defaulting: a Secret without a type is Opaque.
             resources::SECRETS if obj["type"].as_str().is_none_or(str::is_empty) => {
                 obj["type"] = json!("Opaque");
@@ -1006,6 +1007,7 @@ impl Api {
                     }
                 }
                 resources::LEASES => kinds::validate_lease(def, &name, &new)?,
+                resources::ENDPOINTSLICES => kinds::validate_endpoint_slice(def, &name, &new)?,
                 _ => {}
             }
             if def.generation {

@@ -411,6 +411,49 @@ pub fn validate_lease(def: &ResourceDef, name: &str, obj: &Value) -> Result<(), 
     Ok(())
 }
 
+/// EndpointSlice address validation (`discovery/validation`): IPv4 addresses must not be
+/// unspecified, loopback, link-local or multicast, as kube-apiserver refuses them.
+pub fn validate_endpoint_slice(
+    def: &ResourceDef,
+    name: &str,
+    obj: &Value,
+) -> Result<(), StatusError> {
+    if obj.get("addressType").and_then(Value::as_str) != Some("IPv4") {
+        return Ok(());
+    }
+    let endpoints = obj.get("endpoints").and_then(Value::as_array);
+    for (i, e) in endpoints.into_iter().flatten().enumerate() {
+        let addrs = e.get("addresses").and_then(Value::as_array);
+        for (j, a) in addrs.into_iter().flatten().enumerate() {
+            let text = a.as_str().unwrap_or("");
+            let field = format!("endpoints[{i}].addresses[{j}]");
+            let why = match text.parse::<std::net::Ipv4Addr>() {
+                Err(_) => Some("must be a valid IPv4 address"),
+                Ok(ip) if ip.is_unspecified() => Some("may not be unspecified (0.0.0.0)"),
+                Ok(ip) if ip.is_loopback() => {
+                    Some("may not be in the loopback range (127.0.0.0/8, ::1/128)")
+                }
+                Ok(ip) if ip.is_link_local() => {
+                    Some("may not be in the link-local range (169.254.0.0/16, fe80::/10)")
+                }
+                Ok(ip) if ip.is_multicast() => {
+                    Some("may not be in the multicast range (224.0.0.0/4, ff00::/8)")
+                }
+                Ok(_) => None,
+            };
+            if let Some(why) = why {
+                return Err(StatusError::invalid(
+                    def,
+                    name,
+                    &field,
+                    format!("Invalid value: {text:?}: {why}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// events.k8s.io/v1 create validation (the rules the Recorder's events must pass).
 pub fn validate_new_event(def: &ResourceDef, name: &str, ev: &Value) -> Result<(), StatusError> {
     let invalid = |f: &str, m: &str| Err(StatusError::invalid(def, name, f, m));

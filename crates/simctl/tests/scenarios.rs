@@ -155,3 +155,28 @@ async fn bad_files_and_impossible_placements_are_reported() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Control-plane tier: the same files against the real kube-apiserver, kube-scheduler and
+/// kube-controller-manager (whose EndpointSlice controller computes the hints), with the same
+/// expectations.
+async fn passes_on_the_real_control_plane(name: &str, block: u8) {
+    if control_plane::binaries_for_test().is_none() {
+        return;
+    }
+    passes(name, block, &["--control-plane", "real"]).await;
+}
+
+#[tokio::test]
+async fn s02_real_control_plane() {
+    passes_on_the_real_control_plane("s02-uneven-endpoints.yaml", 140).await;
+}
+
+#[tokio::test]
+async fn s04_real_control_plane() {
+    passes_on_the_real_control_plane("s04-empty-zone.yaml", 144).await;
+}
+
+#[tokio::test]
+async fn s05_real_control_plane() {
+    passes_on_the_real_control_plane("s05-skewed-clients.yaml", 148).await;
+}

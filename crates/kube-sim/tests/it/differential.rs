@@ -1017,6 +1017,26 @@ async fn script(d: &mut Diff<'_>) {
     )
     .await;
 
+    // EndpointSlices: loopback addresses are refused (which is why the sandbox's Pods keep
+    // ordinary IPs and listen on a loopback block).
+    for (name, ip) in [
+        ("endpointslice ordinary ip", "10.244.1.5"),
+        ("endpointslice loopback ip", "127.0.0.5"),
+    ] {
+        d.step(
+            name,
+            |_| {
+                post(
+                    "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+                    json!({"metadata": {"generateName": "diff-"}, "addressType": "IPv4",
+                        "endpoints": [{"addresses": [ip]}], "ports": [{"name": "http", "port": 80}]}),
+                )
+            },
+            fields(&["/details/causes/0/field"]),
+        )
+        .await;
+    }
+
     // Events in both APIs; an Event about a Node lives in `default`.
     let event = |ns: &str| {
         post(
