@@ -1016,6 +1016,10 @@ impl Api {
                     let labels = v.pointer("/metadata/labels").cloned();
                     if let Some(o) = v.as_object_mut() {
                         o.remove("metadata");
+                        // Status changes never bump the generation (it counts spec changes).
+                        if def.status {
+                            o.remove("status");
+                        }
                         o.insert("labels".into(), labels.unwrap_or(Value::Null));
                     }
                     v

@@ -960,3 +960,30 @@ async fn binding_assigns_an_unassigned_pod_once() {
         404
     );
 }
+
+#[tokio::test]
+async fn status_writes_leave_the_generation_alone() {
+    let s = start().await;
+    let deps = "/apis/apps/v1/namespaces/default/deployments";
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+    assert_eq!(s.post(deps, d).await.status, 201);
+    let r = s
+        .patch(
+            &format!("{deps}/d/status"),
+            "merge",
+            json!({"status": {"replicas": 1, "observedGeneration": 1}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["metadata"]["generation"], 1);
+    let r = s
+        .patch(
+            &format!("{deps}/d"),
+            "merge",
+            json!({"spec": {"replicas": 2}}),
+        )
+        .await;
+    assert_eq!(r.body["metadata"]["generation"], 2);
+}
