@@ -198,9 +198,9 @@ async fn run(kube: kube::Client, config: Config, mut stop: watch::Receiver<bool>
     tasks.iter().for_each(JoinHandle::abort);
 }
 
-fn all<K: Clone>(s: &Store<K>) -> Vec<K>
+fn all<K>(s: &Store<K>) -> Vec<K>
 where
-    K: kube::Resource<DynamicType = ()> + 'static,
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
     s.state().iter().map(|o| (**o).clone()).collect()
 }

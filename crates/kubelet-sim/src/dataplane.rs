@@ -239,6 +239,9 @@ pub fn on_loopback(ip: Ipv4Addr, block: ipnet::Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(block.network()) | host)
 }
 
+/// Round-robin positions per (node, namespace/service, port).
+type Turns = Arc<Mutex<HashMap<(String, String, i32), usize>>>;
+
 /// What the listeners read: the cluster's Services and EndpointSlices as kube-proxy watches them.
 #[derive(Clone)]
 pub struct View {
@@ -246,8 +249,7 @@ pub struct View {
     pub slices: Store<EndpointSlice>,
     /// Where Pods listen (see [`on_loopback`]).
     pub loopback: ipnet::Ipv4Net,
-    /// Round-robin positions per (node, namespace/service, port).
-    turns: Arc<Mutex<HashMap<(String, String, i32), usize>>>,
+    turns: Turns,
 }
 
 impl View {

@@ -337,10 +337,7 @@ impl Scenario {
     /// The line of `text` the message's field is on (its first word, `field:`), for errors
     /// found after parsing.
     fn line_of(&self, text: &str, message: &str) -> usize {
-        let field = message
-            .split(|c: char| c == ' ' || c == '.' || c == '[')
-            .next()
-            .unwrap_or("");
+        let field = message.split([' ', '.', '[']).next().unwrap_or("");
         text.lines()
             .position(|l| l.trim_start().starts_with(&format!("{field}:")))
             .map_or(1, |i| i + 1)
@@ -389,7 +386,7 @@ impl Scenario {
         if !self.clients.is_empty() && self.clients.values().sum::<u32>() == 0 {
             return Err("clients: the weights add up to zero".into());
         }
-        if !(self.traffic.rate > 0.0) {
+        if self.traffic.rate.is_nan() || self.traffic.rate <= 0.0 {
             return Err("traffic.rate: must be above zero".into());
         }
         if self.traffic.duration.is_zero() {
