@@ -73,6 +73,16 @@ async fn s02_uneven_endpoints_reproduces_the_keps_example() {
 }
 
 #[tokio::test]
+async fn s03_infeasible_auto_removes_its_hints() {
+    passes("s03-infeasible.yaml", 128, &[]).await;
+}
+
+#[tokio::test]
+async fn s13_north_south_stays_in_zone_on_every_hop() {
+    passes("s13-north-south.yaml", 132, &[]).await;
+}
+
+#[tokio::test]
 async fn s04_empty_zone() {
     passes("s04-empty-zone.yaml", 108, &[]).await;
 }

@@ -73,7 +73,8 @@ pub fn node_specs(s: &Scenario) -> Vec<NodeSpec> {
     out
 }
 
-fn up_args(s: &Scenario, args: &RunArgs, mode: Mode) -> UpArgs {
+/// The sandbox settings of one mode's run.
+pub fn up_args(s: &Scenario, args: &RunArgs, mode: Mode) -> UpArgs {
     let zones = {
         let mut z: Vec<String> = s.nodes.iter().map(|n| n.zone.clone()).collect();
         z.sort();
@@ -150,6 +151,12 @@ fn service(s: &Scenario, mode: Mode) -> anyhow::Result<Service> {
         "spec": {"selector": {"app": WORKLOAD}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
             "type": if s.traffic.class == Class::NorthSouth { "LoadBalancer" } else { "ClusterIP" }}
     });
+    if s.traffic.class == Class::NorthSouth {
+        // Quick health checks, so that every node is a healthy backend within seconds.
+        v["metadata"]["annotations"][ccm::names::ANN_HC_INTERVAL] = json!("1");
+        v["metadata"]["annotations"][ccm::names::ANN_HC_HEALTHY] = json!("1");
+        v["metadata"]["annotations"][ccm::names::ANN_HC_TIMEOUT] = json!("1");
+    }
     match mode {
         Mode::None => {}
         Mode::Auto => {
@@ -179,6 +186,7 @@ async fn wait_served(
     deadline: Instant,
 ) -> anyhow::Result<Entry> {
     let replicas: usize = s.workload.replicas.values().sum::<u32>() as usize;
+    let node_count: usize = s.nodes.iter().map(|n| n.count as usize).sum();
     let pods: Api<Pod> = Api::namespaced(kube.clone(), "default");
     let slices: Api<EndpointSlice> = Api::namespaced(kube.clone(), "default");
     let mut last = String::new();
@@ -248,6 +256,13 @@ async fn wait_served(
             Class::EastWest => traffic::cluster_entry(kube, WORKLOAD, None).await?,
             Class::NorthSouth => match traffic::find(&sandbox.cloud, WORKLOAD).await {
                 Ok(lb) if lb.state == cloud_api::LoadBalancerState::Active => {
+                    let report = sandbox.cloud.load_balancer_traffic(lb.id.as_str()).await?;
+                    let healthy =
+                        report.map_or(0, |r| r.backends.iter().filter(|b| b.healthy).count());
+                    if healthy < node_count {
+                        state = format!("{healthy}/{node_count} load-balancer backends healthy");
+                        continue;
+                    }
                     traffic::lb_entry(&lb, None)?
                 }
                 _ => {
