@@ -18,16 +18,17 @@ use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
 use std::time::Duration;
 
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::FutureExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Resource as _, ResourceExt as _};
 use serde_json::{Value, json};
+use sim_common::reflect;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -78,34 +79,6 @@ impl Controllers {
     }
 }
 
-/// A reflector's store, and a task that feeds it and rings `changed` on every event.
-fn cache<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-    changed: std::sync::Arc<Notify>,
-) -> (Store<K>, JoinHandle<()>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let task = tokio::spawn(async move {
-        let mut s = watcher(api, cfg).default_backoff().reflect(writer).boxed();
-        while let Some(ev) = s.next().await {
-            if let Err(e) = ev {
-                tracing::debug!(error = %e, "kcm-sim: watch interrupted; it resumes");
-            }
-            changed.notify_one();
-        }
-    });
-    (store, task)
-}
-
 struct Sim {
     kube: kube::Client,
     config: Config,
@@ -145,11 +118,27 @@ async fn run(kube: kube::Client, config: Config, mut stop: watch::Receiver<bool>
         endpointslice::LABEL_MANAGED_BY,
         endpointslice::MANAGED_BY
     ));
-    let (nodes, t1) = cache(Api::all(kube.clone()), Default::default(), changed.clone());
-    let (pods, t2) = cache(Api::all(kube.clone()), Default::default(), changed.clone());
-    let (services, t3) = cache(Api::all(kube.clone()), Default::default(), changed.clone());
-    let (deployments, t4) = cache(Api::all(kube.clone()), Default::default(), changed.clone());
-    let (slices, t5) = cache(Api::all(kube.clone()), managed, changed.clone());
+    let (nodes, t1) = reflect(
+        Api::all(kube.clone()),
+        Default::default(),
+        Some(changed.clone()),
+    );
+    let (pods, t2) = reflect(
+        Api::all(kube.clone()),
+        Default::default(),
+        Some(changed.clone()),
+    );
+    let (services, t3) = reflect(
+        Api::all(kube.clone()),
+        Default::default(),
+        Some(changed.clone()),
+    );
+    let (deployments, t4) = reflect(
+        Api::all(kube.clone()),
+        Default::default(),
+        Some(changed.clone()),
+    );
+    let (slices, t5) = reflect(Api::all(kube.clone()), managed, Some(changed.clone()));
     let tasks = [t1, t2, t3, t4, t5];
     let mut sim = Sim {
         slice_events: recorder(&kube, "endpointslice-controller"),

@@ -36,8 +36,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -302,8 +301,17 @@ async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
     .boxed();
     let mut reflectors = Vec::new();
     if let Some(block) = sim.config.data_plane {
-        let (services, t1) = reflect(Api::<Service>::all(sim.kube.clone()));
-        let (slices, t2) = reflect(Api::<EndpointSlice>::all(sim.kube.clone()));
+        // kube-proxy's informers.
+        let (services, t1) = sim_common::reflect(
+            Api::<Service>::all(sim.kube.clone()),
+            Default::default(),
+            None,
+        );
+        let (slices, t2) = sim_common::reflect(
+            Api::<EndpointSlice>::all(sim.kube.clone()),
+            Default::default(),
+            None,
+        );
         reflectors.extend([t1, t2]);
         sim.view = Some(dataplane::View::new(services, slices, block));
     }
@@ -333,28 +341,6 @@ async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
     sim.listeners.stop();
     reflectors.iter().for_each(JoinHandle::abort);
     poller.abort();
-}
-
-/// A store that follows every object of `api` (kube-proxy's informers).
-fn reflect<K>(api: Api<K>) -> (Store<K>, JoinHandle<()>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let task = tokio::spawn(async move {
-        let mut s = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .boxed();
-        while s.next().await.is_some() {}
-    });
-    (store, task)
 }
 
 /// Long-polls the event log and sends the IDs of instances that changed.

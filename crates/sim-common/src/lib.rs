@@ -229,6 +229,46 @@ mod tests {
     }
 }
 
+/// A reflector store following every object `api` and `config` select, fed by a task that
+/// rings `changed` (when given) after every watch event; the task ends when aborted.
+#[cfg(feature = "kube")]
+pub fn reflect<K>(
+    api: kube::Api<K>,
+    config: kube::runtime::watcher::Config,
+    changed: Option<std::sync::Arc<tokio::sync::Notify>>,
+) -> (
+    kube::runtime::reflector::Store<K>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    use futures_util::StreamExt as _;
+    use kube::runtime::WatchStreamExt as _;
+    let (store, writer) = kube::runtime::reflector::store();
+    let task = tokio::spawn(async move {
+        let mut s = kube::runtime::watcher(api, config)
+            .default_backoff()
+            .reflect(writer)
+            .boxed();
+        while let Some(ev) = s.next().await {
+            if let Err(e) = ev {
+                tracing::debug!(error = %e, "watch interrupted; it resumes");
+            }
+            if let Some(c) = &changed {
+                c.notify_one();
+            }
+        }
+    });
+    (store, task)
+}
+
 /// Splits `n` over `weights` in proportion, whole numbers summing to `n`: each gets the floor
 /// of its exact share, and the largest remainders (first listed on a tie) get one more. Zero
 /// weights get nothing; all-zero weights give an empty split.

@@ -466,13 +466,19 @@ impl Sandbox {
     }
 }
 
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter)
-        .with_context(|| format!("invalid log filter {:?}", args.log_filter))?;
+/// Logs to stderr with a `tracing` filter (once per process; later calls keep the first).
+pub fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid log filter {filter:?}"))?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+    Ok(())
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_filter)?;
     if args.zones.is_empty() || args.nodes == 0 {
         bail!("--zones and --nodes must not be empty");
     }

@@ -444,12 +444,7 @@ async fn kcm_sim_slices(kube: &kube::Client) -> anyhow::Result<Vec<EndpointSlice
 
 /// Runs every mode of the scenario in turn; the results, and whether every check passed.
 pub async fn run(args: &RunArgs) -> anyhow::Result<(Scenario, Vec<ModeResult>)> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter)
-        .with_context(|| format!("invalid log filter {:?}", args.log_filter))?;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::up::init_logging(&args.log_filter)?;
     let mut s = Scenario::load(&args.file)?;
     if !args.modes.is_empty() {
         s.modes = args.modes.clone();
