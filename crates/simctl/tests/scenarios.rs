@@ -78,6 +78,11 @@ async fn s03_infeasible_auto_removes_its_hints() {
 }
 
 #[tokio::test]
+async fn s07_node_loss_keeps_auto_feasible() {
+    passes("s07-node-loss.yaml", 136, &[]).await;
+}
+
+#[tokio::test]
 async fn s13_north_south_stays_in_zone_on_every_hop() {
     passes("s13-north-south.yaml", 132, &[]).await;
 }
