@@ -195,3 +195,8 @@ async fn s04_real_control_plane() {
 async fn s05_real_control_plane() {
     passes_on_the_real_control_plane("s05-skewed-clients.yaml", 148).await;
 }
+
+#[tokio::test]
+async fn s13_real_control_plane() {
+    passes_on_the_real_control_plane("s13-north-south.yaml", 152).await;
+}
