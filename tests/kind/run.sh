@@ -8,6 +8,9 @@
 #
 # Needs Docker, kind, kubectl and a Rust toolchain; it cannot run where there is no Docker.
 #   tests/kind/run.sh              # KEEP=1 keeps the cluster and cloud-sim afterwards
+# On any failure (a check, a command under `set -e`, Ctrl-C) the evidence is collected into
+# $ARTIFACTS (default: tests/kind/artifacts) before the cluster goes: `kind export logs`,
+# cloud-sim's and the ccm's logs, pods, events and the Service.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,16 +18,38 @@ CLUSTER=simcloud
 IMAGE=simcloud/ccm:dev
 ZONES=(zone-a zone-b zone-c)
 WORK=$(mktemp -d)
+ARTIFACTS=${ARTIFACTS:-tests/kind/artifacts}
 CLOUD_PID=
 
+# Everything that explains a failure, into $ARTIFACTS.
+collect() {
+    mkdir -p "$ARTIFACTS"
+    kind export logs "$ARTIFACTS/kind" --name "$CLUSTER" >/dev/null 2>&1 || true
+    cp "$WORK/cloud-sim.log" "$ARTIFACTS/" 2>/dev/null || true
+    kubectl -n kube-system logs deploy/simcloud-ccm --all-containers >"$ARTIFACTS/ccm.log" 2>&1 || true
+    kubectl get nodes -o wide >"$ARTIFACTS/nodes.txt" 2>&1 || true
+    kubectl get pods -A -o wide >"$ARTIFACTS/pods.txt" 2>&1 || true
+    kubectl get events -A --sort-by=.lastTimestamp >"$ARTIFACTS/events.txt" 2>&1 || true
+    kubectl describe svc web >"$ARTIFACTS/svc-web.txt" 2>&1 || true
+    echo "evidence collected in $ARTIFACTS" >&2
+}
+
 cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if [[ $status != 0 ]]; then
+        collect
+    fi
     if [[ "${KEEP:-0}" != 1 ]]; then
         if [[ -n "$CLOUD_PID" ]]; then kill "$CLOUD_PID" 2>/dev/null || true; fi
         kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
         rm -rf "$WORK"
     fi
+    exit "$status"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 fail() {
     echo "FAIL: $*" >&2
@@ -56,13 +81,18 @@ cargo build --release --locked -p cloud-sim -p simctl
 docker build -t "$IMAGE" .
 
 echo "== kind cluster"
+# A cluster left by an earlier run (KEEP=1, or a killed one) goes first.
+kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
 kind create cluster --config manifests/kind/cluster.yaml
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 echo "== cloud-sim on this host"
-GATEWAY=$(docker network inspect kind -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' |
+# The gateway of the network the nodes are on, as the nodes see it (whatever that network is
+# called: KIND_EXPERIMENTAL_DOCKER_NETWORK can rename it).
+FIRST_NODE=$(kind get nodes --name "$CLUSTER" | sort | head -n 1)
+GATEWAY=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}' "$FIRST_NODE" |
     awk '{for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print $i; exit}}')
-[[ -n "$GATEWAY" ]] || fail "no IPv4 gateway on the kind network"
+[[ -n "$GATEWAY" ]] || fail "no IPv4 gateway on the network of $FIRST_NODE"
 # The region's network spans the kind node addresses (registered as instances) and the default
 # load-balancer pools on loopback, which clients on this host reach.
 target/release/cloud-sim serve --listen 0.0.0.0:8080 --network-cidr 0.0.0.0/0 \
@@ -83,7 +113,8 @@ done
 echo "== the ccm"
 printf 'endpoint: http://%s:8080\nregion: sim-1\n' "$GATEWAY" >"$WORK/cloud-config.yaml"
 kubectl -n kube-system create secret generic simcloud-cloud-config \
-    --from-file=cloud-config.yaml="$WORK/cloud-config.yaml"
+    --from-file=cloud-config.yaml="$WORK/cloud-config.yaml" --dry-run=client -o yaml |
+    kubectl apply -f -
 kubectl apply -k manifests/kind/ccm
 
 all_initialised() {

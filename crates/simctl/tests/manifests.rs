@@ -317,3 +317,51 @@ fn the_kind_ccm_overlay_turns_cloud_routes_off() {
         "{tolerated:?}"
     );
 }
+
+/// The kind run leaves evidence behind when it fails, however it fails, and the workflow keeps it.
+#[test]
+fn the_kind_run_collects_evidence_on_any_failure_and_the_workflow_uploads_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let script = std::fs::read_to_string(root.join("tests/kind/run.sh")).unwrap();
+    for needle in [
+        "trap cleanup EXIT",
+        "trap 'exit 130' INT",
+        "trap 'exit 143' TERM",
+        "kind export logs",
+        "kubectl get pods -A -o wide",
+        "kubectl get events -A",
+        "kubectl describe svc web",
+        // A re-run starts clean and does not trip over the Secret of the last one.
+        "kind delete cluster --name \"$CLUSTER\" >/dev/null 2>&1 || true\nkind create cluster",
+        "--dry-run=client -o yaml |",
+    ] {
+        assert!(script.contains(needle), "run.sh lacks {needle:?}");
+    }
+    // The cleanup collects only when the exit status says something failed.
+    let cleanup = &script[script.find("cleanup() {").unwrap()..];
+    assert!(
+        cleanup.contains("if [[ $status != 0 ]]; then\n        collect"),
+        "{cleanup}"
+    );
+    // The gateway comes from the nodes' own network, not a network named `kind`.
+    assert!(!script.contains("docker network inspect kind"));
+    let workflow = std::fs::read_to_string(root.join(".github/workflows/kind.yml")).unwrap();
+    let wf: serde_json::Value = serde_saphyr::from_str(&workflow).unwrap();
+    assert_eq!(wf["permissions"]["contents"], "read", "{wf}");
+    assert!(wf["concurrency"]["group"].is_string(), "{wf}");
+    let steps = wf["jobs"]["kind"]["steps"].as_array().unwrap();
+    let upload = steps
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+        })
+        .expect("an upload step");
+    assert_eq!(upload["if"], "always()");
+    let e2e = steps
+        .iter()
+        .find(|s| s["run"] == "tests/kind/run.sh")
+        .unwrap();
+    assert_eq!(e2e["env"]["ARTIFACTS"], upload["with"]["path"]);
+}
