@@ -898,16 +898,13 @@ async fn a_new_server_has_the_system_namespaces_and_its_own_service() {
     assert_eq!(svc["spec"]["clusterIP"], "10.96.0.1");
     assert_eq!(svc["spec"]["ports"][0]["port"], 443);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], port);
+    // A loopback address cannot be an endpoint: kube-apiserver advertising 127.0.0.1 has no
+    // slice for its own Service either.
+    assert!(url.host().unwrap().starts_with("127."), "{host}");
     let slice = s
         .get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes")
-        .await
-        .body;
-    assert_eq!(
-        slice["metadata"]["labels"]["kubernetes.io/service-name"],
-        "kubernetes"
-    );
-    assert_eq!(slice["endpoints"][0]["addresses"][0], host);
-    assert_eq!(slice["ports"][0]["port"], port);
+        .await;
+    assert_eq!(slice.status, 404, "{}", slice.body);
 }
 
 #[tokio::test]

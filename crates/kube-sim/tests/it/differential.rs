@@ -1081,6 +1081,60 @@ async fn script(d: &mut Diff<'_>) {
     )
     .await;
 
+    // A scheduler's binding: once, then a conflict. kube-apiserver admits a Pod only once its
+    // namespace's `default` ServiceAccount exists (kube-controller-manager may not have made it
+    // yet): make sure of it, whoever wins.
+    d.step(
+        "default serviceaccount",
+        |_| {
+            post(
+                "/api/v1/namespaces/diff/serviceaccounts",
+                json!({"metadata": {"name": "default"}}),
+            )
+        },
+        |r, _| (r.status == 201 || r.status == 409).to_string(),
+    )
+    .await;
+    d.step(
+        "pod to bind",
+        |_| {
+            post(
+                "/api/v1/namespaces/diff/pods",
+                json!({"metadata": {"name": "bind-me"},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}),
+            )
+        },
+        outcome,
+    )
+    .await;
+    for name in ["binding", "binding again"] {
+        d.step(
+            name,
+            |_| {
+                post(
+                    "/api/v1/namespaces/diff/pods/bind-me/binding",
+                    json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bind-me"},
+                        "target": {"apiVersion": "v1", "kind": "Node", "name": "diff-node"}}),
+                )
+            },
+            fields(&["/status", "/reason"]),
+        )
+        .await;
+    }
+    d.step(
+        "bound pod",
+        |_| get("/api/v1/namespaces/diff/pods/bind-me"),
+        fields(&["/spec/nodeName"]),
+    )
+    .await;
+    // The kubernetes Service has no slice when the server advertises a loopback address.
+    d.step(
+        "kubernetes endpointslice",
+        |_| get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes"),
+        outcome,
+    )
+    .await;
+
     // The scale subresource of a Deployment.
     const DEPLOY: &str = "/apis/apps/v1/namespaces/diff/deployments";
     d.step(
@@ -1124,6 +1178,18 @@ async fn script(d: &mut Diff<'_>) {
         "deployment after scale",
         |_| get(format!("{DEPLOY}/web")),
         fields(&["/spec/replicas", "/metadata/generation"]),
+    )
+    .await;
+    // A status write leaves the generation (a spec change counter) alone.
+    d.step(
+        "deployment status write",
+        |_| {
+            merge(
+                format!("{DEPLOY}/web/status"),
+                json!({"status": {"observedGeneration": 1}}),
+            )
+        },
+        fields(&["/metadata/generation"]),
     )
     .await;
     d.step(
