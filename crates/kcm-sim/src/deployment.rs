@@ -173,8 +173,7 @@ pub fn plan(d: &Deployment, pods: &[Pod], now: &str) -> Result<Plan, String> {
         by_zone.entry(key).or_default().push(p);
     }
     for (zone, count) in &want {
-        let have = by_zone.remove(zone).unwrap_or_default();
-        let mut have = have;
+        let mut have = by_zone.remove(zone).unwrap_or_default();
         if (have.len() as u32) < *count {
             for _ in have.len() as u32..*count {
                 create.push(new_pod(d, &name, &template, &hash, zone.as_deref()));

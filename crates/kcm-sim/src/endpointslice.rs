@@ -127,7 +127,8 @@ pub fn pod_endpoint(svc: &Service, pod: &Pod, nodes: &[Node]) -> Option<Endpoint
     })
 }
 
-fn selected(svc: &Service, pod: &Pod) -> bool {
+/// Whether the Service's selector picks the Pod (same namespace).
+pub fn selected(svc: &Service, pod: &Pod) -> bool {
     let sel = svc
         .spec
         .as_ref()

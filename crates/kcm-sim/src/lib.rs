@@ -22,7 +22,7 @@ use futures_util::FutureExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -442,9 +442,10 @@ impl Sim {
                 continue;
             }
             live.push(key.clone());
+            // Only the Pods it selects: another Pod's change does not touch this Service.
             let ns_pods: Vec<Pod> = pods
                 .iter()
-                .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+                .filter(|p| endpointslice::selected(svc, p))
                 .cloned()
                 .collect();
             let print = fingerprint(
@@ -546,20 +547,4 @@ impl Sim {
         }
         ok
     }
-}
-
-/// The EndpointSlices of `ns/service` this controller manages, from any API server (a test and
-/// tool helper).
-pub async fn slices_of(
-    kube: &kube::Client,
-    ns: &str,
-    service: &str,
-) -> kube::Result<Vec<EndpointSlice>> {
-    let lp = ListParams::default().labels(&format!(
-        "{}={service},{}={}",
-        endpointslice::LABEL_SERVICE_NAME,
-        endpointslice::LABEL_MANAGED_BY,
-        endpointslice::MANAGED_BY
-    ));
-    Ok(Api::namespaced(kube.clone(), ns).list(&lp).await?.items)
 }

@@ -9,7 +9,7 @@
 //! default scheduler profile does. Node affinity terms, pod (anti-)affinity and preemption are
 //! not modelled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -157,17 +157,21 @@ fn misfit(pod: &Pod, node: &Node, on_node: &[&Pod]) -> Option<String> {
     None
 }
 
-/// Pods counting against a node: bound to it and not finished.
-fn active_on<'a>(node: &str, pods: &'a [Pod]) -> Vec<&'a Pod> {
-    pods.iter()
-        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
-        .filter(|p| {
-            !matches!(
-                p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                Some("Succeeded" | "Failed")
-            )
-        })
-        .collect()
+/// Pods counting against each node: bound to it and not finished.
+fn active_by_node(pods: &[Pod]) -> HashMap<&str, Vec<&Pod>> {
+    let mut out: HashMap<&str, Vec<&Pod>> = HashMap::new();
+    for p in pods {
+        let finished = matches!(
+            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+            && !finished
+        {
+            out.entry(node).or_default().push(p);
+        }
+    }
+    out
 }
 
 /// Matching Pods per value of `key` over `nodes` (every domain of those nodes, zero included).
@@ -176,7 +180,7 @@ fn domain_counts(
     selector: Option<&LabelSelector>,
     namespace: &str,
     nodes: &[&Node],
-    pods: &[Pod],
+    by_node: &HashMap<&str, Vec<&Pod>>,
 ) -> BTreeMap<String, usize> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for n in nodes {
@@ -184,8 +188,10 @@ fn domain_counts(
             continue;
         };
         let name = n.metadata.name.as_deref().unwrap_or("");
-        let matching = active_on(name, pods)
+        let matching = by_node
+            .get(name)
             .into_iter()
+            .flatten()
             .filter(|p| p.metadata.namespace.as_deref().unwrap_or("default") == namespace)
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .filter(|p| selector.is_some_and(|s| selector_matches(s, &labels_of(&p.metadata))))
@@ -199,11 +205,13 @@ fn domain_counts(
 /// message saying why nowhere (`0/3 nodes are available: ...`).
 pub fn schedule(pod: &Pod, nodes: &[Node], pods: &[Pod]) -> Result<String, String> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let by_node = active_by_node(pods);
+    let on = |name: &str| by_node.get(name).map_or(&[][..], Vec::as_slice);
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut fit: Vec<&Node> = Vec::new();
     for n in nodes {
         let name = n.metadata.name.as_deref().unwrap_or("");
-        match misfit(pod, n, &active_on(name, pods)) {
+        match misfit(pod, n, on(name)) {
             Some(r) => *reasons.entry(r).or_default() += 1,
             None => fit.push(n),
         }
@@ -227,6 +235,19 @@ pub fn schedule(pod: &Pod, nodes: &[Node], pods: &[Pod]) -> Result<String, Strin
             selector.iter().all(|(k, v)| l.get(k) == Some(v))
         })
         .collect();
+    // Matching Pods per domain, once per constraint.
+    let counts: Vec<BTreeMap<String, usize>> = constraints
+        .iter()
+        .map(|c| {
+            domain_counts(
+                &c.topology_key,
+                c.label_selector.as_ref(),
+                namespace,
+                &eligible,
+                &by_node,
+            )
+        })
+        .collect();
     let mut spread_ok: Vec<&Node> = Vec::new();
     let mut score: BTreeMap<String, usize> = BTreeMap::new();
     for n in fit {
@@ -234,14 +255,7 @@ pub fn schedule(pod: &Pod, nodes: &[Node], pods: &[Pod]) -> Result<String, Strin
         let labels = labels_of(&n.metadata);
         let mut ok = true;
         let mut crowd = 0;
-        for c in &constraints {
-            let counts = domain_counts(
-                &c.topology_key,
-                c.label_selector.as_ref(),
-                namespace,
-                &eligible,
-                pods,
-            );
+        for (c, counts) in constraints.iter().zip(&counts) {
             let Some(domain) = labels.get(&c.topology_key) else {
                 ok = false;
                 break;
@@ -267,7 +281,7 @@ pub fn schedule(pod: &Pod, nodes: &[Node], pods: &[Pod]) -> Result<String, Strin
     }
     let best = spread_ok.into_iter().min_by_key(|n| {
         let name = n.metadata.name.clone().unwrap_or_default();
-        (score[&name], active_on(&name, pods).len(), name)
+        (score[&name], on(&name).len(), name)
     });
     if let Some(n) = best {
         return Ok(n.metadata.name.clone().unwrap_or_default());
