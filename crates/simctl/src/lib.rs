@@ -15,6 +15,24 @@ pub mod topology;
 pub mod traffic;
 pub mod up;
 
+/// A Kubernetes client from `kubeconfig`, or from the default kubeconfig when `None`.
+pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    use anyhow::Context as _;
+    let config = match kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .with_context(|| format!("cannot read kubeconfig {}", p.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("invalid kubeconfig {}", p.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no --kubeconfig and no default kubeconfig")?,
+    };
+    kube::Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
 /// The simcloud CLI.
 #[derive(Debug, Parser)]
 #[command(name = "simctl", version, about, long_about = None)]

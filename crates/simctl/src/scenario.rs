@@ -321,7 +321,7 @@ impl Scenario {
         };
         let s: Scenario = serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?;
         s.check()
-            .map_err(|m| invalid(format!("{m} (line {})", s.line_of(text, &m))))?;
+            .map_err(|m| invalid(format!("{m} (line {})", Self::line_of(text, &m))))?;
         Ok(s)
     }
 
@@ -334,16 +334,31 @@ impl Scenario {
         Self::parse(&p, &text)
     }
 
-    /// The line of `text` the message's field is on (its first word, `field:`), for errors
-    /// found after parsing.
-    fn line_of(&self, text: &str, message: &str) -> usize {
-        let field = message.split([' ', '.', '[']).next().unwrap_or("");
-        text.lines()
-            .position(|l| l.trim_start().starts_with(&format!("{field}:")))
-            .map_or(1, |i| i + 1)
+    /// The line of `text` the message's field path (its first word, `workload.replicas` or
+    /// `timeline[1].action`) is on, for errors found after parsing: each segment is looked for
+    /// below the previous one's line (list indexes are not counted).
+    fn line_of(text: &str, message: &str) -> usize {
+        let path = message.split([' ', ':']).next().unwrap_or("");
+        let lines: Vec<&str> = text.lines().collect();
+        let mut at = 0;
+        for seg in path.split('.') {
+            let key = seg.split('[').next().unwrap_or(seg);
+            let Some(i) = (at..lines.len()).find(|&i| {
+                let l = lines[i]
+                    .trim_start()
+                    .trim_start_matches("- ")
+                    .trim_start_matches('{');
+                l.starts_with(&format!("{key}:"))
+            }) else {
+                break;
+            };
+            at = i;
+        }
+        at + 1
     }
 
-    fn zones(&self) -> Vec<String> {
+    /// The zones that have nodes, sorted.
+    pub fn zones(&self) -> Vec<String> {
         let mut z: Vec<String> = self.nodes.iter().map(|n| n.zone.clone()).collect();
         z.sort();
         z.dedup();
@@ -762,11 +777,11 @@ mod tests {
             ),
             (
                 "name: t\nnodes:\n  - zone: a\nworkload:\n  replicas: {b: 1}\n",
-                &["workload.replicas", "\"b\" has no nodes", "line 4"],
+                &["workload.replicas", "\"b\" has no nodes", "line 5"],
             ),
             (
                 "name: t\nnodes:\n  - zone: a\nworkload: {replicas: {a: 1}}\ntimeline:\n  - at: 1s\n    action: explode\n",
-                &["timeline[0].action", "unknown action", "line 5"],
+                &["timeline[0].action", "unknown action", "line 7"],
             ),
             (
                 "name: t\nnodes:\n  - zone: a\nworkload: {replicas: {a: 1}}\ntraffic: {duration: soon}\n",

@@ -38,25 +38,11 @@ pub async fn explain(args: &ExplainArgs) -> anyhow::Result<topology::explain::Ex
     use k8s_openapi::api::core::v1::{Node, Service};
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     use kube::api::{Api, ListParams};
-    let config = match &args.kubeconfig {
-        Some(p) => {
-            let kc = kube::config::Kubeconfig::read_from(p)
-                .with_context(|| format!("cannot read kubeconfig {}", p.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("invalid kubeconfig {}", p.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no --kubeconfig and no default kubeconfig")?,
-    };
-    let client = kube::Client::try_from(config).context("cannot build the Kubernetes client")?;
-    let (ns, name) = match args.service.split_once('/') {
-        Some((ns, name)) => (ns.to_owned(), name.to_owned()),
-        None => ("default".to_owned(), args.service.clone()),
-    };
-    let svc = Api::<Service>::namespaced(client.clone(), &ns)
-        .get(&name)
+    let client = crate::kube_client(args.kubeconfig.as_deref()).await?;
+    let key = crate::traffic::service_key(&args.service);
+    let (ns, name) = key.split_once('/').expect("namespace/name");
+    let svc = Api::<Service>::namespaced(client.clone(), ns)
+        .get(name)
         .await
         .with_context(|| format!("cannot read Service {ns}/{name}"))?;
     let nodes = Api::<Node>::all(client.clone())
@@ -64,7 +50,7 @@ pub async fn explain(args: &ExplainArgs) -> anyhow::Result<topology::explain::Ex
         .await
         .context("cannot list Nodes")?
         .items;
-    let slices = Api::<EndpointSlice>::namespaced(client, &ns)
+    let slices = Api::<EndpointSlice>::namespaced(client, ns)
         .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
         .await
         .context("cannot list the Service's EndpointSlices")?

@@ -601,17 +601,23 @@ pub async fn cluster_entry(
     })
 }
 
-/// The Service's endpoints as `pod (zone)` (ready ones), from its EndpointSlices.
-pub async fn endpoints(kube: &kube::Client, service: &str) -> anyhow::Result<Vec<String>> {
-    use k8s_openapi::api::discovery::v1::EndpointSlice;
+/// The EndpointSlices of a Service (`namespace/name` or `name`).
+pub async fn slices(
+    kube: &kube::Client,
+    service: &str,
+) -> anyhow::Result<Vec<k8s_openapi::api::discovery::v1::EndpointSlice>> {
     let key = service_key(service);
     let (ns, name) = key.split_once('/').expect("namespace/name");
     let lp = kube::api::ListParams::default().labels(&format!("kubernetes.io/service-name={name}"));
-    let slices = kube::Api::<EndpointSlice>::namespaced(kube.clone(), ns)
+    Ok(kube::Api::namespaced(kube.clone(), ns)
         .list(&lp)
         .await?
-        .items;
-    Ok(slices
+        .items)
+}
+
+/// The Service's ready endpoints as `pod (zone)`, from its EndpointSlices.
+pub fn endpoint_names(slices: &[k8s_openapi::api::discovery::v1::EndpointSlice]) -> Vec<String> {
+    slices
         .iter()
         .flat_map(|s| &s.endpoints)
         .filter(|e| topology::endpoint_ready(e))
@@ -619,7 +625,7 @@ pub async fn endpoints(kube: &kube::Client, service: &str) -> anyhow::Result<Vec
             let pod = e.target_ref.as_ref()?.name.clone()?;
             Some(format!("{pod} ({})", e.zone.clone().unwrap_or_default()))
         })
-        .collect())
+        .collect()
 }
 
 /// The zones and weights to send from: `--from`, or every zone of the entry equally.
@@ -652,12 +658,7 @@ pub fn plan(
 
 pub async fn run(client: &Client, args: &TrafficArgs) -> anyhow::Result<TrafficResult> {
     let kube = match &args.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-            Some(kube::Client::try_from(cfg)?)
-        }
+        Some(path) => Some(crate::kube_client(Some(path)).await?),
         None => None,
     };
     let (entry, lb) = match args.class {
@@ -673,7 +674,7 @@ pub async fn run(client: &Client, args: &TrafficArgs) -> anyhow::Result<TrafficR
         }
     };
     let eps = match (&kube, args.target.starts_with("lb-")) {
-        (Some(k), false) => endpoints(k, &args.target).await?,
+        (Some(k), false) => endpoint_names(&slices(k, &args.target).await?),
         _ => Vec::new(),
     };
     let w = weights(&entry, &args.from)?;

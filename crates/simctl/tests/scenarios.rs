@@ -155,18 +155,20 @@ async fn bad_files_and_impossible_placements_are_reported() {
         "name: full\nnodes:\n  - {zone: zone-a, type: sim.small}\nworkload: {replicas: {zone-a: 3}, cpu: 500m}\nmodes: [none]\n",
     )
     .unwrap();
-    let started = std::time::Instant::now();
-    let out = scenario(&[full.to_str().unwrap(), "--address-block", "124"]).await;
+    // A setup timeout far beyond the test's patience: only the scheduler's report ends it.
+    let out = scenario(&[
+        full.to_str().unwrap(),
+        "--address-block",
+        "124",
+        "--setup-timeout",
+        "1h",
+    ])
+    .await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
         err.contains("cannot be placed") && err.contains("Insufficient cpu"),
         "{err}"
-    );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(60),
-        "reported, not waited out: {:?}",
-        started.elapsed()
     );
     let _ = std::fs::remove_dir_all(dir);
 }

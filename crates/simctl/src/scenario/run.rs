@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -75,12 +74,7 @@ pub fn node_specs(s: &Scenario) -> Vec<NodeSpec> {
 
 /// The sandbox settings of one mode's run.
 pub fn up_args(s: &Scenario, args: &RunArgs, mode: Mode) -> UpArgs {
-    let zones = {
-        let mut z: Vec<String> = s.nodes.iter().map(|n| n.zone.clone()).collect();
-        z.sort();
-        z.dedup();
-        z
-    };
+    let zones = s.zones();
     let b = args.address_block;
     let block = |o: u8| -> Vec<(String, ipnet::Ipv4Net)> {
         zones
@@ -188,7 +182,6 @@ async fn wait_served(
     let replicas: usize = s.workload.replicas.values().sum::<u32>() as usize;
     let node_count: usize = s.nodes.iter().map(|n| n.count as usize).sum();
     let pods: Api<Pod> = Api::namespaced(kube.clone(), "default");
-    let slices: Api<EndpointSlice> = Api::namespaced(kube.clone(), "default");
     let mut last = String::new();
     let mut stable = 0;
     let mut state = String::from("nothing yet");
@@ -228,10 +221,7 @@ async fn wait_served(
                         })
             })
             .count();
-        let sl = slices
-            .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={WORKLOAD}")))
-            .await?
-            .items;
+        let sl = traffic::slices(kube, WORKLOAD).await?;
         let in_slices = sl
             .iter()
             .flat_map(|x| &x.endpoints)
@@ -322,12 +312,12 @@ async fn measure(
         .context("creating the Service")?;
     let entry = wait_served(sandbox, &kube, s, started + args.setup_timeout).await?;
     let setup_seconds = started.elapsed().as_secs_f64();
-    let slices = kcm_sim_slices(&kube).await?;
+    let slices = traffic::slices(&kube, WORKLOAD).await?;
     let hints = slices
         .iter()
         .flat_map(|x| &x.endpoints)
         .any(|e| e.hints.is_some());
-    let endpoints = traffic::endpoints(&kube, WORKLOAD).await?;
+    let endpoints = traffic::endpoint_names(&slices);
     let order = traffic::plan(
         &s.client_weights(),
         0,
@@ -433,13 +423,6 @@ async fn act(
         }
     }
     Ok(())
-}
-
-async fn kcm_sim_slices(kube: &kube::Client) -> anyhow::Result<Vec<EndpointSlice>> {
-    Ok(Api::<EndpointSlice>::namespaced(kube.clone(), "default")
-        .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={WORKLOAD}")))
-        .await?
-        .items)
 }
 
 /// Runs every mode of the scenario in turn; the results, and whether every check passed.
