@@ -410,11 +410,14 @@ impl Sim {
 
     async fn endpoint_slices(&mut self) {
         let nodes = all(&self.nodes);
+        // What the topology cache reads of a Node: zone label, allocatable CPU, readiness (not
+        // the heartbeat times, which change every few seconds).
         let nodes_now = fingerprint(nodes.iter().map(|n| {
             json!([
                 n.metadata.name,
                 n.metadata.labels,
-                n.status.as_ref().map(|s| (&s.allocatable, &s.conditions))
+                n.status.as_ref().map(|s| &s.allocatable),
+                scheduler::node_ready(n),
             ])
         }));
         let mut requeue: Vec<String> = Vec::new();
