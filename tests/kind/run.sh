@@ -8,14 +8,51 @@
 #
 # Needs Docker, kind, kubectl and a Rust toolchain; it cannot run where there is no Docker.
 #   tests/kind/run.sh              # KEEP=1 keeps the cluster and cloud-sim afterwards
+#   KUBERNETES=oldest tests/kind/run.sh    # the oldest supported node image (default: newest)
+#   UPSTREAM_E2E=1 tests/kind/run.sh       # then upstream's LoadBalancer e2e (upstream-e2e.sh)
+#   BUILD_IMAGE=0 tests/kind/run.sh        # the image simcloud/ccm:dev is already built
+# Versions (kind, node images by digest) come from tests/kind/versions.env.
 # On any failure (a check, a command under `set -e`, Ctrl-C) the evidence is collected into
 # $ARTIFACTS (default: tests/kind/artifacts) before the cluster goes: `kind export logs`,
 # cloud-sim's and the ccm's logs, pods, events and the Service.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# shellcheck source=tests/kind/versions.env
+source tests/kind/versions.env
 CLUSTER=simcloud
 IMAGE=simcloud/ccm:dev
+case "${KUBERNETES:-newest}" in
+oldest) NODE_IMAGE=$KIND_NODE_IMAGE_OLDEST ;;
+newest) NODE_IMAGE=$KIND_NODE_IMAGE_NEWEST ;;
+*) echo "KUBERNETES must be oldest or newest (tests/kind/versions.env), not ${KUBERNETES}" >&2; exit 2 ;;
+esac
+# v1.36.1 from kindest/node:v1.36.1@sha256:...
+K8S_VERSION=${NODE_IMAGE#*:}
+K8S_VERSION=${K8S_VERSION%@*}
+# Preflight, before anything needs cleaning up.
+for tool in docker kind kubectl cargo curl; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "tests/kind/run.sh needs $tool on the PATH" >&2; exit 2; }
+done
+# The example Service listens on port 80, and so do cloud-sim's frontends for it.
+if [[ $(id -u) != 0 && $(cat /proc/sys/net/ipv4/ip_unprivileged_port_start) -gt 80 ]]; then
+    echo "cloud-sim must bind port 80: run as root, or first" >&2
+    echo "  sudo sysctl -w net.ipv4.ip_unprivileged_port_start=0" >&2
+    exit 2
+fi
+
+# Docker Desktop (macOS, Windows) runs the nodes in a VM whose container addresses the host
+# cannot reach, so cloud-sim's load balancers on this host could not forward to the nodes, and the
+# gateway below is not this host. Run the script inside a Linux VM there (docs/kind.md).
+if [[ $(docker info --format '{{.OperatingSystem}}' 2>/dev/null) == *"Docker Desktop"* ]]; then
+    echo "Docker Desktop: the host cannot reach kind's node addresses; run this inside a Linux VM" >&2
+    echo "with its own Docker engine (docs/kind.md, \"Docker Desktop\")" >&2
+    exit 2
+fi
+if [[ $(kind version) != *"$KIND_VERSION "* ]]; then
+    echo "warning: node images are pinned for kind $KIND_VERSION; this is $(kind version)" >&2
+fi
+
 ZONES=(zone-a zone-b zone-c)
 WORK=$(mktemp -d)
 ARTIFACTS=${ARTIFACTS:-tests/kind/artifacts}
@@ -69,21 +106,16 @@ wait_until() {
     done
 }
 
-# The example Service listens on port 80, and so do cloud-sim's frontends for it.
-if [[ $(id -u) != 0 && $(cat /proc/sys/net/ipv4/ip_unprivileged_port_start) -gt 80 ]]; then
-    echo "cloud-sim must bind port 80: run as root, or first" >&2
-    echo "  sudo sysctl -w net.ipv4.ip_unprivileged_port_start=0" >&2
-    exit 2
-fi
-
 echo "== building the binaries and the image"
 cargo build --release --locked -p cloud-sim -p simctl
-docker build -t "$IMAGE" .
+if [[ "${BUILD_IMAGE:-1}" != 0 ]]; then
+    docker build -t "$IMAGE" .
+fi
 
-echo "== kind cluster"
+echo "== kind cluster, Kubernetes $K8S_VERSION"
 # A cluster left by an earlier run (KEEP=1, or a killed one) goes first.
 kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
-kind create cluster --config manifests/kind/cluster.yaml
+kind create cluster --config manifests/kind/cluster.yaml --image "$NODE_IMAGE"
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 echo "== cloud-sim on this host"
@@ -143,4 +175,9 @@ answers() {
 }
 wait_until 120 "HTTP answers on every frontend" answers
 simctl lbs status default/web
-echo "PASS: kind end to end"
+echo "PASS: kind end to end (Kubernetes $K8S_VERSION)"
+
+if [[ "${UPSTREAM_E2E:-0}" == 1 ]]; then
+    ARTIFACTS=$ARTIFACTS tests/kind/upstream-e2e.sh "$K8S_VERSION"
+    echo "PASS: upstream LoadBalancer e2e (Kubernetes $K8S_VERSION)"
+fi
