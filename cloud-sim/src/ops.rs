@@ -140,6 +140,17 @@ impl Cloud {
         failure.map_or(Ok(()), Err)
     }
 
+    /// Zone faults of an existing instance, applied before a write transaction begins: a latency
+    /// rule sleeps, and sleeping inside the transaction would hold the single write connection
+    /// every zone shares. The zone comes from a read beside the writer; an instance never changes
+    /// zone, and if it is deleted meanwhile the load inside the transaction says so.
+    async fn instance_faults(&self, ctx: &Ctx, id: &str) -> Result<()> {
+        let mut conn = self.db.reader().await?;
+        let found = self.load_instance(&mut conn, ctx, id).await?;
+        drop(conn);
+        self.zonal_faults(ctx, &found.instance.zone).await
+    }
+
     // -- regions, zones, instance types -----------------------------------------------------
 
     pub async fn region(&self) -> Result<Region> {
@@ -410,10 +421,10 @@ impl Cloud {
         req: UpdateInstanceRequest,
     ) -> Result<Instance> {
         validate::tags("tags", &req.tags)?;
+        self.instance_faults(ctx, id).await?;
         let now = now_ms();
         let mut tx = self.db.begin().await?;
         let cur = self.load_instance(&mut tx, ctx, id).await?;
-        self.zonal_faults(ctx, &cur.instance.zone).await?;
         check_etag(if_match, &cur.instance.etag)?;
         if cur.instance.tags == req.tags {
             return Ok(cur.instance);
@@ -439,10 +450,10 @@ impl Cloud {
         if_match: Option<&str>,
         action: Action,
     ) -> Result<Instance> {
+        self.instance_faults(ctx, id).await?;
         let now = now_ms();
         let mut tx = self.db.begin().await?;
         let cur = self.load_instance(&mut tx, ctx, id).await?;
-        self.zonal_faults(ctx, &cur.instance.zone).await?;
         check_etag(if_match, &cur.instance.etag)?;
         let i = &cur.instance;
         let target = match lifecycle::apply(i.state, action) {
@@ -474,10 +485,10 @@ impl Cloud {
 
     /// Removes the instance record now (terminating it first if needed).
     pub async fn delete_instance(&self, ctx: &Ctx, id: &str, if_match: Option<&str>) -> Result<()> {
+        self.instance_faults(ctx, id).await?;
         let now = now_ms();
         let mut tx = self.db.begin().await?;
         let cur = self.load_instance(&mut tx, ctx, id).await?;
-        self.zonal_faults(ctx, &cur.instance.zone).await?;
         check_etag(if_match, &cur.instance.etag)?;
         let i = &cur.instance;
         if i.state != InstanceState::Terminated {

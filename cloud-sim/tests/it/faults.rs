@@ -265,3 +265,42 @@ async fn bad_fault_rules_are_rejected() {
     assert!(c.client.delete_fault(&kept.id).await.unwrap());
     assert!(c.client.list_faults().await.unwrap().is_empty());
 }
+
+/// A latency rule on one zone delays that zone's writes only: the delay happens before the write
+/// transaction begins, so it never holds the write connection every zone shares.
+#[tokio::test]
+async fn a_slow_zone_does_not_hold_up_writes_in_another_zone() {
+    let c = spawn().await;
+    let a = c.instance("a", "zone-a").await;
+    let b = c.instance("b", "zone-b").await;
+    let mut r = rule(FaultEffect::Latency { millis: 20_000 });
+    r.zone = Some("zone-a".into());
+    r.method = Some("PATCH".into());
+    c.client.add_fault(&r).await.unwrap();
+    let tags: cloud_api::Tags = [("slow".to_owned(), "yes".to_owned())].into();
+    let client = c.client.clone();
+    let (a_id, slow_tags) = (a.id.to_string(), tags.clone());
+    let slow =
+        tokio::spawn(async move { client.update_instance_tags(&a_id, slow_tags, None).await });
+    // Wait until zone-a's write is inside its delay (the rule has been hit).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.client.list_faults().await.unwrap()[0].hits == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the zone-a write never reached its fault"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // zone-b's write completes while zone-a's is still asleep.
+    let updated = c
+        .client
+        .update_instance_tags(b.id.as_str(), tags.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(updated.tags, tags);
+    assert!(
+        !slow.is_finished(),
+        "zone-a's write finished first: the delay was not applied"
+    );
+    slow.abort();
+}

@@ -3,38 +3,75 @@
 
 use std::time::Duration;
 
-/// Parses Go-style durations as Kubernetes flags take them: `0`, `300ms`, `5s`, `1m30s`, `2h`.
+/// Parses durations as Go's `time.ParseDuration` does (the syntax of Kubernetes flags and
+/// manifests): `0`, or a sequence of decimal numbers, each with an optional fraction and a unit
+/// (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`): `300ms`, `1.5s`, `1m30s`, `2h45m`. Negative durations
+/// and anything over Go's limit (2^63 - 1 ns, about 292 years) are refused, never wrapped.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (e.g. 0, 500ms, 5s, 1m30s, 2h)");
-    let s = s.trim();
-    if s == "0" {
+    const NANOS_PER_SEC: u128 = 1_000_000_000;
+    // Go's limit: a Duration is an int64 of nanoseconds.
+    const MAX_NANOS: u128 = i64::MAX as u128;
+    let bad =
+        |why: &str| format!("{s:?} is not a duration: {why} (e.g. 0, 500ms, 1.5s, 1m30s, 2h)");
+    let mut rest = s.trim();
+    if let Some(r) = rest.strip_prefix('+') {
+        rest = r;
+    }
+    if rest.starts_with('-') {
+        return Err(bad("it is negative"));
+    }
+    if rest == "0" {
         return Ok(Duration::ZERO);
     }
-    if s.is_empty() {
-        return Err(bad());
+    if rest.is_empty() {
+        return Err(bad("it is empty"));
     }
-    let mut rest = s;
-    let mut total = Duration::ZERO;
+    let digits = |r: &str| r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+    let too_large = || bad("it is longer than about 292 years");
+    let mut total: u128 = 0;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        total += match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            _ => return Err(bad()),
+        let (whole, r) = rest.split_at(digits(rest));
+        let (fraction, r) = match r.strip_prefix('.') {
+            Some(r) => r.split_at(digits(r)),
+            None => ("", r),
         };
-        rest = &rest[unit_len..];
+        if whole.is_empty() && fraction.is_empty() {
+            return Err(bad("a number is missing"));
+        }
+        let unit_len = r
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(r.len());
+        let (unit, r) = r.split_at(unit_len);
+        let per: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => NANOS_PER_SEC,
+            "m" => 60 * NANOS_PER_SEC,
+            "h" => 3_600 * NANOS_PER_SEC,
+            "" => return Err(bad("a unit is missing")),
+            other => return Err(bad(&format!("{other:?} is not a unit"))),
+        };
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| too_large())?
+        };
+        let mut nanos = whole.checked_mul(per).ok_or_else(too_large)?;
+        // Digits past the 20th cannot change a result counted in nanoseconds of at most an hour.
+        let fraction = &fraction[..fraction.len().min(20)];
+        if !fraction.is_empty() {
+            let f: u128 = fraction.parse().expect("ASCII digits");
+            nanos += f * per / 10u128.pow(fraction.len() as u32);
+        }
+        total = total.checked_add(nanos).ok_or_else(too_large)?;
+        if total > MAX_NANOS {
+            return Err(too_large());
+        }
+        rest = r;
     }
-    Ok(total)
+    let secs = u64::try_from(total / NANOS_PER_SEC).map_err(|_| too_large())?;
+    Ok(Duration::new(secs, (total % NANOS_PER_SEC) as u32))
 }
 
 /// Log output format of every binary.
@@ -175,20 +212,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
+    fn durations_parse_as_go_parses_them() {
+        let nanos = |n: u64| Duration::from_nanos(n);
         let table = [
-            ("0", 0),
-            ("250ms", 250),
-            ("2s", 2_000),
-            ("5m", 300_000),
-            ("1h", 3_600_000),
-            ("1m30s", 90_000),
+            ("0", nanos(0)),
+            ("+0", nanos(0)),
+            ("0s", nanos(0)),
+            ("250ms", Duration::from_millis(250)),
+            ("2s", Duration::from_secs(2)),
+            ("5m", Duration::from_secs(300)),
+            ("1h", Duration::from_secs(3_600)),
+            ("1m30s", Duration::from_secs(90)),
+            ("2h45m", Duration::from_secs(9_900)),
+            // Fractions, as upstream manifests and Go write them.
+            ("1.5s", Duration::from_millis(1_500)),
+            (".5s", Duration::from_millis(500)),
+            ("1.s", Duration::from_secs(1)),
+            ("0.25h", Duration::from_secs(900)),
+            ("1.000000001s", nanos(1_000_000_001)),
+            ("1.0000000019s", nanos(1_000_000_001)),
+            ("100ns", nanos(100)),
+            ("3us", nanos(3_000)),
+            ("3µs", nanos(3_000)),
+            ("1h1m1s1ms1us1ns", nanos(3_661_001_001_001)),
+            // Go's largest.
+            ("9223372036854775807ns", nanos(i64::MAX as u64)),
+            ("2562047h47m16.854775807s", nanos(i64::MAX as u64)),
         ];
-        for (s, ms) in table {
-            assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        for (s, want) in table {
+            assert_eq!(parse_duration(s), Ok(want), "{s}");
         }
-        for bad in ["", "5", "s", "1d", "-1s", "1.5s", "5s3"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+    }
+
+    #[test]
+    fn bad_durations_say_why_and_never_wrap() {
+        let table = [
+            ("", "empty"),
+            ("5", "unit is missing"),
+            ("1.5", "unit is missing"),
+            ("s", "number is missing"),
+            (".s", "number is missing"),
+            ("1d", "\"d\" is not a unit"),
+            ("5s3", "unit is missing"),
+            ("-1s", "negative"),
+            ("9223372036854775808ns", "292 years"),
+            ("2562048h", "292 years"),
+            ("18446744073709551616s", "292 years"),
+            ("99999999999999999999999999999999999999999h", "292 years"),
+            ("9000000000000000000h9000000000000000000h", "292 years"),
+        ];
+        for (s, why) in table {
+            let e = parse_duration(s).unwrap_err();
+            assert!(e.contains(why), "{s}: {e}");
         }
     }
 
