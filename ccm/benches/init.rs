@@ -98,7 +98,8 @@ async fn one_run(nodes: usize, latency: Duration, workers: u16, limit: Option<(f
         node_monitor_period: Duration::from_secs(3600),
         ..ccm::Options::for_tests("bench")
     };
-    let (stop_tx, stop) = ccm::Stop::new();
+    let stop_tx = ccm::CancellationToken::new();
+    let stop = stop_tx.clone();
     let started = Instant::now();
     let controller_client =
         ccm::client_for(kube::Config::new(kube.url().parse().unwrap()), limit).unwrap();
@@ -132,7 +133,7 @@ async fn one_run(nodes: usize, latency: Duration, workers: u16, limit: Option<(f
         raw,
         rate / raw
     );
-    let _ = stop_tx.send(true);
+    stop_tx.cancel();
     while tasks.join_next().await.is_some() {}
     kube.shutdown().await;
 }

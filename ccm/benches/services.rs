@@ -50,7 +50,8 @@ async fn main() {
     let mut opts = ccm::Options::for_tests("bench");
     opts.controllers = [ControllerName::Service].into();
     opts.concurrent_service_syncs = workers;
-    let (stop_tx, stop) = ccm::Stop::new();
+    let stop_tx = ccm::CancellationToken::new();
+    let stop = stop_tx.clone();
     let started = Instant::now();
     let mut tasks = ccm::start_controllers(
         client.clone(),
@@ -93,7 +94,7 @@ async fn main() {
         cloud.count_calls("ensure-lb"),
         cloud.count_calls("update-lb")
     );
-    let _ = stop_tx.send(true);
+    stop_tx.cancel();
     while tasks.join_next().await.is_some() {}
     kube.shutdown().await;
 }

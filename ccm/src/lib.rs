@@ -12,8 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+pub use tokio_util::sync::CancellationToken;
 
 pub mod cloud;
 pub mod config;
@@ -99,31 +98,8 @@ impl Options {
     }
 }
 
-/// A stop signal that can be cloned into every task.
-#[derive(Debug, Clone)]
-pub struct Stop(watch::Receiver<bool>);
-
-impl Stop {
-    pub fn new() -> (watch::Sender<bool>, Self) {
-        let (tx, rx) = watch::channel(false);
-        (tx, Self(rx))
-    }
-
-    /// Resolves once the stop is signalled (or its sender is gone).
-    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
-        let mut rx = self.0.clone();
-        async move {
-            loop {
-                if *rx.borrow_and_update() {
-                    return;
-                }
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
+/// The running controllers (and the Node informer they share), each a named task.
+pub type Controllers = sim_common::Supervised<()>;
 
 /// Starts the enabled controllers; they run until `stop`. Controllers whose cloud interface is
 /// missing are skipped with a warning, as upstream does.
@@ -132,9 +108,9 @@ pub fn start_controllers(
     cloud: Arc<dyn CloudProvider>,
     metrics: Arc<metrics::Metrics>,
     opts: &Options,
-    stop: &Stop,
-) -> JoinSet<()> {
-    let mut set = JoinSet::new();
+    stop: &CancellationToken,
+) -> Controllers {
+    let mut set = Controllers::new();
     let clients = clients.into();
     let has_instances = cloud.instances_v2().is_some();
     // One Node watch for all controllers, with the ccm's own credentials (upstream's informers
@@ -154,15 +130,18 @@ pub fn start_controllers(
                 } else {
                     opts.concurrent_node_status_updates
                 };
-                set.spawn(node_controller::run(
-                    ctx,
-                    informer.nodes(),
-                    informer.subscribe(),
-                    opts.concurrent_node_syncs,
-                    opts.node_status_update_frequency,
-                    status_workers,
-                    stop.wait(),
-                ));
+                set.spawn(
+                    ControllerName::CloudNode.as_str(),
+                    node_controller::run(
+                        ctx,
+                        informer.nodes(),
+                        informer.subscribe(),
+                        opts.concurrent_node_syncs,
+                        opts.node_status_update_frequency,
+                        status_workers,
+                        stop.clone().cancelled_owned(),
+                    ),
+                );
             }
             ControllerName::CloudNodeLifecycle if has_instances => {
                 let ctx = Arc::new(node_lifecycle::LifecycleContext::new(
@@ -171,12 +150,15 @@ pub fn start_controllers(
                     metrics.clone(),
                     &opts.identity,
                 ));
-                set.spawn(node_lifecycle::run(
-                    ctx,
-                    informer.nodes(),
-                    opts.node_monitor_period,
-                    stop.wait(),
-                ));
+                set.spawn(
+                    ControllerName::CloudNodeLifecycle.as_str(),
+                    node_lifecycle::run(
+                        ctx,
+                        informer.nodes(),
+                        opts.node_monitor_period,
+                        stop.clone().cancelled_owned(),
+                    ),
+                );
             }
             ControllerName::Route if !opts.configure_cloud_routes => {
                 tracing::info!("--configure-cloud-routes=false: not starting the route controller");
@@ -191,13 +173,16 @@ pub fn start_controllers(
                     &opts.cluster_name,
                     opts.cluster_cidrs.clone(),
                 ));
-                set.spawn(route_controller::run(
-                    ctx,
-                    informer.nodes(),
-                    informer.subscribe(),
-                    opts.route_reconciliation_period,
-                    stop.wait(),
-                ));
+                set.spawn(
+                    ControllerName::Route.as_str(),
+                    route_controller::run(
+                        ctx,
+                        informer.nodes(),
+                        informer.subscribe(),
+                        opts.route_reconciliation_period,
+                        stop.clone().cancelled_owned(),
+                    ),
+                );
             }
             ControllerName::Service if cloud.load_balancer().is_some() => {
                 let ctx = Arc::new(service_controller::ServiceContext::new(
@@ -208,13 +193,16 @@ pub fn start_controllers(
                     &opts.cluster_name,
                     opts.load_balancer_class.clone(),
                 ));
-                set.spawn(service_controller::run(
-                    ctx,
-                    informer.nodes(),
-                    informer.subscribe(),
-                    opts.concurrent_service_syncs,
-                    stop.wait(),
-                ));
+                set.spawn(
+                    ControllerName::Service.as_str(),
+                    service_controller::run(
+                        ctx,
+                        informer.nodes(),
+                        informer.subscribe(),
+                        opts.concurrent_service_syncs,
+                        stop.clone().cancelled_owned(),
+                    ),
+                );
             }
             other => {
                 let needs = match other {
@@ -233,7 +221,10 @@ pub fn start_controllers(
         tracing::info!(controller = c.as_str(), "started controller");
     }
     if !set.is_empty() {
-        set.spawn(informer.run(stop.wait()));
+        set.spawn(
+            "node informer",
+            informer.run(stop.clone().cancelled_owned()),
+        );
     }
     set
 }
@@ -335,6 +326,13 @@ fn cloud_client(cfg: &config::CloudConfig) -> anyhow::Result<cloud_client::Clien
     b.build().context("cannot build the cloud client")
 }
 
+/// Why the controllers stopped.
+enum Stopped {
+    Signal,
+    LostLease,
+    TaskDied(&'static str, String),
+}
+
 /// The ccm: validates flags, connects, elects a leader, runs controllers until a signal or until
 /// leadership is lost (an error: the process should exit and restart, as upstream's does).
 pub async fn run(args: config::Args) -> anyhow::Result<()> {
@@ -424,30 +422,48 @@ pub async fn run(args: config::Args) -> anyhow::Result<()> {
     } else {
         (credentials::ControllerClients::shared(client.clone()), None)
     };
-    let (stop_tx, stop) = Stop::new();
+    let stop = CancellationToken::new();
     let mut tasks = start_controllers(clients, cloud, metrics.clone(), &opts, &stop);
-    let lost = match elector.as_mut() {
-        Some(e) => {
-            let h = health.clone();
-            tokio::select! {
-                _ = e.hold(move || h.renewed()) => true,
-                _ = shutdown_signal() => false,
-            }
-        }
-        None => {
-            shutdown_signal().await;
-            false
+    // Until a signal, a lost lease, or a controller ending on its own (a panic): the ccm never
+    // carries on without one of its controllers.
+    let ended = async {
+        match tasks.join_next().await {
+            Some((task, Ok(()))) => (task, "it returned".to_owned()),
+            Some((task, Err(why))) => (task, why),
+            None => std::future::pending().await,
         }
     };
-    let _ = stop_tx.send(true);
+    let renewals = async {
+        match elector.as_mut() {
+            Some(e) => {
+                let h = health.clone();
+                e.hold(move || h.renewed()).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let stopped = tokio::select! {
+        () = renewals => Stopped::LostLease,
+        () = shutdown_signal() => Stopped::Signal,
+        (task, why) = ended => Stopped::TaskDied(task, why),
+    };
+    stop.cancel();
     while tasks.join_next().await.is_some() {}
     if let Some(r) = renewer {
         r.abort();
     }
     metrics.leader.get_or_create(&leader_label).set(0);
     health.set_leading(false);
-    if lost {
-        anyhow::bail!("lost the leader lease; exiting so a fresh process can campaign again");
+    match stopped {
+        Stopped::Signal => {}
+        Stopped::LostLease => {
+            anyhow::bail!("lost the leader lease; exiting so a fresh process can campaign again")
+        }
+        Stopped::TaskDied(task, why) => {
+            anyhow::bail!(
+                "the {task} task stopped while running ({why}); exiting so a fresh process takes over"
+            )
+        }
     }
     if let Some(e) = elector.as_mut() {
         e.release().await;

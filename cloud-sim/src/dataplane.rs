@@ -25,8 +25,8 @@ use cloud_api::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::ops::Cloud;
 use crate::store;
@@ -161,6 +161,9 @@ struct LbRt {
     refused: AtomicU64,
     listeners: Mutex<HashMap<(String, u16, Protocol), JoinHandle<()>>>,
     checker: Mutex<Option<JoinHandle<()>>>,
+    /// Cancelled when the load balancer goes (deleted, or the data plane shuts down): its open
+    /// connections end with it rather than outliving it.
+    connections: CancellationToken,
     /// Listeners that could not bind and were warned about (retried quietly until they bind).
     bind_failed: Mutex<HashSet<(String, u16, Protocol)>>,
 }
@@ -303,6 +306,7 @@ impl LbRt {
         self.plans.lock().expect("plans lock").clear();
     }
 
+    /// Closes the listeners, stops the probes and ends every open connection.
     fn stop(&self) {
         for (_, h) in self.listeners.lock().expect("listeners lock").drain() {
             h.abort();
@@ -310,6 +314,7 @@ impl LbRt {
         if let Some(h) = self.checker.lock().expect("checker lock").take() {
             h.abort();
         }
+        self.connections.cancel();
     }
 
     fn report(&self) -> TrafficReport {
@@ -426,8 +431,9 @@ impl DataPlane {
         }
     }
 
-    /// Runs reconcile passes until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Runs reconcile passes until `shutdown` is cancelled; then stops every load balancer's
+    /// listeners and probes.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             let notified = self.cloud.db.events_signal().notified();
             tokio::pin!(notified);
@@ -438,7 +444,7 @@ impl DataPlane {
             let written = tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => false,
                 _ = &mut notified => true,
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = shutdown.cancelled() => break,
             };
             if written {
                 // Let a burst of writes settle into one pass (each pass reads every load balancer
@@ -499,6 +505,7 @@ impl DataPlane {
                         refused: AtomicU64::new(0),
                         listeners: Mutex::default(),
                         checker: Mutex::default(),
+                        connections: CancellationToken::new(),
                         bind_failed: Mutex::default(),
                     })
                 })
@@ -640,7 +647,13 @@ async fn accept_loop(
         };
         let client_zone = dp.client_zone(peer, &zone);
         let (dp, rt) = (dp.clone(), rt.clone());
-        tokio::spawn(async move { proxy(dp, rt, client, client_zone, port).await });
+        tokio::spawn(async move {
+            let gone = rt.connections.clone();
+            tokio::select! {
+                () = proxy(dp, rt, client, client_zone, port) => {}
+                () = gone.cancelled() => {}
+            }
+        });
     }
 }
 
@@ -904,15 +917,20 @@ async fn health_loop(rt: Arc<LbRt>) {
         let port = hc.port.or(default_port);
         let timeout = Duration::from_secs(u64::from(hc.timeout_seconds.max(1)));
         let path = hc.path.clone().unwrap_or_else(|| "/".into());
-        let mut results = Vec::with_capacity(targets.len());
-        for b in &targets {
-            let ok = match port {
-                _ if outage.contains(&b.zone) || b.ip.is_unspecified() => None,
-                Some(p) => Some(check(b.ip, p, hc.protocol, &path, timeout).await),
-                None => Some(false),
-            };
-            results.push((b.instance_id.clone(), ok));
-        }
+        // Every backend probed at once: one slow or silent backend costs its timeout once, not
+        // once per backend after it.
+        let results = futures_util::future::join_all(targets.iter().map(|b| {
+            let (path, outage, hc) = (&path, &outage, &hc);
+            async move {
+                let ok = match port {
+                    _ if outage.contains(&b.zone) || b.ip.is_unspecified() => None,
+                    Some(p) => Some(check(b.ip, p, hc.protocol, path, timeout).await),
+                    None => Some(false),
+                };
+                (b.instance_id.clone(), ok)
+            }
+        }))
+        .await;
         let mut any_flipped = false;
         {
             let mut backends = rt.backends.lock().expect("backends lock");

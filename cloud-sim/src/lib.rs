@@ -10,8 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub mod config;
 pub mod dataplane;
@@ -41,14 +40,19 @@ pub enum ServeError {
     },
     #[error("server failed")]
     Serve(#[source] std::io::Error),
+    /// A task the server needs ended while it was serving: the process must not carry on
+    /// without it.
+    #[error("the {task} task stopped while serving: {why}")]
+    TaskDied { task: &'static str, why: String },
 }
 
-/// A running cloud-sim: the API server and its background worker.
+/// A running cloud-sim: the API server, the data plane and the delayed-transition worker, each a
+/// named task under one cancellation token.
 pub struct Server {
     addr: SocketAddr,
     state: AppState,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<Result<(), ServeError>>>,
+    shutdown: CancellationToken,
+    tasks: sim_common::Supervised<Result<(), ServeError>>,
 }
 
 impl Server {
@@ -83,25 +87,23 @@ impl Server {
             metrics,
             dataplane: dataplane.clone(),
         };
-        let (shutdown, rx) = watch::channel(false);
-
-        let worker_rx = rx.clone();
-        let worker = tokio::spawn(async move {
-            worker::run(cloud, worker_rx).await;
+        let shutdown = CancellationToken::new();
+        let mut tasks = sim_common::Supervised::new();
+        let token = shutdown.clone();
+        tasks.spawn("worker", async move {
+            worker::run(cloud, token).await;
             Ok(())
         });
-        let dp_rx = rx.clone();
-        let dp = tokio::spawn(async move {
-            dataplane.run(dp_rx).await;
-            Ok::<(), ServeError>(())
+        let token = shutdown.clone();
+        tasks.spawn("data plane", async move {
+            dataplane.run(token).await;
+            Ok(())
         });
         let router = app(state.clone());
-        let mut serve_rx = rx;
-        let server = tokio::spawn(async move {
+        let token = shutdown.clone();
+        tasks.spawn("API server", async move {
             axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = serve_rx.wait_for(|s| *s).await;
-                })
+                .with_graceful_shutdown(token.cancelled_owned())
                 .await
                 .map_err(ServeError::Serve)
         });
@@ -110,7 +112,7 @@ impl Server {
             addr,
             state,
             shutdown,
-            tasks: vec![worker, dp, server],
+            tasks,
         })
     }
 
@@ -137,26 +139,63 @@ impl Server {
         &self.state
     }
 
-    /// Stops accepting, lets in-flight requests finish, stops the worker and closes the database.
-    pub async fn shutdown(self) -> Result<(), ServeError> {
-        let _ = self.shutdown.send(true);
+    /// Stops accepting, lets in-flight requests finish, stops the worker and the data plane (every
+    /// load balancer's listeners and probes) and closes the database.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        self.shutdown.cancel();
         let mut result = Ok(());
-        for t in self.tasks {
-            match t.await {
-                Ok(Err(e)) => result = Err(e),
+        for (task, exit) in self.tasks.join_all().await {
+            match exit {
                 Ok(Ok(())) => {}
-                Err(join) => tracing::error!(error = %join, "server task panicked"),
+                Ok(Err(e)) => result = Err(e),
+                Err(why) => tracing::error!(task, why, "a server task died"),
             }
         }
         self.state.cloud.db.close().await;
         result
     }
 
-    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    /// Kills the named task (`worker`, `data plane`, `API server`) as a crash would: for tests of
+    /// the supervision in [`Server::run_until`].
+    #[doc(hidden)]
+    pub fn kill_task(&self, name: &str) {
+        self.tasks.kill(name);
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully. If a task ends first (a panic,
+    /// or the listener failing), the rest are shut down and the error names that task, so the
+    /// process exits non-zero instead of serving without it.
     pub async fn run_until_signal(self) -> Result<(), ServeError> {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        self.shutdown().await
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// [`Server::run_until_signal`] with any future as the signal.
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let died = tokio::select! {
+            () = signal => None,
+            Some((task, exit)) = self.tasks.join_next() => Some(ServeError::TaskDied {
+                task,
+                why: match exit {
+                    Ok(Ok(())) => "it returned".to_owned(),
+                    Ok(Err(e)) => sim_common::error_chain(&e),
+                    Err(why) => why,
+                },
+            }),
+        };
+        match died {
+            None => {
+                tracing::info!("shutting down");
+                self.shutdown().await
+            }
+            Some(e) => {
+                tracing::error!(error = %e, "shutting down: a task died");
+                let _ = self.shutdown().await;
+                Err(e)
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::ops::Cloud;
 use crate::store::now_ms;
@@ -12,8 +12,8 @@ use crate::store::now_ms;
 /// Longest the worker sleeps without looking (retention purges ride on this).
 pub const MAX_IDLE: Duration = Duration::from_secs(1);
 
-/// Runs until `shutdown` turns true.
-pub async fn run(cloud: Cloud, mut shutdown: watch::Receiver<bool>) {
+/// Runs until `shutdown` is cancelled.
+pub async fn run(cloud: Cloud, shutdown: CancellationToken) {
     loop {
         let notified = cloud.db.events_signal().notified();
         tokio::pin!(notified);
@@ -34,7 +34,7 @@ pub async fn run(cloud: Cloud, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = &mut notified => {}
-            _ = shutdown.wait_for(|s| *s) => return,
+            _ = shutdown.cancelled() => return,
         }
     }
 }

@@ -2,23 +2,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ccm::Options;
 use ccm::cloud::fake::{FakeCloud, FakeInstance};
 use ccm::cloud::{InstanceMetadata, NodeAddress};
-use ccm::{Options, Stop};
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 pub struct Harness {
     pub kube: kube_sim::Server,
     pub client: kube::Client,
     pub cloud: Arc<FakeCloud>,
     pub nodes: Api<Node>,
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    stop: ccm::CancellationToken,
+    tasks: ccm::Controllers,
 }
 
 pub fn client_for(url: &str) -> kube::Client {
@@ -37,7 +35,8 @@ pub async fn start_with(cloud: FakeCloud, opts: Options) -> Harness {
         .unwrap();
     let client = client_for(&kube.url());
     let cloud = Arc::new(cloud);
-    let (stop, rx) = Stop::new();
+    let stop = ccm::CancellationToken::new();
+    let rx = stop.clone();
     let tasks = ccm::start_controllers(
         client.clone(),
         cloud.clone(),
@@ -58,7 +57,7 @@ pub async fn start_with(cloud: FakeCloud, opts: Options) -> Harness {
 
 impl Harness {
     pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
         self.kube.shutdown().await;
     }

@@ -266,7 +266,8 @@ async fn the_controllers_share_one_node_watch() {
             .build();
     let admin = crate::common::client_for(&kube.url());
     let cloud = std::sync::Arc::new(FakeCloud::new());
-    let (stop, rx) = ccm::Stop::new();
+    let stop = ccm::CancellationToken::new();
+    let rx = stop.clone();
     let mut tasks = ccm::start_controllers(
         counting,
         cloud.clone(),
@@ -336,7 +337,7 @@ async fn the_controllers_share_one_node_watch() {
         .count();
     let lists = node_reads.len() - watches;
     assert_eq!((lists, watches), (1, 1), "{node_reads:#?}");
-    let _ = stop.send(true);
+    stop.cancel();
     while tasks.join_next().await.is_some() {}
     kube.shutdown().await;
 }

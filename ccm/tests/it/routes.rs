@@ -178,7 +178,8 @@ async fn cloud_sim_route_quota_is_visible_and_recovers() {
         std::sync::Arc::new(ccm::cloud::simcloud::SimCloud::new(cc.clone(), None));
     let mut opts = Options::for_tests("test");
     opts.controllers = ControllerName::ALL.into_iter().collect();
-    let (stop_tx, stop) = ccm::Stop::new();
+    let stop_tx = ccm::CancellationToken::new();
+    let stop = stop_tx.clone();
     let mut tasks = ccm::start_controllers(
         client.clone(),
         provider,
@@ -243,7 +244,7 @@ async fn cloud_sim_route_quota_is_visible_and_recovers() {
             .map(String::as_str)
             == Some("owned")
     }));
-    let _ = stop_tx.send(true);
+    stop_tx.cancel();
     while tasks.join_next().await.is_some() {}
     kubelets.stop().await;
     kube.shutdown().await;

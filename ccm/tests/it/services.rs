@@ -337,8 +337,9 @@ impl WithCloudSim {
     }
 
     /// Starts the controllers of `opts`; send `true` to stop them.
-    fn run(&self, opts: &Options) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinSet<()>) {
-        let (tx, stop) = ccm::Stop::new();
+    fn run(&self, opts: &Options) -> (ccm::CancellationToken, ccm::Controllers) {
+        let tx = ccm::CancellationToken::new();
+        let stop = tx.clone();
         let tasks = ccm::start_controllers(
             self.client.clone(),
             self.provider.clone(),
@@ -432,7 +433,7 @@ async fn against_cloud_sim() {
     assert_eq!(ips, fronts);
     assert_eq!(lb.tags["kubernetes.io/service-name"], "default/shop");
     // Restart the controllers: the load balancer is found again, not duplicated.
-    let _ = stop_tx.send(true);
+    stop_tx.cancel();
     while tasks.join_next().await.is_some() {}
     let (stop_tx, mut tasks) = start(&opts);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -466,7 +467,7 @@ async fn against_cloud_sim() {
             .filter(|s| !has_finalizer(s) && ingress_ips(s).is_empty())
     })
     .await;
-    let _ = stop_tx.send(true);
+    stop_tx.cancel();
     while tasks.join_next().await.is_some() {}
     kubelets.stop().await;
     w.stop().await;
@@ -600,7 +601,7 @@ async fn load_balancer_ip_is_honoured_in_a_pool_and_warned_about_outside() {
             .contains("zone-b 127.64.2.0/24"),
         "the pools are named"
     );
-    let _ = stop_tx.send(true);
+    stop_tx.cancel();
     while tasks.join_next().await.is_some() {}
     w.stop().await;
 }

@@ -121,7 +121,8 @@ async fn auto_hints_match_kube_controller_manager_on_the_real_control_plane() {
         std::sync::Arc::new(ccm::cloud::simcloud::SimCloud::new(cc.clone(), None));
     let mut opts = ccm::Options::for_tests("topology");
     opts.controllers = [ccm::controllers::ControllerName::CloudNode].into();
-    let (stop, rx) = ccm::Stop::new();
+    let stop = ccm::CancellationToken::new();
+    let rx = stop.clone();
     let mut tasks = ccm::start_controllers(
         admin.clone(),
         provider,
@@ -259,7 +260,7 @@ async fn auto_hints_match_kube_controller_manager_on_the_real_control_plane() {
         "{reason}"
     );
 
-    let _ = stop.send(true);
+    stop.cancel();
     while tasks.join_next().await.is_some() {}
     kubelets.stop().await;
     cloud.shutdown().await.unwrap();

@@ -686,3 +686,29 @@ async fn a_frontend_address_held_elsewhere_is_taken_over_once_free() {
     )
     .await;
 }
+
+/// A deleted load balancer takes its open connections with it: none outlives it on the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_load_balancer_ends_its_open_connections() {
+    let c = spawn().await;
+    let (port, backend_port) = (port(), port());
+    let node = c.instance("a1", "zone-a").await;
+    let _backend = holding_backend(node.private_ip, backend_port, "a1").await;
+    let req = CreateLoadBalancerRequest {
+        zones: Some(vec!["zone-a".into()]),
+        ..tcp_lb("held", port, backend_port, &[&node])
+    };
+    let lb = c.client.create_load_balancer(&req).await.unwrap();
+    let id = lb.id.to_string();
+    wait_report(&c.client, &id, "backend healthy", |r| {
+        r.backends.iter().any(|b| b.healthy)
+    })
+    .await;
+    let (name, mut held) = open_held(SocketAddr::from((lb.frontends[0].ip, port))).await;
+    assert_eq!(name, "a1");
+    c.client.delete_load_balancer(&id).await.unwrap();
+    // The proxy closes its side: the client reads end-of-stream (or a reset), within the deadline.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(T, held.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the connection outlived its load balancer");
+}

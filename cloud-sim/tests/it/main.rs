@@ -12,3 +12,4 @@ mod faults;
 mod instances;
 mod load_balancers;
 mod routes;
+mod supervision;

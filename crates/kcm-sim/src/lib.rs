@@ -29,8 +29,9 @@ use kube::runtime::watcher;
 use kube::{Api, Resource as _, ResourceExt as _};
 use serde_json::{Value, json};
 use sim_common::reflect;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub mod deployment;
 pub mod endpointslice;
@@ -62,20 +63,27 @@ impl Default for Config {
 
 /// The running stand-ins.
 pub struct Controllers {
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl Controllers {
     pub fn start(kube: kube::Client, config: Config) -> Self {
-        let (stop, rx) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let rx = stop.clone();
         let task = tokio::spawn(run(kube, config, rx));
         Self { stop, task }
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = self.task.await;
+    }
+
+    /// The stop token and the task, for a caller that supervises its tasks together
+    /// ([`sim_common::Supervised::adopt`]).
+    pub fn into_task(self) -> (CancellationToken, JoinHandle<()>) {
+        (self.stop, self.task)
     }
 }
 
@@ -111,7 +119,7 @@ fn recorder(kube: &kube::Client, controller: &str) -> Recorder {
     )
 }
 
-async fn run(kube: kube::Client, config: Config, mut stop: watch::Receiver<bool>) {
+async fn run(kube: kube::Client, config: Config, stop: CancellationToken) {
     let changed = std::sync::Arc::new(Notify::new());
     let managed = watcher::Config::default().labels(&format!(
         "{}={}",
@@ -167,7 +175,7 @@ async fn run(kube: kube::Client, config: Config, mut stop: watch::Receiver<bool>
     ] {
         tokio::select! {
             _ = ready => {}
-            _ = stop.changed() => {
+            _ = stop.cancelled() => {
                 tasks.iter().for_each(JoinHandle::abort);
                 return;
             }
@@ -180,7 +188,7 @@ async fn run(kube: kube::Client, config: Config, mut stop: watch::Receiver<bool>
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             _ = tokio::time::sleep(sim.config.resync) => {}
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         }
         sim.pass().await;
     }

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch as tokio_watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub mod api;
 pub mod config;
@@ -98,7 +98,7 @@ pub enum ServeError {
 pub struct Server {
     addr: SocketAddr,
     state: http::AppState,
-    shutdown: tokio_watch::Sender<bool>,
+    shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
 
@@ -133,12 +133,12 @@ impl Server {
                 }
             })?;
         }
-        let (shutdown, mut rx) = tokio_watch::channel(false);
+        let shutdown = CancellationToken::new();
         let router = http::router(state.clone());
+        let token = shutdown.clone();
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            });
+            let serve =
+                axum::serve(listener, router).with_graceful_shutdown(token.cancelled_owned());
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "kube-sim server failed");
             }
@@ -170,9 +170,20 @@ impl Server {
 
     /// Stops accepting requests. Open watches are ended.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.cancel();
         self.state.faults.control_watches(watch::WatchControl::Cut);
         let _ = self.task.await;
+    }
+
+    /// The serving task and a handle that stops it (ending open watches), for a caller that
+    /// supervises its tasks together ([`sim_common::Supervised::adopt`]).
+    pub fn into_task(self) -> (impl FnOnce() + Send, JoinHandle<()>) {
+        let (token, faults) = (self.shutdown, self.state.faults);
+        let stop = move || {
+            token.cancel();
+            faults.control_watches(watch::WatchControl::Cut);
+        };
+        (stop, self.task)
     }
 }
 
@@ -214,14 +225,32 @@ pub async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    if let Some(k) = kubelets {
-        k.stop().await;
-    }
+    // Every part is supervised: if one ends (a panic, the listener failing), the rest stop and
+    // the process exits non-zero naming it.
+    let mut tasks = sim_common::Supervised::new();
+    let (stop_server, server) = server.into_task();
+    tasks.adopt("API server", server);
+    let mut stops = Vec::new();
     if let Some(c) = controllers {
-        c.stop().await;
+        let (stop, task) = c.into_task();
+        tasks.adopt("controllers", task);
+        stops.push(stop);
     }
-    server.shutdown().await;
-    Ok(())
+    if let Some(k) = kubelets {
+        let (stop, task) = k.into_task();
+        tasks.adopt("kubelets", task);
+        stops.push(stop);
+    }
+    let died = tokio::select! {
+        () = shutdown_signal() => None,
+        Some((task, exit)) = tasks.join_next() => Some((task, exit.err().unwrap_or_else(|| "it returned".into()))),
+    };
+    tracing::info!("shutting down");
+    stops.iter().for_each(CancellationToken::cancel);
+    stop_server();
+    tasks.join_all().await;
+    match died {
+        None => Ok(()),
+        Some((task, why)) => anyhow::bail!("the {task} task stopped while serving: {why}"),
+    }
 }

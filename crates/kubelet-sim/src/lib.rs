@@ -38,9 +38,10 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub mod dataplane;
 pub mod node;
@@ -143,7 +144,7 @@ pub enum Error {
 
 /// The running simulator.
 pub struct Kubelets {
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
@@ -173,7 +174,8 @@ impl Kubelets {
             url: config.cloud_url.clone(),
             message: e.to_string(),
         })?;
-        let (stop, rx) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let rx = stop.clone();
         let task = tokio::spawn(run(
             Sim {
                 nodes_api: Api::all(kube.clone()),
@@ -193,8 +195,14 @@ impl Kubelets {
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = self.task.await;
+    }
+
+    /// The stop token and the task, for a caller that supervises its tasks together
+    /// ([`sim_common::Supervised::adopt`]).
+    pub fn into_task(self) -> (CancellationToken, JoinHandle<()>) {
+        (self.stop, self.task)
     }
 }
 
@@ -255,7 +263,7 @@ enum PodAction {
     Remove,
 }
 
-async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
+async fn run(mut sim: Sim, stop: CancellationToken) {
     // Start following the log before listing, so nothing between the two is missed.
     let head = loop {
         match sim.client.event_head().await {
@@ -264,7 +272,7 @@ async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
                 tracing::warn!(error = %e, "kubelets: cloud not reachable yet; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => return,
+                    _ = stop.cancelled() => return,
                 }
             }
         }
@@ -335,7 +343,7 @@ async fn run(mut sim: Sim, mut stop: watch::Receiver<bool>) {
             }
             _ = tick.tick() => sim.heartbeats().await,
             _ = ports_tick.tick(), if sim.config.data_plane.is_some() => sim.sync_data_plane(),
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         }
     }
     sim.listeners.stop();

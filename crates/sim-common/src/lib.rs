@@ -1,7 +1,10 @@
 //! Helpers every simcloud binary needs the same way: Go-style duration flags, logging set-up,
-//! SIGINT/SIGTERM handling, error chains, and a deadline-bounded wait for tests.
+//! SIGINT/SIGTERM handling, error chains, supervised tasks, and a deadline-bounded wait for tests.
 
 use std::time::Duration;
+
+pub mod supervised;
+pub use supervised::Supervised;
 
 /// Parses durations as Go's `time.ParseDuration` does (the syntax of Kubernetes flags and
 /// manifests): `0`, or a sequence of decimal numbers, each with an optional fraction and a unit

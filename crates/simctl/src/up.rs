@@ -312,8 +312,8 @@ pub struct Sandbox {
     cluster: Cluster,
     kubelets: Kubelets,
     workloads: Option<kcm_sim::Controllers>,
-    stop_tx: tokio::sync::watch::Sender<bool>,
-    controllers: tokio::task::JoinSet<()>,
+    stop_tx: ccm::CancellationToken,
+    controllers: ccm::Controllers,
 }
 
 impl Sandbox {
@@ -396,7 +396,8 @@ impl Sandbox {
             concurrent_service_syncs: 4,
             load_balancer_class: None,
         };
-        let (stop_tx, stop) = ccm::Stop::new();
+        let stop_tx = ccm::CancellationToken::new();
+        let stop = stop_tx.clone();
         let controllers = ccm::start_controllers(
             kube_client,
             provider,
@@ -453,7 +454,7 @@ impl Sandbox {
 
     /// Stops everything, in the reverse order of starting.
     pub async fn shutdown(mut self) {
-        let _ = self.stop_tx.send(true);
+        self.stop_tx.cancel();
         while self.controllers.join_next().await.is_some() {}
         if let Some(w) = self.workloads {
             w.stop().await;
