@@ -320,6 +320,19 @@ impl WorkQueue {
         self.state.lock().expect("queue state lock")
     }
 
+    /// Items ever added (an add of an item already waiting does not count).
+    pub fn adds(&self) -> u64 {
+        self.adds.get()
+    }
+
+    /// Nothing waits (now or after a back-off) and nothing runs: every item added so far has been
+    /// worked on. Tests use it to know a controller has handled an event before asserting that
+    /// handling it did nothing.
+    pub fn idle(&self) -> bool {
+        let state = self.state();
+        state.waiting.is_empty() && state.running.is_empty()
+    }
+
     /// `key` needs work now.
     pub fn add(&self, key: &str) {
         if self.state().add(key, Instant::now()) {

@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -46,6 +47,8 @@ pub struct Metrics {
     /// `cloudsim_` prefix: `lb_zone_routing_all_directly`, `lb_zone_routing_sampled`,
     /// `lb_zone_routing_cross_zone`, `lb_zone_cluster_too_small`, `lb_healthy_panic`.
     pub lb_zone_routing: Vec<(&'static str, Family<LbIdLabels, Counter>)>,
+    /// Event long polls parked waiting for an event (set from the store at each scrape).
+    pub event_polls_waiting: Gauge,
 }
 
 /// Labels of the load-balancer traffic counters.
@@ -90,6 +93,12 @@ impl Metrics {
             "cloudsim_http_request_duration_seconds",
             "HTTP request latency by matched route and method",
             latency.clone(),
+        );
+        let event_polls_waiting = Gauge::default();
+        registry.register(
+            "cloudsim_event_polls_waiting",
+            "Event long polls waiting for an event",
+            event_polls_waiting.clone(),
         );
         let lb_connections = Family::<LbLabels, Counter>::default();
         let lb_bytes_in = Family::<LbLabels, Counter>::default();
@@ -137,6 +146,7 @@ impl Metrics {
         .collect();
         Self {
             registry,
+            event_polls_waiting,
             lb_zone_routing,
             requests,
             latency,
@@ -181,6 +191,10 @@ impl Metrics {
 }
 
 pub async fn serve(State(state): State<AppState>) -> impl IntoResponse {
+    state
+        .metrics
+        .event_polls_waiting
+        .set(state.cloud.event_polls_waiting());
     (
         [(
             header::CONTENT_TYPE,

@@ -59,6 +59,24 @@ pub struct Cloud {
     pub db: Db,
     pub config: Arc<Config>,
     pub faults: Arc<Faults>,
+    /// Event long polls parked waiting for an event.
+    polls_waiting: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// Counts a parked long poll while it lives.
+struct Parked(Arc<std::sync::atomic::AtomicI64>);
+
+impl Parked {
+    fn new(counter: &Arc<std::sync::atomic::AtomicI64>) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn deadline(delay: Duration, now: i64) -> Option<i64> {
@@ -124,7 +142,18 @@ fn random_bits() -> u64 {
 
 impl Cloud {
     pub fn new(db: Db, config: Arc<Config>, faults: Arc<Faults>) -> Self {
-        Self { db, config, faults }
+        Self {
+            db,
+            config,
+            faults,
+            polls_waiting: Arc::default(),
+        }
+    }
+
+    /// Event long polls waiting for an event right now.
+    pub fn event_polls_waiting(&self) -> i64 {
+        self.polls_waiting
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn zonal_faults(&self, ctx: &Ctx, zone: &str) -> Result<()> {
@@ -1049,6 +1078,7 @@ impl Cloud {
             // other projects, and a caller that passes a huge `after` learns where the log ends.
             let last_seq = store::last_event_seq(&mut conn).await?;
             drop(conn);
+            let _parked = Parked::new(&self.polls_waiting);
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Ok(EventPage { events, last_seq });
             }

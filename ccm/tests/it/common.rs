@@ -15,6 +15,7 @@ pub struct Harness {
     pub client: kube::Client,
     pub cloud: Arc<FakeCloud>,
     pub nodes: Api<Node>,
+    pub metrics: Arc<ccm::metrics::Metrics>,
     stop: ccm::CancellationToken,
     tasks: ccm::Controllers,
 }
@@ -36,13 +37,13 @@ pub async fn start_with(cloud: FakeCloud, opts: Options) -> Harness {
     let client = client_for(&kube.url());
     let cloud = Arc::new(cloud);
     let stop = ccm::CancellationToken::new();
-    let rx = stop.clone();
+    let metrics = Arc::new(ccm::metrics::Metrics::new());
     let tasks = ccm::start_controllers(
         client.clone(),
         cloud.clone(),
-        Arc::new(ccm::metrics::Metrics::new()),
+        metrics.clone(),
         &opts,
-        &rx,
+        &stop,
     );
     let nodes = Api::all(client.clone());
     Harness {
@@ -50,12 +51,24 @@ pub async fn start_with(cloud: FakeCloud, opts: Options) -> Harness {
         client,
         cloud,
         nodes,
+        metrics,
         stop,
         tasks,
     }
 }
 
 impl Harness {
+    /// Waits until the controller behind queue `queue` has been told of something new since
+    /// `adds` (its queue's add count before the change) and has finished all its work.
+    pub async fn handled_since(&self, queue: &str, adds: u64) {
+        let q = self.metrics.queue(queue);
+        wait_for("the controller handles the change", T, || {
+            let q = q.clone();
+            async move { (q.adds() > adds && q.idle()).then_some(()) }
+        })
+        .await;
+    }
+
     pub async fn stop(mut self) {
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}

@@ -108,7 +108,14 @@ async fn no_metadata_means_skip_and_no_provider_id_is_an_error() {
         (h.cloud.count_calls("instance-metadata") >= 1).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The controller is done with the node (nothing waits for a retry): it was skipped, not
+    // postponed.
+    let queue = h.metrics.queue(ccm::node_controller::QUEUE);
+    wait_for("the node controller is idle", T, || {
+        let queue = queue.clone();
+        async move { queue.idle().then_some(()) }
+    })
+    .await;
     assert!(!initialized(&h.node("skipped").await.unwrap()));
     assert!(
         h.cloud.count_calls("instance-metadata") <= 2,

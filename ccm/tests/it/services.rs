@@ -96,6 +96,7 @@ async fn ensure_writes_finalizer_first_then_status_and_events() {
     }
     // No change, no cloud call: status writes and label changes do not re-ensure.
     let calls = h.cloud.count_calls("ensure-lb");
+    let adds = h.metrics.queue(ccm::service_controller::QUEUE).adds();
     svcs.patch(
         "web",
         &PatchParams::default(),
@@ -103,7 +104,8 @@ async fn ensure_writes_finalizer_first_then_status_and_events() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The controller has seen the label change and finished with it: no cloud call.
+    h.handled_since(ccm::service_controller::QUEUE, adds).await;
     assert_eq!(h.cloud.count_calls("ensure-lb"), calls);
     // An annotation change does.
     svcs.patch(
@@ -336,18 +338,26 @@ impl WithCloudSim {
         }
     }
 
-    /// Starts the controllers of `opts`; send `true` to stop them.
-    fn run(&self, opts: &Options) -> (ccm::CancellationToken, ccm::Controllers) {
-        let tx = ccm::CancellationToken::new();
-        let stop = tx.clone();
+    /// Starts the controllers of `opts`; cancel the token to stop them. The metrics show what
+    /// their queues did.
+    fn run(
+        &self,
+        opts: &Options,
+    ) -> (
+        ccm::CancellationToken,
+        ccm::Controllers,
+        std::sync::Arc<ccm::metrics::Metrics>,
+    ) {
+        let stop = ccm::CancellationToken::new();
+        let metrics = std::sync::Arc::new(ccm::metrics::Metrics::new());
         let tasks = ccm::start_controllers(
             self.client.clone(),
             self.provider.clone(),
-            std::sync::Arc::new(ccm::metrics::Metrics::new()),
+            metrics.clone(),
             opts,
             &stop,
         );
-        (tx, tasks)
+        (stop, tasks, metrics)
     }
 
     async fn stop(self) {
@@ -370,7 +380,7 @@ async fn against_cloud_sim() {
     let mut opts = Options::for_tests("test");
     opts.controllers = ControllerName::ALL.into_iter().collect();
     let start = |opts: &Options| w.run(opts);
-    let (stop_tx, mut tasks) = start(&opts);
+    let (stop_tx, mut tasks, _) = start(&opts);
     for (n, zone) in [("w1", "zone-a"), ("w2", "zone-b"), ("w3", "zone-c")] {
         let req = CreateInstanceRequest {
             name: n.into(),
@@ -435,8 +445,15 @@ async fn against_cloud_sim() {
     // Restart the controllers: the load balancer is found again, not duplicated.
     stop_tx.cancel();
     while tasks.join_next().await.is_some() {}
-    let (stop_tx, mut tasks) = start(&opts);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (stop_tx, mut tasks, metrics) = start(&opts);
+    // Once the new controller has worked through the Service it found at start, it has either
+    // found the load balancer or made a second one.
+    let queue = metrics.queue(ccm::service_controller::QUEUE);
+    wait_for("the restarted controller is done with the Service", T, || {
+        let queue = queue.clone();
+        async move { (queue.adds() > 0 && queue.idle()).then_some(()) }
+    })
+    .await;
     assert_eq!(
         cc.list_all_load_balancers(&Default::default())
             .await
@@ -560,7 +577,7 @@ async fn a_hard_deleted_node_leaves_the_load_balancers() {
 async fn load_balancer_ip_is_honoured_in_a_pool_and_warned_about_outside() {
     let w = WithCloudSim::start().await;
     let client = w.client.clone();
-    let (stop_tx, mut tasks) = w.run(&svc_opts());
+    let (stop_tx, mut tasks, _) = w.run(&svc_opts());
     let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
     for (name, ip) in [("inside", "127.64.2.77"), ("outside", "8.8.8.8")] {
         let mut s = lb_service(name);

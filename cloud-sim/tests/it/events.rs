@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use cloud_api::{EventKind, ResourceKind};
 
-use crate::common::spawn;
+use crate::common::{spawn, wait_for};
 
 #[tokio::test]
 async fn every_change_is_logged_in_order() {
@@ -84,20 +84,24 @@ async fn long_poll_returns_as_soon_as_an_event_arrives() {
         .last_seq;
     let client = c.client.clone();
     let waiter = tokio::spawn(async move {
-        let t = Instant::now();
-        let page = client
+        client
             .events(start, 100, Duration::from_secs(30))
             .await
-            .unwrap();
-        (page, t.elapsed())
+            .unwrap()
     });
-    // Give the poll time to start waiting, then make a change.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once the poll is parked waiting (the server counts it), make a change.
+    let cloud = c.server.state().cloud.clone();
+    wait_for("the poll waits", Duration::from_secs(10), || {
+        let cloud = cloud.clone();
+        async move { (cloud.event_polls_waiting() == 1).then_some(()) }
+    })
+    .await;
     let i = c.instance("wake", "zone-b").await;
-    let (page, waited) = waiter.await.unwrap();
+    let page = waiter.await.unwrap();
     assert_eq!(page.events.len(), 1);
+    // Woken by the event: a poll that ran to its deadline would have returned no events.
     assert_eq!(page.events[0].resource_id, i.id.as_str());
-    assert!(waited < Duration::from_secs(10), "poll took {waited:?}");
+    assert_eq!(c.server.state().cloud.event_polls_waiting(), 0);
 
     // With nothing happening, the poll returns empty at its deadline.
     let t = Instant::now();
