@@ -200,6 +200,31 @@ impl Config {
             .expect("default test config is valid")
     }
 
+    /// [`Config::for_tests`] in an address block no other process on this machine holds:
+    /// instance subnets `127.B.<zone>.0/24` and load-balancer pools `127.B.<64 + zone>.0/24` for
+    /// a `B` in [`TEST_BLOCKS`]. Tests whose clouds carry traffic use it, so two tests running at
+    /// once can never answer each other's connections. The block is held (by a listening socket
+    /// on `127.B.255.254`) until the process exits.
+    pub fn for_tests_isolated() -> Self {
+        let b = claim_test_block();
+        let zones = ["zone-a", "zone-b", "zone-c"].map(String::from).to_vec();
+        let net = |third: u8| Ipv4Net::new([127, b, third, 0].into(), 24).expect("valid /24");
+        let subnets: Vec<_> = (1..=3)
+            .map(|n| (zones[n - 1].clone(), net(n as u8)))
+            .collect();
+        let pools: Vec<_> = (1..=3)
+            .map(|n| (zones[n - 1].clone(), net(64 + n as u8)))
+            .collect();
+        Self::build(
+            "sim-1",
+            "127.0.0.0/8".parse().unwrap(),
+            &zones,
+            &subnets,
+            &pools,
+        )
+        .expect("isolated test config is valid")
+    }
+
     /// Assembles and validates zone addressing: default subnets and pools for unlisted zones, all
     /// inside the network, none overlapping.
     pub fn build(
@@ -469,4 +494,31 @@ mod tests {
         assert!(parse_tokens("t Bad_Project").is_err());
         assert!(parse_tokens("# nothing").is_err());
     }
+}
+
+/// Second octets of the loopback blocks [`Config::for_tests_isolated`] hands out (other tests
+/// pin their own blocks below 200, and the defaults are 127.1 and 127.64).
+pub const TEST_BLOCKS: std::ops::Range<u8> = 200..240;
+
+/// The port of the socket that holds a claimed test block.
+const CLAIM_PORT: u16 = 47_999;
+
+/// Claims a free block of [`TEST_BLOCKS`] for this process: binding `127.B.255.254:47999`
+/// succeeds for one process at a time (no SO_REUSEADDR), and the socket lives as long as the
+/// process. Panics when every block is taken.
+fn claim_test_block() -> u8 {
+    static HELD: std::sync::Mutex<Vec<std::net::TcpListener>> = std::sync::Mutex::new(Vec::new());
+    let span = TEST_BLOCKS.end - TEST_BLOCKS.start;
+    let start = (std::process::id() % u32::from(span)) as u8;
+    for i in 0..span {
+        let b = TEST_BLOCKS.start + (start + i) % span;
+        if let Ok(l) = std::net::TcpListener::bind(std::net::SocketAddr::from((
+            [127, b, 255, 254],
+            CLAIM_PORT,
+        ))) {
+            HELD.lock().expect("held blocks").push(l);
+            return b;
+        }
+    }
+    panic!("every loopback test block 127.{TEST_BLOCKS:?}.0.0/16 is held by another process")
 }

@@ -38,13 +38,8 @@ pub async fn start_with(cloud: FakeCloud, opts: Options) -> Harness {
     let cloud = Arc::new(cloud);
     let stop = ccm::CancellationToken::new();
     let metrics = Arc::new(ccm::metrics::Metrics::new());
-    let tasks = ccm::start_controllers(
-        client.clone(),
-        cloud.clone(),
-        metrics.clone(),
-        &opts,
-        &stop,
-    );
+    let tasks =
+        ccm::start_controllers(client.clone(), cloud.clone(), metrics.clone(), &opts, &stop);
     let nodes = Api::all(client.clone());
     Harness {
         kube,

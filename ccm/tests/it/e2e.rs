@@ -388,7 +388,7 @@ fn write_cloud_config(dir: &Path, cloud: &cloud_sim::Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_are_initialised_tainted_deleted_and_leadership_fails_over() {
-    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests_isolated())
         .await
         .unwrap();
     let cloud_client = cloud_client::Client::new(cloud.base_url()).unwrap();
@@ -495,7 +495,7 @@ async fn real_control_plane_scenario(own_accounts: bool) {
         .service_account_kubeconfig("kube-system", "cloud-controller-manager")
         .await
         .unwrap();
-    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests_isolated())
         .await
         .unwrap();
     let cloud_client = cloud_client::Client::new(cloud.base_url()).unwrap();
@@ -634,7 +634,7 @@ async fn serving_on_the_real_control_plane_delegates_authn_and_authz() {
         .await
         .unwrap();
 
-    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests_isolated())
         .await
         .unwrap();
     let dir = cp.dir().join("serving");

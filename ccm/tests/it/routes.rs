@@ -163,7 +163,7 @@ async fn failed_creates_are_reported_and_recover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloud_sim_route_quota_is_visible_and_recovers() {
-    let mut cfg = cloud_sim::Config::for_tests();
+    let mut cfg = cloud_sim::Config::for_tests_isolated();
     cfg.route_quota = 2;
     let cloud = cloud_sim::Server::start_in_memory(cfg).await.unwrap();
     let cc = cloud_client::Client::new(cloud.base_url()).unwrap();

@@ -319,7 +319,7 @@ struct WithCloudSim {
 
 impl WithCloudSim {
     async fn start() -> Self {
-        let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+        let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests_isolated())
             .await
             .unwrap();
         let cc = cloud_client::Client::new(cloud.base_url()).unwrap();
@@ -449,10 +449,14 @@ async fn against_cloud_sim() {
     // Once the new controller has worked through the Service it found at start, it has either
     // found the load balancer or made a second one.
     let queue = metrics.queue(ccm::service_controller::QUEUE);
-    wait_for("the restarted controller is done with the Service", T, || {
-        let queue = queue.clone();
-        async move { (queue.adds() > 0 && queue.idle()).then_some(()) }
-    })
+    wait_for(
+        "the restarted controller is done with the Service",
+        T,
+        || {
+            let queue = queue.clone();
+            async move { (queue.adds() > 0 && queue.idle()).then_some(()) }
+        },
+    )
     .await;
     assert_eq!(
         cc.list_all_load_balancers(&Default::default())
@@ -579,7 +583,13 @@ async fn load_balancer_ip_is_honoured_in_a_pool_and_warned_about_outside() {
     let client = w.client.clone();
     let (stop_tx, mut tasks, _) = w.run(&svc_opts());
     let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
-    for (name, ip) in [("inside", "127.64.2.77"), ("outside", "8.8.8.8")] {
+    // An address in zone-b's pool of this cloud's block.
+    let pool = w.cloud.state().cloud.config.zones[1]
+        .lb_pool
+        .network()
+        .octets();
+    let wanted = format!("{}.{}.{}.77", pool[0], pool[1], pool[2]);
+    for (name, ip) in [("inside", wanted.as_str()), ("outside", "8.8.8.8")] {
         let mut s = lb_service(name);
         s.spec.as_mut().unwrap().load_balancer_ip = Some(ip.into());
         svcs.create(&PostParams::default(), &s).await.unwrap();
@@ -593,7 +603,7 @@ async fn load_balancer_ip_is_honoured_in_a_pool_and_warned_about_outside() {
         }
     };
     let inside = wait_for("inside: three frontends", T, || ips("inside")).await;
-    assert!(inside.contains(&"127.64.2.77".to_owned()), "{inside:?}");
+    assert!(inside.contains(&wanted), "{inside:?}");
     let outside = wait_for("outside: three frontends", T, || ips("outside")).await;
     assert!(!outside.contains(&"8.8.8.8".to_owned()), "{outside:?}");
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
@@ -615,7 +625,7 @@ async fn load_balancer_ip_is_honoured_in_a_pool_and_warned_about_outside() {
         warning
             .message
             .unwrap_or_default()
-            .contains("zone-b 127.64.2.0/24"),
+            .contains(&format!("zone-b {}.{}.{}.0/24", pool[0], pool[1], pool[2])),
         "the pools are named"
     );
     stop_tx.cancel();

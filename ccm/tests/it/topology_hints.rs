@@ -84,7 +84,7 @@ async fn auto_hints_match_kube_controller_manager_on_the_real_control_plane() {
         .await
         .unwrap();
     let admin = cp.client().await.unwrap();
-    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests_isolated())
         .await
         .unwrap();
     let cc = cloud_client::Client::new(cloud.base_url()).unwrap();

@@ -1,10 +1,10 @@
 use cloud_api::ZoneState;
 
-use crate::common::spawn;
+use crate::common::{spawn, spawn_default};
 
 #[tokio::test]
 async fn region_zones_and_instance_types() {
-    let c = spawn().await;
+    let c = spawn_default().await;
     let region = c.client.region().await.unwrap();
     assert_eq!(region.name, "sim-1");
     assert_eq!(region.network_cidr.to_string(), "127.0.0.0/8");

@@ -9,7 +9,15 @@ pub struct TestCloud {
     pub http: reqwest::Client,
 }
 
+/// A cloud in its own loopback block ([`Config::for_tests_isolated`]): its frontends and
+/// instances cannot meet another test's.
 pub async fn spawn() -> TestCloud {
+    spawn_with(Config::for_tests_isolated()).await
+}
+
+/// A cloud with the default test addresses (127.1.<zone>.0/24 instances, 127.64.<zone>.0/24
+/// pools), for tests that check address allocation itself and carry no traffic.
+pub async fn spawn_default() -> TestCloud {
     spawn_with(Config::for_tests()).await
 }
 

@@ -653,8 +653,12 @@ async fn a_frontend_address_held_elsewhere_is_taken_over_once_free() {
     let (backend_port, port) = (port(), port());
     let a1 = c.instance("a1", "zone-a").await;
     let _backend = backend(a1.private_ip, backend_port, "a1").await;
-    // Another process holds the address the load balancer asks for.
-    let ip = std::net::Ipv4Addr::new(127, 64, 1, rand::random_range(100..250));
+    // Another process holds the address the load balancer asks for (in zone-a's pool).
+    let pool = c.server.state().cloud.config.zones[0]
+        .lb_pool
+        .network()
+        .octets();
+    let ip = std::net::Ipv4Addr::new(pool[0], pool[1], pool[2], rand::random_range(100..250));
     let squatter = TcpListener::bind(SocketAddr::from((ip, port)))
         .await
         .unwrap();

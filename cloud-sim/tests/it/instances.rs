@@ -4,11 +4,11 @@ use cloud_api::{CreateInstanceRequest, ErrorCode, InstanceState, Tags};
 use cloud_client::{InstanceFilter, PageRequest};
 use cloud_sim::Config;
 
-use crate::common::{assert_error, instance_req, spawn, spawn_with, wait_for};
+use crate::common::{assert_error, instance_req, spawn, spawn_default, spawn_with, wait_for};
 
 #[tokio::test]
 async fn create_allocates_per_zone_addresses_and_provider_ids() {
-    let c = spawn().await;
+    let c = spawn_default().await;
     let a1 = c.instance("node-a1", "zone-a").await;
     let a2 = c.instance("node-a2", "zone-a").await;
     let b1 = c.instance("node-b1", "zone-b").await;
@@ -118,7 +118,7 @@ async fn names_are_unique_among_live_instances() {
 
 #[tokio::test]
 async fn caller_chosen_addresses() {
-    let c = spawn().await;
+    let c = spawn_default().await;
     let mut req = instance_req("kind-worker", "zone-a");
     req.private_ip = Some("127.200.0.5".parse().unwrap());
     let i = c.client.create_instance(&req).await.unwrap();

@@ -8,7 +8,7 @@ use cloud_api::{
 use cloud_client::{LoadBalancerFilter, PageRequest};
 use cloud_sim::Config;
 
-use crate::common::{TestCloud, spawn, spawn_with, wait_for};
+use crate::common::{TestCloud, spawn, spawn_default, spawn_with, wait_for};
 
 fn lb_req(name: &str, backends: Vec<InstanceId>) -> CreateLoadBalancerRequest {
     CreateLoadBalancerRequest {
@@ -39,7 +39,7 @@ async fn three_nodes(c: &TestCloud) -> Vec<InstanceId> {
 
 #[tokio::test]
 async fn create_gives_one_frontend_per_zone_and_zoned_backends() {
-    let c = spawn().await;
+    let c = spawn_default().await;
     let ids = three_nodes(&c).await;
     let mut req = lb_req("web", ids.clone());
     req.zone_policy = ZonePolicy {
@@ -210,7 +210,7 @@ async fn bad_load_balancers_are_rejected_with_the_field() {
 
 #[tokio::test]
 async fn requested_ips_are_honoured_once() {
-    let c = spawn().await;
+    let c = spawn_default().await;
     let mut req = lb_req("pinned", vec![]);
     req.requested_ips = vec!["127.64.2.77".parse().unwrap()];
     let lb = c.client.create_load_balancer(&req).await.unwrap();

@@ -254,7 +254,7 @@ struct OnKubeSim {
 
 impl OnKubeSim {
     async fn start() -> Self {
-        let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+        let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests_isolated())
             .await
             .unwrap();
         let client = Client::new(cloud.base_url()).unwrap();
@@ -295,7 +295,7 @@ impl OnRealControlPlane {
         let cp = control_plane::ControlPlane::start_with(bins, control_plane::Options::for_tests())
             .await
             .unwrap();
-        let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+        let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests_isolated())
             .await
             .unwrap();
         let client = Client::new(cloud.base_url()).unwrap();

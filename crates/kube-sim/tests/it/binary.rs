@@ -11,7 +11,7 @@ use crate::common::wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_writes_a_kubeconfig_and_runs_kubelets() {
-    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests())
+    let cloud = cloud_sim::Server::start_in_memory(cloud_sim::Config::for_tests_isolated())
         .await
         .unwrap();
     let dir = std::env::temp_dir().join(format!("kube-sim-bin-{:016x}", rand::random::<u64>()));
