@@ -17,6 +17,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument as _;
 
 use crate::cloud::{CloudError, CloudProvider, NodeAddress, is_ours};
 use crate::informer::NodeEvents;
@@ -275,7 +276,9 @@ pub async fn refresh_addresses(ctx: &NodeContext, nodes: Vec<Arc<Node>>, concurr
     let started = Instant::now();
     let n = nodes.len();
     futures_util::stream::iter(nodes)
-        .for_each_concurrent(concurrency.max(1), |node| async move {
+        .for_each_concurrent(concurrency.max(1), |node| {
+            let span = tracing::debug_span!("refresh node addresses", node = %node.name_any());
+            async move {
             if !is_ours(&node) || node_plan::has_uninitialized_taint(&node) {
                 return;
             }
@@ -288,6 +291,8 @@ pub async fn refresh_addresses(ctx: &NodeContext, nodes: Vec<Arc<Node>>, concurr
                 }
             };
             update_addresses(ctx, &node, &md.node_addresses).await;
+            }
+            .instrument(span)
         })
         .await;
     tracing::debug!(nodes = n, took = ?started.elapsed(), "node status update pass");

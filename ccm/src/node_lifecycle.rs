@@ -11,6 +11,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument as _;
 
 use crate::cloud::{CloudProvider, is_ours};
 use crate::metrics::Metrics;
@@ -181,7 +182,9 @@ pub async fn monitor_node(ctx: &LifecycleContext, node: &Node) -> Outcome {
 pub async fn monitor_nodes(ctx: &LifecycleContext, nodes: &[Arc<Node>]) -> Vec<(String, Outcome)> {
     let mut out = Vec::with_capacity(nodes.len());
     for n in nodes {
-        out.push((n.name_any(), monitor_node(ctx, n).await));
+        let name = n.name_any();
+        let span = tracing::debug_span!("monitor node", node = %name);
+        out.push((name, monitor_node(ctx, n).instrument(span).await));
     }
     out
 }

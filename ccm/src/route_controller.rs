@@ -18,6 +18,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use crate::cloud::{CloudProvider, CloudRoute, RouteSpec, is_ours, provider_id};
 use crate::informer::NodeEvents;
@@ -424,7 +425,8 @@ pub async fn run(
             queue.add(crate::metrics::PASS);
             queue.start(crate::metrics::PASS);
             ctx.metrics.route_syncs.inc();
-            let result = reconcile(&ctx, &nodes.state()).await;
+            let pass = tracing::debug_span!("route pass", cluster = %ctx.cluster_name);
+            let result = reconcile(&ctx, &nodes.state()).instrument(pass).await;
             queue.done(crate::metrics::PASS);
             if result.is_err() {
                 queue.failed();

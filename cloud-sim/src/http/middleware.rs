@@ -21,6 +21,8 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Header set on responses replayed from an idempotency key.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
+use tracing::Instrument as _;
+
 tokio::task_local! {
     static REQUEST_ID: String;
 }
@@ -51,7 +53,12 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    // Every log line of the request (handlers, operations, the store) carries its ID.
+    let span = tracing::info_span!("request", request_id = %id, %method, path);
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), next.run(req))
+        .instrument(span)
+        .await;
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     state
@@ -62,11 +69,11 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     }
     let ms = elapsed.as_secs_f64() * 1000.0;
     if status >= 500 {
-        tracing::warn!(request_id = %id, %method, path, status, ms, "request");
+        tracing::warn!(request_id = %id, %method, path, status, ms, "request served");
     } else if route.starts_with("/v1/") && method != Method::GET {
-        tracing::info!(request_id = %id, %method, path, status, ms, "request");
+        tracing::info!(request_id = %id, %method, path, status, ms, "request served");
     } else {
-        tracing::debug!(request_id = %id, %method, path, status, ms, "request");
+        tracing::debug!(request_id = %id, %method, path, status, ms, "request served");
     }
     resp
 }

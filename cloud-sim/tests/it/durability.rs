@@ -11,14 +11,16 @@ use cloud_client::{Client, RetryPolicy};
 
 use crate::common::{instance_req, wait_for};
 
-struct Proc {
-    child: Child,
-    base_url: String,
+pub struct Proc {
+    pub child: Child,
+    pub base_url: String,
+    /// Every JSON log line so far.
+    pub logs: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
 /// Starts `cloud-sim serve` on a free port with its database in `dir`, and waits for it to log
 /// the address it serves on.
-fn start(dir: &Path) -> Proc {
+pub fn start(dir: &Path) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cloud-sim"))
         .args([
             "serve",
@@ -37,16 +39,19 @@ fn start(dir: &Path) -> Proc {
         .expect("spawn cloud-sim");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let sink = logs.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["message"] == "cloud-sim serving"
-            {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if !sent && v["message"] == "cloud-sim serving" {
                 let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
                 sent = true;
             }
+            sink.lock().unwrap().push(v);
         }
     });
     let addr = rx
@@ -55,10 +60,11 @@ fn start(dir: &Path) -> Proc {
     Proc {
         child,
         base_url: format!("http://{addr}"),
+        logs,
     }
 }
 
-fn temp_dir() -> PathBuf {
+pub fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cloud-sim-durability-{:016x}", rand_u64()));
     std::fs::create_dir_all(&dir).unwrap();
     dir

@@ -11,5 +11,6 @@ mod events;
 mod faults;
 mod instances;
 mod load_balancers;
+mod logs;
 mod routes;
 mod supervision;
