@@ -412,6 +412,33 @@ pub fn parse_tokens(text: &str) -> Result<HashMap<String, Principal>, String> {
     Ok(out)
 }
 
+/// Second octets of the loopback blocks [`Config::for_tests_isolated`] hands out (other tests
+/// pin their own blocks below 200, and the defaults are 127.1 and 127.64).
+pub const TEST_BLOCKS: std::ops::Range<u8> = 200..240;
+
+/// The port of the socket that holds a claimed test block.
+const CLAIM_PORT: u16 = 47_999;
+
+/// Claims a free block of [`TEST_BLOCKS`] for this process: binding `127.B.255.254:47999`
+/// succeeds for one process at a time (no SO_REUSEADDR), and the socket lives as long as the
+/// process. Panics when every block is taken.
+fn claim_test_block() -> u8 {
+    static HELD: std::sync::Mutex<Vec<std::net::TcpListener>> = std::sync::Mutex::new(Vec::new());
+    let span = TEST_BLOCKS.end - TEST_BLOCKS.start;
+    let start = (std::process::id() % u32::from(span)) as u8;
+    for i in 0..span {
+        let b = TEST_BLOCKS.start + (start + i) % span;
+        if let Ok(l) = std::net::TcpListener::bind(std::net::SocketAddr::from((
+            [127, b, 255, 254],
+            CLAIM_PORT,
+        ))) {
+            HELD.lock().expect("held blocks").push(l);
+            return b;
+        }
+    }
+    panic!("every loopback test block 127.{TEST_BLOCKS:?}.0.0/16 is held by another process")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,31 +521,4 @@ mod tests {
         assert!(parse_tokens("t Bad_Project").is_err());
         assert!(parse_tokens("# nothing").is_err());
     }
-}
-
-/// Second octets of the loopback blocks [`Config::for_tests_isolated`] hands out (other tests
-/// pin their own blocks below 200, and the defaults are 127.1 and 127.64).
-pub const TEST_BLOCKS: std::ops::Range<u8> = 200..240;
-
-/// The port of the socket that holds a claimed test block.
-const CLAIM_PORT: u16 = 47_999;
-
-/// Claims a free block of [`TEST_BLOCKS`] for this process: binding `127.B.255.254:47999`
-/// succeeds for one process at a time (no SO_REUSEADDR), and the socket lives as long as the
-/// process. Panics when every block is taken.
-fn claim_test_block() -> u8 {
-    static HELD: std::sync::Mutex<Vec<std::net::TcpListener>> = std::sync::Mutex::new(Vec::new());
-    let span = TEST_BLOCKS.end - TEST_BLOCKS.start;
-    let start = (std::process::id() % u32::from(span)) as u8;
-    for i in 0..span {
-        let b = TEST_BLOCKS.start + (start + i) % span;
-        if let Ok(l) = std::net::TcpListener::bind(std::net::SocketAddr::from((
-            [127, b, 255, 254],
-            CLAIM_PORT,
-        ))) {
-            HELD.lock().expect("held blocks").push(l);
-            return b;
-        }
-    }
-    panic!("every loopback test block 127.{TEST_BLOCKS:?}.0.0/16 is held by another process")
 }
