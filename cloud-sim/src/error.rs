@@ -51,6 +51,10 @@ pub enum ApiError {
     },
     #[error("storage failure")]
     Store(#[from] StoreError),
+    /// A handler panicked: a bug. The client gets a 500 with the request ID, not a dropped
+    /// connection; the log gets the panic.
+    #[error("the handler panicked: {0}")]
+    Panicked(String),
 }
 
 impl ApiError {
@@ -80,7 +84,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::Throttled { .. } => ErrorCode::Throttled,
             ApiError::Injected { status, .. } => ErrorCode::from_http_status(*status),
-            ApiError::Store(_) => ErrorCode::Internal,
+            ApiError::Store(_) | ApiError::Panicked(_) => ErrorCode::Internal,
         }
     }
 

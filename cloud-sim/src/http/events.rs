@@ -27,7 +27,8 @@ pub fn router() -> Router<AppState> {
 pub struct EventsQuery {
     /// Return events with a greater sequence number (default 0: from the start).
     after: Option<i64>,
-    /// Most events to return (1-1000, default 100).
+    /// Most events to return (1-1000, default 100; any 32-bit count is clamped to that range).
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
     limit: Option<u32>,
     /// When there are no such events yet, wait up to this many seconds (0-60) for one.
     wait_seconds: Option<u64>,

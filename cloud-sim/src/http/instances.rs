@@ -39,7 +39,8 @@ pub struct ListInstancesQuery {
     name: Option<String>,
     /// `key=value`: only instances with this tag.
     tag: Option<String>,
-    /// Items per page: default 50, larger values are coerced down to 500.
+    /// Items per page: default 50; any 32-bit count is accepted, larger ones coerced down to 500.
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
     page_size: Option<u32>,
     /// `next_page_token` of the previous page.
     page_token: Option<String>,

@@ -21,6 +21,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Header set on responses replayed from an idempotency key.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
+use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 
 tokio::task_local! {
@@ -55,10 +56,21 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let started = Instant::now();
     // Every log line of the request (handlers, operations, the store) carries its ID.
     let span = tracing::info_span!("request", request_id = %id, %method, path);
-    let mut resp = REQUEST_ID
-        .scope(id.clone(), next.run(req))
-        .instrument(span)
-        .await;
+    let run = async move {
+        // A panicking handler (a bug) still answers, with a 500 that carries the request ID.
+        match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+            Ok(resp) => resp,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                ApiError::Panicked(what).into_response()
+            }
+        }
+    };
+    let mut resp = REQUEST_ID.scope(id.clone(), run).instrument(span).await;
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     state

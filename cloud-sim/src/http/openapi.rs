@@ -1,7 +1,10 @@
 //! The OpenAPI document, generated from the handlers' annotations and the `cloud-api` types.
 
 use axum::Json;
-use utoipa::OpenApi;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
 
 use super::{admin, events, instances, load_balancers, regions, routes};
 
@@ -43,10 +46,298 @@ use super::{admin, events, instances, load_balancers, regions, routes};
         admin::delete_fault,
         admin::set_zone_state,
     ),
-    components(schemas(cloud_api::ErrorCode))
+    components(schemas(cloud_api::ErrorCode)),
+    modifiers(&CommonResponses)
 )]
 pub struct ApiDoc;
 
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// What an operation's shape says about the errors it can answer with, besides its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub has_body: bool,
+    pub has_query: bool,
 }
+
+/// Every status an operation can answer with beyond its success, and why: the rules the
+/// middleware, extractors and faults apply to every route, by the route's shape. Pure, so the
+/// table is tested without a server. (A fault rule may also ask for any status at all: that is
+/// the `default` response every operation carries.)
+pub fn error_statuses(op: Shape<'_>) -> Vec<(u16, &'static str)> {
+    let mut out = vec![(
+        401,
+        "UNAUTHENTICATED: the server has a tokens file and the bearer token is missing or unknown",
+    )];
+    if op.path.starts_with("/v1/admin/") {
+        out.push((403, "PERMISSION_DENIED: the token is not an admin's"));
+    }
+    let has_params = op.path.contains('{');
+    if has_params || op.has_body || op.has_query {
+        out.push((
+            400,
+            "INVALID_ARGUMENT: a malformed ID, query parameter, header or body",
+        ));
+    }
+    if has_params {
+        out.push((404, "NOT_FOUND: no such resource in the caller's project"));
+    }
+    let mutates = op.method != "get";
+    if mutates {
+        out.push((
+            409,
+            "ALREADY_EXISTS, CONFLICT, INCORRECT_STATE, QUOTA_EXCEEDED or IDEMPOTENCY_KEY_REUSED",
+        ));
+    }
+    if mutates && has_params {
+        out.push((412, "PRECONDITION_FAILED: If-Match does not match the etag"));
+    }
+    if op.has_body {
+        out.push((413, "PAYLOAD_TOO_LARGE: the body is over 1 MiB"));
+        out.push((415, "UNSUPPORTED_MEDIA_TYPE: the body is not JSON"));
+        out.push((422, "VALIDATION_FAILED: a field is invalid; `field` names it"));
+    }
+    out.push((
+        429,
+        "THROTTLED: the request-rate limit or a fault; honour Retry-After",
+    ));
+    out.push((500, "INTERNAL: a bug or a storage failure"));
+    out.push((503, "UNAVAILABLE: an injected fault"));
+    out
+}
+
+/// Where an operation's answer leads (OpenAPI links): from operation, on status, the target
+/// operations' parameters as runtime expressions, and the targets. A created resource's ID leads
+/// to its reads, updates, actions and delete; a list of route tables to its tables. A client or
+/// a stateful tester follows them to real resources instead of guessing IDs.
+type LinkRule = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+const LINKS: &[LinkRule] = &[
+    (
+        "instances_create",
+        "201",
+        &[("id", "$response.body#/id")],
+        &[
+            "instances_read",
+            "instances_update",
+            "instances_stop",
+            "instances_start",
+            "instances_terminate",
+            "instances_delete",
+        ],
+    ),
+    (
+        "load_balancers_create",
+        "201",
+        &[("id", "$response.body#/id")],
+        &[
+            "load_balancers_read",
+            "load_balancers_update",
+            "load_balancers_traffic",
+            "load_balancers_delete",
+        ],
+    ),
+    (
+        "routes_create",
+        "201",
+        &[("id", "$response.body#/id"), ("table", "$request.path.table")],
+        &["routes_read", "routes_delete"],
+    ),
+    (
+        "routes_list_tables",
+        "200",
+        &[("table", "$response.body#/items/0/id")],
+        &["routes_read_table", "routes_list", "routes_create"],
+    ),
+    (
+        "admin_create_fault",
+        "201",
+        &[("id", "$response.body#/id")],
+        &["admin_delete_fault"],
+    ),
+];
+
+/// Adds [`error_statuses`] (and a `default` for fault-injected statuses) to every operation,
+/// gives each a unique `operationId` (`<tag>_<handler>`), and links creates to what follows.
+struct CommonResponses;
+
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ApiErrorBody")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+impl Modify for CommonResponses {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let ops: [(&str, &mut Option<Operation>); 5] = [
+                ("get", &mut item.get),
+                ("post", &mut item.post),
+                ("put", &mut item.put),
+                ("patch", &mut item.patch),
+                ("delete", &mut item.delete),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                let tag = op.tags.as_ref().and_then(|t| t.first()).cloned();
+                if let (Some(tag), Some(id)) = (tag, op.operation_id.as_mut()) {
+                    *id = format!("{}_{id}", tag.replace('-', "_"));
+                }
+                let has_query = op.parameters.as_ref().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                    })
+                });
+                let shape = Shape {
+                    method,
+                    path,
+                    has_body: op.request_body.is_some(),
+                    has_query,
+                };
+                let responses = &mut op.responses.responses;
+                for (status, why) in error_statuses(shape) {
+                    responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error_response(why));
+                }
+                responses.insert(
+                    "default".into(),
+                    error_response("any other status a fault rule asks for"),
+                );
+                let id = op.operation_id.clone().unwrap_or_default();
+                for (_, status, params, targets) in LINKS.iter().filter(|(from, ..)| *from == id) {
+                    let Some(RefOr::T(response)) = responses.get_mut(*status) else {
+                        continue;
+                    };
+                    for target in *targets {
+                        let mut link = LinkBuilder::new().operation_id(*target);
+                        for (name, expression) in *params {
+                            link = link.parameter(*name, *expression);
+                        }
+                        response
+                            .links
+                            .insert((*target).to_owned(), RefOr::T(link.build()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The document as served. utoipa 5.5 serialises a Link's `operationId`/`operationRef` in
+/// snake case (its `Link` lacks serde's camel-case rename), which OpenAPI tools do not read; the
+/// keys are renamed here.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for op in paths.values_mut().filter_map(|p| p.as_object_mut()).flat_map(|p| p.values_mut()) {
+            let Some(responses) = op["responses"].as_object_mut() else {
+                continue;
+            };
+            for link in responses
+                .values_mut()
+                .filter_map(|r| r.get_mut("links").and_then(|l| l.as_object_mut()))
+                .flat_map(|l| l.values_mut())
+                .filter_map(|l| l.as_object_mut())
+            {
+                for (from, to) in [("operation_id", "operationId"), ("operation_ref", "operationRef")] {
+                    if let Some(v) = link.remove(from) {
+                        link.insert(to.to_owned(), v);
+                    }
+                }
+            }
+        }
+    }
+    doc
+}
+
+pub async fn serve() -> Json<serde_json::Value> {
+    Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statuses(method: &str, path: &str, has_body: bool, has_query: bool) -> Vec<u16> {
+        let shape = Shape {
+            method,
+            path,
+            has_body,
+            has_query,
+        };
+        error_statuses(shape).into_iter().map(|(s, _)| s).collect()
+    }
+
+    #[test]
+    fn error_statuses_follow_the_operation_shape() {
+        let table: &[(&str, &str, bool, bool, &[u16])] = &[
+            ("get", "/v1/regions", false, false, &[401, 429, 500, 503]),
+            ("get", "/v1/instances", false, true, &[401, 400, 429, 500, 503]),
+            ("get", "/v1/instances/{id}", false, false, &[401, 400, 404, 429, 500, 503]),
+            (
+                "post",
+                "/v1/instances",
+                true,
+                false,
+                &[401, 400, 409, 413, 415, 422, 429, 500, 503],
+            ),
+            (
+                "patch",
+                "/v1/instances/{id}",
+                true,
+                false,
+                &[401, 400, 404, 409, 412, 413, 415, 422, 429, 500, 503],
+            ),
+            (
+                "post",
+                "/v1/instances/{id}/stop",
+                false,
+                false,
+                &[401, 400, 404, 409, 412, 429, 500, 503],
+            ),
+            ("delete", "/v1/admin/faults", false, false, &[401, 403, 409, 429, 500, 503]),
+        ];
+        for (method, path, body, query, want) in table {
+            assert_eq!(statuses(method, path, *body, *query), *want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn every_operation_has_a_unique_id_the_error_statuses_and_a_default() {
+        let doc = ApiDoc::openapi();
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, item) in &doc.paths.paths {
+            for op in [&item.get, &item.post, &item.put, &item.patch, &item.delete]
+                .into_iter()
+                .flatten()
+            {
+                let id = op.operation_id.clone().unwrap();
+                assert!(ids.insert(id.clone()), "{id} twice");
+                assert!(op.responses.responses.contains_key("default"), "{path}");
+                assert!(op.responses.responses.contains_key("401"), "{path}");
+            }
+        }
+        // Every link points at an operation that exists.
+        for (from, _, _, targets) in LINKS {
+            assert!(ids.contains(*from), "{from}");
+            for t in *targets {
+                assert!(ids.contains(*t), "{t}");
+            }
+        }
+    }
+}
+

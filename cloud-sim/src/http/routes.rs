@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
 pub struct ListRoutesQuery {
     /// `key=value`: only routes with this tag.
     tag: Option<String>,
+    /// Items per page: default 50; any 32-bit count is accepted, larger ones coerced down to 500.
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
     page_size: Option<u32>,
     page_token: Option<String>,
 }

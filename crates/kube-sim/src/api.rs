@@ -148,22 +148,11 @@ fn deleting(v: &Value) -> bool {
 
 /// Continue tokens: the list's resourceVersion and the last key returned, hex-encoded.
 fn encode_continue(rv: u64, key: &Key) -> String {
-    format!("{rv}\u{0}{}\u{0}{}", key.namespace, key.name)
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sim_common::hex_encode(format!("{rv}\u{0}{}\u{0}{}", key.namespace, key.name).as_bytes())
 }
 
 fn decode_continue(token: &str) -> Option<(u64, String, String)> {
-    if !token.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Vec<u8> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
-        .collect::<Result<_, _>>()
-        .ok()?;
-    let s = String::from_utf8(bytes).ok()?;
+    let s = String::from_utf8(sim_common::hex_decode(token)?).ok()?;
     let mut parts = s.split('\u{0}');
     let rv = parts.next()?.parse().ok()?;
     Some((rv, parts.next()?.to_owned(), parts.next()?.to_owned()))
@@ -1318,6 +1307,8 @@ mod tests {
         );
         assert_eq!(decode_continue("zz"), None);
         assert_eq!(decode_continue("abc"), None);
+        // Multi-byte characters are refused, not sliced through.
+        assert_eq!(decode_continue("xænqv"), None);
     }
 
     #[test]

@@ -77,6 +77,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::new(secs, (total % NANOS_PER_SEC) as u32))
 }
 
+/// Lowercase hex of `bytes` (opaque, URL-safe tokens: page and continue tokens).
+pub fn hex_encode(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// The bytes of a hex string, or `None` for anything else (odd length, a non-hex character,
+/// a multi-byte one included: clients send tokens, so nothing here may panic).
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    s.as_bytes()
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
 /// Log output format of every binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -213,6 +234,16 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_what_is_not_hex() {
+        for bytes in [&b""[..], b"p1:42:ff", &[0, 255, 16]] {
+            assert_eq!(hex_decode(&hex_encode(bytes)).as_deref(), Some(bytes));
+        }
+        for bad in ["0", "zz", "xænqv", "æa", "0g"] {
+            assert_eq!(hex_decode(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn durations_parse_as_go_parses_them() {
