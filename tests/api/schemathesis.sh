@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 
 VERSION=4.32.5
 VENV=${XDG_CACHE_HOME:-$HOME/.cache}/simcloud/schemathesis-$VERSION
-ARTIFACTS=${ARTIFACTS:-target/schemathesis}
+ARTIFACTS=$(realpath -m "${ARTIFACTS:-target/schemathesis}")
 
 if [[ ! -x "$VENV/bin/st" ]]; then
     echo "== installing schemathesis $VERSION into $VENV" >&2
@@ -53,7 +53,7 @@ status=0
     --phases examples,coverage,fuzzing,stateful \
     --checks all --exclude-checks positive_data_acceptance \
     --generation-deterministic \
-    --report junit --report-junit-path "$OLDPWD/$ARTIFACTS/junit.xml") || status=$?
+    --report junit --report-junit-path "$ARTIFACTS/junit.xml") || status=$?
 if grep -q 'panicked' "$WORK/cloud-sim.log"; then
     echo "cloud-sim panicked while serving schemathesis:" >&2
     grep -A5 'panicked' "$WORK/cloud-sim.log" >&2
