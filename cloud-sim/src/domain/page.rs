@@ -108,8 +108,22 @@ mod tests {
         .encode();
         let odd = format!("{good}0");
         let long = "00".repeat(65);
-        for bad in ["", "xænqv", "æ", "zz", "0", odd.as_str(), long.as_str(), "[Filtered]", "7031"] {
-            assert_eq!(PageToken::decode(bad, fp), Err(TokenError::Malformed), "{bad:?}");
+        for bad in [
+            "",
+            "xænqv",
+            "æ",
+            "zz",
+            "0",
+            odd.as_str(),
+            long.as_str(),
+            "[Filtered]",
+            "7031",
+        ] {
+            assert_eq!(
+                PageToken::decode(bad, fp),
+                Err(TokenError::Malformed),
+                "{bad:?}"
+            );
         }
     }
 

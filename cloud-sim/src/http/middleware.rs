@@ -58,7 +58,10 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let span = tracing::info_span!("request", request_id = %id, %method, path);
     let run = async move {
         // A panicking handler (a bug) still answers, with a 500 that carries the request ID.
-        match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        match std::panic::AssertUnwindSafe(next.run(req))
+            .catch_unwind()
+            .await
+        {
             Ok(resp) => resp,
             Err(panic) => {
                 let what = panic

@@ -95,7 +95,10 @@ pub fn error_statuses(op: Shape<'_>) -> Vec<(u16, &'static str)> {
     if op.has_body {
         out.push((413, "PAYLOAD_TOO_LARGE: the body is over 1 MiB"));
         out.push((415, "UNSUPPORTED_MEDIA_TYPE: the body is not JSON"));
-        out.push((422, "VALIDATION_FAILED: a field is invalid; `field` names it"));
+        out.push((
+            422,
+            "VALIDATION_FAILED: a field is invalid; `field` names it",
+        ));
     }
     out.push((
         429,
@@ -145,7 +148,10 @@ const LINKS: &[LinkRule] = &[
     (
         "routes_create",
         "201",
-        &[("id", "$response.body#/id"), ("table", "$request.path.table")],
+        &[
+            ("id", "$response.body#/id"),
+            ("table", "$request.path.table"),
+        ],
         &["routes_read", "routes_delete"],
     ),
     (
@@ -243,7 +249,11 @@ impl Modify for CommonResponses {
 pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
     if let Some(paths) = doc["paths"].as_object_mut() {
-        for op in paths.values_mut().filter_map(|p| p.as_object_mut()).flat_map(|p| p.values_mut()) {
+        for op in paths
+            .values_mut()
+            .filter_map(|p| p.as_object_mut())
+            .flat_map(|p| p.values_mut())
+        {
             let Some(responses) = op["responses"].as_object_mut() else {
                 continue;
             };
@@ -253,7 +263,10 @@ pub fn document() -> serde_json::Value {
                 .flat_map(|l| l.values_mut())
                 .filter_map(|l| l.as_object_mut())
             {
-                for (from, to) in [("operation_id", "operationId"), ("operation_ref", "operationRef")] {
+                for (from, to) in [
+                    ("operation_id", "operationId"),
+                    ("operation_ref", "operationRef"),
+                ] {
                     if let Some(v) = link.remove(from) {
                         link.insert(to.to_owned(), v);
                     }
@@ -286,8 +299,20 @@ mod tests {
     fn error_statuses_follow_the_operation_shape() {
         let table: &[(&str, &str, bool, bool, &[u16])] = &[
             ("get", "/v1/regions", false, false, &[401, 429, 500, 503]),
-            ("get", "/v1/instances", false, true, &[401, 400, 429, 500, 503]),
-            ("get", "/v1/instances/{id}", false, false, &[401, 400, 404, 429, 500, 503]),
+            (
+                "get",
+                "/v1/instances",
+                false,
+                true,
+                &[401, 400, 429, 500, 503],
+            ),
+            (
+                "get",
+                "/v1/instances/{id}",
+                false,
+                false,
+                &[401, 400, 404, 429, 500, 503],
+            ),
             (
                 "post",
                 "/v1/instances",
@@ -309,10 +334,20 @@ mod tests {
                 false,
                 &[401, 400, 404, 409, 412, 429, 500, 503],
             ),
-            ("delete", "/v1/admin/faults", false, false, &[401, 403, 409, 429, 500, 503]),
+            (
+                "delete",
+                "/v1/admin/faults",
+                false,
+                false,
+                &[401, 403, 409, 429, 500, 503],
+            ),
         ];
         for (method, path, body, query, want) in table {
-            assert_eq!(statuses(method, path, *body, *query), *want, "{method} {path}");
+            assert_eq!(
+                statuses(method, path, *body, *query),
+                *want,
+                "{method} {path}"
+            );
         }
     }
 
@@ -340,4 +375,3 @@ mod tests {
         }
     }
 }
-

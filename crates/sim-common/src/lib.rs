@@ -80,10 +80,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Lowercase hex of `bytes` (opaque, URL-safe tokens: page and continue tokens).
 pub fn hex_encode(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 /// The bytes of a hex string, or `None` for anything else (odd length, a non-hex character,
