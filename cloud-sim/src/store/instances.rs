@@ -1,0 +1,311 @@
+//! Instances: rows, address allocation queries, lifecycle deadlines.
+
+use super::*;
+
+/// An instance as stored, with the project it belongs to.
+#[derive(Debug, Clone)]
+pub struct StoredInstance {
+    pub seq: i64,
+    pub project: String,
+    pub instance: Instance,
+    pub version: i64,
+    pub state_deadline: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct InstanceRow {
+    seq: i64,
+    id: String,
+    project: String,
+    name: String,
+    zone: String,
+    instance_type: String,
+    state: String,
+    private_ip: i64,
+    tags: String,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+    terminated_at: Option<i64>,
+    state_deadline: Option<i64>,
+}
+
+const INSTANCE_COLUMNS: &str = "seq, id, project, name, zone, instance_type, state, private_ip, tags, \
+     version, created_at, updated_at, terminated_at, state_deadline";
+
+impl InstanceRow {
+    fn into_stored(self, region: &str) -> Result<StoredInstance> {
+        let id: InstanceId = parse("instance id", &self.id)?;
+        let provider_id = cloud_api::ProviderId::new(self.zone.clone(), id.clone()).to_string();
+        Ok(StoredInstance {
+            seq: self.seq,
+            project: self.project,
+            version: self.version,
+            state_deadline: self.state_deadline,
+            instance: Instance {
+                id,
+                name: self.name,
+                zone: self.zone,
+                region: region.to_owned(),
+                instance_type: self.instance_type,
+                state: parse("instance state", &self.state)?,
+                private_ip: ip_from_db(self.private_ip)?,
+                provider_id,
+                tags: from_json("instance tags", &self.tags)?,
+                created_at: ts(self.created_at),
+                updated_at: ts(self.updated_at),
+                terminated_at: self.terminated_at.map(ts),
+                etag: self.version.to_string(),
+            },
+        })
+    }
+}
+
+/// What to insert for a new instance (validated by the caller).
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    pub id: InstanceId,
+    pub project: String,
+    pub name: String,
+    pub zone: String,
+    pub instance_type: String,
+    pub state: InstanceState,
+    pub private_ip: Ipv4Addr,
+    pub tags: Tags,
+    pub state_deadline: Option<i64>,
+}
+
+pub async fn insert_instance(conn: &mut SqliteConnection, n: &NewInstance, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO instances (id, project, name, zone, instance_type, state, private_ip, tags, version, \
+         created_at, updated_at, terminated_at, state_deadline) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, NULL, $10)",
+    )
+    .bind(n.id.as_str())
+    .bind(&n.project)
+    .bind(&n.name)
+    .bind(&n.zone)
+    .bind(&n.instance_type)
+    .bind(n.state.as_str())
+    .bind(ip_to_db(n.private_ip))
+    .bind(to_json(&n.tags))
+    .bind(now)
+    .bind(n.state_deadline)
+    .execute(&mut *conn)
+    .await?;
+    replace_tags(conn, n.id.as_str(), &n.tags).await
+}
+
+/// The instance, if it exists and belongs to `project` (`None` for any project).
+pub async fn get_instance(
+    conn: &mut SqliteConnection,
+    region: &str,
+    project: Option<&str>,
+    id: &str,
+) -> Result<Option<StoredInstance>> {
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1 AND ($2 IS NULL OR project = $2)"
+    );
+    let row: Option<InstanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(project)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| r.into_stored(region)).transpose()
+}
+
+/// The live (not terminated) instance with this name in the project.
+pub async fn live_instance_by_name(
+    conn: &mut SqliteConnection,
+    project: &str,
+    name: &str,
+) -> Result<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM instances WHERE project = $1 AND name = $2 AND state <> 'terminated'",
+    )
+    .bind(project)
+    .bind(name)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Filters of an instance list; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceFilter {
+    pub zone: Option<String>,
+    pub state: Option<InstanceState>,
+    pub name: Option<String>,
+    pub tag: Option<(String, String)>,
+}
+
+/// Up to `limit` instances of `project` with `seq > after` matching `f`, in creation order.
+pub async fn list_instances(
+    conn: &mut SqliteConnection,
+    region: &str,
+    project: &str,
+    f: &InstanceFilter,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<StoredInstance>> {
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances i WHERE project = $1 AND seq > $2 \
+         AND ($3 IS NULL OR zone = $3) AND ($4 IS NULL OR state = $4) AND ($5 IS NULL OR name = $5) \
+         AND ($6 IS NULL OR EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = i.id AND t.key = $6 AND t.value = $7)) \
+         ORDER BY seq LIMIT $8"
+    );
+    let (tk, tv) = f.tag.clone().unzip();
+    let rows: Vec<InstanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(project)
+        .bind(after)
+        .bind(&f.zone)
+        .bind(f.state.map(|s| s.as_str()))
+        .bind(&f.name)
+        .bind(tk)
+        .bind(tv)
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await?;
+    rows.into_iter().map(|r| r.into_stored(region)).collect()
+}
+
+/// Sets an instance's state (and the deadline at which a transitional state settles).
+pub async fn set_instance_state(
+    conn: &mut SqliteConnection,
+    id: &str,
+    state: InstanceState,
+    deadline: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    let terminated_at = (state == InstanceState::Terminated).then_some(now);
+    sqlx::query(
+        "UPDATE instances SET state = $2, state_deadline = $3, updated_at = $4, version = version + 1, \
+         terminated_at = COALESCE(terminated_at, $5) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state.as_str())
+    .bind(deadline)
+    .bind(now)
+    .bind(terminated_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_instance_tags(
+    conn: &mut SqliteConnection,
+    id: &str,
+    tags: &Tags,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE instances SET tags = $2, updated_at = $3, version = version + 1 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(to_json(tags))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    replace_tags(conn, id, tags).await
+}
+
+pub async fn delete_instance(conn: &mut SqliteConnection, id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM instances WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM tags WHERE resource_id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The lowest address in `[lo, hi]` no live instance holds, found in SQL (one row back, whatever
+/// the number of instances): the candidates are `lo` and the address after each live one.
+pub async fn first_free_instance_ip(
+    conn: &mut SqliteConnection,
+    lo: u32,
+    hi: u32,
+) -> Result<Option<u32>> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT c FROM (SELECT $1 AS c UNION ALL SELECT private_ip + 1 FROM instances \
+         WHERE state <> 'terminated' AND private_ip BETWEEN $1 AND $2) \
+         WHERE c <= $2 AND NOT EXISTS (SELECT 1 FROM instances i \
+         WHERE i.state <> 'terminated' AND i.private_ip = c) \
+         ORDER BY c LIMIT 1",
+    )
+    .bind(i64::from(lo))
+    .bind(i64::from(hi))
+    .fetch_optional(conn)
+    .await?;
+    row.map(|(v,)| u32::try_from(v).map_err(|e| corrupt("address", e)))
+        .transpose()
+}
+
+/// Whether a live instance holds `ip`.
+pub async fn instance_ip_in_use(conn: &mut SqliteConnection, ip: u32) -> Result<bool> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM instances WHERE state <> 'terminated' AND private_ip = $1 LIMIT 1",
+    )
+    .bind(i64::from(ip))
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Instances whose transitional state is due to settle at `now`, with their projects.
+pub async fn due_instances(
+    conn: &mut SqliteConnection,
+    now: i64,
+) -> Result<Vec<(String, String, String, InstanceState)>> {
+    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT id, project, zone, state FROM instances WHERE state_deadline IS NOT NULL AND state_deadline <= $1 ORDER BY state_deadline",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(id, p, z, s)| Ok((id, p, z, parse("instance state", &s)?)))
+        .collect()
+}
+
+/// The earliest pending deadline of any instance or load balancer.
+pub async fn next_deadline(conn: &mut SqliteConnection) -> Result<Option<i64>> {
+    let (a,): (Option<i64>,) = sqlx::query_as(
+        "SELECT MIN(state_deadline) FROM instances WHERE state_deadline IS NOT NULL",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let (b,): (Option<i64>,) = sqlx::query_as(
+        "SELECT MIN(state_deadline) FROM load_balancers WHERE state_deadline IS NOT NULL",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(a.into_iter().chain(b).min())
+}
+
+/// Deletes terminated instances whose retention ended before `cutoff`; returns how many.
+pub async fn purge_terminated(conn: &mut SqliteConnection, cutoff: i64) -> Result<u64> {
+    sqlx::query("DELETE FROM tags WHERE resource_id IN (SELECT id FROM instances WHERE terminated_at IS NOT NULL AND terminated_at < $1)")
+        .bind(cutoff)
+        .execute(&mut *conn)
+        .await?;
+    let r =
+        sqlx::query("DELETE FROM instances WHERE terminated_at IS NOT NULL AND terminated_at < $1")
+            .bind(cutoff)
+            .execute(conn)
+            .await?;
+    Ok(r.rows_affected())
+}
+
+/// `(address, zone)` of every live instance of every project (for the data plane's client zones).
+pub async fn live_instance_zones(conn: &mut SqliteConnection) -> Result<Vec<(Ipv4Addr, String)>> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT private_ip, zone FROM instances WHERE state <> 'terminated'")
+            .fetch_all(conn)
+            .await?;
+    rows.into_iter()
+        .map(|(ip, z)| Ok((ip_from_db(ip)?, z)))
+        .collect()
+}

@@ -1,0 +1,328 @@
+//! Load balancers: rows with their listeners, frontends and backends.
+
+use super::*;
+
+/// The parts of a load balancer stored as one JSON document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbSpec {
+    pub scheme: Scheme,
+    pub ip_mode: IpMode,
+    pub listeners: Vec<Listener>,
+    pub health_check: HealthCheck,
+    pub zone_policy: ZonePolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredLb {
+    pub seq: i64,
+    pub project: String,
+    pub lb: LoadBalancer,
+    pub version: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct LbRow {
+    seq: i64,
+    id: String,
+    project: String,
+    name: String,
+    state: String,
+    spec: String,
+    tags: String,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const LB_COLUMNS: &str =
+    "seq, id, project, name, state, spec, tags, version, created_at, updated_at";
+
+async fn hydrate_lb(conn: &mut SqliteConnection, region: &str, r: LbRow) -> Result<StoredLb> {
+    let spec: LbSpec = from_json("load balancer spec", &r.spec)?;
+    let frontends: Vec<(String, i64)> =
+        sqlx::query_as("SELECT zone, ip FROM lb_frontends WHERE lb_id = $1 ORDER BY zone")
+            .bind(&r.id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let backends: Vec<(String, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT b.instance_id, i.zone, i.private_ip FROM lb_backends b \
+         LEFT JOIN instances i ON i.id = b.instance_id WHERE b.lb_id = $1 ORDER BY b.position",
+    )
+    .bind(&r.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let state: LoadBalancerState =
+        serde_json::from_value(serde_json::Value::String(r.state.clone()))
+            .map_err(|e| corrupt("load balancer state", e))?;
+    Ok(StoredLb {
+        seq: r.seq,
+        project: r.project,
+        version: r.version,
+        lb: LoadBalancer {
+            id: parse("load balancer id", &r.id)?,
+            name: r.name,
+            region: region.to_owned(),
+            state,
+            scheme: spec.scheme,
+            ip_mode: spec.ip_mode,
+            listeners: spec.listeners,
+            // A backend whose instance was deleted keeps its place but has no address; it
+            // simply never turns healthy. Dropping it silently would hide the caller's mistake.
+            backends: backends
+                .into_iter()
+                .map(|(id, zone, ip)| {
+                    Ok(Backend {
+                        instance_id: parse("instance id", &id)?,
+                        zone: zone.unwrap_or_default(),
+                        private_ip: ip
+                            .map(ip_from_db)
+                            .transpose()?
+                            .unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    })
+                })
+                .collect::<Result<_>>()?,
+            health_check: spec.health_check,
+            zone_policy: spec.zone_policy,
+            frontends: frontends
+                .into_iter()
+                .map(|(zone, ip)| {
+                    Ok(Frontend {
+                        zone,
+                        ip: ip_from_db(ip)?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            tags: from_json("load balancer tags", &r.tags)?,
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+            etag: r.version.to_string(),
+        },
+    })
+}
+
+pub fn lb_state_str(s: LoadBalancerState) -> &'static str {
+    match s {
+        LoadBalancerState::Provisioning => "provisioning",
+        LoadBalancerState::Active => "active",
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewLb {
+    pub id: LoadBalancerId,
+    pub project: String,
+    pub name: String,
+    pub state: LoadBalancerState,
+    pub spec: LbSpec,
+    pub backends: Vec<InstanceId>,
+    pub frontends: Vec<Frontend>,
+    pub tags: Tags,
+    pub state_deadline: Option<i64>,
+}
+
+pub async fn insert_lb(conn: &mut SqliteConnection, n: &NewLb, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO load_balancers (id, project, name, state, spec, tags, version, created_at, updated_at, state_deadline) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8)",
+    )
+    .bind(n.id.as_str())
+    .bind(&n.project)
+    .bind(&n.name)
+    .bind(lb_state_str(n.state))
+    .bind(to_json(&n.spec))
+    .bind(to_json(&n.tags))
+    .bind(now)
+    .bind(n.state_deadline)
+    .execute(&mut *conn)
+    .await?;
+    for f in &n.frontends {
+        sqlx::query("INSERT INTO lb_frontends (lb_id, zone, ip) VALUES ($1, $2, $3)")
+            .bind(n.id.as_str())
+            .bind(&f.zone)
+            .bind(ip_to_db(f.ip))
+            .execute(&mut *conn)
+            .await?;
+    }
+    set_lb_backends(conn, n.id.as_str(), &n.backends).await?;
+    replace_tags(conn, n.id.as_str(), &n.tags).await
+}
+
+pub async fn set_lb_backends(
+    conn: &mut SqliteConnection,
+    id: &str,
+    backends: &[InstanceId],
+) -> Result<()> {
+    sqlx::query("DELETE FROM lb_backends WHERE lb_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    for (pos, b) in backends.iter().enumerate() {
+        sqlx::query("INSERT INTO lb_backends (lb_id, position, instance_id) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(i64::try_from(pos).unwrap_or(i64::MAX))
+            .bind(b.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn update_lb(
+    conn: &mut SqliteConnection,
+    id: &str,
+    spec: &LbSpec,
+    tags: &Tags,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE load_balancers SET spec = $2, tags = $3, updated_at = $4, version = version + 1 WHERE id = $1")
+        .bind(id)
+        .bind(to_json(spec))
+        .bind(to_json(tags))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    replace_tags(conn, id, tags).await
+}
+
+pub async fn set_lb_state(
+    conn: &mut SqliteConnection,
+    id: &str,
+    state: LoadBalancerState,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE load_balancers SET state = $2, state_deadline = NULL, updated_at = $3, version = version + 1 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(lb_state_str(state))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_lb(
+    conn: &mut SqliteConnection,
+    region: &str,
+    project: &str,
+    id: &str,
+) -> Result<Option<StoredLb>> {
+    let sql = format!("SELECT {LB_COLUMNS} FROM load_balancers WHERE id = $1 AND project = $2");
+    let row: Option<LbRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(project)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        Some(r) => Ok(Some(hydrate_lb(conn, region, r).await?)),
+        None => Ok(None),
+    }
+}
+
+pub async fn lb_id_by_name(
+    conn: &mut SqliteConnection,
+    project: &str,
+    name: &str,
+) -> Result<Option<String>> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM load_balancers WHERE project = $1 AND name = $2")
+            .bind(project)
+            .bind(name)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|r| r.0))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LbFilter {
+    pub name: Option<String>,
+    pub tag: Option<(String, String)>,
+}
+
+pub async fn list_lbs(
+    conn: &mut SqliteConnection,
+    region: &str,
+    project: &str,
+    f: &LbFilter,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<StoredLb>> {
+    let sql = format!(
+        "SELECT {LB_COLUMNS} FROM load_balancers l WHERE project = $1 AND seq > $2 AND ($3 IS NULL OR name = $3) \
+         AND ($4 IS NULL OR EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = l.id AND t.key = $4 AND t.value = $5)) \
+         ORDER BY seq LIMIT $6"
+    );
+    let (tk, tv) = f.tag.clone().unzip();
+    let rows: Vec<LbRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(project)
+        .bind(after)
+        .bind(&f.name)
+        .bind(tk)
+        .bind(tv)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(hydrate_lb(conn, region, r).await?);
+    }
+    Ok(out)
+}
+
+pub async fn delete_lb(conn: &mut SqliteConnection, id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM lb_frontends WHERE lb_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM lb_backends WHERE lb_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM load_balancers WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM tags WHERE resource_id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Frontend addresses in use in `[lo, hi]`, ascending.
+pub async fn used_frontend_ips(conn: &mut SqliteConnection, lo: u32, hi: u32) -> Result<Vec<u32>> {
+    let rows: Vec<(i64,)> =
+        sqlx::query_as("SELECT ip FROM lb_frontends WHERE ip BETWEEN $1 AND $2 ORDER BY ip")
+            .bind(i64::from(lo))
+            .bind(i64::from(hi))
+            .fetch_all(conn)
+            .await?;
+    rows.into_iter()
+        .map(|(v,)| u32::try_from(v).map_err(|e| corrupt("address", e)))
+        .collect()
+}
+
+/// Load balancers whose provisioning is due to finish at `now`: `(id, project)`.
+pub async fn due_lbs(conn: &mut SqliteConnection, now: i64) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, project FROM load_balancers WHERE state_deadline IS NOT NULL AND state_deadline <= $1 ORDER BY state_deadline",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await?)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Every load balancer of every project (for the data plane), in creation order.
+pub async fn all_lbs(conn: &mut SqliteConnection, region: &str) -> Result<Vec<StoredLb>> {
+    let sql = format!("SELECT {LB_COLUMNS} FROM load_balancers ORDER BY seq");
+    let rows: Vec<LbRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(hydrate_lb(conn, region, r).await?);
+    }
+    Ok(out)
+}

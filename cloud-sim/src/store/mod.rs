@@ -1,0 +1,245 @@
+//! All SQL. Functions take a connection (or a [`Db`] for reads) and return domain values; they
+//! never see axum types and never decide policy.
+//!
+//! SQLite allows one writer at a time, so writes go through a pool of exactly one connection:
+//! transactions then never fail with `SQLITE_BUSY`, and check-then-insert inside a write
+//! transaction is race-free. Reads use their own pool (WAL lets them run beside the writer).
+//! `sqlite::memory:` databases use one connection for both, since each connection would
+//! otherwise see its own empty database.
+//!
+//! This module holds the connection handling and the helpers every table uses; one submodule per
+//! resource holds its SQL (`instances`, `load_balancers`, `routes`, `events`, `catalog` for zones
+//! and instance types, `idempotency`), all re-exported here.
+
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloud_api::{
+    Backend, Event, EventKind, Frontend, HealthCheck, Instance, InstanceId, InstanceState,
+    InstanceType, IpMode, Listener, LoadBalancer, LoadBalancerId, LoadBalancerState, ResourceKind,
+    Route, RouteId, RouteState, Scheme, Tags, ZonePolicy, ZoneState,
+};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use tokio::sync::Notify;
+
+mod catalog;
+mod events;
+mod idempotency;
+mod instances;
+mod load_balancers;
+mod routes;
+
+pub use catalog::*;
+pub use events::*;
+pub use idempotency::*;
+pub use instances::*;
+pub use load_balancers::*;
+pub use routes::*;
+
+/// A failure of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {url}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot apply migrations")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database query failed")]
+    Query(#[from] sqlx::Error),
+    #[error("stored {what} is corrupt: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+}
+
+fn corrupt(what: &'static str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+/// True when `e` is a unique-constraint violation: the database's last word on duplicates.
+pub fn is_unique_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Query(sqlx::Error::Database(d)) if d.is_unique_violation())
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database: a single-connection write pool, a read pool, and a signal for new events.
+#[derive(Debug, Clone)]
+pub struct Db {
+    write: SqlitePool,
+    read: SqlitePool,
+    events: Arc<Notify>,
+}
+
+/// Current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    Timestamp::now().as_millisecond()
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn ip_to_db(ip: Ipv4Addr) -> i64 {
+    i64::from(u32::from(ip))
+}
+
+fn ip_from_db(v: i64) -> Result<Ipv4Addr> {
+    u32::try_from(v)
+        .map(Ipv4Addr::from)
+        .map_err(|_| corrupt("address", v))
+}
+
+fn parse<T: FromStr>(what: &'static str, s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| corrupt(what, e))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &'static str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serializes")
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `url` and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let open = |source| StoreError::Open {
+            url: url.to_owned(),
+            source,
+        };
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(open)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let (write, read) = if memory {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(opts)
+                .await
+                .map_err(open)?;
+            (pool.clone(), pool)
+        } else {
+            // FULL: a commit is on disk before the client hears 2xx, even across power loss.
+            let opts = opts
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full);
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts.clone())
+                .await
+                .map_err(open)?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts.read_only(true))
+                .await
+                .map_err(open)?;
+            (write, read)
+        };
+        sqlx::migrate!("./migrations").run(&write).await?;
+        Ok(Self {
+            write,
+            read,
+            events: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Starts a write transaction. Commit it with [`WriteTx::commit`].
+    pub async fn begin(&self) -> Result<WriteTx> {
+        Ok(WriteTx {
+            tx: self.write.begin().await?,
+            events: self.events.clone(),
+        })
+    }
+
+    /// A connection for reads.
+    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>> {
+        Ok(self.read.acquire().await?)
+    }
+
+    /// Resolves when events may have been appended since the future was enabled.
+    pub fn events_signal(&self) -> &Notify {
+        &self.events
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// A write transaction; committing it wakes event-log waiters.
+pub struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    events: Arc<Notify>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        self.events.notify_waiters();
+        Ok(())
+    }
+
+    /// Commits without waking event-log waiters: for writes that append no events and change
+    /// nothing the data plane or the worker follow (idempotency records).
+    pub async fn commit_quiet(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Undoes the transaction without waking anyone.
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+}
+
+// Tags, shared by every resource.
+
+async fn replace_tags(conn: &mut SqliteConnection, resource_id: &str, tags: &Tags) -> Result<()> {
+    sqlx::query("DELETE FROM tags WHERE resource_id = $1")
+        .bind(resource_id)
+        .execute(&mut *conn)
+        .await?;
+    for (k, v) in tags {
+        sqlx::query("INSERT INTO tags (resource_id, key, value) VALUES ($1, $2, $3)")
+            .bind(resource_id)
+            .bind(k)
+            .bind(v)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! Routes of the route tables.
+
+use super::*;
+
+#[derive(sqlx::FromRow)]
+struct RouteRow {
+    seq: i64,
+    id: String,
+    route_table: String,
+    name: String,
+    destination_cidr: String,
+    target_instance_id: String,
+    tags: String,
+    version: i64,
+    created_at: i64,
+    /// State of the target instance (NULL when the instance is gone).
+    target_state: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredRoute {
+    pub seq: i64,
+    pub route: Route,
+}
+
+impl RouteRow {
+    fn into_stored(self) -> Result<StoredRoute> {
+        let state = match self.target_state.as_deref() {
+            None | Some("terminated") => RouteState::Blackhole,
+            Some(_) => RouteState::Active,
+        };
+        Ok(StoredRoute {
+            seq: self.seq,
+            route: Route {
+                id: parse("route id", &self.id)?,
+                route_table: self.route_table,
+                name: self.name,
+                destination_cidr: parse("route destination", &self.destination_cidr)?,
+                target_instance_id: parse("instance id", &self.target_instance_id)?,
+                state,
+                tags: from_json("route tags", &self.tags)?,
+                created_at: ts(self.created_at),
+                etag: self.version.to_string(),
+            },
+        })
+    }
+}
+
+const ROUTE_SELECT: &str = "SELECT r.seq, r.id, r.route_table, r.name, r.destination_cidr, r.target_instance_id, r.tags, \
+     r.version, r.created_at, i.state AS target_state FROM routes r LEFT JOIN instances i ON i.id = r.target_instance_id";
+
+#[derive(Debug, Clone)]
+pub struct NewRoute {
+    pub id: RouteId,
+    pub project: String,
+    pub route_table: String,
+    pub name: String,
+    pub destination_cidr: ipnet::IpNet,
+    pub target_instance_id: InstanceId,
+    pub tags: Tags,
+}
+
+pub async fn insert_route(conn: &mut SqliteConnection, n: &NewRoute, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO routes (id, project, route_table, name, destination_cidr, target_instance_id, tags, version, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8)",
+    )
+    .bind(n.id.as_str())
+    .bind(&n.project)
+    .bind(&n.route_table)
+    .bind(&n.name)
+    .bind(n.destination_cidr.to_string())
+    .bind(n.target_instance_id.as_str())
+    .bind(to_json(&n.tags))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    replace_tags(conn, n.id.as_str(), &n.tags).await
+}
+
+pub async fn get_route(
+    conn: &mut SqliteConnection,
+    project: &str,
+    table: &str,
+    id: &str,
+) -> Result<Option<StoredRoute>> {
+    let sql = format!("{ROUTE_SELECT} WHERE r.id = $1 AND r.project = $2 AND r.route_table = $3");
+    let row: Option<RouteRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(project)
+        .bind(table)
+        .fetch_optional(conn)
+        .await?;
+    row.map(RouteRow::into_stored).transpose()
+}
+
+pub async fn list_routes(
+    conn: &mut SqliteConnection,
+    project: &str,
+    table: &str,
+    tag: Option<&(String, String)>,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<StoredRoute>> {
+    let sql = format!(
+        "{ROUTE_SELECT} WHERE r.project = $1 AND r.route_table = $2 AND r.seq > $3 \
+         AND ($4 IS NULL OR EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = r.id AND t.key = $4 AND t.value = $5)) \
+         ORDER BY r.seq LIMIT $6"
+    );
+    let rows: Vec<RouteRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(project)
+        .bind(table)
+        .bind(after)
+        .bind(tag.map(|t| t.0.as_str()))
+        .bind(tag.map(|t| t.1.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await?;
+    rows.into_iter().map(RouteRow::into_stored).collect()
+}
+
+/// `(id, name, destination)` of every route in the table.
+pub async fn route_destinations(
+    conn: &mut SqliteConnection,
+    project: &str,
+    table: &str,
+) -> Result<Vec<(String, String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, name, destination_cidr FROM routes WHERE project = $1 AND route_table = $2",
+    )
+    .bind(project)
+    .bind(table)
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn count_routes(conn: &mut SqliteConnection, project: &str, table: &str) -> Result<u32> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM routes WHERE project = $1 AND route_table = $2")
+            .bind(project)
+            .bind(table)
+            .fetch_one(conn)
+            .await?;
+    u32::try_from(n).map_err(|e| corrupt("route count", e))
+}
+
+pub async fn delete_route(conn: &mut SqliteConnection, id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM routes WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM tags WHERE resource_id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
