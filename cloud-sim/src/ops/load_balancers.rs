@@ -1,0 +1,332 @@
+//! Load balancers: create (frontends per zone, backends), reads, update, delete.
+
+use super::*;
+
+impl Cloud {
+    /// Checks backends exist in the caller's project; returns them de-duplicated in order.
+    pub(super) async fn check_backends(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        ctx: &Ctx,
+        field: &str,
+        ids: &[InstanceId],
+    ) -> Result<()> {
+        if ids.len() > validate::MAX_BACKENDS {
+            return Err(Invalid::new(
+                field,
+                format!("at most {} backends are allowed", validate::MAX_BACKENDS),
+            )
+            .into());
+        }
+        let mut seen = HashSet::new();
+        for (i, id) in ids.iter().enumerate() {
+            if !seen.insert(id) {
+                return Err(Invalid::new(
+                    format!("{field}[{i}]"),
+                    format!("instance {id} is listed twice"),
+                )
+                .into());
+            }
+            // Terminated instances are accepted (they just never turn healthy): the ccm may still
+            // list a node whose instance was terminated a moment ago.
+            if store::get_instance(conn, &self.config.region, Some(&ctx.project), id.as_str())
+                .await?
+                .is_none()
+            {
+                return Err(Invalid::new(
+                    format!("{field}[{i}]"),
+                    format!("instance {id} does not exist in this project"),
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_load_balancer(
+        &self,
+        ctx: &Ctx,
+        req: CreateLoadBalancerRequest,
+    ) -> Result<LoadBalancer> {
+        validate::dns1123_label("name", &req.name)?;
+        if req.listeners.is_empty() {
+            return Err(Invalid::new("listeners", "at least one listener is required").into());
+        }
+        validate::listeners("listeners", &req.listeners)?;
+        validate::health_check("health_check", &req.health_check)?;
+        validate::zone_policy("zone_policy", &req.zone_policy)?;
+        validate::tags("tags", &req.tags)?;
+        let zones: Vec<String> = match &req.zones {
+            None => self.config.zones.iter().map(|z| z.name.clone()).collect(),
+            Some(zs) if zs.is_empty() => {
+                return Err(Invalid::new("zones", "must name at least one zone").into());
+            }
+            Some(zs) => {
+                for (i, z) in zs.iter().enumerate() {
+                    if self.config.zone(z).is_none() {
+                        return Err(Invalid::new(
+                            format!("zones[{i}]"),
+                            format!("{z:?} is not a zone of this region"),
+                        )
+                        .into());
+                    }
+                    if zs[..i].contains(z) {
+                        return Err(Invalid::new(
+                            format!("zones[{i}]"),
+                            format!("{z:?} is listed twice"),
+                        )
+                        .into());
+                    }
+                }
+                zs.clone()
+            }
+        };
+        let pools: Vec<(String, Ipv4Net)> = zones
+            .iter()
+            .map(|z| {
+                (
+                    z.clone(),
+                    self.config.zone(z).expect("checked above").lb_pool,
+                )
+            })
+            .collect();
+        let mut requested: Vec<(String, Ipv4Addr)> = Vec::new();
+        for (i, ip) in req.requested_ips.iter().enumerate() {
+            let field = format!("requested_ips[{i}]");
+            let Some((zone, pool)) = pools.iter().find(|(_, p)| p.contains(ip)) else {
+                return Err(Invalid::new(
+                    field,
+                    format!("{ip} is not in the load-balancer pool of any of the zones {zones:?}"),
+                )
+                .into());
+            };
+            let (lo, hi) = usable_range(*pool);
+            if !(lo..=hi).contains(&u32::from(*ip)) {
+                return Err(Invalid::new(
+                    field,
+                    format!("{ip} is a reserved address of pool {pool}"),
+                )
+                .into());
+            }
+            if requested.iter().any(|(z, _)| z == zone) {
+                return Err(Invalid::new(
+                    field,
+                    format!("more than one address requested in {zone}"),
+                )
+                .into());
+            }
+            requested.push((zone.clone(), *ip));
+        }
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
+        self.check_backends(&mut tx, ctx, "backends", &req.backends)
+            .await?;
+        if let Some(existing) = store::lb_id_by_name(&mut tx, &ctx.project, &req.name).await? {
+            return Err(ApiError::AlreadyExists(format!(
+                "load balancer name {:?} is in use by {existing}",
+                req.name
+            )));
+        }
+        let mut frontends = Vec::new();
+        for (zone, pool) in &pools {
+            let (lo, hi) = usable_range(*pool);
+            let used = store::used_frontend_ips(&mut tx, lo, hi).await?;
+            let ip = match requested.iter().find(|(z, _)| z == zone) {
+                Some((_, ip)) => {
+                    if used.binary_search(&u32::from(*ip)).is_ok() {
+                        return Err(ApiError::AlreadyExists(format!(
+                            "frontend address {ip} is in use by another load balancer"
+                        )));
+                    }
+                    *ip
+                }
+                None => first_free(*pool, &used).ok_or_else(|| {
+                    ApiError::QuotaExceeded(format!(
+                        "load-balancer pool {pool} of {zone} has no free address"
+                    ))
+                })?,
+            };
+            frontends.push(Frontend {
+                zone: zone.clone(),
+                ip,
+            });
+        }
+        let provision = deadline(self.config.lb_provision_delay, now);
+        let n = store::NewLb {
+            id: LoadBalancerId::from_bits(random_bits()),
+            project: ctx.project.clone(),
+            name: req.name,
+            state: if provision.is_some() {
+                LoadBalancerState::Provisioning
+            } else {
+                LoadBalancerState::Active
+            },
+            spec: store::LbSpec {
+                scheme: req.scheme,
+                ip_mode: req.ip_mode,
+                listeners: req.listeners,
+                health_check: req.health_check,
+                zone_policy: req.zone_policy,
+            },
+            backends: req.backends,
+            frontends,
+            tags: req.tags,
+            state_deadline: provision,
+        };
+        store::insert_lb(&mut tx, &n, now).await.map_err(|e| {
+            if store::is_unique_violation(&e) {
+                ApiError::AlreadyExists(format!(
+                    "load balancer name {:?} or a frontend address is in use",
+                    n.name
+                ))
+            } else {
+                e.into()
+            }
+        })?;
+        store::append_event(
+            &mut tx,
+            &lb_event(&ctx.project, &n.id, EventKind::Created, n.state),
+            now,
+        )
+        .await?;
+        let out = store::get_lb(&mut tx, &self.config.region, &ctx.project, n.id.as_str()).await?;
+        tx.commit().await?;
+        let out = out
+            .ok_or_else(|| ApiError::not_found("load balancer", &n.id))?
+            .lb;
+        tracing::info!(lb = %out.id, name = %out.name, frontends = out.frontends.len(), backends = out.backends.len(), "load balancer created");
+        Ok(out)
+    }
+
+    pub(super) async fn load_lb(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        ctx: &Ctx,
+        id: &str,
+    ) -> Result<store::StoredLb> {
+        let id = parse_id::<LoadBalancerId>(id)?;
+        store::get_lb(conn, &self.config.region, &ctx.project, id.as_str())
+            .await?
+            .ok_or_else(|| ApiError::not_found("load balancer", id))
+    }
+
+    pub async fn get_load_balancer(&self, ctx: &Ctx, id: &str) -> Result<LoadBalancer> {
+        let mut conn = self.db.reader().await?;
+        Ok(self.load_lb(&mut conn, ctx, id).await?.lb)
+    }
+
+    pub async fn list_load_balancers(
+        &self,
+        ctx: &Ctx,
+        filter: store::LbFilter,
+        params: &ListParams,
+    ) -> Result<Page<LoadBalancer>> {
+        let size = page_size(params.page_size);
+        let tag = filter.tag.as_ref().map(|(k, v)| format!("{k}={v}"));
+        let fp = fingerprint(&[
+            Some("load-balancers"),
+            filter.name.as_deref(),
+            tag.as_deref(),
+        ]);
+        let after = decode_token(params, fp)?;
+        let mut conn = self.db.reader().await?;
+        let rows = store::list_lbs(
+            &mut conn,
+            &self.config.region,
+            &ctx.project,
+            &filter,
+            after,
+            size + 1,
+        )
+        .await?;
+        Ok(paginate(rows, size, fp, |r| r.seq, |r| r.lb))
+    }
+
+    pub async fn update_load_balancer(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        if_match: Option<&str>,
+        req: UpdateLoadBalancerRequest,
+    ) -> Result<LoadBalancer> {
+        if let Some(l) = &req.listeners {
+            if l.is_empty() {
+                return Err(Invalid::new("listeners", "at least one listener is required").into());
+            }
+            validate::listeners("listeners", l)?;
+        }
+        if let Some(hc) = &req.health_check {
+            validate::health_check("health_check", hc)?;
+        }
+        if let Some(zp) = &req.zone_policy {
+            validate::zone_policy("zone_policy", zp)?;
+        }
+        if let Some(t) = &req.tags {
+            validate::tags("tags", t)?;
+        }
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
+        let cur = self.load_lb(&mut tx, ctx, id).await?;
+        check_etag(if_match, &cur.lb.etag)?;
+        let lb = &cur.lb;
+        let spec = store::LbSpec {
+            scheme: lb.scheme,
+            ip_mode: req.ip_mode.unwrap_or(lb.ip_mode),
+            listeners: req.listeners.unwrap_or_else(|| lb.listeners.clone()),
+            health_check: req.health_check.unwrap_or_else(|| lb.health_check.clone()),
+            zone_policy: req.zone_policy.unwrap_or(lb.zone_policy),
+        };
+        let tags = req.tags.unwrap_or_else(|| lb.tags.clone());
+        let current_backends: Vec<InstanceId> =
+            lb.backends.iter().map(|b| b.instance_id.clone()).collect();
+        let spec_changed = spec.ip_mode != lb.ip_mode
+            || spec.listeners != lb.listeners
+            || spec.health_check != lb.health_check
+            || spec.zone_policy != lb.zone_policy
+            || tags != lb.tags;
+        let backends_changed = req
+            .backends
+            .as_ref()
+            .is_some_and(|b| *b != current_backends);
+        if !spec_changed && !backends_changed {
+            return Ok(cur.lb);
+        }
+        if let Some(b) = &req.backends {
+            self.check_backends(&mut tx, ctx, "backends", b).await?;
+            store::set_lb_backends(&mut tx, lb.id.as_str(), b).await?;
+        }
+        store::update_lb(&mut tx, lb.id.as_str(), &spec, &tags, now).await?;
+        store::append_event(
+            &mut tx,
+            &lb_event(&ctx.project, &lb.id, EventKind::Updated, lb.state),
+            now,
+        )
+        .await?;
+        let out = self.load_lb(&mut tx, ctx, id).await?;
+        tx.commit().await?;
+        tracing::info!(lb = %out.lb.id, backends = out.lb.backends.len(), "load balancer updated");
+        Ok(out.lb)
+    }
+
+    pub async fn delete_load_balancer(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
+        let cur = self.load_lb(&mut tx, ctx, id).await?;
+        check_etag(if_match, &cur.lb.etag)?;
+        store::delete_lb(&mut tx, cur.lb.id.as_str()).await?;
+        store::append_event(
+            &mut tx,
+            &lb_event(&ctx.project, &cur.lb.id, EventKind::Deleted, cur.lb.state),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(lb = %cur.lb.id, "load balancer deleted");
+        Ok(())
+    }
+}

@@ -1,0 +1,67 @@
+//! Delayed transitions the worker settles, and when the next one is due.
+
+use super::*;
+
+impl Cloud {
+    /// Moves every due transitional state on (pending -> running, stopping -> stopped,
+    /// provisioning -> active) and purges expired records. Returns how many resources changed.
+    pub async fn settle_due(&self) -> Result<usize> {
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
+        let mut changed = 0;
+        for (id, project, zone, state) in store::due_instances(&mut tx, now).await? {
+            let Some(next) = lifecycle::settle(state) else {
+                store::set_instance_state(&mut tx, &id, state, None, now).await?;
+                continue;
+            };
+            store::set_instance_state(&mut tx, &id, next, None, now).await?;
+            let e = NewEvent {
+                project: Some(&project),
+                resource_kind: ResourceKind::Instance,
+                resource_id: &id,
+                kind: EventKind::StateChanged,
+                state: Some(next.as_str()),
+                zone: Some(&zone),
+            };
+            store::append_event(&mut tx, &e, now).await?;
+            tracing::debug!(instance = %id, state = %next, "instance settled");
+            changed += 1;
+        }
+        for (id, project) in store::due_lbs(&mut tx, now).await? {
+            store::set_lb_state(&mut tx, &id, LoadBalancerState::Active, now).await?;
+            let e = NewEvent {
+                project: Some(&project),
+                resource_kind: ResourceKind::LoadBalancer,
+                resource_id: &id,
+                kind: EventKind::StateChanged,
+                state: Some("active"),
+                zone: None,
+            };
+            store::append_event(&mut tx, &e, now).await?;
+            tracing::debug!(lb = %id, "load balancer active");
+            changed += 1;
+        }
+        let retention =
+            i64::try_from(self.config.terminated_retention.as_millis()).unwrap_or(i64::MAX / 2);
+        let purged = store::purge_terminated(&mut tx, now - retention).await?;
+        let expired =
+            store::purge_idempotency(&mut tx, now - store::IDEMPOTENCY_RETENTION_MS).await?;
+        if changed == 0 && purged == 0 && expired == 0 {
+            // Committing wakes every waiter on the event signal, this worker among them: an
+            // empty pass must not, or the worker and the data plane spin.
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        tx.commit().await?;
+        if purged > 0 {
+            tracing::info!(purged, "purged terminated instances past retention");
+        }
+        Ok(changed)
+    }
+
+    /// When the next transitional state is due, if any.
+    pub async fn next_deadline(&self) -> Result<Option<i64>> {
+        let mut conn = self.db.reader().await?;
+        Ok(store::next_deadline(&mut conn).await?)
+    }
+}
