@@ -1,5 +1,7 @@
 //! Load balancers: rows with their listeners, frontends and backends.
 
+use std::collections::HashMap;
+
 use super::*;
 
 /// The parts of a load balancer stored as one JSON document.
@@ -37,20 +39,90 @@ struct LbRow {
 const LB_COLUMNS: &str =
     "seq, id, project, name, state, spec, tags, version, created_at, updated_at";
 
-async fn hydrate_lb(conn: &mut SqliteConnection, region: &str, r: LbRow) -> Result<StoredLb> {
+/// Which load balancers' frontends and backends to read.
+enum Parts<'a> {
+    /// Every load balancer's (the data plane's full read).
+    All,
+    /// These IDs' (a page, or one).
+    Of(&'a [String]),
+}
+
+type FrontendRow = (String, String, i64);
+type BackendRow = (String, String, Option<String>, Option<i64>);
+
+/// Frontends and backends of `which`, in two queries whatever their number (a page of load
+/// balancers used to cost two queries each), grouped by load balancer ID in order.
+async fn lb_parts(
+    conn: &mut SqliteConnection,
+    which: Parts<'_>,
+) -> Result<(
+    HashMap<String, Vec<FrontendRow>>,
+    HashMap<String, Vec<BackendRow>>,
+)> {
+    let filter = match &which {
+        Parts::All => String::new(),
+        Parts::Of(ids) => {
+            let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+            format!("WHERE lb_id IN ({})", marks.join(", "))
+        }
+    };
+    let frontends_sql =
+        format!("SELECT lb_id, zone, ip FROM lb_frontends {filter} ORDER BY lb_id, zone");
+    let backends_sql = format!(
+        "SELECT b.lb_id, b.instance_id, i.zone, i.private_ip FROM lb_backends b \
+         LEFT JOIN instances i ON i.id = b.instance_id {} ORDER BY b.lb_id, b.position",
+        filter.replace("lb_id", "b.lb_id")
+    );
+    let ids: &[String] = match which {
+        Parts::All => &[],
+        Parts::Of(ids) => ids,
+    };
+    let mut q = sqlx::query_as::<_, FrontendRow>(sqlx::AssertSqlSafe(frontends_sql));
+    for id in ids {
+        q = q.bind(id);
+    }
+    let mut frontends: HashMap<String, Vec<FrontendRow>> = HashMap::new();
+    for row in q.fetch_all(&mut *conn).await? {
+        frontends.entry(row.0.clone()).or_default().push(row);
+    }
+    let mut q = sqlx::query_as::<_, BackendRow>(sqlx::AssertSqlSafe(backends_sql));
+    for id in ids {
+        q = q.bind(id);
+    }
+    let mut backends: HashMap<String, Vec<BackendRow>> = HashMap::new();
+    for row in q.fetch_all(&mut *conn).await? {
+        backends.entry(row.0.clone()).or_default().push(row);
+    }
+    Ok((frontends, backends))
+}
+
+/// Load balancer rows with their frontends and backends (read in two more queries in all).
+async fn hydrate_lbs(
+    conn: &mut SqliteConnection,
+    region: &str,
+    rows: Vec<LbRow>,
+    which: Parts<'_>,
+) -> Result<Vec<StoredLb>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (mut frontends, mut backends) = lb_parts(conn, which).await?;
+    rows.into_iter()
+        .map(|r| {
+            let f = frontends.remove(&r.id).unwrap_or_default();
+            let b = backends.remove(&r.id).unwrap_or_default();
+            hydrate_lb(region, r, f, b)
+        })
+        .collect()
+}
+
+fn hydrate_lb(
+    region: &str,
+    r: LbRow,
+    frontends: Vec<FrontendRow>,
+    backends: Vec<BackendRow>,
+) -> Result<StoredLb> {
     let spec: LbSpec = from_json("load balancer spec", &r.spec)?;
-    let frontends: Vec<(String, i64)> =
-        sqlx::query_as("SELECT zone, ip FROM lb_frontends WHERE lb_id = $1 ORDER BY zone")
-            .bind(&r.id)
-            .fetch_all(&mut *conn)
-            .await?;
-    let backends: Vec<(String, Option<String>, Option<i64>)> = sqlx::query_as(
-        "SELECT b.instance_id, i.zone, i.private_ip FROM lb_backends b \
-         LEFT JOIN instances i ON i.id = b.instance_id WHERE b.lb_id = $1 ORDER BY b.position",
-    )
-    .bind(&r.id)
-    .fetch_all(&mut *conn)
-    .await?;
     let state: LoadBalancerState =
         serde_json::from_value(serde_json::Value::String(r.state.clone()))
             .map_err(|e| corrupt("load balancer state", e))?;
@@ -70,7 +142,7 @@ async fn hydrate_lb(conn: &mut SqliteConnection, region: &str, r: LbRow) -> Resu
             // simply never turns healthy. Dropping it silently would hide the caller's mistake.
             backends: backends
                 .into_iter()
-                .map(|(id, zone, ip)| {
+                .map(|(_, id, zone, ip)| {
                     Ok(Backend {
                         instance_id: parse("instance id", &id)?,
                         zone: zone.unwrap_or_default(),
@@ -85,7 +157,7 @@ async fn hydrate_lb(conn: &mut SqliteConnection, region: &str, r: LbRow) -> Resu
             zone_policy: spec.zone_policy,
             frontends: frontends
                 .into_iter()
-                .map(|(zone, ip)| {
+                .map(|(_, zone, ip)| {
                     Ok(Frontend {
                         zone,
                         ip: ip_from_db(ip)?,
@@ -213,10 +285,13 @@ pub async fn get_lb(
         .bind(project)
         .fetch_optional(&mut *conn)
         .await?;
-    match row {
-        Some(r) => Ok(Some(hydrate_lb(conn, region, r).await?)),
-        None => Ok(None),
-    }
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let ids = [r.id.clone()];
+    Ok(hydrate_lbs(conn, region, vec![r], Parts::Of(&ids))
+        .await?
+        .pop())
 }
 
 pub async fn lb_id_by_name(
@@ -262,11 +337,8 @@ pub async fn list_lbs(
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(hydrate_lb(conn, region, r).await?);
-    }
-    Ok(out)
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    hydrate_lbs(conn, region, rows, Parts::Of(&ids)).await
 }
 
 pub async fn delete_lb(conn: &mut SqliteConnection, id: &str) -> Result<()> {
@@ -320,9 +392,5 @@ pub async fn all_lbs(conn: &mut SqliteConnection, region: &str) -> Result<Vec<St
     let rows: Vec<LbRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .fetch_all(&mut *conn)
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(hydrate_lb(conn, region, r).await?);
-    }
-    Ok(out)
+    hydrate_lbs(conn, region, rows, Parts::All).await
 }

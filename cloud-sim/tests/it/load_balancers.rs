@@ -359,3 +359,61 @@ async fn list_by_name_and_tag_with_pages() {
     );
     assert!(c.client.find_load_balancer("nope").await.unwrap().is_none());
 }
+
+/// A list reads every load balancer's frontends and backends in one go; each gets its own, in
+/// order, exactly as a read of it alone does.
+#[tokio::test]
+async fn lists_carry_each_load_balancers_own_frontends_and_backends() {
+    let c = spawn().await;
+    let nodes = three_nodes(&c).await;
+    let shapes: [(&str, Vec<InstanceId>, Option<Vec<String>>); 4] = [
+        ("all", nodes.clone(), None),
+        (
+            "a-only",
+            vec![nodes[0].clone()],
+            Some(vec!["zone-a".into()]),
+        ),
+        (
+            "reversed",
+            nodes.iter().rev().cloned().collect(),
+            Some(vec!["zone-b".into(), "zone-c".into()]),
+        ),
+        ("none", vec![], Some(vec!["zone-c".into()])),
+    ];
+    for (name, backends, zones) in shapes {
+        let mut req = lb_req(name, backends);
+        req.zones = zones;
+        c.client.create_load_balancer(&req).await.unwrap();
+    }
+    let listed = c
+        .client
+        .list_all_load_balancers(&LoadBalancerFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 4);
+    for lb in listed {
+        let alone = c
+            .client
+            .get_load_balancer(lb.id.as_str())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(lb.frontends, alone.frontends, "{}", lb.name);
+        assert_eq!(lb.backends, alone.backends, "{}", lb.name);
+    }
+    let reversed = c
+        .client
+        .list_all_load_balancers(&LoadBalancerFilter {
+            name: Some("reversed".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let order: Vec<_> = reversed[0]
+        .backends
+        .iter()
+        .map(|b| b.instance_id.clone())
+        .collect();
+    assert_eq!(order, nodes.iter().rev().cloned().collect::<Vec<_>>());
+    assert_eq!(reversed[0].frontends.len(), 2);
+}
