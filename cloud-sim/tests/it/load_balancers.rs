@@ -366,7 +366,8 @@ async fn list_by_name_and_tag_with_pages() {
 async fn lists_carry_each_load_balancers_own_frontends_and_backends() {
     let c = spawn().await;
     let nodes = three_nodes(&c).await;
-    let shapes: [(&str, Vec<InstanceId>, Option<Vec<String>>); 4] = [
+    type Shape = (&'static str, Vec<InstanceId>, Option<Vec<String>>);
+    let shapes: [Shape; 4] = [
         ("all", nodes.clone(), None),
         (
             "a-only",
