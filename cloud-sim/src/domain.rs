@@ -1,7 +1,8 @@
-//! Pure domain rules: state machines, address allocation, validation, page tokens.
+//! Pure domain rules: state machines, address allocation, validation, page tokens, idempotency.
 //!
 //! Nothing in here does I/O or knows about axum or sqlx, so every rule is tested with plain `#[test]`s.
 
+pub mod idempotency;
 pub mod instance;
 pub mod net;
 pub mod page;

@@ -9,20 +9,20 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cloud_api::{DEFAULT_PROJECT, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER};
+use futures_util::FutureExt as _;
+use tracing::Instrument as _;
 
 use crate::config::Principal;
+use crate::domain::idempotency::Decision;
 use crate::error::ApiError;
 use crate::faults::Target;
 use crate::http::AppState;
-use crate::store::{self, Claim, now_ms};
+use crate::ops::Cloud;
 
 /// Largest request body accepted (and buffered for idempotency checks).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Header set on responses replayed from an idempotency key.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-
-use futures_util::FutureExt as _;
-use tracing::Instrument as _;
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -185,17 +185,14 @@ async fn run_idempotent(
         .map_err(|_| ApiError::PayloadTooLarge.into_response())?;
     let method = parts.method.to_string();
     let path = parts.uri.path().to_owned();
-    let db = &state.cloud.db;
-    let err = |e: store::StoreError| ApiError::from(e).into_response();
-
-    let mut tx = db.begin().await.map_err(err)?;
-    let claim = store::claim_idempotency(&mut tx, &project, &key, &method, &path, &body, now_ms())
+    let cloud = &state.cloud;
+    let claim = cloud
+        .claim_idempotency(&project, &key, &method, &path, &body)
         .await
-        .map_err(err)?;
-    tx.commit_quiet().await.map_err(err)?;
+        .map_err(IntoResponse::into_response)?;
     match claim {
-        Claim::New => {}
-        Claim::Replay { status, body } => {
+        Decision::Claim | Decision::TakeOver => {}
+        Decision::Replay { status, body } => {
             let mut resp = Response::new(Body::from(body));
             *resp.status_mut() =
                 axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);
@@ -207,8 +204,8 @@ async fn run_idempotent(
                 .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
             return Ok(resp);
         }
-        Claim::Mismatch => return Err(ApiError::IdempotencyKeyReused(key).into_response()),
-        Claim::InFlight => {
+        Decision::Mismatch => return Err(ApiError::IdempotencyKeyReused(key).into_response()),
+        Decision::InFlight => {
             return Err(ApiError::Conflict(format!(
                 "a request with idempotency key {key:?} is still in progress"
             ))
@@ -219,7 +216,7 @@ async fn run_idempotent(
     // If the client goes away, hyper drops this future mid-request; the guard then releases the
     // claim so that a retry is not told "in progress" until the claim times out.
     let mut guard = ClaimGuard {
-        db: db.clone(),
+        cloud: cloud.clone(),
         project: project.clone(),
         key: key.clone(),
         armed: true,
@@ -231,10 +228,12 @@ async fn run_idempotent(
     })?;
     guard.armed = false;
     let outcome = if rparts.status.is_success() {
-        complete(db, &project, &key, rparts.status.as_u16(), &bytes).await
+        cloud
+            .complete_idempotency(&project, &key, rparts.status.as_u16(), &bytes)
+            .await
     } else {
         // Failures are not remembered: the client may fix the cause and retry with the same key.
-        release(db, &project, &key).await
+        cloud.release_idempotency(&project, &key).await
     };
     if let Err(e) = outcome {
         tracing::error!(key, error = %crate::http::error::error_chain(&e), "cannot record idempotency key");
@@ -244,7 +243,7 @@ async fn run_idempotent(
 
 /// Releases an idempotency claim when dropped while armed.
 struct ClaimGuard {
-    db: store::Db,
+    cloud: Cloud,
     project: String,
     key: String,
     armed: bool,
@@ -255,35 +254,17 @@ impl Drop for ClaimGuard {
         if !self.armed {
             return;
         }
-        let (db, project, key) = (
-            self.db.clone(),
+        let (cloud, project, key) = (
+            self.cloud.clone(),
             std::mem::take(&mut self.project),
             std::mem::take(&mut self.key),
         );
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                if let Err(e) = release(&db, &project, &key).await {
+                if let Err(e) = cloud.release_idempotency(&project, &key).await {
                     tracing::warn!(key, error = %crate::http::error::error_chain(&e), "cannot release abandoned idempotency key");
                 }
             });
         }
     }
-}
-
-async fn complete(
-    db: &store::Db,
-    project: &str,
-    key: &str,
-    status: u16,
-    body: &[u8],
-) -> Result<(), store::StoreError> {
-    let mut tx = db.begin().await?;
-    store::complete_idempotency(&mut tx, project, key, status, body).await?;
-    tx.commit_quiet().await
-}
-
-async fn release(db: &store::Db, project: &str, key: &str) -> Result<(), store::StoreError> {
-    let mut tx = db.begin().await?;
-    store::release_idempotency(&mut tx, project, key).await?;
-    tx.commit_quiet().await
 }

@@ -26,6 +26,7 @@ use crate::store::{self, Db, NewEvent, StoredInstance, now_ms};
 
 mod catalog;
 mod events;
+mod idempotency;
 mod instances;
 mod load_balancers;
 mod routes;

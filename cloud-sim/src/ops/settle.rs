@@ -45,7 +45,8 @@ impl Cloud {
             i64::try_from(self.config.terminated_retention.as_millis()).unwrap_or(i64::MAX / 2);
         let purged = store::purge_terminated(&mut tx, now - retention).await?;
         let expired =
-            store::purge_idempotency(&mut tx, now - store::IDEMPOTENCY_RETENTION_MS).await?;
+            store::purge_idempotency(&mut tx, now - crate::domain::idempotency::RETENTION_MS)
+                .await?;
         if changed == 0 && purged == 0 && expired == 0 {
             // Committing wakes every waiter on the event signal, this worker among them: an
             // empty pass must not, or the worker and the data plane spin.
