@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use cloud_api::{
     BackendHealth, Balancing, HealthCheckProtocol, LoadBalancer, LoadBalancerState, Protocol,
-    TrafficReport, TrafficRow, ZoneState,
+    TrafficReport, TrafficRow,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -435,7 +435,7 @@ impl DataPlane {
     /// listeners and probes.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
-            let notified = self.cloud.db.events_signal().notified();
+            let notified = self.cloud.changes().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Err(e) = self.reconcile().await {
@@ -459,22 +459,13 @@ impl DataPlane {
 
     /// Makes the running listeners and backends match the database.
     pub async fn reconcile(self: &Arc<Self>) -> Result<(), store::StoreError> {
-        let (lbs, zone_states) = {
-            let mut conn = self.cloud.db.reader().await?;
-            let lbs = store::all_lbs(&mut conn, &self.cloud.config.region).await?;
-            let zs = store::zone_states(&mut conn).await?;
-            let iz = store::live_instance_zones(&mut conn).await?;
-            *self.instance_zones.lock().expect("instance zones lock") = iz.into_iter().collect();
-            (lbs, zs)
-        };
-        let outage: HashSet<String> = zone_states
+        let view = self.cloud.data_plane_view().await?;
+        *self.instance_zones.lock().expect("instance zones lock") =
+            view.instance_zones.into_iter().collect();
+        let outage = view.outage;
+        let active: Vec<LoadBalancer> = view
+            .load_balancers
             .into_iter()
-            .filter(|(_, s)| *s == ZoneState::Outage)
-            .map(|(z, _)| z)
-            .collect();
-        let active: Vec<LoadBalancer> = lbs
-            .into_iter()
-            .map(|s| s.lb)
             .filter(|lb| lb.state == LoadBalancerState::Active)
             .collect();
         let ids: HashSet<String> = active.iter().map(|lb| lb.id.to_string()).collect();

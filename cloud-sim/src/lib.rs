@@ -79,7 +79,7 @@ impl Server {
         let metrics = Arc::new(metrics::Metrics::new());
         let dataplane = dataplane::DataPlane::new(
             cloud.clone(),
-            cloud.config.inter_zone_latency.clone(),
+            cloud.config().inter_zone_latency.clone(),
             metrics.clone(),
         );
         let state = AppState {
@@ -107,7 +107,7 @@ impl Server {
                 .await
                 .map_err(ServeError::Serve)
         });
-        tracing::info!(%addr, region = %state.cloud.config.region, zones = state.cloud.config.zones.len(), "cloud-sim serving");
+        tracing::info!(%addr, region = %state.cloud.config().region, zones = state.cloud.config().zones.len(), "cloud-sim serving");
         Ok(Self {
             addr,
             state,
@@ -151,7 +151,7 @@ impl Server {
                 Err(why) => tracing::error!(task, why, "a server task died"),
             }
         }
-        self.state.cloud.db.close().await;
+        self.state.cloud.close().await;
         result
     }
 

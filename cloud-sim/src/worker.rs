@@ -15,7 +15,7 @@ pub const MAX_IDLE: Duration = Duration::from_secs(1);
 /// Runs until `shutdown` is cancelled.
 pub async fn run(cloud: Cloud, shutdown: CancellationToken) {
     loop {
-        let notified = cloud.db.events_signal().notified();
+        let notified = cloud.changes().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         if let Err(e) = cloud.settle_due().await {

@@ -584,7 +584,7 @@ async fn load_balancer_ip_is_honoured_in_a_pool_and_warned_about_outside() {
     let (stop_tx, mut tasks, _) = w.run(&svc_opts());
     let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
     // An address in zone-b's pool of this cloud's block.
-    let pool = w.cloud.state().cloud.config.zones[1]
+    let pool = w.cloud.state().cloud.config().zones[1]
         .lb_pool
         .network()
         .octets();

@@ -23,7 +23,7 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/v1/admin/faults", tag = "admin", responses((status = 200, body = Page<FaultRule>), (status = 403, body = ApiErrorBody)))]
 pub async fn list_faults(State(s): State<AppState>, _: Admin) -> Json<Page<FaultRule>> {
     Json(Page {
-        items: s.cloud.faults.list(),
+        items: s.cloud.faults().list(),
         next_page_token: None,
     })
 }
@@ -37,19 +37,19 @@ pub async fn create_fault(
 ) -> Result<(StatusCode, Json<FaultRule>), ApiError> {
     let zones: Vec<String> = s
         .cloud
-        .config
+        .config()
         .zones
         .iter()
         .map(|z| z.name.clone())
         .collect();
-    let rule = s.cloud.faults.add(req, &zones)?;
+    let rule = s.cloud.faults().add(req, &zones)?;
     tracing::info!(fault = %rule.id, "fault rule added");
     Ok((StatusCode::CREATED, Json(rule)))
 }
 
 #[utoipa::path(delete, path = "/v1/admin/faults", tag = "admin", responses((status = 204)))]
 pub async fn clear_faults(State(s): State<AppState>, _: Admin) -> StatusCode {
-    s.cloud.faults.clear();
+    s.cloud.faults().clear();
     tracing::info!("fault rules cleared");
     StatusCode::NO_CONTENT
 }
@@ -61,7 +61,7 @@ pub async fn delete_fault(
     _: Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if s.cloud.faults.remove(&id) {
+    if s.cloud.faults().remove(&id) {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("fault rule", id))

@@ -96,7 +96,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
 /// Maps the bearer token to a [`Principal`]; without a tokens file everyone is the admin of the
 /// `default` project.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let principal = match &state.cloud.config.tokens {
+    let principal = match &state.cloud.config().tokens {
         None => Principal {
             project: DEFAULT_PROJECT.to_owned(),
             admin: true,
@@ -130,7 +130,7 @@ pub async fn inject_faults(State(state): State<AppState>, req: Request, next: Ne
         .get::<Principal>()
         .map_or("", |p| p.project.as_str())
         .to_owned();
-    let (delay, failure) = state.cloud.faults.evaluate(Target {
+    let (delay, failure) = state.cloud.faults().evaluate(Target {
         method: req.method().as_str(),
         path: req.uri().path(),
         zone: None,

@@ -64,11 +64,19 @@ type Result<T, E = ApiError> = std::result::Result<T, E>;
 /// The simulated cloud's operations over its database.
 #[derive(Debug, Clone)]
 pub struct Cloud {
-    pub db: Db,
-    pub config: Arc<Config>,
-    pub faults: Arc<Faults>,
+    db: Db,
+    config: Arc<Config>,
+    faults: Arc<Faults>,
     /// Event long polls parked waiting for an event.
     polls_waiting: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// See [`Cloud::data_plane_view`].
+#[derive(Debug, Clone)]
+pub struct DataPlaneView {
+    pub load_balancers: Vec<LoadBalancer>,
+    pub outage: HashSet<String>,
+    pub instance_zones: Vec<(Ipv4Addr, String)>,
 }
 
 /// Counts a parked long poll while it lives.
@@ -156,6 +164,47 @@ impl Cloud {
             faults,
             polls_waiting: Arc::default(),
         }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Notified after every committed change (the worker and the data plane wake on it).
+    pub fn changes(&self) -> &tokio::sync::Notify {
+        self.db.events_signal()
+    }
+
+    /// Closes the database (at shutdown, after every task has stopped).
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+
+    /// What the data plane serves, read together: every load balancer, the zones in outage, and
+    /// the `(address, zone)` of every live instance (to place clients in zones).
+    pub async fn data_plane_view(&self) -> store::Result<DataPlaneView> {
+        let mut conn = self.db.reader().await?;
+        let load_balancers = store::all_lbs(&mut conn, &self.config.region)
+            .await?
+            .into_iter()
+            .map(|s| s.lb)
+            .collect();
+        let outage = store::zone_states(&mut conn)
+            .await?
+            .into_iter()
+            .filter(|(_, s)| *s == ZoneState::Outage)
+            .map(|(z, _)| z)
+            .collect();
+        let instance_zones = store::live_instance_zones(&mut conn).await?;
+        Ok(DataPlaneView {
+            load_balancers,
+            outage,
+            instance_zones,
+        })
     }
 
     /// Event long polls waiting for an event right now.

@@ -654,7 +654,7 @@ async fn a_frontend_address_held_elsewhere_is_taken_over_once_free() {
     let a1 = c.instance("a1", "zone-a").await;
     let _backend = backend(a1.private_ip, backend_port, "a1").await;
     // Another process holds the address the load balancer asks for (in zone-a's pool).
-    let pool = c.server.state().cloud.config.zones[0]
+    let pool = c.server.state().cloud.config().zones[0]
         .lb_pool
         .network()
         .octets();

@@ -123,7 +123,7 @@ async fn only_passes_that_change_something_wake_event_waiters() {
 
     // Nothing due: the pass commits nothing and wakes no one (it used to, so the worker woke
     // itself and spun, taking the data plane's reconcile loop with it).
-    let idle = cloud.db.events_signal().notified();
+    let idle = cloud.changes().notified();
     tokio::pin!(idle);
     idle.as_mut().enable();
     assert_eq!(cloud.settle_due().await.unwrap(), 0);
@@ -136,7 +136,7 @@ async fn only_passes_that_change_something_wake_event_waiters() {
 
     // A pending instance falling due is settled by the worker, and that does wake them.
     c.instance("web-1", "zone-a").await;
-    let settled = cloud.db.events_signal().notified();
+    let settled = cloud.changes().notified();
     tokio::pin!(settled);
     settled.as_mut().enable();
     tokio::time::timeout(Duration::from_secs(10), settled)
