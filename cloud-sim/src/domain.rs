@@ -2,6 +2,7 @@
 //!
 //! Nothing in here does I/O or knows about axum or sqlx, so every rule is tested with plain `#[test]`s.
 
+pub mod etag;
 pub mod idempotency;
 pub mod instance;
 pub mod net;

@@ -55,8 +55,8 @@ impl Cloud {
             }
             None => {
                 let (lo, hi) = usable_range(zone.instance_subnet);
-                let free = store::first_free_instance_ip(&mut tx, lo, hi).await?;
-                free.map(Ipv4Addr::from).ok_or_else(|| {
+                let used = store::used_instance_ips(&mut tx, lo, hi).await?;
+                first_free(zone.instance_subnet, &used).ok_or_else(|| {
                     ApiError::QuotaExceeded(format!(
                         "subnet {} of {} has no free address",
                         zone.instance_subnet, zone.name

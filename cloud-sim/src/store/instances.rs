@@ -221,26 +221,20 @@ pub async fn delete_instance(conn: &mut SqliteConnection, id: &str) -> Result<()
     Ok(())
 }
 
-/// The lowest address in `[lo, hi]` no live instance holds, found in SQL (one row back, whatever
-/// the number of instances): the candidates are `lo` and the address after each live one.
-pub async fn first_free_instance_ip(
-    conn: &mut SqliteConnection,
-    lo: u32,
-    hi: u32,
-) -> Result<Option<u32>> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "SELECT c FROM (SELECT $1 AS c UNION ALL SELECT private_ip + 1 FROM instances \
-         WHERE state <> 'terminated' AND private_ip BETWEEN $1 AND $2) \
-         WHERE c <= $2 AND NOT EXISTS (SELECT 1 FROM instances i \
-         WHERE i.state <> 'terminated' AND i.private_ip = c) \
-         ORDER BY c LIMIT 1",
+/// Addresses of live instances in `[lo, hi]`, ascending (for `domain::net::first_free`, the
+/// one allocation rule of instances and load-balancer frontends).
+pub async fn used_instance_ips(conn: &mut SqliteConnection, lo: u32, hi: u32) -> Result<Vec<u32>> {
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT private_ip FROM instances WHERE state <> 'terminated' \
+         AND private_ip BETWEEN $1 AND $2 ORDER BY private_ip",
     )
     .bind(i64::from(lo))
     .bind(i64::from(hi))
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await?;
-    row.map(|(v,)| u32::try_from(v).map_err(|e| corrupt("address", e)))
-        .transpose()
+    rows.into_iter()
+        .map(|(v,)| u32::try_from(v).map_err(|e| corrupt("address", e)))
+        .collect()
 }
 
 /// Whether a live instance holds `ip`.
