@@ -3,6 +3,7 @@
 //! Nothing in here does I/O or knows about axum or sqlx, so every rule is tested with plain `#[test]`s.
 
 pub mod etag;
+pub mod frontends;
 pub mod idempotency;
 pub mod instance;
 pub mod net;

@@ -56,67 +56,14 @@ impl Cloud {
         validate::health_check("health_check", &req.health_check)?;
         validate::zone_policy("zone_policy", &req.zone_policy)?;
         validate::tags("tags", &req.tags)?;
-        let zones: Vec<String> = match &req.zones {
-            None => self.config.zones.iter().map(|z| z.name.clone()).collect(),
-            Some(zs) if zs.is_empty() => {
-                return Err(Invalid::new("zones", "must name at least one zone").into());
-            }
-            Some(zs) => {
-                for (i, z) in zs.iter().enumerate() {
-                    if self.config.zone(z).is_none() {
-                        return Err(Invalid::new(
-                            format!("zones[{i}]"),
-                            format!("{z:?} is not a zone of this region"),
-                        )
-                        .into());
-                    }
-                    if zs[..i].contains(z) {
-                        return Err(Invalid::new(
-                            format!("zones[{i}]"),
-                            format!("{z:?} is listed twice"),
-                        )
-                        .into());
-                    }
-                }
-                zs.clone()
-            }
-        };
-        let pools: Vec<(String, Ipv4Net)> = zones
+        let region: Vec<(String, Ipv4Net)> = self
+            .config
+            .zones
             .iter()
-            .map(|z| {
-                (
-                    z.clone(),
-                    self.config.zone(z).expect("checked above").lb_pool,
-                )
-            })
+            .map(|z| (z.name.clone(), z.lb_pool))
             .collect();
-        let mut requested: Vec<(String, Ipv4Addr)> = Vec::new();
-        for (i, ip) in req.requested_ips.iter().enumerate() {
-            let field = format!("requested_ips[{i}]");
-            let Some((zone, pool)) = pools.iter().find(|(_, p)| p.contains(ip)) else {
-                return Err(Invalid::new(
-                    field,
-                    format!("{ip} is not in the load-balancer pool of any of the zones {zones:?}"),
-                )
-                .into());
-            };
-            let (lo, hi) = usable_range(*pool);
-            if !(lo..=hi).contains(&u32::from(*ip)) {
-                return Err(Invalid::new(
-                    field,
-                    format!("{ip} is a reserved address of pool {pool}"),
-                )
-                .into());
-            }
-            if requested.iter().any(|(z, _)| z == zone) {
-                return Err(Invalid::new(
-                    field,
-                    format!("more than one address requested in {zone}"),
-                )
-                .into());
-            }
-            requested.push((zone.clone(), *ip));
-        }
+        let pools = frontends::zones(req.zones.as_deref(), &region)?;
+        let requested = frontends::requested(&req.requested_ips, &pools)?;
         let now = now_ms();
         let mut tx = self.db.begin().await?;
         self.check_backends(&mut tx, ctx, "backends", &req.backends)
@@ -127,26 +74,20 @@ impl Cloud {
                 req.name
             )));
         }
-        let mut frontends = Vec::new();
+        let mut planned = Vec::new();
         for (zone, pool) in &pools {
             let (lo, hi) = usable_range(*pool);
             let used = store::used_frontend_ips(&mut tx, lo, hi).await?;
-            let ip = match requested.iter().find(|(z, _)| z == zone) {
-                Some((_, ip)) => {
-                    if used.binary_search(&u32::from(*ip)).is_ok() {
-                        return Err(ApiError::AlreadyExists(format!(
-                            "frontend address {ip} is in use by another load balancer"
-                        )));
-                    }
-                    *ip
-                }
-                None => first_free(*pool, &used).ok_or_else(|| {
-                    ApiError::QuotaExceeded(format!(
-                        "load-balancer pool {pool} of {zone} has no free address"
-                    ))
-                })?,
-            };
-            frontends.push(Frontend {
+            let wanted = requested.iter().find(|(z, _)| z == zone).map(|(_, ip)| *ip);
+            let ip = frontends::address(*pool, wanted, &used).map_err(|e| match e {
+                frontends::NoAddress::InUse(ip) => ApiError::AlreadyExists(format!(
+                    "frontend address {ip} is in use by another load balancer"
+                )),
+                frontends::NoAddress::PoolFull => ApiError::QuotaExceeded(format!(
+                    "load-balancer pool {pool} of {zone} has no free address"
+                )),
+            })?;
+            planned.push(Frontend {
                 zone: zone.clone(),
                 ip,
             });
@@ -169,7 +110,7 @@ impl Cloud {
                 zone_policy: req.zone_policy,
             },
             backends: req.backends,
-            frontends,
+            frontends: planned,
             tags: req.tags,
             state_deadline: provision,
         };

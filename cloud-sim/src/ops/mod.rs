@@ -16,6 +16,7 @@ use cloud_api::{
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::config::Config;
+use crate::domain::frontends;
 use crate::domain::instance::{self as lifecycle, Action, Transition};
 use crate::domain::net::{first_free, overlaps, parse_network, usable_range};
 use crate::domain::page::{PageToken, fingerprint, page_size};
