@@ -5,6 +5,7 @@
 //! Controllers reach the cloud only through these traits; only [`simcloud`] imports cloud-client.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -48,7 +49,12 @@ pub struct InstanceMetadata {
 pub enum CloudError {
     /// The cloud API failed (unreachable, 5xx, throttled, ...).
     #[error("cloud API call failed")]
-    Api(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Api {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// How long the cloud asked us to wait (`Retry-After`), as the provider read it.
+        retry_after: Option<Duration>,
+    },
     /// The node's provider ID belongs to another provider; we never act on such nodes.
     #[error("node {node} has provider ID {provider_id:?}, which is not a simcloud provider ID")]
     ForeignNode { node: String, provider_id: String },
@@ -71,6 +77,9 @@ pub enum CloudError {
     /// Try again after this long (upstream's `api.RetryError`): a fixed delay, not back-off.
     #[error("{message} (retry in {after:?})")]
     RetryAfter { message: String, after: Duration },
+    /// The cloud is not the one the cloud config describes (another region, say).
+    #[error("{0}")]
+    Mismatch(String),
     /// A scripted failure of the fake provider.
     #[error("{0}")]
     Fake(String),
@@ -80,9 +89,7 @@ impl CloudError {
     /// How long the cloud asked us to wait before retrying, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            CloudError::Api(e) => e
-                .downcast_ref::<cloud_client::Error>()
-                .and_then(cloud_client::Error::retry_after),
+            CloudError::Api { retry_after, .. } => *retry_after,
             CloudError::RetryAfter { after, .. } => Some(*after),
             _ => None,
         }
@@ -226,6 +233,50 @@ pub trait CloudProvider: Send + Sync {
     /// Load balancers, if supported.
     fn load_balancer(&self) -> Option<&dyn LoadBalancer>;
 }
+
+/// A provider checked, once, to have one of the optional interfaces: the controller that needs
+/// it takes this handle, so it cannot be built without the interface and never asks again.
+macro_rules! capability {
+    ($(#[$doc:meta])* $name:ident, $iface:ident, $getter:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(Arc<dyn CloudProvider>);
+
+        impl $name {
+            /// The handle, if `provider` has the interface.
+            pub fn of(provider: &Arc<dyn CloudProvider>) -> Option<Self> {
+                provider.$getter().map(|_| Self(provider.clone()))
+            }
+
+            /// The interface.
+            pub fn get(&self) -> &dyn $iface {
+                // `of` made this handle only for a provider that has the interface.
+                self.0
+                    .$getter()
+                    .expect(concat!("checked by ", stringify!($name), "::of"))
+            }
+        }
+    };
+}
+
+capability!(
+    /// [`InstancesV2`] of a provider that has it (node and node-lifecycle controllers).
+    HasInstances,
+    InstancesV2,
+    instances_v2
+);
+capability!(
+    /// [`Routes`] of a provider that has them (route controller).
+    HasRoutes,
+    Routes,
+    routes
+);
+capability!(
+    /// [`LoadBalancer`] of a provider that has it (service controller).
+    HasLoadBalancers,
+    LoadBalancer,
+    load_balancer
+);
 
 /// The provider ID of a node, if it has one.
 pub fn provider_id(node: &Node) -> Option<&str> {

@@ -112,16 +112,18 @@ pub fn start_controllers(
 ) -> Controllers {
     let mut set = Controllers::new();
     let clients = clients.into();
-    let has_instances = cloud.instances_v2().is_some();
+    let instances = cloud::HasInstances::of(&cloud);
+    let routes = cloud::HasRoutes::of(&cloud);
+    let load_balancers = cloud::HasLoadBalancers::of(&cloud);
     // One Node watch for all controllers, with the ccm's own credentials (upstream's informers
     // use them too, with --use-service-account-credentials or without).
     let mut informer = informer::NodeInformer::new(clients.root());
     for c in &opts.controllers {
         match c {
-            ControllerName::CloudNode if has_instances => {
+            ControllerName::CloudNode if let Some(instances) = &instances => {
                 let ctx = Arc::new(node_controller::NodeContext::new(
                     clients.for_controller(*c),
-                    cloud.clone(),
+                    instances.clone(),
                     metrics.clone(),
                     &opts.identity,
                 ));
@@ -143,10 +145,10 @@ pub fn start_controllers(
                     ),
                 );
             }
-            ControllerName::CloudNodeLifecycle if has_instances => {
+            ControllerName::CloudNodeLifecycle if let Some(instances) = &instances => {
                 let ctx = Arc::new(node_lifecycle::LifecycleContext::new(
                     clients.for_controller(*c),
-                    cloud.clone(),
+                    instances.clone(),
                     metrics.clone(),
                     &opts.identity,
                 ));
@@ -164,10 +166,10 @@ pub fn start_controllers(
                 tracing::info!("--configure-cloud-routes=false: not starting the route controller");
                 continue;
             }
-            ControllerName::Route if cloud.routes().is_some() => {
+            ControllerName::Route if let Some(routes) = &routes => {
                 let ctx = Arc::new(route_controller::RouteContext::new(
                     clients.for_controller(*c),
-                    cloud.clone(),
+                    routes.clone(),
                     metrics.clone(),
                     &opts.identity,
                     &opts.cluster_name,
@@ -184,10 +186,10 @@ pub fn start_controllers(
                     ),
                 );
             }
-            ControllerName::Service if cloud.load_balancer().is_some() => {
+            ControllerName::Service if let Some(load_balancers) = &load_balancers => {
                 let ctx = Arc::new(service_controller::ServiceContext::new(
                     clients.for_controller(*c),
-                    cloud.clone(),
+                    load_balancers.clone(),
                     metrics.clone(),
                     &opts.identity,
                     &opts.cluster_name,
@@ -315,17 +317,6 @@ fn build_client(
     })
 }
 
-fn cloud_client(cfg: &config::CloudConfig) -> anyhow::Result<cloud_client::Client> {
-    use anyhow::Context as _;
-    let mut b = cloud_client::Client::builder(&cfg.endpoint).user_agent(names::USER_AGENT);
-    if let Some(path) = &cfg.token_file {
-        let token = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read tokenFile {}", path.display()))?;
-        b = b.token(token.trim());
-    }
-    b.build().context("cannot build the cloud client")
-}
-
 /// Why the controllers stopped.
 enum Stopped {
     Signal,
@@ -341,10 +332,10 @@ pub async fn run(args: config::Args) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let client = kube_client(&args).await?;
-    let cloud: Arc<dyn CloudProvider> = Arc::new(cloud::simcloud::SimCloud::new(
-        cloud_client(&v.cloud)?,
-        v.cloud.region.clone(),
-    ));
+    let cloud: Arc<dyn CloudProvider> = Arc::new(
+        cloud::simcloud::SimCloud::from_config(&v.cloud)
+            .map_err(|e| anyhow::anyhow!("the cloud config: {}", error_chain(&e)))?,
+    );
     let metrics = Arc::new(metrics::Metrics::new());
     let health = Arc::new(server::Health::new(args.leader_elect_renew_deadline));
     if let Some(serving) = &v.serving {

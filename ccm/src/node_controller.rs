@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument as _;
 
-use crate::cloud::{CloudError, CloudProvider, NodeAddress, is_ours};
+use crate::cloud::{CloudError, HasInstances, NodeAddress, is_ours};
 use crate::informer::NodeEvents;
 use crate::metrics::Metrics;
 use crate::names;
@@ -64,7 +64,7 @@ impl NodeError {
 /// Shared state of the node controllers.
 pub struct NodeContext {
     pub client: kube::Client,
-    pub cloud: Arc<dyn CloudProvider>,
+    pub cloud: HasInstances,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
@@ -74,7 +74,7 @@ pub struct NodeContext {
 impl NodeContext {
     pub fn new(
         client: kube::Client,
-        cloud: Arc<dyn CloudProvider>,
+        cloud: HasInstances,
         metrics: Arc<Metrics>,
         identity: &str,
     ) -> Self {
@@ -166,8 +166,7 @@ pub async fn sync(node: &Node, ctx: &NodeContext) -> Result<Action, NodeError> {
     tracing::info!(node = %name, "initializing node with cloud provider");
     let Some(md) = ctx
         .cloud
-        .instances_v2()
-        .expect("the node controller only runs with InstancesV2")
+        .get()
         .instance_metadata(node)
         .await
         .map_err(|source| NodeError::Metadata {
@@ -282,7 +281,7 @@ pub async fn refresh_addresses(ctx: &NodeContext, nodes: Vec<Arc<Node>>, concurr
             if !is_ours(&node) || node_plan::has_uninitialized_taint(&node) {
                 return;
             }
-            let md = match ctx.cloud.instances_v2().expect("InstancesV2").instance_metadata(&node).await {
+            let md = match ctx.cloud.get().instance_metadata(&node).await {
                 Ok(Some(md)) => md,
                 Ok(None) => return,
                 Err(e) => {

@@ -13,14 +13,14 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument as _;
 
-use crate::cloud::{CloudProvider, is_ours};
+use crate::cloud::{HasInstances, is_ours};
 use crate::metrics::Metrics;
 use crate::names;
 use crate::node_plan::{self, Ready};
 
 pub struct LifecycleContext {
     pub client: kube::Client,
-    pub cloud: Arc<dyn CloudProvider>,
+    pub cloud: HasInstances,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
 }
@@ -28,7 +28,7 @@ pub struct LifecycleContext {
 impl LifecycleContext {
     pub fn new(
         client: kube::Client,
-        cloud: Arc<dyn CloudProvider>,
+        cloud: HasInstances,
         metrics: Arc<Metrics>,
         identity: &str,
     ) -> Self {
@@ -101,10 +101,7 @@ pub async fn monitor_node(ctx: &LifecycleContext, node: &Node) -> Outcome {
         return Outcome::Skipped;
     }
     let api: Api<Node> = Api::all(ctx.client.clone());
-    let instances = ctx
-        .cloud
-        .instances_v2()
-        .expect("the lifecycle controller only runs with InstancesV2");
+    let instances = ctx.cloud.get();
     if node_plan::ready(node) == Ready::True {
         if node_plan::has_shutdown_taint(node) {
             match update_taints(&api, &name, node_plan::taints_without_shutdown).await {

@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tracing::Instrument as _;
 
-use crate::cloud::{CloudProvider, CloudRoute, RouteSpec, is_ours, provider_id};
+use crate::cloud::{CloudRoute, HasRoutes, RouteSpec, is_ours, provider_id};
 use crate::informer::NodeEvents;
 use crate::metrics::Metrics;
 use crate::names;
@@ -173,7 +173,7 @@ pub fn network_unavailable(
 
 pub struct RouteContext {
     pub client: kube::Client,
-    pub cloud: Arc<dyn CloudProvider>,
+    pub cloud: HasRoutes,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub cluster_name: String,
@@ -183,7 +183,7 @@ pub struct RouteContext {
 impl RouteContext {
     pub fn new(
         client: kube::Client,
-        cloud: Arc<dyn CloudProvider>,
+        cloud: HasRoutes,
         metrics: Arc<Metrics>,
         identity: &str,
         cluster_name: &str,
@@ -267,10 +267,7 @@ pub async fn reconcile(
     ctx: &RouteContext,
     nodes: &[Arc<Node>],
 ) -> Result<PassReport, crate::cloud::CloudError> {
-    let routes_api = ctx
-        .cloud
-        .routes()
-        .expect("the route controller only runs with Routes");
+    let routes_api = ctx.cloud.get();
     let routes = routes_api.list_routes(&ctx.cluster_name).await?;
     let infos: Vec<NodeInfo> = nodes
         .iter()
@@ -286,7 +283,7 @@ pub async fn reconcile(
         let cloud = ctx.cloud.clone();
         let cluster = ctx.cluster_name.clone();
         ops.push(Box::pin(async move {
-            let routes_api = cloud.routes().expect("checked at start");
+            let routes_api = cloud.get();
             let res = routes_api.delete_route(&cluster, &r).await;
             match &res {
                 Ok(()) => tracing::info!(route = %r.name, destination = %r.destination_cidr, node = %r.target_node, blackhole = r.blackhole, "deleted route"),
@@ -301,7 +298,7 @@ pub async fn reconcile(
         let cloud = ctx.cloud.clone();
         let cluster = ctx.cluster_name.clone();
         ops.push(Box::pin(async move {
-            let routes_api = cloud.routes().expect("checked at start");
+            let routes_api = cloud.get();
             let started = Instant::now();
             let spec = RouteSpec {
                 target_node: node.clone(),

@@ -22,7 +22,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::cloud::{CloudError, CloudProvider};
+use crate::cloud::{CloudError, HasLoadBalancers};
 use crate::metrics::Metrics;
 use crate::names;
 use crate::service_plan::{self, Decision};
@@ -78,7 +78,7 @@ struct Synced {
 
 pub struct ServiceContext {
     pub client: kube::Client,
-    pub cloud: Arc<dyn CloudProvider>,
+    pub cloud: HasLoadBalancers,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub cluster: String,
@@ -148,7 +148,7 @@ impl ServiceContext {
 
     pub fn new(
         client: kube::Client,
-        cloud: Arc<dyn CloudProvider>,
+        cloud: HasLoadBalancers,
         metrics: Arc<Metrics>,
         identity: &str,
         cluster: &str,
@@ -368,10 +368,7 @@ async fn ensure(
     if nodes.is_empty() {
         ctx.no_nodes_event(svc).await;
     }
-    let lb = ctx
-        .cloud
-        .load_balancer()
-        .expect("the service controller only runs with LoadBalancer");
+    let lb = ctx.cloud.get();
     let status = match lb.ensure_load_balancer(&ctx.cluster, svc, &nodes).await {
         Ok(ensured) => {
             for (reason, note) in ensured.warnings {
@@ -416,7 +413,7 @@ async fn update_hosts(
     fingerprint: u64,
 ) -> Result<(), ServiceError> {
     let k = key(svc);
-    let lb = ctx.cloud.load_balancer().expect("LoadBalancer");
+    let lb = ctx.cloud.get();
     let started = Instant::now();
     ctx.metrics.lb_syncs.inc();
     let result = lb.update_load_balancer(&ctx.cluster, svc, nodes).await;
@@ -465,7 +462,7 @@ async fn delete(svc: &Service, ctx: &ServiceContext) -> Result<Action, ServiceEr
     let name = svc.name_any();
     let api: Api<Service> =
         Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
-    let lb = ctx.cloud.load_balancer().expect("LoadBalancer");
+    let lb = ctx.cloud.get();
     let exists = match lb.get_load_balancer(&ctx.cluster, svc).await {
         Ok(l) => l.is_some(),
         Err(source) => {
@@ -563,7 +560,7 @@ async fn write_status(
 /// Deletes load balancers tagged for this cluster whose Service no longer exists or no longer wants
 /// one (upstream leaks these). Returns how many were deleted.
 pub async fn collect_garbage(ctx: &ServiceContext) -> Result<usize, GcError> {
-    let lb = ctx.cloud.load_balancer().expect("LoadBalancer");
+    let lb = ctx.cloud.get();
     // Load balancers first, Services second: a Service created in between cannot own any of the
     // listed load balancers, so nothing live is ever collected.
     let owned = lb.list_owned(&ctx.cluster).await.map_err(GcError::Cloud)?;

@@ -22,10 +22,47 @@ pub struct SimCloud {
 }
 
 fn api_error(e: cloud_client::Error) -> CloudError {
-    CloudError::Api(Box::new(e))
+    CloudError::Api {
+        retry_after: e.retry_after(),
+        source: Box::new(e),
+    }
+}
+
+/// Why the provider cannot be built from the cloud config.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot read tokenFile {path}")]
+    TokenFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the cloud client for {endpoint}")]
+    Client {
+        endpoint: String,
+        #[source]
+        source: cloud_client::Error,
+    },
 }
 
 impl SimCloud {
+    /// The provider the cloud config describes: its endpoint, token file and region.
+    pub fn from_config(cfg: &crate::config::CloudConfig) -> Result<Self, SetupError> {
+        let mut b = Client::builder(&cfg.endpoint).user_agent(names::USER_AGENT);
+        if let Some(path) = &cfg.token_file {
+            let token = std::fs::read_to_string(path).map_err(|source| SetupError::TokenFile {
+                path: path.clone(),
+                source,
+            })?;
+            b = b.token(token.trim());
+        }
+        let client = b.build().map_err(|source| SetupError::Client {
+            endpoint: cfg.endpoint.clone(),
+            source,
+        })?;
+        Ok(Self::new(client, cfg.region.clone()))
+    }
+
     pub fn new(client: Client, expected_region: Option<String>) -> Self {
         Self {
             client,
@@ -392,7 +429,7 @@ impl CloudProvider for SimCloud {
         if let Some(want) = &self.expected_region
             && *want != region.name
         {
-            return Err(CloudError::Fake(format!(
+            return Err(CloudError::Mismatch(format!(
                 "the cloud serves region {:?}, but the cloud config expects {want:?}",
                 region.name
             )));

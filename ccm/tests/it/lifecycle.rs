@@ -137,9 +137,10 @@ async fn taints_other_writers_change_are_neither_lost_nor_resurrected() {
             "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}),
     )
     .await;
+    let provider: std::sync::Arc<dyn ccm::cloud::CloudProvider> = h.cloud.clone();
     let ctx = ccm::node_lifecycle::LifecycleContext::new(
         h.client.clone(),
-        h.cloud.clone(),
+        ccm::cloud::HasInstances::of(&provider).expect("the fake has instances"),
         std::sync::Arc::new(ccm::metrics::Metrics::new()),
         "test",
     );
