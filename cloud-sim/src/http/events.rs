@@ -6,8 +6,6 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use cloud_api::{ApiErrorBody, EventPage};
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -21,25 +19,12 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/events", get(list))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct EventsQuery {
-    /// Return events with a greater sequence number (default 0: from the start).
-    after: Option<i64>,
-    /// Most events to return (1-1000, default 100; any 32-bit count is clamped to that range).
-    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
-    limit: Option<u32>,
-    /// When there are no such events yet, wait up to this many seconds (0-60) for one.
-    wait_seconds: Option<u64>,
-}
-
-#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(cloud_api::EventsQuery),
     responses((status = 200, body = EventPage), (status = 400, body = ApiErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     ctx: Ctx,
-    ApiQuery(q): ApiQuery<EventsQuery>,
+    ApiQuery(q): ApiQuery<cloud_api::EventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     let wait = q.wait_seconds.unwrap_or(0);
     if wait > MAX_WAIT_SECONDS {

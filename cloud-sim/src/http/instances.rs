@@ -7,8 +7,6 @@ use axum::{Json, Router};
 use cloud_api::{
     ApiErrorBody, CreateInstanceRequest, Instance, InstanceState, Page, UpdateInstanceRequest,
 };
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use crate::domain::instance::Action;
 use crate::error::ApiError;
@@ -26,26 +24,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/instances/{id}/terminate", post(terminate))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct ListInstancesQuery {
-    /// Only instances in this zone.
-    zone: Option<String>,
-    /// Only instances in this state.
-    #[param(value_type = Option<InstanceState>)]
-    state: Option<String>,
-    /// Only the instance(s) with this name (terminated ones included).
-    name: Option<String>,
-    /// `key=value`: only instances with this tag.
-    tag: Option<String>,
-    /// Items per page: default 50; any 32-bit count is accepted, larger ones coerced down to 500.
-    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
-    page_size: Option<u32>,
-    /// `next_page_token` of the previous page.
-    page_token: Option<String>,
-}
-
 #[utoipa::path(post, path = "/v1/instances", tag = "instances", request_body = CreateInstanceRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the create safe to retry")),
     responses((status = 201, body = Instance), (status = 409, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
@@ -60,12 +38,12 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/instances", tag = "instances", params(ListInstancesQuery),
+#[utoipa::path(get, path = "/v1/instances", tag = "instances", params(cloud_api::ListInstancesQuery),
     responses((status = 200, body = Page<Instance>), (status = 400, body = ApiErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     ctx: Ctx,
-    ApiQuery(q): ApiQuery<ListInstancesQuery>,
+    ApiQuery(q): ApiQuery<cloud_api::ListInstancesQuery>,
 ) -> Result<Json<Page<Instance>>, ApiError> {
     let state = q
         .state

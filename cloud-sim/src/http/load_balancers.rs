@@ -8,8 +8,6 @@ use cloud_api::{
     ApiErrorBody, CreateLoadBalancerRequest, LoadBalancer, Page, TrafficReport,
     UpdateLoadBalancerRequest,
 };
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -27,20 +25,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/load-balancers/{id}/traffic", get(traffic))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct ListLbQuery {
-    /// Only the load balancer with this name.
-    name: Option<String>,
-    /// `key=value`: only load balancers with this tag.
-    tag: Option<String>,
-    /// Items per page: default 50; any 32-bit count is accepted, larger ones coerced down to 500.
-    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
-    page_size: Option<u32>,
-    page_token: Option<String>,
-}
-
 #[utoipa::path(post, path = "/v1/load-balancers", tag = "load-balancers", request_body = CreateLoadBalancerRequest,
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = LoadBalancer), (status = 409, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
@@ -55,12 +39,12 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/load-balancers", tag = "load-balancers", params(ListLbQuery),
+#[utoipa::path(get, path = "/v1/load-balancers", tag = "load-balancers", params(cloud_api::ListLoadBalancersQuery),
     responses((status = 200, body = Page<LoadBalancer>), (status = 400, body = ApiErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     ctx: Ctx,
-    ApiQuery(q): ApiQuery<ListLbQuery>,
+    ApiQuery(q): ApiQuery<cloud_api::ListLoadBalancersQuery>,
 ) -> Result<Json<Page<LoadBalancer>>, ApiError> {
     let filter = LbFilter {
         name: q.name,

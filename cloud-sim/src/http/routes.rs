@@ -7,8 +7,6 @@ use axum::{Json, Router};
 use cloud_api::{
     ApiErrorBody, CreateRouteRequest, Page, Route, RouteTable, route::DEFAULT_ROUTE_TABLE,
 };
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -24,18 +22,6 @@ pub fn router() -> Router<AppState> {
             "/v1/route-tables/{table}/routes/{id}",
             get(read).delete(delete),
         )
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct ListRoutesQuery {
-    /// `key=value`: only routes with this tag.
-    tag: Option<String>,
-    /// Items per page: default 50; any 32-bit count is accepted, larger ones coerced down to 500.
-    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
-    page_size: Option<u32>,
-    page_token: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/route-tables", tag = "routes", responses((status = 200, body = Page<RouteTable>)))]
@@ -75,13 +61,13 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/route-tables/{table}/routes", tag = "routes", params(("table" = String, Path), ListRoutesQuery),
+#[utoipa::path(get, path = "/v1/route-tables/{table}/routes", tag = "routes", params(("table" = String, Path), cloud_api::ListRoutesQuery),
     responses((status = 200, body = Page<Route>), (status = 404, body = ApiErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     ctx: Ctx,
     Path(table): Path<String>,
-    ApiQuery(q): ApiQuery<ListRoutesQuery>,
+    ApiQuery(q): ApiQuery<cloud_api::ListRoutesQuery>,
 ) -> Result<Json<Page<Route>>, ApiError> {
     let params = ListParams {
         page_size: q.page_size,

@@ -14,6 +14,7 @@ pub mod event;
 pub mod fault;
 pub mod ids;
 pub mod instance;
+pub mod list;
 pub mod load_balancer;
 pub mod page;
 pub mod region;
@@ -27,6 +28,7 @@ pub use ids::{IdError, InstanceId, LoadBalancerId, ProviderId, ProviderIdError, 
 pub use instance::{
     CreateInstanceRequest, Instance, InstanceState, InstanceType, UpdateInstanceRequest,
 };
+pub use list::{EventsQuery, ListInstancesQuery, ListLoadBalancersQuery, ListRoutesQuery};
 pub use load_balancer::{
     Backend, Balancing, CreateLoadBalancerRequest, Frontend, HealthCheck, HealthCheckProtocol,
     IpMode, Listener, LoadBalancer, LoadBalancerState, Protocol, Scheme, UpdateLoadBalancerRequest,
