@@ -31,6 +31,13 @@ mod process;
 
 use process::Proc;
 
+mod binaries;
+mod kubeconfig;
+
+pub use binaries::{Binaries, SKIP_ENV, binaries_for_test};
+pub use kubeconfig::client_from;
+use kubeconfig::*;
+
 /// The Kubernetes release the fixture is built from (the pin in `tests/control-plane/go.mod`).
 pub const VERSION: &str = "v1.37.2";
 /// What builds the binaries, relative to the repository root.
@@ -84,80 +91,6 @@ pub enum Error {
     },
     #[error("kube client for {what}: {message}")]
     Client { what: String, message: String },
-}
-
-/// Where the built binaries are, checked to be complete.
-#[derive(Debug, Clone)]
-pub struct Binaries {
-    dir: PathBuf,
-}
-
-impl Binaries {
-    /// The directory binaries are looked for in: `$SIMCLOUD_CONTROL_PLANE_BIN`, else the
-    /// `build.sh` cache (`${SIMCLOUD_CONTROL_PLANE_DIR:-${XDG_CACHE_HOME:-~/.cache}/simcloud/control-plane}/<version>/bin`).
-    pub fn default_dir() -> PathBuf {
-        if let Some(d) = std::env::var_os(BIN_ENV) {
-            return PathBuf::from(d);
-        }
-        let root = std::env::var_os(CACHE_ENV)
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("XDG_CACHE_HOME")
-                    .map(|c| PathBuf::from(c).join("simcloud/control-plane"))
-            })
-            .unwrap_or_else(|| {
-                let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
-                PathBuf::from(home).join(".cache/simcloud/control-plane")
-            });
-        root.join(VERSION).join("bin")
-    }
-
-    /// The binaries in [`Binaries::default_dir`].
-    pub fn locate() -> Result<Self, Error> {
-        Self::in_dir(Self::default_dir())
-    }
-
-    /// The binaries in `dir`, which must hold every one of [`BINARIES`], executable and not
-    /// empty. A cache made by `build.sh` also has its manifest beside `dir` (written last, so a
-    /// build that was interrupted has none).
-    pub fn in_dir(dir: PathBuf) -> Result<Self, Error> {
-        use std::os::unix::fs::PermissionsExt;
-        if !dir.is_dir() {
-            return Err(Error::NotBuilt { dir });
-        }
-        let broken = |problem: String| Error::BrokenCache {
-            dir: dir.clone(),
-            problem,
-        };
-        if std::env::var_os(BIN_ENV).is_none()
-            && dir.file_name().is_some_and(|n| n == "bin")
-            && !dir.with_file_name("manifest").is_file()
-        {
-            return Err(broken(
-                "it has no manifest (an interrupted build?)".to_owned(),
-            ));
-        }
-        for name in BINARIES {
-            let path = dir.join(name);
-            let meta =
-                std::fs::metadata(&path).map_err(|e| broken(format!("{name} is missing ({e})")))?;
-            if !meta.is_file() || meta.len() == 0 {
-                return Err(broken(format!("{name} is empty or not a file")));
-            }
-            if meta.permissions().mode() & 0o111 == 0 {
-                return Err(broken(format!("{name} is not executable")));
-            }
-        }
-        Ok(Self { dir })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
 }
 
 /// How to run the control plane.
@@ -605,73 +538,6 @@ impl Drop for ControlPlane {
             );
         } else if self.remove_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-fn http_get(path: &str) -> http::Request<Vec<u8>> {
-    let mut r = http::Request::new(Vec::new());
-    *r.uri_mut() = path.parse().unwrap_or_default();
-    r
-}
-
-/// Writes a kubeconfig for `url` trusting `ca`, with `user` as its credentials.
-fn write_kubeconfig(
-    path: &Path,
-    url: &str,
-    ca: &Path,
-    user: serde_json::Value,
-) -> Result<(), Error> {
-    let doc = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "control-plane", "cluster": {"server": url, "certificate-authority": ca}}],
-        "users": [{"name": "user", "user": user}],
-        "contexts": [{"name": "control-plane", "context": {"cluster": "control-plane", "user": "user"}}],
-        "current-context": "control-plane",
-    });
-    std::fs::write(path, doc.to_string()).map_err(io(format!("write {}", path.display())))
-}
-
-async fn config_from(kubeconfig: &Path) -> Result<kube::Config, Error> {
-    let err = |message: String| Error::Client {
-        what: kubeconfig.display().to_string(),
-        message,
-    };
-    let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| err(e.to_string()))?;
-    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| err(e.to_string()))
-}
-
-/// A kube client from a kubeconfig file.
-pub async fn client_from(kubeconfig: &Path) -> Result<kube::Client, Error> {
-    let config = config_from(kubeconfig).await?;
-    kube::Client::try_from(config).map_err(|e| Error::Client {
-        what: kubeconfig.display().to_string(),
-        message: e.to_string(),
-    })
-}
-
-/// Set to `1` to let tests of this tier skip (with a message) when the binaries are missing.
-/// Ignored under CI (`CI` set), where a missing fixture is a failure.
-pub const SKIP_ENV: &str = "SIMCLOUD_SKIP_CONTROL_PLANE";
-
-/// For tests of the control-plane tier: the binaries, or `None` when they are missing and the
-/// developer asked to skip with `SIMCLOUD_SKIP_CONTROL_PLANE=1` (never under CI). Otherwise a
-/// missing or broken fixture panics with the error, which names the build command: a test of
-/// this tier never passes silently without its control plane.
-pub fn binaries_for_test() -> Option<Binaries> {
-    match Binaries::locate() {
-        Ok(b) => Some(b),
-        Err(e) => {
-            let skip = std::env::var(SKIP_ENV).is_ok_and(|v| v == "1");
-            if skip && std::env::var_os("CI").is_none() {
-                eprintln!("SKIPPED (control-plane tier): {e}");
-                None
-            } else {
-                panic!("{e} (or set {SKIP_ENV}=1 to skip this tier outside CI)");
-            }
         }
     }
 }
