@@ -318,10 +318,33 @@ fn build_client(
 }
 
 /// Why the controllers stopped.
-enum Stopped {
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
     Signal,
     LostLease,
+    /// A controller (or the informer) ended on its own: returned, or panicked.
     TaskDied(&'static str, String),
+}
+
+/// Runs until `signal`, until `lease_lost` (the elector stopped holding the lease), or until one
+/// of `tasks` ends on its own: the ccm never carries on without one of its controllers.
+pub async fn until_stopped(
+    tasks: &mut Controllers,
+    lease_lost: impl std::future::Future<Output = ()>,
+    signal: impl std::future::Future<Output = ()>,
+) -> Stopped {
+    let ended = async {
+        match tasks.join_next().await {
+            Some((task, Ok(()))) => (task, "it returned".to_owned()),
+            Some((task, Err(why))) => (task, why),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = lease_lost => Stopped::LostLease,
+        () = signal => Stopped::Signal,
+        (task, why) = ended => Stopped::TaskDied(task, why),
+    }
 }
 
 /// The ccm: validates flags, connects, elects a leader, runs controllers until a signal or until
@@ -415,15 +438,6 @@ pub async fn run(args: config::Args) -> anyhow::Result<()> {
     };
     let stop = CancellationToken::new();
     let mut tasks = start_controllers(clients, cloud, metrics.clone(), &opts, &stop);
-    // Until a signal, a lost lease, or a controller ending on its own (a panic): the ccm never
-    // carries on without one of its controllers.
-    let ended = async {
-        match tasks.join_next().await {
-            Some((task, Ok(()))) => (task, "it returned".to_owned()),
-            Some((task, Err(why))) => (task, why),
-            None => std::future::pending().await,
-        }
-    };
     let renewals = async {
         match elector.as_mut() {
             Some(e) => {
@@ -433,11 +447,7 @@ pub async fn run(args: config::Args) -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
-    let stopped = tokio::select! {
-        () = renewals => Stopped::LostLease,
-        () = shutdown_signal() => Stopped::Signal,
-        (task, why) = ended => Stopped::TaskDied(task, why),
-    };
+    let stopped = until_stopped(&mut tasks, renewals, shutdown_signal()).await;
     stop.cancel();
     while tasks.join_next().await.is_some() {}
     if let Some(r) = renewer {
@@ -461,4 +471,48 @@ pub async fn run(args: config::Args) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::{pending, ready};
+
+    #[tokio::test]
+    async fn a_controller_that_dies_stops_the_ccm_and_is_named() {
+        let mut tasks = Controllers::new();
+        tasks.spawn("route", async { panic!("no routes today") });
+        tasks.spawn("service", pending());
+        let stopped = until_stopped(&mut tasks, pending(), pending()).await;
+        assert_eq!(
+            stopped,
+            Stopped::TaskDied("route", "it panicked: no routes today".into())
+        );
+        let mut tasks = Controllers::new();
+        tasks.spawn("cloud-node", async {});
+        assert_eq!(
+            until_stopped(&mut tasks, pending(), pending()).await,
+            Stopped::TaskDied("cloud-node", "it returned".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_signal_or_a_lost_lease_stops_the_ccm() {
+        let mut tasks = Controllers::new();
+        tasks.spawn("service", pending());
+        assert_eq!(
+            until_stopped(&mut tasks, pending(), ready(())).await,
+            Stopped::Signal
+        );
+        assert_eq!(
+            until_stopped(&mut tasks, ready(()), pending()).await,
+            Stopped::LostLease
+        );
+        // No controllers at all (every one skipped) is not a death: only a signal ends it.
+        let mut none = Controllers::new();
+        assert_eq!(
+            until_stopped(&mut none, pending(), ready(())).await,
+            Stopped::Signal
+        );
+    }
 }
