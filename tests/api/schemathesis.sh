@@ -6,9 +6,10 @@
 # error, an undocumented status code, a response that violates its schema, or a request the
 # schema forbids being accepted.
 #
-# Not checked: positive_data_acceptance (a schema-valid request refused). The schemas do not yet
-# spell out every validation rule (ID formats, DNS names, zone names), so such requests get a
-# documented 400 or 422.
+# Not checked: positive_data_acceptance (a schema-valid request refused). The served document
+# states the region's zones and instance types and the forms of names and IDs, but some rules
+# are relations a schema cannot state (a requested address must lie in its zone's pool, a route
+# may not overlap another, a backend must exist), so such requests get a documented 409 or 422.
 #
 #   tests/api/schemathesis.sh          # builds cloud-sim (debug) first; .ci/run calls it
 set -euo pipefail

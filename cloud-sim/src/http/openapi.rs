@@ -254,7 +254,7 @@ pub fn document() -> serde_json::Value {
             .filter_map(|p| p.as_object_mut())
             .flat_map(|p| p.values_mut())
         {
-            let Some(responses) = op["responses"].as_object_mut() else {
+            let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) else {
                 continue;
             };
             for link in responses
@@ -277,8 +277,110 @@ pub fn document() -> serde_json::Value {
     doc
 }
 
-pub async fn serve() -> Json<serde_json::Value> {
-    Json(document())
+/// A DNS-1123 label (load-balancer names, zones).
+const LABEL: &str = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
+/// A DNS-1123 subdomain (instance and route names).
+const SUBDOMAIN: &str =
+    "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$";
+/// Each resource ID's form, by the path its `{id}` is in.
+const ID_PATTERNS: &[(&str, &str)] = &[
+    ("/v1/instances/", "^i-[0-9a-f]{16}$"),
+    ("/v1/load-balancers/", "^lb-[0-9a-f]{16}$"),
+    ("/v1/route-tables/", "^rt-[0-9a-f]{16}$"),
+    ("/v1/admin/faults/", "^fault-[0-9]+$"),
+];
+
+/// The document as this server serves it: [`document`] with what only the running region knows
+/// (its zones and instance types, as enums) and the forms of names and IDs, so a client (or a
+/// property-based tester) can build requests that reach past validation.
+pub fn document_for(zones: &[String], instance_types: &[String]) -> serde_json::Value {
+    let mut doc = document();
+    let zones = serde_json::json!(zones);
+    let types = serde_json::json!(instance_types);
+    let Some(schemas) = doc.pointer_mut("/components/schemas") else {
+        return doc;
+    };
+    let mut set = |schema: &str, prop: &str, key: &str, value: serde_json::Value| {
+        let at = format!("/{schema}/properties/{prop}");
+        if let Some(p) = schemas.pointer_mut(&at).and_then(|p| p.as_object_mut()) {
+            p.insert(key.to_owned(), value);
+        }
+    };
+    set("CreateInstanceRequest", "name", "pattern", SUBDOMAIN.into());
+    set("CreateInstanceRequest", "zone", "enum", zones.clone());
+    set("CreateInstanceRequest", "instance_type", "enum", types);
+    set("CreateLoadBalancerRequest", "name", "pattern", LABEL.into());
+    set("CreateRouteRequest", "name", "pattern", SUBDOMAIN.into());
+    set(
+        "CreateRouteRequest",
+        "target_instance_id",
+        "pattern",
+        ID_PATTERNS[0].1.into(),
+    );
+    if let Some(items) = schemas
+        .pointer_mut("/CreateLoadBalancerRequest/properties/zones/items")
+        .and_then(|i| i.as_object_mut())
+    {
+        items.insert("enum".into(), zones.clone());
+    }
+    if let Some(items) = schemas
+        .pointer_mut("/CreateLoadBalancerRequest/properties/backends/items")
+        .and_then(|i| i.as_object_mut())
+    {
+        items.insert("pattern".into(), ID_PATTERNS[0].1.into());
+    }
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return doc;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for op in ops.values_mut() {
+            let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) else {
+                continue;
+            };
+            for p in params.iter_mut().filter(|p| p["in"] == "path") {
+                let name = p["name"].as_str().unwrap_or_default().to_owned();
+                let schema = &mut p["schema"];
+                match Some(name.as_str()) {
+                    Some("id") => {
+                        if let Some((_, pattern)) = ID_PATTERNS.iter().find(|(prefix, _)| {
+                            path.starts_with(prefix)
+                                && (*prefix != "/v1/route-tables/" || path.contains("/routes/"))
+                        }) {
+                            schema["pattern"] = (*pattern).into();
+                        }
+                    }
+                    Some("zone") => schema["enum"] = zones.clone(),
+                    Some("table") => {
+                        schema["enum"] = serde_json::json!([cloud_api::route::DEFAULT_ROUTE_TABLE]);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    doc
+}
+
+pub async fn serve(
+    axum::extract::State(state): axum::extract::State<super::AppState>,
+) -> Json<serde_json::Value> {
+    let config = state.cloud.config();
+    let zones: Vec<String> = config.zones.iter().map(|z| z.name.clone()).collect();
+    let types: Vec<String> = match state.cloud.instance_types().await {
+        Ok(types) => types.into_iter().map(|t| t.name).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "openapi: cannot list instance types; serving the document without them");
+            Vec::new()
+        }
+    };
+    Json(if types.is_empty() {
+        document()
+    } else {
+        document_for(&zones, &types)
+    })
 }
 
 #[cfg(test)]

@@ -224,4 +224,27 @@ async fn openapi_document_lists_every_route() {
     ] {
         assert!(schemas.contains_key(s), "missing schema {s}");
     }
+    // The served document knows this region: its zones and instance types, and IDs' forms.
+    let zone = &schemas["CreateInstanceRequest"]["properties"]["zone"];
+    assert_eq!(
+        zone["enum"],
+        serde_json::json!(["zone-a", "zone-b", "zone-c"]),
+        "{zone}"
+    );
+    let types = schemas["CreateInstanceRequest"]["properties"]["instance_type"]["enum"]
+        .as_array()
+        .unwrap();
+    assert!(types.contains(&"sim.small".into()), "{types:?}");
+    let id = &paths["/v1/instances/{id}"]["get"]["parameters"][0];
+    assert_eq!(id["schema"]["pattern"], "^i-[0-9a-f]{16}$", "{id}");
+    // Creates link to what follows, with OpenAPI's own key names.
+    let links = &paths["/v1/instances"]["post"]["responses"]["201"]["links"];
+    assert_eq!(
+        links["instances_read"]["operationId"], "instances_read",
+        "{links}"
+    );
+    assert_eq!(
+        links["instances_read"]["parameters"]["id"],
+        "$response.body#/id"
+    );
 }
