@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod commands;
 pub mod scenario;
+pub mod sizing;
 pub mod table;
 pub mod topology;
 pub mod traffic;
