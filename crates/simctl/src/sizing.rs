@@ -136,10 +136,7 @@ pub fn plan(per_zone: &[(String, usize)], given: &Given) -> Result<Sizing, Sizin
             cidr
         }
         None => {
-            let prefix = mask
-                .checked_sub(bits_for(n))
-                .unwrap_or(0)
-                .min(MIN_CLUSTER_PREFIX);
+            let prefix = mask.saturating_sub(bits_for(n)).min(MIN_CLUSTER_PREFIX);
             if prefix < MAX_POD_LOOPBACK_PREFIX {
                 return Err(SizingError::TooManyNodes { nodes, mask });
             }

@@ -20,6 +20,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::ListParams;
 use kubelet_sim::{CLUSTER_TAG_PREFIX, KubeletConfig, Kubelets};
 
+use crate::sizing::Sizing;
+
 /// Which Kubernetes API server the sandbox runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ControlPlaneKind {
@@ -63,8 +65,9 @@ pub struct UpArgs {
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub kube_listen: SocketAddr,
 
-    /// Per-zone instance subnets as `zone=cidr`, comma-separated (default 127.1.<n>.0/24 for the
-    /// n-th zone). Nodes serve their node ports on these addresses, so a second sandbox on this
+    /// Per-zone instance subnets as `zone=cidr`, comma-separated (default: sized for the zone's
+    /// nodes, 127.1.<n>.0/24 for the n-th zone up to 253 nodes, larger blocks from 127.1.0.0
+    /// beyond). Nodes serve their node ports on these addresses, so a second sandbox on this
     /// machine needs subnets of its own.
     #[arg(long, value_delimiter = ',', value_parser = cloud_sim::config::parse_zone_cidr)]
     pub instance_subnets: Vec<(String, ipnet::Ipv4Net)>,
@@ -75,15 +78,21 @@ pub struct UpArgs {
     #[arg(long, value_delimiter = ',', value_parser = cloud_sim::config::parse_zone_cidr)]
     pub lb_pools: Vec<(String, ipnet::Ipv4Net)>,
 
-    /// The pod network: node IPAM gives each node a /24 of it.
-    #[arg(long, default_value = "10.244.0.0/16")]
-    pub cluster_cidr: ipnet::Ipv4Net,
+    /// The pod network: node IPAM gives each node a /--node-cidr-mask-size of it (default:
+    /// 10.244.0.0/16, widened as --nodes needs, e.g. a /14 for 1,000 nodes of /24).
+    #[arg(long)]
+    pub cluster_cidr: Option<ipnet::Ipv4Net>,
+
+    /// The size of each node's pod CIDR within --cluster-cidr.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
 
     /// Where Pods listen: a pod IP's host part within this loopback block (10.244.3.7 answers
     /// at 127.244.3.7; the API server refuses loopback addresses in EndpointSlices). At least
-    /// as large as --cluster-cidr; a second sandbox on this machine needs a block of its own.
-    #[arg(long, default_value = "127.244.0.0/16")]
-    pub pod_loopback_cidr: ipnet::Ipv4Net,
+    /// as large as --cluster-cidr (default: 127.244.0.0/16, widened with it); a second sandbox
+    /// on this machine needs a block of its own.
+    #[arg(long)]
+    pub pod_loopback_cidr: Option<ipnet::Ipv4Net>,
 
     /// Cluster name: instances are tagged `kubernetes.io/cluster/<name>`.
     #[arg(long, default_value = "simcloud")]
@@ -101,9 +110,10 @@ pub struct UpArgs {
     #[arg(long, default_value = "5s", value_parser = sim_common::parse_duration)]
     pub node_monitor_period: Duration,
 
-    /// Most routes cloud-sim's route table holds (one per node's pod CIDR).
-    #[arg(long, default_value_t = 50)]
-    pub route_quota: u32,
+    /// Most routes cloud-sim's route table holds; each node needs one for its pod CIDR
+    /// (default: 50, or --nodes when more).
+    #[arg(long)]
+    pub route_quota: Option<u32>,
 
     /// Give up if the nodes are not all initialised within this long.
     #[arg(long, default_value = "120s", value_parser = sim_common::parse_duration)]
@@ -145,6 +155,7 @@ enum Cluster {
 impl Cluster {
     async fn start(
         args: &UpArgs,
+        size: &Sizing,
         bins: Option<control_plane::Binaries>,
         kubeconfig: &std::path::Path,
     ) -> anyhow::Result<Self> {
@@ -175,7 +186,8 @@ impl Cluster {
                 }
                 let opts = control_plane::Options {
                     node_monitor_grace_period: args.node_monitor_grace_period,
-                    cluster_cidr: args.cluster_cidr.to_string(),
+                    cluster_cidr: size.cluster_cidr.to_string(),
+                    node_cidr_mask_size: size.node_cidr_mask_size,
                     node_monitor_period: Duration::from_secs(1),
                     dir: Some(dir),
                     ..Default::default()
@@ -208,18 +220,21 @@ impl Cluster {
 
     /// The kubelets' settings: kube-sim needs their stand-ins for node IPAM and node
     /// lifecycle; kube-controller-manager does both itself.
-    fn kubelets(&self, cloud_url: &str, args: &UpArgs) -> KubeletConfig {
+    fn kubelets(&self, cloud_url: &str, args: &UpArgs, size: &Sizing) -> KubeletConfig {
         let base = match self {
-            Self::KubeSim(_) => KubeletConfig::standalone(
-                cloud_url,
-                args.cluster_cidr,
-                args.node_monitor_grace_period,
-            ),
+            Self::KubeSim(_) => KubeletConfig {
+                allocate_pod_cidrs: Some((size.cluster_cidr, size.node_cidr_mask_size)),
+                ..KubeletConfig::standalone(
+                    cloud_url,
+                    size.cluster_cidr,
+                    args.node_monitor_grace_period,
+                )
+            },
             Self::Real(_) => KubeletConfig::with_controller_manager(cloud_url),
         };
         KubeletConfig {
             cluster_name: Some(args.cluster_name.clone()),
-            data_plane: Some(args.pod_loopback_cidr),
+            data_plane: Some(size.pod_loopback_cidr),
             // Well within the grace period, so a running node never looks silent.
             status_interval: (args.node_monitor_grace_period / 4)
                 .clamp(Duration::from_millis(200), Duration::from_secs(10)),
@@ -254,6 +269,22 @@ pub fn default_nodes(args: &UpArgs) -> Vec<NodeSpec> {
             instance_type: args.instance_type.clone(),
         })
         .collect()
+}
+
+/// The addressing `nodes` need (`crate::sizing`), from what the flags fix.
+fn sizing_for(args: &UpArgs, zones: &[String], nodes: &[NodeSpec]) -> anyhow::Result<Sizing> {
+    let per_zone: Vec<(String, usize)> = zones
+        .iter()
+        .map(|z| (z.clone(), nodes.iter().filter(|n| &n.zone == z).count()))
+        .collect();
+    let given = crate::sizing::Given {
+        cluster_cidr: args.cluster_cidr,
+        node_cidr_mask_size: args.node_cidr_mask_size,
+        pod_loopback_cidr: args.pod_loopback_cidr,
+        route_quota: args.route_quota,
+        instance_subnets: args.instance_subnets.clone(),
+    };
+    Ok(crate::sizing::plan(&per_zone, &given)?)
 }
 
 /// Creates (or starts) the instances of `nodes` the cluster lacks.
@@ -336,17 +367,18 @@ impl Sandbox {
                 zones.push(n.zone.clone());
             }
         }
+        let size = sizing_for(args, &zones, nodes)?;
         let mut cfg = cloud_sim::Config::build(
             "sim-1",
             "127.0.0.0/8".parse().expect("valid CIDR"),
             &zones,
-            &args.instance_subnets,
+            &size.instance_subnets,
             &args.lb_pools,
         )?;
         cfg.instance_boot_delay = args.boot_delay;
         cfg.instance_stop_delay = Duration::from_secs(1);
         cfg.lb_provision_delay = Duration::from_secs(2);
-        cfg.route_quota = args.route_quota.max(1);
+        cfg.route_quota = size.route_quota.max(1);
         let db = format!("sqlite://{}", args.data_dir.join("cloud-sim.db").display());
         let cloud_server = cloud_sim::Server::start(cfg, &db, args.cloud_listen)
             .await
@@ -354,11 +386,11 @@ impl Sandbox {
         let cloud_url = cloud_server.base_url();
 
         let kubeconfig = args.data_dir.join("kubeconfig");
-        let cluster = Cluster::start(args, bins, &kubeconfig).await?;
+        let cluster = Cluster::start(args, &size, bins, &kubeconfig).await?;
         let kube_config = cluster.config().await?;
         eprintln!("starting the kubelets ...");
         let kubelets = Kubelets::start(
-            cluster.kubelets(&cloud_url, args),
+            cluster.kubelets(&cloud_url, args, &size),
             kube::Client::try_from(kube_config.clone())?,
         )?;
         let workloads = matches!(cluster, Cluster::KubeSim(_)).then(|| {
@@ -390,7 +422,7 @@ impl Sandbox {
             node_status_update_frequency: Duration::from_secs(300),
             node_monitor_period: args.node_monitor_period.max(Duration::from_millis(100)),
             cluster_name: args.cluster_name.clone(),
-            cluster_cidrs: vec![ipnet::IpNet::V4(args.cluster_cidr)],
+            cluster_cidrs: vec![ipnet::IpNet::V4(size.cluster_cidr)],
             configure_cloud_routes: true,
             route_reconciliation_period: Duration::from_secs(10),
             concurrent_service_syncs: 4,

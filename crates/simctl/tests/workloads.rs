@@ -34,8 +34,9 @@ fn args(dir: &std::path::Path, control_plane: ControlPlaneKind, b: u8) -> UpArgs
         kube_listen: "127.0.0.1:0".parse().unwrap(),
         instance_subnets: block(b),
         lb_pools: block(b + 1),
-        cluster_cidr: "10.244.0.0/16".parse().unwrap(),
-        pod_loopback_cidr: format!("127.{}.0.0/16", b + 2).parse().unwrap(),
+        cluster_cidr: Some("10.244.0.0/16".parse().unwrap()),
+        node_cidr_mask_size: 24,
+        pod_loopback_cidr: Some(format!("127.{}.0.0/16", b + 2).parse().unwrap()),
         cluster_name: "simcloud".into(),
         boot_delay: Duration::ZERO,
         // kube-controller-manager wants a few seconds; kube-sim's stand-in is quick.
@@ -44,7 +45,7 @@ fn args(dir: &std::path::Path, control_plane: ControlPlaneKind, b: u8) -> UpArgs
             ControlPlaneKind::Real => 6,
         }),
         node_monitor_period: Duration::from_millis(300),
-        route_quota: 100,
+        route_quota: Some(100),
         timeout: Duration::from_secs(60),
         log_filter: "warn".into(),
     }

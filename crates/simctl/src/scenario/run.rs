@@ -102,14 +102,15 @@ pub fn up_args(s: &Scenario, args: &RunArgs, mode: Mode) -> UpArgs {
         kube_listen: "127.0.0.1:0".parse().expect("valid address"),
         instance_subnets: block(0),
         lb_pools: block(1),
-        cluster_cidr: "10.244.0.0/16".parse().expect("valid CIDR"),
-        pod_loopback_cidr: format!("127.{}.0.0/16", b + 2).parse().expect("valid CIDR"),
+        cluster_cidr: Some("10.244.0.0/16".parse().expect("valid CIDR")),
+        node_cidr_mask_size: 24,
+        pod_loopback_cidr: Some(format!("127.{}.0.0/16", b + 2).parse().expect("valid CIDR")),
         cluster_name: "simcloud".into(),
         boot_delay: Duration::ZERO,
         // kube-controller-manager needs a few seconds more than kube-sim's stand-in.
         node_monitor_grace_period: Duration::from_secs(if real { 6 } else { 1 }),
         node_monitor_period: Duration::from_millis(300),
-        route_quota: 1000,
+        route_quota: Some(1000),
         timeout: args.setup_timeout,
         log_filter: args.log_filter.clone(),
     }
