@@ -178,6 +178,20 @@ pub struct RouteContext {
     pub recorder: Recorder,
     pub cluster_name: String,
     pub cluster_cidrs: Vec<IpNet>,
+    /// Nodes whose route is failing, with the destination it fails for: a failure is reported
+    /// (warning, event) when a node starts failing or its destination changes, not on every pass.
+    failing: std::sync::Mutex<HashMap<String, String>>,
+}
+
+/// Whether a failed create for `node` to `cidr` is news: the node was not failing, or failed
+/// for another destination. Records it as failing.
+pub fn failure_is_news(failing: &mut HashMap<String, String>, node: &str, cidr: &str) -> bool {
+    failing.insert(node.to_owned(), cidr.to_owned()).as_deref() != Some(cidr)
+}
+
+/// Whether `node`'s route, now created, had been failing (its recovery is worth a line).
+pub fn recovered(failing: &mut HashMap<String, String>, node: &str) -> bool {
+    failing.remove(node).is_some()
 }
 
 impl RouteContext {
@@ -197,6 +211,7 @@ impl RouteContext {
             recorder,
             cluster_name: cluster_name.to_owned(),
             cluster_cidrs,
+            failing: Default::default(),
         }
     }
 }
@@ -333,11 +348,20 @@ pub async fn reconcile(
         match res {
             Ok(()) => {
                 report.created += 1;
-                tracing::info!(node, destination = %cidr, "created route");
+                let was_failing = recovered(&mut ctx.failing.lock().expect("failing lock"), &node);
+                tracing::info!(node, destination = %cidr, recovered = was_failing, "created route");
             }
             Err((err, took)) => {
                 report.failed_creates += 1;
-                tracing::warn!(node, destination = %cidr, error = %err, "creating route failed");
+                let news =
+                    failure_is_news(&mut ctx.failing.lock().expect("failing lock"), &node, &cidr);
+                failed.insert((node.clone(), cidr.clone()));
+                if !news {
+                    // Reported when it started; the NetworkUnavailable condition still says so.
+                    tracing::debug!(node, destination = %cidr, error = %err, "creating route still fails");
+                    continue;
+                }
+                tracing::warn!(node, destination = %cidr, error = %err, "creating route failed; retried every pass, reported again only if it changes");
                 if let Some(n) = node_objs.get(&node) {
                     let note = format!(
                         "Could not create route {} {cidr} for node {node} after {took:?}: {err}",
@@ -354,9 +378,13 @@ pub async fn reconcile(
                         tracing::warn!(node, error = %e, "cannot publish FailedToCreateRoute event");
                     }
                 }
-                failed.insert((node, cidr));
             }
         }
+    }
+    // Nodes gone from the cluster are no longer failing.
+    {
+        let mut failing = ctx.failing.lock().expect("failing lock");
+        failing.retain(|node, _| node_objs.contains_key(node));
     }
     for info in &infos {
         let had_routes = routes.iter().any(|r| r.target_node == info.name);
@@ -455,6 +483,29 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failing_route_is_news_once_per_node_and_destination() {
+        let mut failing = HashMap::new();
+        // (step, node, destination or None for "created", news / was failing)
+        let steps: [(&str, Option<&str>, bool); 7] = [
+            ("n1", Some("10.244.1.0/24"), true),
+            ("n1", Some("10.244.1.0/24"), false),
+            ("n1", Some("10.244.1.0/24"), false),
+            ("n2", Some("10.244.2.0/24"), true),
+            ("n1", Some("10.244.9.0/24"), true),
+            ("n1", None, true),
+            ("n1", Some("10.244.9.0/24"), true),
+        ];
+        for (i, (node, cidr, want)) in steps.into_iter().enumerate() {
+            let got = match cidr {
+                Some(c) => failure_is_news(&mut failing, node, c),
+                None => recovered(&mut failing, node),
+            };
+            assert_eq!(got, want, "step {i}");
+        }
+        assert!(!recovered(&mut failing, "n3"));
+    }
+
     use super::*;
 
     fn node(name: &str, cidrs: &[&str]) -> NodeInfo {

@@ -180,13 +180,8 @@ async fn cloud_sim_route_quota_is_visible_and_recovers() {
     opts.controllers = ControllerName::ALL.into_iter().collect();
     let stop_tx = ccm::CancellationToken::new();
     let stop = stop_tx.clone();
-    let mut tasks = ccm::start_controllers(
-        client.clone(),
-        provider,
-        std::sync::Arc::new(ccm::metrics::Metrics::new()),
-        &opts,
-        &stop,
-    );
+    let metrics = std::sync::Arc::new(ccm::metrics::Metrics::new());
+    let mut tasks = ccm::start_controllers(client.clone(), provider, metrics.clone(), &opts, &stop);
     let mut ids = Vec::new();
     for (n, zone) in [("r1", "zone-a"), ("r2", "zone-b"), ("r3", "zone-c")] {
         let req = CreateInstanceRequest {
@@ -220,6 +215,32 @@ async fn cloud_sim_route_quota_is_visible_and_recovers() {
         .await
         .unwrap();
     assert_eq!((table.route_count, table.route_quota), (2, 2));
+    // The starved node's failure is reported once (a warning event), not on every pass: let
+    // three more passes run, then count.
+    let starved = s.iter().find(|(_, st)| st == "True").unwrap().0.clone();
+    let passes = metrics.route_syncs.get();
+    wait_for("three more route passes", T, || async {
+        (metrics.route_syncs.get() >= passes + 3).then_some(())
+    })
+    .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+    let reported: Vec<_> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(ccm::names::REASON_FAILED_TO_CREATE_ROUTE)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(starved.as_str())
+        })
+        .collect();
+    assert_eq!(reported.len(), 1, "{reported:#?}");
+    assert!(
+        reported[0].series.as_ref().is_none_or(|s| s.count <= 1),
+        "published again: {:?}",
+        reported[0].series
+    );
     // Terminate a routed node's instance: the lifecycle controller deletes the node, the route
     // controller deletes its route, and the starved node gets one.
     let routed = s.iter().find(|(_, st)| st == "False").unwrap().0.clone();
