@@ -129,21 +129,73 @@ pub fn node_names(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("node-{i}")).collect()
 }
 
+/// How long the node count may stand still before the wait says what it is waiting for.
+pub const STALL: Duration = Duration::from_secs(5);
+
 /// The zone of the i-th node (0-based): round robin.
 pub fn zone_for(i: usize, zones: &[String]) -> &str {
     &zones[i % zones.len()]
 }
 
-/// Names of the Nodes without the uninitialized taint.
-async fn initialised_nodes(nodes: &kube::Api<Node>) -> BTreeSet<String> {
+/// The Nodes as they are: (registered, initialised) names.
+async fn node_states(nodes: &kube::Api<Node>) -> (BTreeSet<String>, BTreeSet<String>) {
     let Ok(list) = nodes.list(&ListParams::default()).await else {
-        return BTreeSet::new();
+        return Default::default();
     };
-    list.items
-        .into_iter()
-        .filter(|n| !ccm::node_plan::has_uninitialized_taint(n))
-        .filter_map(|n| n.metadata.name)
-        .collect()
+    let mut registered = BTreeSet::new();
+    let mut initialised = BTreeSet::new();
+    for n in list.items {
+        let done = !ccm::node_plan::has_uninitialized_taint(&n);
+        if let Some(name) = n.metadata.name {
+            if done {
+                initialised.insert(name.clone());
+            }
+            registered.insert(name);
+        }
+    }
+    (registered, initialised)
+}
+
+/// What the wait is still waiting for, in words: nodes without a Node yet (their instance is
+/// pending, or the kubelet has not registered it) and Nodes the ccm has not initialised, with the
+/// first few names of each.
+pub fn waiting_for(
+    want: &BTreeSet<String>,
+    registered: &BTreeSet<String>,
+    initialised: &BTreeSet<String>,
+) -> String {
+    let names = |set: Vec<&String>| {
+        let mut s: Vec<&str> = set.iter().take(3).map(|n| n.as_str()).collect();
+        if set.len() > 3 {
+            s.push("...");
+        }
+        s.join(", ")
+    };
+    let unregistered: Vec<&String> = want.difference(registered).collect();
+    let uninitialised: Vec<&String> = want
+        .intersection(registered)
+        .filter(|n| !initialised.contains(*n))
+        .collect();
+    let mut parts = Vec::new();
+    if !unregistered.is_empty() {
+        parts.push(format!(
+            "{} without a Node yet (instance pending, or the kubelet has not registered it: {})",
+            unregistered.len(),
+            names(unregistered)
+        ));
+    }
+    if !uninitialised.is_empty() {
+        parts.push(format!(
+            "{} Nodes the ccm has not initialised (still tainted uninitialized: {})",
+            uninitialised.len(),
+            names(uninitialised)
+        ));
+    }
+    if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// The Kubernetes side of the sandbox.
@@ -454,24 +506,34 @@ impl Sandbox {
         let want: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
         let deadline = Instant::now() + args.timeout;
         let mut last = usize::MAX;
+        let mut moved = Instant::now();
+        let mut told = Instant::now();
         loop {
-            let done = initialised_nodes(&node_api)
-                .await
-                .intersection(&want)
-                .count();
+            let (registered, initialised) = node_states(&node_api).await;
+            let done = initialised.intersection(&want).count();
             if done != last {
                 eprintln!("waiting for nodes: {done}/{} initialised", want.len());
                 last = done;
+                moved = Instant::now();
             }
             if done == want.len() {
                 break;
             }
+            // When the count stops moving, say what it waits for (every 10 s while it stays).
+            if moved.elapsed() >= STALL && told.elapsed() >= STALL * 2 {
+                eprintln!(
+                    "  still waiting for {}",
+                    waiting_for(&want, &registered, &initialised)
+                );
+                told = Instant::now();
+            }
             if Instant::now() > deadline {
                 sandbox.shutdown().await;
                 bail!(
-                    "only {done} of {} nodes were initialised within {:?}",
+                    "only {done} of {} nodes were initialised within {:?}: waiting for {}",
                     want.len(),
-                    args.timeout
+                    args.timeout,
+                    waiting_for(&want, &registered, &initialised)
                 );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -557,6 +619,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_wait_says_what_it_waits_for() {
+        let set = |names: &[&str]| -> BTreeSet<String> {
+            names.iter().map(|s| (*s).to_owned()).collect()
+        };
+        let want = set(&["node-1", "node-2", "node-3", "node-4", "node-5", "node-6"]);
+        assert_eq!(
+            waiting_for(&want, &set(&["node-1", "node-2"]), &set(&["node-1"])),
+            "4 without a Node yet (instance pending, or the kubelet has not registered it: \
+             node-3, node-4, node-5, ...); 1 Nodes the ccm has not initialised (still tainted \
+             uninitialized: node-2)"
+        );
+        assert_eq!(waiting_for(&want, &want, &want), "nothing");
+        assert_eq!(
+            waiting_for(&set(&["node-1"]), &set(&["node-1"]), &set(&[])),
+            "1 Nodes the ccm has not initialised (still tainted uninitialized: node-1)"
+        );
+    }
+
     use super::*;
 
     #[test]
