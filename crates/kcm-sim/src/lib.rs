@@ -100,6 +100,9 @@ struct Sim {
     reconciled: HashMap<String, u64>,
     /// Fingerprint of the Nodes when the topology cache last saw them.
     nodes_seen: u64,
+    /// The Nodes as of `nodes_seen`: what planning reads of them (zones, readiness, allocatable)
+    /// changes only when that fingerprint does, so they are copied then, not on every pass.
+    nodes_cache: Vec<Node>,
     /// Last scheduling failure reported per Pod UID (reported again only when it changes).
     unschedulable: HashMap<String, String>,
     /// Last planning error reported per Deployment UID.
@@ -162,6 +165,7 @@ async fn run(kube: kube::Client, config: Config, stop: CancellationToken) {
         topology: topology::auto::TopologyCache::new(),
         reconciled: HashMap::new(),
         nodes_seen: 0,
+        nodes_cache: Vec::new(),
         unschedulable: HashMap::new(),
         deployment_errors: HashMap::new(),
     };
@@ -238,6 +242,15 @@ impl Sim {
     }
 
     async fn schedule(&mut self) {
+        // Most passes follow Node heartbeats with nothing to schedule: look before copying.
+        if !self
+            .pods
+            .state()
+            .iter()
+            .any(|p| scheduler::wants_scheduling(p))
+        {
+            return;
+        }
         let nodes = all(&self.nodes);
         let mut pods = all(&self.pods);
         let mut pending: Vec<Pod> = pods
@@ -417,10 +430,15 @@ impl Sim {
     }
 
     async fn endpoint_slices(&mut self) {
-        let nodes = all(&self.nodes);
+        // No Services and no slices of ours: nothing to compute (a sandbox of many nodes and no
+        // workloads would otherwise copy every Node on every heartbeat).
+        if self.services.state().is_empty() && self.slices.state().is_empty() {
+            return;
+        }
+        let node_refs = self.nodes.state();
         // What the topology cache reads of a Node: zone label, allocatable CPU, readiness (not
         // the heartbeat times, which change every few seconds).
-        let nodes_now = fingerprint(nodes.iter().map(|n| {
+        let nodes_now = fingerprint(node_refs.iter().map(|n| {
             json!([
                 n.metadata.name,
                 n.metadata.labels,
@@ -431,7 +449,8 @@ impl Sim {
         let mut requeue: Vec<String> = Vec::new();
         if nodes_now != self.nodes_seen {
             self.nodes_seen = nodes_now;
-            self.topology.set_nodes(&nodes);
+            self.nodes_cache = node_refs.iter().map(|n| (**n).clone()).collect();
+            self.topology.set_nodes(&self.nodes_cache);
             requeue = self.topology.overloaded_services();
         }
         let pods = all(&self.pods);
@@ -483,7 +502,8 @@ impl Sim {
             if self.reconciled.get(&key) == Some(&print) && !requeue.contains(&key) {
                 continue;
             }
-            let plan = endpointslice::plan(svc, &ns_pods, &nodes, &mine, &mut self.topology);
+            let plan =
+                endpointslice::plan(svc, &ns_pods, &self.nodes_cache, &mine, &mut self.topology);
             if self.apply_slices(&ns, svc, plan).await {
                 self.reconciled.insert(key, print);
             } else {

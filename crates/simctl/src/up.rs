@@ -17,7 +17,6 @@ use ccm::controllers::ControllerName;
 use cloud_api::{CreateInstanceRequest, InstanceState, Tags};
 use cloud_client::{Client, InstanceFilter};
 use k8s_openapi::api::core::v1::Node;
-use kube::api::ListParams;
 use kubelet_sim::{CLUSTER_TAG_PREFIX, KubeletConfig, Kubelets};
 
 use crate::sizing::Sizing;
@@ -137,16 +136,16 @@ pub fn zone_for(i: usize, zones: &[String]) -> &str {
     &zones[i % zones.len()]
 }
 
-/// The Nodes as they are: (registered, initialised) names.
-async fn node_states(nodes: &kube::Api<Node>) -> (BTreeSet<String>, BTreeSet<String>) {
-    let Ok(list) = nodes.list(&ListParams::default()).await else {
-        return Default::default();
-    };
+/// The Nodes as they are: (registered, initialised) names, from a watch-fed store (a list of
+/// every Node four times a second would cost more than the nodes' own registration at 10,000).
+fn node_states(
+    nodes: &kube::runtime::reflector::Store<Node>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut registered = BTreeSet::new();
     let mut initialised = BTreeSet::new();
-    for n in list.items {
+    for n in nodes.state() {
         let done = !ccm::node_plan::has_uninitialized_taint(&n);
-        if let Some(name) = n.metadata.name {
+        if let Some(name) = n.metadata.name.clone() {
             if done {
                 initialised.insert(name.clone());
             }
@@ -505,11 +504,13 @@ impl Sandbox {
         ensure_instances(&sandbox.cloud, args, nodes).await?;
         let want: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
         let deadline = Instant::now() + args.timeout;
+        let (node_store, node_watch) =
+            sim_common::reflect(node_api.clone(), Default::default(), None);
         let mut last = usize::MAX;
         let mut moved = Instant::now();
         let mut told = Instant::now();
         loop {
-            let (registered, initialised) = node_states(&node_api).await;
+            let (registered, initialised) = node_states(&node_store);
             let done = initialised.intersection(&want).count();
             if done != last {
                 eprintln!("waiting for nodes: {done}/{} initialised", want.len());
@@ -528,6 +529,7 @@ impl Sandbox {
                 told = Instant::now();
             }
             if Instant::now() > deadline {
+                node_watch.abort();
                 sandbox.shutdown().await;
                 bail!(
                     "only {done} of {} nodes were initialised within {:?}: waiting for {}",
@@ -538,6 +540,7 @@ impl Sandbox {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        node_watch.abort();
         Ok(sandbox)
     }
 
