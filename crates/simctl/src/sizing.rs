@@ -44,6 +44,9 @@ pub struct Sizing {
     pub route_quota: u32,
     /// Every zone's instance subnet, given or sized.
     pub instance_subnets: Vec<(String, Ipv4Net)>,
+    /// What the flags chose that will show (a route quota below the nodes: some go without a
+    /// route, as on a cloud at its quota; useful to test exactly that).
+    pub warnings: Vec<String>,
 }
 
 /// Why N nodes do not fit, and what to change.
@@ -164,11 +167,18 @@ pub fn plan(per_zone: &[(String, usize)], given: &Given) -> Result<Sizing, Sizin
             net(POD_LOOPBACK_BASE, prefix)
         }
     };
+    let mut warnings = Vec::new();
     let route_quota = match given.route_quota {
-        Some(q) if (q as usize) < nodes => {
-            return Err(SizingError::RouteQuota { quota: q, nodes });
+        Some(q) => {
+            if (q as usize) < nodes {
+                warnings.push(format!(
+                    "--route-quota {q} is below --nodes {nodes}: {} nodes will get no route for \
+                     their pod CIDR (NetworkUnavailable, FailedToCreateRoute), as on a cloud at its quota",
+                    nodes - q as usize
+                ));
+            }
+            q
         }
-        Some(q) => q,
         None => MIN_ROUTE_QUOTA.max(u32::try_from(nodes).unwrap_or(u32::MAX)),
     };
     let mut instance_subnets = Vec::with_capacity(per_zone.len());
@@ -208,6 +218,7 @@ pub fn plan(per_zone: &[(String, usize)], given: &Given) -> Result<Sizing, Sizin
         pod_loopback_cidr,
         route_quota,
         instance_subnets,
+        warnings,
     })
 }
 
@@ -301,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn what_the_flags_fix_is_checked_and_refused_with_the_flag_to_change() {
+    fn what_the_flags_fix_is_checked_and_refused_or_warned_about() {
         let mut g = given();
         g.cluster_cidr = Some(cidr("10.244.0.0/16"));
         let e = plan(&zones(&[100, 100, 100]), &g).unwrap_err();
@@ -310,13 +321,21 @@ mod tests {
             "the cluster CIDR 10.244.0.0/16 has room for 256 node /24s, not 300: pass a larger \
              --cluster-cidr (a /15 at least) or a larger --node-cidr-mask-size"
         );
+        // A quota below the nodes is allowed (it simulates a cloud at its quota) and said.
         let mut g = given();
         g.route_quota = Some(50);
-        let e = plan(&zones(&[20, 20, 20]), &g).unwrap_err();
+        let s = plan(&zones(&[20, 20, 20]), &g).unwrap();
+        assert_eq!(s.route_quota, 50);
         assert!(
-            e.to_string()
-                .contains("--route-quota 50 is below --nodes 60"),
-            "{e}"
+            s.warnings[0].contains("--route-quota 50 is below --nodes 60: 10 nodes"),
+            "{:?}",
+            s.warnings
+        );
+        assert!(
+            plan(&zones(&[2, 2, 2]), &given())
+                .unwrap()
+                .warnings
+                .is_empty()
         );
         let mut g = given();
         g.pod_loopback_cidr = Some(cidr("127.244.0.0/16"));

@@ -110,7 +110,8 @@ pub struct UpArgs {
     pub node_monitor_period: Duration,
 
     /// Most routes cloud-sim's route table holds; each node needs one for its pod CIDR
-    /// (default: 50, or --nodes when more).
+    /// (default: 50, or --nodes when more; below --nodes, some nodes go without, as on a cloud
+    /// at its quota).
     #[arg(long)]
     pub route_quota: Option<u32>,
 
@@ -335,7 +336,11 @@ fn sizing_for(args: &UpArgs, zones: &[String], nodes: &[NodeSpec]) -> anyhow::Re
         route_quota: args.route_quota,
         instance_subnets: args.instance_subnets.clone(),
     };
-    Ok(crate::sizing::plan(&per_zone, &given)?)
+    let size = crate::sizing::plan(&per_zone, &given)?;
+    for w in &size.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(size)
 }
 
 /// Creates (or starts) the instances of `nodes` the cluster lacks.
