@@ -673,13 +673,15 @@ async fn serving_on_the_real_control_plane_delegates_authn_and_authz() {
         message.contains(r#"User "system:anonymous" cannot get path "/metrics""#),
         "{message}"
     );
-    let metrics = get(&serving_client(&url, &chain, Some(&allowed)), "/metrics")
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("leader_election_master_status"),
-        "{metrics}"
-    );
+    // The leader gauge appears once the ccm holds the lease, which may be just after /readyz.
+    let allowed_client = serving_client(&url, &chain, Some(&allowed));
+    wait_for("the leader gauge on /metrics", T, || async {
+        get(&allowed_client, "/metrics")
+            .await
+            .ok()
+            .filter(|m| m.contains("leader_election_master_status"))
+    })
+    .await;
     let (code, message) = get(&serving_client(&url, &chain, Some(&refused)), "/metrics")
         .await
         .unwrap_err();

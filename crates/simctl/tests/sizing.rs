@@ -2,6 +2,8 @@
 //! /24 pod CIDRs (256) and more routes than the default quota (50). The sandbox sizes both, and
 //! every node comes up initialised with its own pod CIDR and route.
 
+mod common;
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;

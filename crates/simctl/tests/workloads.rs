@@ -12,18 +12,7 @@ use common::kubectl;
 use simctl::up::{ControlPlaneKind, NodeSpec, Sandbox, UpArgs};
 
 fn args(dir: &std::path::Path, control_plane: ControlPlaneKind, b: u8) -> UpArgs {
-    let block = |b: u8| -> Vec<(String, ipnet::Ipv4Net)> {
-        ["zone-a", "zone-b", "zone-c"]
-            .iter()
-            .enumerate()
-            .map(|(i, z)| {
-                (
-                    (*z).to_owned(),
-                    format!("127.{b}.{}.0/24", i + 1).parse().unwrap(),
-                )
-            })
-            .collect()
-    };
+    let block = common::zone_blocks;
     UpArgs {
         data_dir: dir.to_owned(),
         nodes: 0,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 /// Runs kubectl with `dir/kubeconfig` (and a cache in `dir`), asserts success, returns stdout.
+#[allow(dead_code)] // Not every test binary that includes this module uses it.
 pub async fn kubectl(dir: &Path, args: &[&str]) -> String {
     let out = tokio::time::timeout(
         Duration::from_secs(60),
@@ -37,4 +38,20 @@ pub fn ccm_rbac_rules() -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
     let text = std::fs::read_to_string(&path).unwrap();
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
     kube_sim::rbac::rules_of(&docs)
+}
+
+/// A /24 per zone in the loopback block 127.`b`.0.0/16: `zone-a` gets 127.`b`.1.0/24, and so on.
+/// Each test sandbox takes blocks no other test uses.
+#[allow(dead_code)]
+pub fn zone_blocks(b: u8) -> Vec<(String, ipnet::Ipv4Net)> {
+    ["zone-a", "zone-b", "zone-c"]
+        .iter()
+        .enumerate()
+        .map(|(i, z)| {
+            (
+                (*z).to_owned(),
+                format!("127.{b}.{}.0/24", i + 1).parse().unwrap(),
+            )
+        })
+        .collect()
 }
