@@ -50,13 +50,16 @@ async fn s02_uneven_endpoints_reproduces_the_keps_example() {
         &["--out", out.to_str().unwrap()],
     )
     .await;
-    // The time series and the plot are written, one row per mode and window.
+    // The time series and the plot are written, one row per mode and window: 600 requests at
+    // 200/s fill three 1 s windows (a loaded machine may push the last few into a fourth).
     let csv = std::fs::read_to_string(out.join("s02-uneven-endpoints.csv")).unwrap();
-    assert_eq!(
-        csv.lines().filter(|l| l.starts_with("auto,")).count(),
-        3,
-        "{csv}"
-    );
+    let auto: Vec<&str> = csv.lines().filter(|l| l.starts_with("auto,")).collect();
+    assert!((3..=4).contains(&auto.len()), "{csv}");
+    let requests: u32 = auto
+        .iter()
+        .map(|l| l.split(',').nth(3).unwrap().parse::<u32>().unwrap())
+        .sum();
+    assert_eq!(requests, 600, "{csv}");
     let svg = std::fs::read_to_string(out.join("s02-uneven-endpoints.svg")).unwrap();
     assert_eq!(
         svg.matches("<polyline").count(),
