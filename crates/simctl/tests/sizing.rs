@@ -16,18 +16,7 @@ async fn three_hundred_nodes_come_up_sized_to_fit() {
     // Blocks of this test's own: instances 127.241.x, pools 127.242.x; the pod network and its
     // loopback block are sized by the sandbox (a /15 each for 300 nodes of /24), placed at
     // 127.246.0.0/15 here so they do not meet another sandbox's default 127.244.0.0/16.
-    let block = |b: u8| -> Vec<(String, ipnet::Ipv4Net)> {
-        zones
-            .iter()
-            .enumerate()
-            .map(|(i, z)| {
-                (
-                    (*z).to_owned(),
-                    format!("127.{b}.{}.0/24", i + 1).parse().unwrap(),
-                )
-            })
-            .collect()
-    };
+    let block = common::zone_blocks;
     let args = UpArgs {
         data_dir: dir.clone(),
         nodes: 300,
