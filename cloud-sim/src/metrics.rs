@@ -49,6 +49,9 @@ pub struct Metrics {
     pub lb_zone_routing: Vec<(&'static str, Family<LbIdLabels, Counter>)>,
     /// Event long polls parked waiting for an event (set from the store at each scrape).
     pub event_polls_waiting: Gauge,
+    /// Flushes of the database's write-ahead log (brought up to the store's count at each
+    /// scrape); against the write requests it shows how many writes share a flush.
+    pub db_log_flushes: Counter,
 }
 
 /// Labels of the load-balancer traffic counters.
@@ -100,6 +103,12 @@ impl Metrics {
             "Event long polls waiting for an event",
             event_polls_waiting.clone(),
         );
+        let db_log_flushes = Counter::default();
+        registry.register(
+            "cloudsim_db_log_flushes",
+            "Flushes of the database's write-ahead log to disk (group commit: concurrent writes share one)",
+            db_log_flushes.clone(),
+        );
         let lb_connections = Family::<LbLabels, Counter>::default();
         let lb_bytes_in = Family::<LbLabels, Counter>::default();
         let lb_bytes_out = Family::<LbLabels, Counter>::default();
@@ -147,6 +156,7 @@ impl Metrics {
         Self {
             registry,
             event_polls_waiting,
+            db_log_flushes,
             lb_zone_routing,
             requests,
             latency,
@@ -195,6 +205,8 @@ pub async fn serve(State(state): State<AppState>) -> impl IntoResponse {
         .metrics
         .event_polls_waiting
         .set(state.cloud.event_polls_waiting());
+    let flushes = &state.metrics.db_log_flushes;
+    flushes.inc_by(state.cloud.log_flushes().saturating_sub(flushes.get()));
     (
         [(
             header::CONTENT_TYPE,

@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::faults::Target;
 use crate::http::AppState;
 use crate::ops::Cloud;
+use crate::store;
 
 /// Largest request body accepted (and buffered for idempotency checks).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -221,7 +222,10 @@ async fn run_idempotent(
         key: key.clone(),
         armed: true,
     };
-    let resp = next.run(Request::from_parts(parts, Body::from(body))).await;
+    // The request's own commits do not wait for the disk: the one that records its response
+    // (or releases its claim) does, and covers them.
+    let (resp, last_commit) =
+        store::durability::deferring(next.run(Request::from_parts(parts, Body::from(body)))).await;
     let (rparts, rbody) = resp.into_parts();
     let bytes: Bytes = to_bytes(rbody, usize::MAX).await.map_err(|e| {
         ApiError::BadRequest(format!("cannot buffer response: {e}")).into_response()
@@ -238,6 +242,12 @@ async fn run_idempotent(
     if let Err(e) = outcome {
         tracing::error!(key, error = %crate::http::error::error_chain(&e), "cannot record idempotency key");
     }
+    // Covered already when the record above was written; if it was not, nothing is answered
+    // before the request's changes are on disk.
+    cloud
+        .make_durable(last_commit)
+        .await
+        .map_err(IntoResponse::into_response)?;
     Ok(Response::from_parts(rparts, Body::from(bytes)))
 }
 

@@ -17,6 +17,17 @@ impl Cloud {
         body: &[u8],
     ) -> Result<Decision> {
         let now = now_ms();
+        // A fresh key (nearly every request) is claimed by one statement; a key seen before is
+        // decided on in a transaction.
+        let fresh = self
+            .db
+            .autocommit(false, async |conn| {
+                store::try_claim_idempotency(conn, project, key, method, path, body, now).await
+            })
+            .await?;
+        if fresh {
+            return Ok(Decision::Claim);
+        }
         let mut tx = self.db.begin().await?;
         let recorded = store::idempotency_key(&mut tx, project, key).await?;
         let decision = decide(recorded.as_ref(), method, path, body, now);
@@ -30,7 +41,7 @@ impl Cloud {
             }
             Decision::Replay { .. } | Decision::Mismatch | Decision::InFlight => {}
         }
-        tx.commit_quiet().await?;
+        tx.commit_unsynced().await?;
         Ok(decision)
     }
 
@@ -42,9 +53,11 @@ impl Cloud {
         status: u16,
         body: &[u8],
     ) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        store::complete_idempotency(&mut tx, project, key, status, body).await?;
-        tx.commit_quiet().await?;
+        self.db
+            .autocommit(true, async |conn| {
+                store::complete_idempotency(conn, project, key, status, body).await
+            })
+            .await?;
         Ok(())
     }
 

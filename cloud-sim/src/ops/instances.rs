@@ -35,14 +35,6 @@ impl Cloud {
             )
             .into());
         }
-        if let Some(existing) =
-            store::live_instance_by_name(&mut tx, &ctx.project, &req.name).await?
-        {
-            return Err(ApiError::AlreadyExists(format!(
-                "instance name {:?} is in use by {existing}",
-                req.name
-            )));
-        }
         let private_ip = match req.private_ip {
             Some(ip) => {
                 self.check_chosen_ip(ip, &zone.name)?;
@@ -55,8 +47,8 @@ impl Cloud {
             }
             None => {
                 let (lo, hi) = usable_range(zone.instance_subnet);
-                let used = store::used_instance_ips(&mut tx, lo, hi).await?;
-                first_free(zone.instance_subnet, &used).ok_or_else(|| {
+                let free = store::first_free_instance_ip(&mut tx, lo, hi).await?;
+                free.map(Ipv4Addr::from).ok_or_else(|| {
                     ApiError::QuotaExceeded(format!(
                         "subnet {} of {} has no free address",
                         zone.instance_subnet, zone.name
@@ -80,18 +72,24 @@ impl Cloud {
             tags: req.tags,
             state_deadline: boot,
         };
-        store::insert_instance(&mut tx, &n, now)
-            .await
-            .map_err(|e| {
-                if store::is_unique_violation(&e) {
-                    ApiError::AlreadyExists(format!(
-                        "instance name {:?} or address {private_ip} is in use",
-                        n.name
-                    ))
-                } else {
-                    e.into()
+        // A live name is unique by index: the insert finds a clash without a query before it.
+        if let Err(e) = store::insert_instance(&mut tx, &n, now).await {
+            if !store::is_unique_violation(&e) {
+                return Err(e.into());
+            }
+            return Err(ApiError::AlreadyExists(match store::live_instance_by_name(
+                &mut tx,
+                &ctx.project,
+                &n.name,
+            )
+            .await?
+            {
+                Some(existing) => {
+                    format!("instance name {:?} is in use by {existing}", n.name)
                 }
-            })?;
+                None => format!("private IP {private_ip} is in use by another instance"),
+            }));
+        }
         store::append_event(
             &mut tx,
             &instance_event(&ctx.project, &n.id, &n.zone, EventKind::Created, n.state),

@@ -18,7 +18,7 @@ use ipnet::{IpNet, Ipv4Net};
 use crate::config::Config;
 use crate::domain::frontends;
 use crate::domain::instance::{self as lifecycle, Action, Transition};
-use crate::domain::net::{first_free, overlaps, parse_network, usable_range};
+use crate::domain::net::{overlaps, parse_network, usable_range};
 use crate::domain::page::{PageToken, fingerprint, page_size};
 use crate::domain::validate::{self, Invalid};
 use crate::error::ApiError;
@@ -196,6 +196,16 @@ impl Cloud {
             outage,
             instance_zones,
         })
+    }
+
+    /// Returns once commit `n` is on disk (see `store::durability::deferring`).
+    pub async fn make_durable(&self, n: u64) -> Result<()> {
+        Ok(self.db.sync(n).await?)
+    }
+
+    /// Flushes of the write-ahead log so far.
+    pub fn log_flushes(&self) -> u64 {
+        self.db.log_flushes()
     }
 
     /// Event long polls waiting for an event right now.

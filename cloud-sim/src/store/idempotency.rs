@@ -63,6 +63,32 @@ pub async fn insert_idempotency_claim(
     Ok(())
 }
 
+/// Records a first claim of `key` unless something is recorded under it already; true when
+/// this request claimed it (one statement, for the common case of a fresh key).
+pub async fn try_claim_idempotency(
+    conn: &mut SqliteConnection,
+    project: &str,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    now: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "INSERT INTO idempotency_keys (project, key, method, path, body, status, response, created_at) \
+         VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6) ON CONFLICT (project, key) DO NOTHING",
+    )
+    .bind(project)
+    .bind(key)
+    .bind(method)
+    .bind(path)
+    .bind(body)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Claims an abandoned key again, as of `now`.
 pub async fn renew_idempotency_claim(
     conn: &mut SqliteConnection,

@@ -93,7 +93,7 @@ pub async fn insert_instance(conn: &mut SqliteConnection, n: &NewInstance, now: 
     .bind(n.state_deadline)
     .execute(&mut *conn)
     .await?;
-    replace_tags(conn, n.id.as_str(), &n.tags).await
+    insert_tags(conn, n.id.as_str(), &n.tags).await
 }
 
 /// The instance, if it exists and belongs to `project` (`None` for any project).
@@ -221,20 +221,47 @@ pub async fn delete_instance(conn: &mut SqliteConnection, id: &str) -> Result<()
     Ok(())
 }
 
-/// Addresses of live instances in `[lo, hi]`, ascending (for `domain::net::first_free`, the
-/// one allocation rule of instances and load-balancer frontends).
-pub async fn used_instance_ips(conn: &mut SqliteConnection, lo: u32, hi: u32) -> Result<Vec<u32>> {
-    let rows: Vec<(i64,)> = sqlx::query_as(
-        "SELECT private_ip FROM instances WHERE state <> 'terminated' \
-         AND private_ip BETWEEN $1 AND $2 ORDER BY private_ip",
+/// The lowest address in `[lo, hi]` no live instance holds (the rule of
+/// `domain::net::first_free`, which load-balancer frontends use on a list), answered by the
+/// database without reading every address out: when the live addresses are packed from `lo`
+/// (the common case: no instance of the subnet has been terminated) it is the one after the
+/// highest; otherwise the first gap, found by walking the address index from `lo`.
+pub async fn first_free_instance_ip(
+    conn: &mut SqliteConnection,
+    lo: u32,
+    hi: u32,
+) -> Result<Option<u32>> {
+    let (count, max): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), MAX(private_ip) FROM instances \
+         WHERE state <> 'terminated' AND private_ip BETWEEN $1 AND $2",
     )
     .bind(i64::from(lo))
     .bind(i64::from(hi))
-    .fetch_all(conn)
+    .fetch_one(&mut *conn)
     .await?;
-    rows.into_iter()
-        .map(|(v,)| u32::try_from(v).map_err(|e| corrupt("address", e)))
-        .collect()
+    let candidate = match max {
+        None => i64::from(lo),
+        Some(max) if max - i64::from(lo) + 1 == count => max + 1,
+        Some(_) => {
+            let gap: Option<(i64,)> = sqlx::query_as(
+                "SELECT $1 WHERE NOT EXISTS \
+                   (SELECT 1 FROM instances WHERE state <> 'terminated' AND private_ip = $1) \
+                 UNION ALL \
+                 SELECT * FROM (SELECT a.private_ip + 1 FROM instances a \
+                   WHERE a.state <> 'terminated' AND a.private_ip BETWEEN $1 AND $2 \
+                   AND NOT EXISTS (SELECT 1 FROM instances b \
+                     WHERE b.state <> 'terminated' AND b.private_ip = a.private_ip + 1) \
+                   ORDER BY a.private_ip LIMIT 1) \
+                 LIMIT 1",
+            )
+            .bind(i64::from(lo))
+            .bind(i64::from(hi))
+            .fetch_optional(&mut *conn)
+            .await?;
+            gap.map_or(i64::from(hi) + 1, |(g,)| g)
+        }
+    };
+    Ok(u32::try_from(candidate).ok().filter(|c| *c <= hi))
 }
 
 /// Whether a live instance holds `ip`.

@@ -7,6 +7,9 @@
 //! `sqlite::memory:` databases use one connection for both, since each connection would
 //! otherwise see its own empty database.
 //!
+//! Durability is by group commit ([`durability`]): [`WriteTx::commit`] returns once the
+//! transaction is on disk, and concurrent commits share one flush of the write-ahead log.
+//!
 //! This module holds the connection handling and the helpers every table uses; one submodule per
 //! resource holds its SQL (`instances`, `load_balancers`, `routes`, `events`, `catalog` for zones
 //! and instance types, `idempotency`), all re-exported here.
@@ -28,6 +31,7 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::Notify;
 
 mod catalog;
+pub mod durability;
 mod events;
 mod idempotency;
 mod instances;
@@ -52,6 +56,8 @@ pub enum StoreError {
     },
     #[error("cannot apply migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot flush the write-ahead log to disk")]
+    Sync(#[source] std::io::Error),
     #[error("database query failed")]
     Query(#[from] sqlx::Error),
     #[error("stored {what} is corrupt: {detail}")]
@@ -72,11 +78,13 @@ pub fn is_unique_violation(e: &StoreError) -> bool {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The database: a single-connection write pool, a read pool, and a signal for new events.
+/// The database: a single-connection write pool, a read pool, the group commit of the writer,
+/// and a signal for new events.
 #[derive(Debug, Clone)]
 pub struct Db {
     write: SqlitePool,
     read: SqlitePool,
+    sync: Arc<durability::GroupSync>,
     events: Arc<Notify>,
 }
 
@@ -127,6 +135,7 @@ impl Db {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let file = opts.get_filename().to_owned();
         let (write, read) = if memory {
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
@@ -138,12 +147,18 @@ impl Db {
                 .map_err(open)?;
             (pool.clone(), pool)
         } else {
-            // FULL: a commit is on disk before the client hears 2xx, even across power loss.
+            // NORMAL: a commit writes the log without waiting for the disk; a write is
+            // acknowledged only after `GroupSync` has flushed the log, so it is on disk before the
+            // client hears 2xx, even across power loss. The writer never closes while the
+            // database is open, so the log it writes is the file that gets flushed.
             let opts = opts
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full);
+                .synchronous(SqliteSynchronous::Normal);
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
                 .connect_with(opts.clone())
                 .await
                 .map_err(open)?;
@@ -155,19 +170,69 @@ impl Db {
             (write, read)
         };
         sqlx::migrate!("./migrations").run(&write).await?;
+        let wal = (!memory).then(|| {
+            let mut wal = file.into_os_string();
+            wal.push("-wal");
+            std::path::PathBuf::from(wal)
+        });
+        if let Some(dir) = wal.as_deref().and_then(std::path::Path::parent) {
+            // The migrations created the log: make its directory entry durable once.
+            durability::sync_dir(if dir.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                dir
+            })
+            .map_err(StoreError::Sync)?;
+        }
         Ok(Self {
             write,
             read,
+            sync: Arc::new(durability::GroupSync::new(wal)),
             events: Arc::new(Notify::new()),
         })
     }
 
     /// Starts a write transaction. Commit it with [`WriteTx::commit`].
     pub async fn begin(&self) -> Result<WriteTx> {
+        let writing = self.sync.writing();
         Ok(WriteTx {
             tx: self.write.begin().await?,
+            sync: self.sync.clone(),
             events: self.events.clone(),
+            _writing: writing,
         })
+    }
+
+    /// Runs `f` on the write connection outside a transaction, each of its statements committed
+    /// by SQLite on its own: a single-statement write without the round trips of `BEGIN` and
+    /// `COMMIT`. Returns once the change is on disk (inside [`durability::deferring`]: once it
+    /// is committed), or at once with `durable: false` (for records whose loss in a power cut
+    /// loses nothing acknowledged, see [`WriteTx::commit_unsynced`]).
+    pub async fn autocommit<T>(
+        &self,
+        durable: bool,
+        f: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+    ) -> Result<T> {
+        let writing = self.sync.writing();
+        let mut conn = self.write.acquire().await?;
+        let out = f(&mut conn).await?;
+        drop(conn);
+        let n = self.sync.committed();
+        drop(writing);
+        if durable && !durability::defer(n) {
+            self.sync(n).await?;
+        }
+        Ok(out)
+    }
+
+    /// Returns once commit `n` (a number [`durability::deferring`] returned) is on disk.
+    pub async fn sync(&self, n: u64) -> Result<()> {
+        self.sync.sync(n).await.map_err(StoreError::Sync)
+    }
+
+    /// Flushes of the write-ahead log so far (each makes every earlier commit durable).
+    pub fn log_flushes(&self) -> u64 {
+        self.sync.flushes()
     }
 
     /// A connection for reads.
@@ -189,20 +254,54 @@ impl Db {
 /// A write transaction; committing it wakes event-log waiters.
 pub struct WriteTx {
     tx: Transaction<'static, Sqlite>,
+    sync: Arc<durability::GroupSync>,
     events: Arc<Notify>,
+    _writing: durability::Writing,
 }
 
 impl WriteTx {
+    /// Commits, wakes event-log waiters, and returns once the transaction is on disk (inside
+    /// [`durability::deferring`]: once it is committed; the caller syncs).
     pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
-        self.events.notify_waiters();
-        Ok(())
+        let Self {
+            tx,
+            sync,
+            events,
+            _writing,
+        } = self;
+        tx.commit().await?;
+        let n = sync.committed();
+        drop(_writing);
+        events.notify_waiters();
+        if durability::defer(n) {
+            return Ok(());
+        }
+        sync.sync(n).await.map_err(StoreError::Sync)
     }
 
-    /// Commits without waking event-log waiters: for writes that append no events and change
-    /// nothing the data plane or the worker follow (idempotency records).
+    /// Commits durably without waking event-log waiters: for writes that append no events and
+    /// change nothing the data plane or the worker follow (the response of an idempotent
+    /// request).
     pub async fn commit_quiet(self) -> Result<()> {
+        let Self {
+            tx, sync, _writing, ..
+        } = self;
+        tx.commit().await?;
+        let n = sync.committed();
+        drop(_writing);
+        if durability::defer(n) {
+            return Ok(());
+        }
+        sync.sync(n).await.map_err(StoreError::Sync)
+    }
+
+    /// Commits without waiting for the disk or waking anyone: for records whose loss in a
+    /// power cut loses nothing acknowledged (an idempotency claim: its request has not been
+    /// answered yet, and a retry after the crash runs it again). A crash keeps the log's commits
+    /// in order, so a later durable commit makes this one durable too.
+    pub async fn commit_unsynced(self) -> Result<()> {
         self.tx.commit().await?;
+        self.sync.committed();
         Ok(())
     }
 
@@ -233,6 +332,11 @@ async fn replace_tags(conn: &mut SqliteConnection, resource_id: &str, tags: &Tag
         .bind(resource_id)
         .execute(&mut *conn)
         .await?;
+    insert_tags(conn, resource_id, tags).await
+}
+
+/// Tags of a resource that has none yet (one statement per tag, none without tags).
+async fn insert_tags(conn: &mut SqliteConnection, resource_id: &str, tags: &Tags) -> Result<()> {
     for (k, v) in tags {
         sqlx::query("INSERT INTO tags (resource_id, key, value) VALUES ($1, $2, $3)")
             .bind(resource_id)
