@@ -22,7 +22,7 @@
 //!
 //! Changes are followed through cloud-sim's event log (long polling), not by re-listing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -35,7 +35,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -65,9 +66,13 @@ pub struct KubeletConfig {
     pub cloud_token: Option<String>,
     /// Only instances tagged `kubernetes.io/cluster/<name>` become Nodes; all when `None`.
     pub cluster_name: Option<String>,
-    /// How often running kubelets post Ready and renew their Lease (a kubelet's
-    /// `nodeStatusUpdateFrequency`, 10 s by default).
+    /// How often running kubelets renew their Lease (the heartbeat kube-controller-manager's
+    /// node-lifecycle controller follows; a kubelet renews every quarter of the Lease's
+    /// duration, 10 s by default).
     pub status_interval: Duration,
+    /// How often a running kubelet reports its node's status when nothing changed (a
+    /// kubelet's `nodeStatusReportFrequency`, 5 min by default); a change is reported at once.
+    pub status_report_interval: Duration,
     /// `leaseDurationSeconds` of the node Leases (a kubelet's default is 40).
     pub lease_duration: Duration,
     /// Stand-in for node IPAM: give each Node a pod CIDR of this size (prefix length) from this
@@ -95,6 +100,7 @@ impl KubeletConfig {
             cloud_token: None,
             cluster_name: None,
             status_interval: Duration::from_secs(10),
+            status_report_interval: Duration::from_secs(300),
             lease_duration: Duration::from_secs(40),
             allocate_pod_cidrs: Some((cluster_cidr, 24)),
             mark_unknown_after: Some(grace),
@@ -178,8 +184,24 @@ impl Kubelets {
         })?;
         let stop = CancellationToken::new();
         let rx = stop.clone();
+        // The Nodes as a watch shows them, trimmed to names, UIDs and specs (pod CIDRs): which
+        // exist, and which pod CIDRs are taken, without a request per question.
+        let (node_store, node_watch) = sim_common::reflect_trimmed(
+            Api::<Node>::all(kube.clone()),
+            watcher::Config::default(),
+            None,
+            |n: &mut Node| {
+                n.status = None;
+                n.metadata.managed_fields = None;
+                n.metadata.annotations = None;
+                n.metadata.labels = None;
+            },
+        );
         let task = tokio::spawn(run(
             Sim {
+                node_store,
+                node_watch,
+                pending: HashMap::new(),
                 nodes_api: Api::all(kube.clone()),
                 leases: Api::namespaced(kube.clone(), NODE_LEASE_NAMESPACE),
                 kube,
@@ -220,6 +242,8 @@ struct Kubelet {
     /// Its instance is running (not pending): the kubelet reports Ready.
     ready: bool,
     last_heartbeat: Instant,
+    /// When it last reported its node's status.
+    last_report: Instant,
     /// Conditions already set to Unknown after the kubelet went quiet.
     marked_unknown: bool,
 }
@@ -228,6 +252,11 @@ struct Sim {
     config: KubeletConfig,
     kube: kube::Client,
     nodes_api: Api<Node>,
+    /// Every Node (trimmed), from a watch.
+    node_store: Store<Node>,
+    node_watch: JoinHandle<()>,
+    /// Nodes registered by this simulator that the watch has not shown yet, by name.
+    pending: HashMap<String, registration::Pending>,
     leases: Api<Lease>,
     client: Client,
     /// By instance ID.
@@ -285,16 +314,17 @@ async fn run(mut sim: Sim, stop: CancellationToken) {
             tracing::warn!(error = %e, "kubelets: cannot read instance types; nodes get default capacity")
         }
     }
+    // Which Nodes exist (and which pod CIDRs are taken) must be known before registering.
+    tokio::select! {
+        r = sim.node_store.wait_until_ready() => if r.is_err() { return },
+        _ = stop.cancelled() => return,
+    }
     match sim
         .client
         .list_all_instances(&InstanceFilter::default())
         .await
     {
-        Ok(all) => {
-            for i in all {
-                sim.reconcile(&i).await;
-            }
-        }
+        Ok(all) => sim.reconcile_all(all).await,
         Err(e) => {
             tracing::warn!(error = %e, "kubelets: initial instance list failed; following events only")
         }
@@ -337,11 +367,12 @@ async fn run(mut sim: Sim, stop: CancellationToken) {
             _ = pod_tick.tick() => sim.pod_work().await,
             id = changed.recv() => {
                 let Some(id) = id else { break };
-                match sim.client.get_instance(&id).await {
-                    Ok(Some(i)) => sim.reconcile(&i).await,
-                    Ok(None) => sim.instance_gone(&id),
-                    Err(e) => tracing::warn!(instance = %id, error = %e, "kubelets: cannot read instance"),
+                // Everything queued behind it too: a thousand new instances are one pass.
+                let mut ids = vec![id];
+                while ids.len() < BATCH && let Ok(id) = changed.try_recv() {
+                    ids.push(id);
                 }
+                sim.instances_changed(ids).await;
             }
             _ = tick.tick() => sim.heartbeats().await,
             _ = ports_tick.tick(), if sim.config.data_plane.is_some() => sim.sync_data_plane(),
@@ -350,7 +381,40 @@ async fn run(mut sim: Sim, stop: CancellationToken) {
     }
     sim.listeners.stop();
     reflectors.iter().for_each(JoinHandle::abort);
+    sim.node_watch.abort();
     poller.abort();
+}
+
+/// Instance changes handled in one pass at most.
+const BATCH: usize = 1024;
+
+impl Sim {
+    /// Reads the instances behind `ids` (each once) and reconciles their kubelets.
+    async fn instances_changed(&mut self, mut ids: Vec<String>) {
+        ids.sort_unstable();
+        ids.dedup();
+        let client = &self.client;
+        let read: Vec<(String, Result<Option<Instance>, cloud_client::Error>)> =
+            futures_util::stream::iter(ids)
+                .map(|id| async move {
+                    let r = client.get_instance(&id).await;
+                    (id, r)
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+        let mut present = Vec::new();
+        for (id, r) in read {
+            match r {
+                Ok(Some(i)) => present.push(i),
+                Ok(None) => self.instance_gone(&id),
+                Err(e) => {
+                    tracing::warn!(instance = %id, error = %e, "kubelets: cannot read instance")
+                }
+            }
+        }
+        self.reconcile_all(present).await;
+    }
 }
 
 /// Long-polls the event log and sends the IDs of instances that changed.

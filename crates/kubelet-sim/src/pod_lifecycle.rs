@@ -159,11 +159,7 @@ impl Sim {
         let ip = match w.ip {
             Some(ip) => ip,
             None => {
-                let cidr = match self.nodes_api.get_opt(&w.node).await {
-                    Ok(Some(n)) => n.spec.and_then(|s| s.pod_cidr).and_then(|c| c.parse().ok()),
-                    _ => None,
-                };
-                let Some(cidr) = cidr else {
+                let Some(cidr) = self.pod_cidr_of(&w.node) else {
                     // No pod CIDR yet (node IPAM has not reached this node): try again soon.
                     retry(self);
                     return;

@@ -4,6 +4,63 @@
 
 use super::*;
 
+/// API calls the kubelets make at once (registrations, status reports, Lease renewals).
+const CONCURRENCY: usize = 16;
+/// How long a registration stays pending before the watch must have shown its Node.
+const PENDING_FOR: Duration = Duration::from_secs(30);
+
+fn runs(i: &Instance) -> bool {
+    matches!(i.state, InstanceState::Pending | InstanceState::Running)
+}
+
+/// A Node this simulator created (or is creating) that its watch has not shown yet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pending {
+    pub pod_cidr: Option<Ipv4Net>,
+    since: Instant,
+}
+
+/// What one kubelet does in a pass: register its Node (when it has none), then report its
+/// status (or only renew its Lease).
+#[derive(Debug)]
+struct NodeJob {
+    node: String,
+    ready: bool,
+    register: Option<Registration>,
+    /// Report the status (conditions) and renew the Lease; `false`: renew the Lease only.
+    status: bool,
+}
+
+impl NodeJob {
+    fn status(node: &str, ready: bool) -> Self {
+        Self {
+            node: node.to_owned(),
+            ready,
+            register: None,
+            status: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Registration {
+    instance_id: String,
+    /// The instance as just read; `None`: read it first.
+    instance: Option<Instance>,
+    pod_cidr: Option<Ipv4Net>,
+}
+
+/// The first `count` subnets of size `size` in `cidr` that `used` does not hold (fewer when
+/// `cidr` runs out).
+fn free_subnets(cidr: Ipv4Net, size: u8, used: &HashSet<Ipv4Net>, count: usize) -> Vec<Ipv4Net> {
+    cidr.subnets(size)
+        .into_iter()
+        .flatten()
+        .filter(|s| !used.contains(s))
+        .take(count)
+        .collect()
+}
+
 impl Sim {
     /// The data plane's listeners for the running nodes and Pods (kube-proxy's and the
     /// Pods' part, see [`dataplane`]).
@@ -57,23 +114,30 @@ impl Sim {
         }
     }
 
-    pub(crate) async fn reconcile(&mut self, i: &Instance) {
-        if !self.member(i) {
-            return;
-        }
-        let runs = matches!(i.state, InstanceState::Pending | InstanceState::Running);
-        let id = i.id.to_string();
-        let was_running = self.nodes.get(&id).is_some_and(|k| k.running);
-        let was_ready = self.nodes.get(&id).is_some_and(|k| k.ready);
-        if runs {
-            let ready = i.state == InstanceState::Running;
-            if !self.node_exists(&i.name).await {
-                if let Err(e) = self.register(i).await {
-                    tracing::warn!(node = %i.name, error = %e, "kubelet: registration failed");
-                    return;
+    /// Instances changed (or were listed at start): kubelets start, stop, register their Nodes
+    /// and report their status, [`CONCURRENCY`] API calls at a time.
+    pub(crate) async fn reconcile_all(&mut self, instances: Vec<Instance>) {
+        self.settle_pending();
+        let members: Vec<Instance> = instances.into_iter().filter(|i| self.member(i)).collect();
+        let unregistered = members
+            .iter()
+            .filter(|i| runs(i) && !self.node_known(&i.name))
+            .count();
+        let mut cidrs = self.allocate_pod_cidrs(unregistered).into_iter();
+        let mut jobs = Vec::new();
+        for i in members {
+            let id = i.id.to_string();
+            let was = self.nodes.get(&id).map(|k| (k.running, k.ready));
+            if !runs(&i) {
+                if let Some(k) = self.nodes.get_mut(&id) {
+                    if k.running {
+                        tracing::info!(node = %k.node, instance = %id, state = %i.state, "kubelet: stopped with its instance");
+                    }
+                    k.running = false;
                 }
-                tracing::info!(node = %i.name, instance = %id, ip = %i.private_ip, "kubelet: node registered");
+                continue;
             }
+            let ready = i.state == InstanceState::Running;
             let k = self.nodes.entry(id.clone()).or_insert_with(|| Kubelet {
                 instance_id: id.clone(),
                 node: i.name.clone(),
@@ -82,29 +146,117 @@ impl Sim {
                 running: true,
                 ready,
                 last_heartbeat: Instant::now(),
+                last_report: Instant::now(),
                 marked_unknown: false,
             });
             k.running = true;
             k.ready = ready;
             k.last_heartbeat = Instant::now();
+            k.last_report = Instant::now();
             k.marked_unknown = false;
-            let name = i.name.clone();
-            if ready && !(was_running && was_ready) {
+            if ready && was != Some((true, true)) {
                 // A kubelet whose node is (again) up and Ready reports the Pods bound to it.
                 let due = Instant::now() + self.config.pod_start_delay;
-                for w in self.pods.values_mut().filter(|w| w.node == name) {
+                for w in self.pods.values_mut().filter(|w| w.node == i.name) {
                     if w.due.is_none() {
                         w.due = Some((due, PodAction::Start));
                     }
                 }
             }
-            self.post_status(&name, ready).await;
-        } else if let Some(k) = self.nodes.get_mut(&id) {
-            if was_running {
-                tracing::info!(node = %k.node, instance = %id, state = %i.state, "kubelet: stopped with its instance");
+            let register = !self.node_known(&i.name);
+            if register && let Some(job) = self.plan_registration(i.clone(), &mut cidrs) {
+                jobs.push(job);
+            } else if !register {
+                jobs.push(NodeJob::status(&i.name, ready));
             }
-            k.running = false;
         }
+        self.run_jobs(jobs).await;
+    }
+
+    /// A registration job for `i` with the next of the allocated pod CIDRs (where the
+    /// simulator allocates them), recorded as pending; `None` when the CIDRs ran out.
+    fn plan_registration(
+        &mut self,
+        i: Instance,
+        cidrs: &mut impl Iterator<Item = Ipv4Net>,
+    ) -> Option<NodeJob> {
+        let pod_cidr = match self.config.allocate_pod_cidrs {
+            None => None,
+            Some((cidr, size)) => match cidrs.next() {
+                Some(c) => Some(c),
+                None => {
+                    tracing::warn!(node = %i.name, "kubelet: registration failed: the cluster CIDR {cidr} has no free /{size} left");
+                    return None;
+                }
+            },
+        };
+        self.pending.insert(
+            i.name.clone(),
+            Pending {
+                pod_cidr,
+                since: Instant::now(),
+            },
+        );
+        Some(NodeJob {
+            node: i.name.clone(),
+            ready: i.state == InstanceState::Running,
+            register: Some(Registration {
+                instance_id: i.id.to_string(),
+                instance: Some(i),
+                pod_cidr,
+            }),
+            status: true,
+        })
+    }
+
+    /// Runs `jobs` concurrently and forgets the pending registrations that failed (a running
+    /// kubelet tries again at its next heartbeat).
+    async fn run_jobs(&mut self, jobs: Vec<NodeJob>) {
+        let failed: Vec<String> = futures_util::stream::iter(jobs)
+            .map(|j| self.run_job(j))
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(|r| async move { r.err() })
+            .collect()
+            .await;
+        for node in failed {
+            self.pending.remove(&node);
+        }
+    }
+
+    /// One node's registration (when it has one) and status report or Lease renewal; the
+    /// node's name when its registration failed.
+    async fn run_job(&self, job: NodeJob) -> Result<(), String> {
+        if let Some(r) = job.register {
+            let registered = match r.instance {
+                Some(i) => self.register(&i, r.pod_cidr).await,
+                // Re-registration after the Node was deleted: as the instance is now.
+                None => match self.client.get_instance(&r.instance_id).await {
+                    Ok(Some(i)) => self.register(&i, r.pod_cidr).await,
+                    Ok(None) => Err("its instance is gone".to_owned()),
+                    Err(e) => Err(format!("cannot read its instance: {e}")),
+                },
+            };
+            match registered {
+                Ok(()) => {
+                    tracing::info!(node = %job.node, instance = %r.instance_id, pod_cidr = ?r.pod_cidr, "kubelet: node registered")
+                }
+                Err(e) => {
+                    tracing::warn!(node = %job.node, error = %e, "kubelet: registration failed");
+                    return Err(job.node);
+                }
+            }
+        }
+        if job.status {
+            self.post_status(&job.node, job.ready).await;
+        } else {
+            let uid = self
+                .node_store
+                .get(&ObjectRef::new(&job.node))
+                .and_then(|n| n.metadata.uid.clone())
+                .unwrap_or_default();
+            self.renew_lease(&job.node, &uid).await;
+        }
+        Ok(())
     }
 
     pub(crate) fn instance_gone(&mut self, id: &str) {
@@ -113,31 +265,60 @@ impl Sim {
         }
     }
 
-    pub(crate) async fn node_exists(&self, name: &str) -> bool {
-        // An API error counts as "exists": registering again would only fail with a conflict.
-        !matches!(self.nodes_api.get_opt(name).await, Ok(None))
+    /// The Node exists (the watch shows it) or this simulator has just created it.
+    fn node_known(&self, name: &str) -> bool {
+        self.pending.contains_key(name) || self.node_store.get(&ObjectRef::new(name)).is_some()
     }
 
-    /// The first pod CIDR of the cluster CIDR that no Node has (node IPAM's stand-in).
-    pub(crate) async fn next_pod_cidr(&self, cidr: Ipv4Net, size: u8) -> Result<String, String> {
-        let list = self
-            .nodes_api
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| format!("cannot list Nodes: {e}"))?;
-        let used: BTreeSet<String> = list
-            .items
-            .into_iter()
-            .filter_map(|n| n.spec?.pod_cidr)
+    /// Forgets the registrations the watch has caught up with, and those so old that their
+    /// Node must have been deleted before the watch saw it.
+    fn settle_pending(&mut self) {
+        let store = &self.node_store;
+        self.pending.retain(|name, p| {
+            p.since.elapsed() < PENDING_FOR && store.get(&ObjectRef::new(name)).is_none()
+        });
+    }
+
+    /// The pod CIDR of `node`: from the watch, or from its pending registration.
+    pub(crate) fn pod_cidr_of(&self, node: &str) -> Option<Ipv4Net> {
+        if let Some(p) = self.pending.get(node).and_then(|p| p.pod_cidr) {
+            return Some(p);
+        }
+        self.node_store
+            .get(&ObjectRef::new(node))?
+            .spec
+            .as_ref()?
+            .pod_cidr
+            .as_deref()?
+            .parse()
+            .ok()
+    }
+
+    /// Up to `count` pod CIDRs no Node has and no pending registration holds (node IPAM's
+    /// stand-in); fewer when the cluster CIDR runs out, none where kube-controller-manager
+    /// allocates them.
+    fn allocate_pod_cidrs(&self, count: usize) -> Vec<Ipv4Net> {
+        let Some((cidr, size)) = self.config.allocate_pod_cidrs else {
+            return Vec::new();
+        };
+        if count == 0 {
+            return Vec::new();
+        }
+        let mut used: HashSet<Ipv4Net> = self
+            .node_store
+            .state()
+            .iter()
+            .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok())
             .collect();
-        cidr.subnets(size)
-            .map_err(|e| e.to_string())?
-            .find(|s| !used.contains(&s.to_string()))
-            .map(|s| s.to_string())
-            .ok_or_else(|| format!("the cluster CIDR {cidr} has no free /{size} left"))
+        used.extend(self.pending.values().filter_map(|p| p.pod_cidr));
+        free_subnets(cidr, size, &used, count)
     }
 
-    pub(crate) async fn register(&self, i: &Instance) -> Result<(), String> {
+    pub(crate) async fn register(
+        &self,
+        i: &Instance,
+        pod_cidr: Option<Ipv4Net>,
+    ) -> Result<(), String> {
         let cap = self.types.get(&i.instance_type).map_or(
             node::Capacity {
                 cpu: 2,
@@ -148,10 +329,7 @@ impl Sim {
                 memory_mib: t.memory_mib,
             },
         );
-        let pod_cidr = match self.config.allocate_pod_cidrs {
-            Some((cidr, size)) => Some(self.next_pod_cidr(cidr, size).await?),
-            None => None,
-        };
+        let pod_cidr = pod_cidr.map(|c| c.to_string());
         let body = node::registration(i, cap, pod_cidr.as_deref(), &node::now_time());
         let n: Node = serde_json::from_value(body).map_err(|e| e.to_string())?;
         let pp = PostParams {
@@ -216,16 +394,23 @@ impl Sim {
         }
     }
 
-    /// Running kubelets heartbeat; quiet ones turn Unknown after the grace period (where the
-    /// simulator stands in for the node-lifecycle controller).
+    /// Running kubelets renew their Leases (and report their status every
+    /// [`KubeletConfig::status_report_interval`]; a Node deleted under a running kubelet is
+    /// registered again); quiet ones turn Unknown after the grace period (where the simulator
+    /// stands in for the node-lifecycle controller).
     pub(crate) async fn heartbeats(&mut self) {
+        self.settle_pending();
         let mut beat = Vec::new();
         let mut unknown = Vec::new();
         for k in self.nodes.values_mut() {
             if k.running {
                 if k.last_heartbeat.elapsed() >= self.config.status_interval {
                     k.last_heartbeat = Instant::now();
-                    beat.push((k.node.clone(), k.instance_id.clone(), k.ready));
+                    let report = k.last_report.elapsed() >= self.config.status_report_interval;
+                    if report {
+                        k.last_report = Instant::now();
+                    }
+                    beat.push((k.node.clone(), k.instance_id.clone(), k.ready, report));
                 }
             } else if let Some(grace) = self.config.mark_unknown_after
                 && !k.marked_unknown
@@ -235,22 +420,53 @@ impl Sim {
                 unknown.push((k.node.clone(), k.instance_id.clone()));
             }
         }
-        for (node, id, ready) in beat {
-            if self.node_exists(&node).await {
-                self.post_status(&node, ready).await;
+        let gone = beat.iter().filter(|b| !self.node_known(&b.0)).count();
+        let mut cidrs = self.allocate_pod_cidrs(gone).into_iter();
+        let mut jobs = Vec::new();
+        for (node, id, ready, report) in beat {
+            if self.node_known(&node) {
+                jobs.push(NodeJob {
+                    status: report,
+                    ..NodeJob::status(&node, ready)
+                });
                 continue;
             }
-            // The Node was deleted under a running kubelet: it registers again, as a real one does.
+            // The Node was deleted under a running kubelet: it registers again, as a real one
+            // does.
             tracing::info!(
                 node,
                 "kubelet: node object gone while running; re-registering"
             );
-            if let Ok(Some(i)) = self.client.get_instance(&id).await
-                && let Err(e) = self.register(&i).await
-            {
-                tracing::warn!(node, error = %e, "kubelet: re-registration failed");
-            }
+            let pod_cidr = match self.config.allocate_pod_cidrs {
+                None => None,
+                Some(_) => match cidrs.next() {
+                    Some(c) => Some(c),
+                    None => {
+                        tracing::warn!(
+                            node,
+                            "kubelet: re-registration failed: the cluster CIDR has no free pod CIDR left"
+                        );
+                        continue;
+                    }
+                },
+            };
+            self.pending.insert(
+                node.clone(),
+                Pending {
+                    pod_cidr,
+                    since: Instant::now(),
+                },
+            );
+            jobs.push(NodeJob {
+                register: Some(Registration {
+                    instance_id: id,
+                    instance: None,
+                    pod_cidr,
+                }),
+                ..NodeJob::status(&node, ready)
+            });
         }
+        self.run_jobs(jobs).await;
         for (node, id) in unknown {
             let Ok(Some(current)) = self.nodes_api.get_opt(&node).await else {
                 continue;
@@ -272,5 +488,54 @@ impl Sim {
             }
             self.mark_pods_not_ready(&node).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn free_subnets_skip_the_used_ones_in_order() {
+        let cidr = net("10.244.0.0/22");
+        let cases: [(&[&str], usize, &[&str]); 4] = [
+            (&[], 2, &["10.244.0.0/24", "10.244.1.0/24"]),
+            (
+                &["10.244.0.0/24", "10.244.2.0/24"],
+                2,
+                &["10.244.1.0/24", "10.244.3.0/24"],
+            ),
+            // Fewer than asked when the range runs out.
+            (
+                &["10.244.1.0/24"],
+                5,
+                &["10.244.0.0/24", "10.244.2.0/24", "10.244.3.0/24"],
+            ),
+            (
+                &[
+                    "10.244.0.0/24",
+                    "10.244.1.0/24",
+                    "10.244.2.0/24",
+                    "10.244.3.0/24",
+                ],
+                1,
+                &[],
+            ),
+        ];
+        for (used, count, want) in cases {
+            let used: HashSet<Ipv4Net> = used.iter().map(|s| net(s)).collect();
+            let got = free_subnets(cidr, 24, &used, count);
+            let want: Vec<Ipv4Net> = want.iter().map(|s| net(s)).collect();
+            assert_eq!(got, want, "used {used:?}, count {count}");
+        }
+    }
+
+    #[test]
+    fn a_size_larger_than_the_range_gives_nothing() {
+        assert!(free_subnets(net("10.244.0.0/24"), 16, &HashSet::new(), 1).is_empty());
     }
 }

@@ -360,12 +360,37 @@ where
         + Sync
         + 'static,
 {
+    reflect_trimmed(api, config, changed, |_| {})
+}
+
+/// [`reflect`], keeping only what `trim` leaves of each object: a store of thousands of Nodes
+/// that only needs their names and specs need not hold their status and managed fields.
+#[cfg(feature = "kube")]
+pub fn reflect_trimmed<K>(
+    api: kube::Api<K>,
+    config: kube::runtime::watcher::Config,
+    changed: Option<std::sync::Arc<tokio::sync::Notify>>,
+    trim: impl FnMut(&mut K) + Send + 'static,
+) -> (
+    kube::runtime::reflector::Store<K>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
     use futures_util::StreamExt as _;
     use kube::runtime::WatchStreamExt as _;
     let (store, writer) = kube::runtime::reflector::store();
     let task = tokio::spawn(async move {
         let mut s = kube::runtime::watcher(api, config)
             .default_backoff()
+            .modify(trim)
             .reflect(writer)
             .boxed();
         while let Some(ev) = s.next().await {

@@ -32,6 +32,17 @@ pub enum ControlPlaneKind {
     Real,
 }
 
+/// Where the sandbox's cloud-controller-manager runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CcmMode {
+    /// In this process, with no client-side rate limit.
+    InProcess,
+    /// Not started: run your own (the `ccm` binary, or a build under test) against the
+    /// sandbox; `simctl up` writes its cloud config and prints the command line, then waits for
+    /// it to initialise the nodes.
+    None,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
     /// Where cloud-sim's database and the kubeconfig live (kept across runs).
@@ -114,6 +125,10 @@ pub struct UpArgs {
     /// at its quota).
     #[arg(long)]
     pub route_quota: Option<u32>,
+
+    /// Where the cloud-controller-manager runs.
+    #[arg(long, value_enum, default_value = "in-process")]
+    pub ccm: CcmMode,
 
     /// Give up if the nodes are not all initialised within this long.
     #[arg(long, default_value = "120s", value_parser = sim_common::parse_duration)]
@@ -456,43 +471,26 @@ impl Sandbox {
             )
         });
 
-        eprintln!("starting the cloud-controller-manager ...");
         let cloud = Client::builder(&cloud_url)
             .user_agent("simctl-up")
             .build()?;
-        let provider: Arc<dyn CloudProvider> =
-            Arc::new(ccm::cloud::simcloud::SimCloud::new(cloud.clone(), None));
-        provider
-            .initialize()
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", ccm::error_chain(&e)))?;
-        // No client-side rate limit for the sandbox's in-process ccm: it shares the process with
-        // its API server, and `--nodes` in the thousands would wait minutes on upstream's 20 qps.
-        let kube_client = ccm::client_for(kube_config.clone(), None)?;
-        let node_api: kube::Api<Node> = kube::Api::all(kube_client.clone());
-        let opts = ccm::Options {
-            controllers: ControllerName::ALL.into_iter().collect(),
-            identity: "simctl-up".into(),
-            concurrent_node_syncs: 4,
-            concurrent_node_status_updates: 4,
-            node_status_update_frequency: Duration::from_secs(300),
-            node_monitor_period: args.node_monitor_period.max(Duration::from_millis(100)),
-            cluster_name: args.cluster_name.clone(),
-            cluster_cidrs: vec![ipnet::IpNet::V4(size.cluster_cidr)],
-            configure_cloud_routes: true,
-            route_reconciliation_period: Duration::from_secs(10),
-            concurrent_service_syncs: 4,
-            load_balancer_class: None,
-        };
+        let opts = ccm_options(args, &size);
         let stop_tx = ccm::CancellationToken::new();
-        let stop = stop_tx.clone();
-        let controllers = ccm::start_controllers(
-            kube_client,
-            provider,
-            Arc::new(ccm::metrics::Metrics::new()),
-            &opts,
-            &stop,
-        );
+        let controllers = match args.ccm {
+            CcmMode::InProcess => {
+                eprintln!("starting the cloud-controller-manager ...");
+                start_ccm(&cloud, &kube_config, &opts, &stop_tx).await?
+            }
+            CcmMode::None => {
+                let command = external_ccm(&args.data_dir, &cloud_url, &kubeconfig, &opts)?;
+                eprintln!(
+                    "the sandbox runs no cloud-controller-manager (--ccm none); start one against it:\n  {command}"
+                );
+                ccm::Controllers::new()
+            }
+        };
+        let node_api: kube::Api<Node> =
+            kube::Api::all(kube::Client::try_from(kube_config.clone())?);
         let sandbox = Self {
             kube_url: cluster.url(),
             cloud_url,
@@ -567,6 +565,81 @@ impl Sandbox {
             tracing::warn!(error = %e, "cloud-sim did not shut down cleanly");
         }
     }
+}
+
+/// The ccm's settings in the sandbox, in process or printed for one run outside.
+fn ccm_options(args: &UpArgs, size: &Sizing) -> ccm::Options {
+    ccm::Options {
+        controllers: ControllerName::ALL.into_iter().collect(),
+        identity: "simctl-up".into(),
+        concurrent_node_syncs: 4,
+        concurrent_node_status_updates: 4,
+        node_status_update_frequency: Duration::from_secs(300),
+        node_monitor_period: args.node_monitor_period.max(Duration::from_millis(100)),
+        cluster_name: args.cluster_name.clone(),
+        cluster_cidrs: vec![ipnet::IpNet::V4(size.cluster_cidr)],
+        configure_cloud_routes: true,
+        route_reconciliation_period: Duration::from_secs(10),
+        concurrent_service_syncs: 4,
+        load_balancer_class: None,
+    }
+}
+
+/// Starts the ccm's controllers in this process.
+async fn start_ccm(
+    cloud: &Client,
+    kube_config: &kube::Config,
+    opts: &ccm::Options,
+    stop: &ccm::CancellationToken,
+) -> anyhow::Result<ccm::Controllers> {
+    let provider: Arc<dyn CloudProvider> =
+        Arc::new(ccm::cloud::simcloud::SimCloud::new(cloud.clone(), None));
+    provider
+        .initialize()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", ccm::error_chain(&e)))?;
+    // No client-side rate limit for the sandbox's in-process ccm: it shares the process with
+    // its API server, and `--nodes` in the thousands would wait minutes on upstream's 20 qps.
+    let kube_client = ccm::client_for(kube_config.clone(), None)?;
+    Ok(ccm::start_controllers(
+        kube_client,
+        provider,
+        Arc::new(ccm::metrics::Metrics::new()),
+        opts,
+        stop,
+    ))
+}
+
+/// Writes the cloud config of a ccm run outside the sandbox and returns its command line: the
+/// same settings as the in-process one, with the client-side rate limit raised out of the way.
+fn external_ccm(
+    data_dir: &std::path::Path,
+    cloud_url: &str,
+    kubeconfig: &std::path::Path,
+    opts: &ccm::Options,
+) -> anyhow::Result<String> {
+    let cloud_config = data_dir.join("cloud-config.yaml");
+    std::fs::write(&cloud_config, format!("endpoint: {cloud_url}\n"))
+        .with_context(|| format!("cannot write {}", cloud_config.display()))?;
+    let cidrs: Vec<String> = opts.cluster_cidrs.iter().map(ToString::to_string).collect();
+    Ok(format!(
+        "ccm --cloud-provider={} --cloud-config={} --kubeconfig={} --cluster-name={} \
+         --cluster-cidr={} --configure-cloud-routes=true --controllers=* \
+         --concurrent-node-syncs={} --concurrent-node-status-updates={} \
+         --concurrent-service-syncs={} --node-monitor-period={}ms \
+         --route-reconciliation-period={}s --kube-api-qps=1000000 --kube-api-burst=1000000 \
+         --leader-elect=false --secure-port=0",
+        ccm::names::PROVIDER_NAME,
+        cloud_config.display(),
+        kubeconfig.display(),
+        opts.cluster_name,
+        cidrs.join(","),
+        opts.concurrent_node_syncs,
+        opts.concurrent_node_status_updates,
+        opts.concurrent_service_syncs,
+        opts.node_monitor_period.as_millis(),
+        opts.route_reconciliation_period.as_secs(),
+    ))
 }
 
 /// Logs to stderr with a `tracing` filter (once per process; later calls keep the first).

@@ -36,6 +36,7 @@ async fn three_hundred_nodes_come_up_sized_to_fit() {
         node_monitor_period: Duration::from_secs(5),
         route_quota: None,
         timeout: Duration::from_secs(240),
+        ccm: simctl::up::CcmMode::InProcess,
         log_filter: "warn".into(),
     };
     let nodes: Vec<NodeSpec> = simctl::up::default_nodes(&args);

@@ -36,6 +36,7 @@ fn args(dir: &std::path::Path, control_plane: ControlPlaneKind, b: u8) -> UpArgs
         node_monitor_period: Duration::from_millis(300),
         route_quota: Some(100),
         timeout: Duration::from_secs(60),
+        ccm: simctl::up::CcmMode::InProcess,
         log_filter: "warn".into(),
     }
 }

@@ -39,9 +39,9 @@ pub struct AppState {
     pub bookmark_every: Duration,
     /// `host:port` clients use, for `/api`'s serverAddressByClientCIDRs.
     pub address: String,
-    /// Every distinct (user agent, verb, resource) served, for `GET /kube-sim/requests`: what a
-    /// client needs RBAC for.
-    pub requests: Arc<std::sync::Mutex<std::collections::BTreeSet<RequestRecord>>>,
+    /// Every distinct (user agent, verb, resource) served and how often, for
+    /// `GET /kube-sim/requests`: what a client needs RBAC for, and what it costs the server.
+    pub requests: Arc<std::sync::Mutex<std::collections::BTreeMap<RequestRecord, u64>>>,
 }
 
 /// One kind of API request a client made, in RBAC terms.
@@ -55,6 +55,14 @@ pub struct RequestRecord {
     pub api_group: String,
     /// Plural, with `/status` for the status subresource.
     pub resource: String,
+}
+
+/// A [`RequestRecord`] and how many such requests were served.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequestCount {
+    #[serde(flatten)]
+    pub record: RequestRecord,
+    pub count: u64,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -82,12 +90,15 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/kube-sim/requests",
             get(|State(s): State<AppState>| async move {
-                let seen: Vec<RequestRecord> = s
+                let seen: Vec<RequestCount> = s
                     .requests
                     .lock()
                     .expect("requests lock")
                     .iter()
-                    .cloned()
+                    .map(|(record, count)| RequestCount {
+                        record: record.clone(),
+                        count: *count,
+                    })
                     .collect();
                 axum::Json(seen)
             }),
@@ -193,15 +204,16 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
         } else {
             t.def.plural.to_owned()
         };
-        s.requests
+        *s.requests
             .lock()
             .expect("requests lock")
-            .insert(RequestRecord {
+            .entry(RequestRecord {
                 user_agent,
                 verb: verb.to_owned(),
                 api_group: t.def.group.to_owned(),
                 resource,
-            });
+            })
+            .or_default() += 1;
     }
     let api = &s.api;
     if scale {

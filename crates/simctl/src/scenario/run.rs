@@ -112,6 +112,7 @@ pub fn up_args(s: &Scenario, args: &RunArgs, mode: Mode) -> UpArgs {
         node_monitor_period: Duration::from_millis(300),
         route_quota: Some(1000),
         timeout: args.setup_timeout,
+        ccm: crate::up::CcmMode::InProcess,
         log_filter: args.log_filter.clone(),
     }
 }
