@@ -73,6 +73,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUD_SIM_INSTANCE_BOOT_DELAY", default_value = "2s", value_parser = sim_common::parse_duration)]
     pub instance_boot_delay: Duration,
 
+    /// Run the load balancers' data plane (listeners, health checks, traffic counters) in this
+    /// process; `false` serves only the API (for scale runs, or a replica beside a data plane
+    /// that runs elsewhere).
+    #[arg(long, env = "CLOUD_SIM_DATA_PLANE", default_value_t = true, action = clap::ArgAction::Set,
+        num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub data_plane: bool,
+
     /// How long instances stay `stopping` before `stopped`.
     #[arg(long, env = "CLOUD_SIM_INSTANCE_STOP_DELAY", default_value = "1s", value_parser = sim_common::parse_duration)]
     pub instance_stop_delay: Duration,
@@ -177,6 +184,9 @@ pub struct Config {
     pub throttle: Option<(f64, u32)>,
     /// Delay added to data-plane connections from one zone's frontend to another zone's backend.
     pub inter_zone_latency: crate::dataplane::LatencyMatrix,
+    /// Serve the load balancers' traffic (`false`: the API only; load balancers get their
+    /// addresses and states, but nothing listens on them).
+    pub data_plane: bool,
 }
 
 /// Why a configuration is unusable.
@@ -307,6 +317,7 @@ impl Config {
             tokens: None,
             throttle: None,
             inter_zone_latency: Default::default(),
+            data_plane: true,
         })
     }
 
@@ -320,6 +331,7 @@ impl Config {
             &args.lb_pools,
         )?;
         c.instance_boot_delay = args.instance_boot_delay;
+        c.data_plane = args.data_plane;
         c.instance_stop_delay = args.instance_stop_delay;
         c.lb_provision_delay = args.lb_provision_delay;
         c.terminated_retention = args.terminated_retention;

@@ -94,11 +94,15 @@ impl Server {
             worker::run(cloud, token).await;
             Ok(())
         });
-        let token = shutdown.clone();
-        tasks.spawn("data plane", async move {
-            dataplane.run(token).await;
-            Ok(())
-        });
+        if state.cloud.config().data_plane {
+            let token = shutdown.clone();
+            tasks.spawn("data plane", async move {
+                dataplane.run(token).await;
+                Ok(())
+            });
+        } else {
+            tracing::info!("data plane off: load balancers get addresses but serve no traffic");
+        }
         let router = app(state.clone());
         let token = shutdown.clone();
         tasks.spawn("API server", async move {

@@ -716,3 +716,36 @@ async fn deleting_a_load_balancer_ends_its_open_connections() {
     let closed = tokio::time::timeout(T, held.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the connection outlived its load balancer");
 }
+
+/// `--data-plane=false`: the API gives the load balancer its frontends and turns it active, but
+/// nothing listens on them (the same load balancer with the data plane on answers: see above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_data_plane_load_balancers_get_addresses_but_serve_nothing() {
+    let c = crate::common::spawn_with(cloud_sim::Config {
+        data_plane: false,
+        ..cloud_sim::Config::for_tests_isolated()
+    })
+    .await;
+    let backend_port = port();
+    let i = c.instance("a1", "zone-a").await;
+    let _b = backend(i.private_ip, backend_port, "a1").await;
+    let port = port();
+    let lb = c
+        .client
+        .create_load_balancer(&tcp_lb("web", port, backend_port, &[&i]))
+        .await
+        .unwrap();
+    let id = lb.id.to_string();
+    let active = wait_for("the load balancer active", T, || {
+        let (client, id) = (c.client.clone(), id.clone());
+        async move {
+            let lb = client.get_load_balancer(&id).await.ok()??;
+            (lb.state == cloud_api::LoadBalancerState::Active).then_some(lb)
+        }
+    })
+    .await;
+    assert_eq!(active.frontends.len(), 3, "a frontend in every zone");
+    for f in &active.frontends {
+        assert_eq!(ask(f.ip, port).await, None, "{} answered", f.ip);
+    }
+}

@@ -504,10 +504,16 @@ impl Listeners {
             let (view, resp) = (view.clone(), r.clone());
             let task = tokio::spawn(async move {
                 loop {
-                    let Ok((s, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    tokio::spawn(serve(s, resp.clone(), view.clone()));
+                    match listener.accept().await {
+                        Ok((s, _)) => {
+                            tokio::spawn(serve(s, resp.clone(), view.clone()));
+                        }
+                        Err(e) => {
+                            // Out of file descriptors, most likely: retrying at once would spin.
+                            tracing::warn!(error = %e, "kubelet data plane: accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
                 }
             });
             self.running.insert(k, (r, task));

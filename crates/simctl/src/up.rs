@@ -130,6 +130,13 @@ pub struct UpArgs {
     #[arg(long, value_enum, default_value = "in-process")]
     pub ccm: CcmMode,
 
+    /// Serve traffic: load balancers (cloud-sim) and node ports, Pods and kube-proxy
+    /// (kubelet-sim). Each node holds a listener per node port, so thousands of nodes times many
+    /// Services run out of file descriptors; `--data-plane=false` keeps the control planes only.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+        require_equals = true, default_missing_value = "true")]
+    pub data_plane: bool,
+
     /// Give up if the nodes are not all initialised within this long.
     #[arg(long, default_value = "120s", value_parser = sim_common::parse_duration)]
     pub timeout: Duration,
@@ -301,7 +308,7 @@ impl Cluster {
         };
         KubeletConfig {
             cluster_name: Some(args.cluster_name.clone()),
-            data_plane: Some(size.pod_loopback_cidr),
+            data_plane: args.data_plane.then_some(size.pod_loopback_cidr),
             // Well within the grace period, so a running node never looks silent.
             status_interval: (args.node_monitor_grace_period / 4)
                 .clamp(Duration::from_millis(200), Duration::from_secs(10)),
@@ -450,6 +457,7 @@ impl Sandbox {
         cfg.instance_stop_delay = Duration::from_secs(1);
         cfg.lb_provision_delay = Duration::from_secs(2);
         cfg.route_quota = size.route_quota.max(1);
+        cfg.data_plane = args.data_plane;
         let db = format!("sqlite://{}", args.data_dir.join("cloud-sim.db").display());
         let cloud_server = cloud_sim::Server::start(cfg, &db, args.cloud_listen)
             .await

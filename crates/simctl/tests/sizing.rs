@@ -37,6 +37,7 @@ async fn three_hundred_nodes_come_up_sized_to_fit() {
         route_quota: None,
         timeout: Duration::from_secs(240),
         ccm: simctl::up::CcmMode::InProcess,
+        data_plane: true,
         log_filter: "warn".into(),
     };
     let nodes: Vec<NodeSpec> = simctl::up::default_nodes(&args);

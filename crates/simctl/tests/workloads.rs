@@ -37,6 +37,7 @@ fn args(dir: &std::path::Path, control_plane: ControlPlaneKind, b: u8) -> UpArgs
         route_quota: Some(100),
         timeout: Duration::from_secs(60),
         ccm: simctl::up::CcmMode::InProcess,
+        data_plane: true,
         log_filter: "warn".into(),
     }
 }

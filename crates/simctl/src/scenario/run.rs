@@ -113,6 +113,7 @@ pub fn up_args(s: &Scenario, args: &RunArgs, mode: Mode) -> UpArgs {
         route_quota: Some(1000),
         timeout: args.setup_timeout,
         ccm: crate::up::CcmMode::InProcess,
+        data_plane: true,
         log_filter: args.log_filter.clone(),
     }
 }
