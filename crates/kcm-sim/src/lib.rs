@@ -185,16 +185,21 @@ async fn run(kube: kube::Client, config: Config, stop: CancellationToken) {
             }
         }
     }
+    let mut last_pass = Duration::ZERO;
     loop {
         tokio::select! {
             _ = changed.notified() => {
-                // Let a burst of events land before planning.
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // Let a burst of events land before planning; a pass reads every cached object,
+                // so with thousands of Nodes changing the passes space out (a pass's time at
+                // most a fifth of the wall clock) instead of running back to back.
+                tokio::time::sleep((last_pass * 4).clamp(SETTLE, MAX_SETTLE)).await;
             }
             _ = tokio::time::sleep(sim.config.resync) => {}
             _ = stop.cancelled() => break,
         }
+        let t = tokio::time::Instant::now();
         sim.pass().await;
+        last_pass = t.elapsed();
     }
     tasks.iter().for_each(JoinHandle::abort);
 }
@@ -205,6 +210,11 @@ where
 {
     s.state().iter().map(|o| (**o).clone()).collect()
 }
+
+/// The shortest wait between a change and the pass that follows it.
+const SETTLE: Duration = Duration::from_millis(20);
+/// The longest (when passes are slow).
+const MAX_SETTLE: Duration = Duration::from_secs(1);
 
 fn fingerprint(values: impl IntoIterator<Item = Value>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();

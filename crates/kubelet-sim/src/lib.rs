@@ -202,6 +202,7 @@ impl Kubelets {
                 node_store,
                 node_watch,
                 pending: HashMap::new(),
+                taken_cidrs: None,
                 nodes_api: Api::all(kube.clone()),
                 leases: Api::namespaced(kube.clone(), NODE_LEASE_NAMESPACE),
                 kube,
@@ -257,6 +258,8 @@ struct Sim {
     node_watch: JoinHandle<()>,
     /// Nodes registered by this simulator that the watch has not shown yet, by name.
     pending: HashMap<String, registration::Pending>,
+    /// Pod CIDRs taken, as last read from the watch (and when), plus those allocated since.
+    taken_cidrs: Option<(Instant, HashSet<Ipv4Net>)>,
     leases: Api<Lease>,
     client: Client,
     /// By instance ID.

@@ -6,6 +6,8 @@ use super::*;
 
 /// API calls the kubelets make at once (registrations, status reports, Lease renewals).
 const CONCURRENCY: usize = 16;
+/// How long the pod CIDRs read from the Node watch are used before they are read again.
+const CIDRS_FRESH_FOR: Duration = Duration::from_secs(1);
 /// How long a registration stays pending before the watch must have shown its Node.
 const PENDING_FOR: Duration = Duration::from_secs(30);
 
@@ -297,21 +299,37 @@ impl Sim {
     /// Up to `count` pod CIDRs no Node has and no pending registration holds (node IPAM's
     /// stand-in); fewer when the cluster CIDR runs out, none where kube-controller-manager
     /// allocates them.
-    fn allocate_pod_cidrs(&self, count: usize) -> Vec<Ipv4Net> {
+    ///
+    /// The taken CIDRs are read from the watch at most once a second ([`CIDRS_FRESH_FOR`]):
+    /// instances arrive a few at a time, and re-reading thousands of Nodes for each few made
+    /// registration quadratic. In between, what this simulator allocates is added to the set
+    /// (it is the only allocator where it allocates at all); a deleted Node's CIDR is free again
+    /// at the next read.
+    fn allocate_pod_cidrs(&mut self, count: usize) -> Vec<Ipv4Net> {
         let Some((cidr, size)) = self.config.allocate_pod_cidrs else {
             return Vec::new();
         };
         if count == 0 {
             return Vec::new();
         }
-        let mut used: HashSet<Ipv4Net> = self
-            .node_store
-            .state()
-            .iter()
-            .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok())
-            .collect();
-        used.extend(self.pending.values().filter_map(|p| p.pod_cidr));
-        free_subnets(cidr, size, &used, count)
+        let stale = self
+            .taken_cidrs
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= CIDRS_FRESH_FOR);
+        if stale {
+            let mut taken: HashSet<Ipv4Net> = self
+                .node_store
+                .state()
+                .iter()
+                .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok())
+                .collect();
+            taken.extend(self.pending.values().filter_map(|p| p.pod_cidr));
+            self.taken_cidrs = Some((Instant::now(), taken));
+        }
+        let (_, taken) = self.taken_cidrs.as_mut().expect("filled above");
+        let out = free_subnets(cidr, size, taken, count);
+        taken.extend(out.iter().copied());
+        out
     }
 
     pub(crate) async fn register(

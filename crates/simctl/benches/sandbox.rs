@@ -363,7 +363,11 @@ async fn one_run(
     let mut kube_requests = BTreeMap::new();
     for r in &seen {
         let agent = r["userAgent"].as_str().unwrap_or("?");
-        let agent = agent.split('/').next().unwrap_or(agent).to_owned();
+        let agent = match agent.split('/').next().unwrap_or(agent) {
+            // The sandbox's own in-process clients send no user agent.
+            "" => "the kubelets and kcm-sim".to_owned(),
+            a => a.to_owned(),
+        };
         *kube_requests.entry(agent).or_default() += r["count"].as_u64().unwrap_or(0);
     }
     let metrics = http
