@@ -33,7 +33,8 @@ impl Cloud {
         let decision = decide(recorded.as_ref(), method, path, body, now);
         match decision {
             Decision::Claim => {
-                store::insert_idempotency_claim(&mut tx, project, key, method, path, body, now)
+                // Released since the first statement: nothing recorded, so this claims it.
+                store::try_claim_idempotency(&mut tx, project, key, method, path, body, now)
                     .await?;
             }
             Decision::TakeOver => {

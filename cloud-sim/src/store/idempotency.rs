@@ -38,31 +38,6 @@ pub async fn idempotency_key(
     .transpose()
 }
 
-/// Records a first claim of `key` by this request.
-pub async fn insert_idempotency_claim(
-    conn: &mut SqliteConnection,
-    project: &str,
-    key: &str,
-    method: &str,
-    path: &str,
-    body: &[u8],
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO idempotency_keys (project, key, method, path, body, status, response, created_at) \
-         VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6)",
-    )
-    .bind(project)
-    .bind(key)
-    .bind(method)
-    .bind(path)
-    .bind(body)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Records a first claim of `key` unless something is recorded under it already; true when
 /// this request claimed it (one statement, for the common case of a fresh key).
 pub async fn try_claim_idempotency(
