@@ -63,20 +63,22 @@ impl Cloud {
                 .into());
             }
         }
-        let existing = store::route_destinations(&mut tx, &ctx.project, table).await?;
-        if let Some((id, _, _)) = existing.iter().find(|(_, name, _)| *name == req.name) {
+        if let Some(id) = store::route_by_name(&mut tx, &ctx.project, table, &req.name).await? {
             return Err(ApiError::AlreadyExists(format!(
                 "route name {:?} is in use by {id}",
                 req.name
             )));
         }
-        let quota = self.config.route_quota as usize;
-        if existing.len() >= quota {
+        let quota = self.config.route_quota;
+        if store::count_routes(&mut tx, &ctx.project, table).await? >= quota {
             return Err(ApiError::QuotaExceeded(format!(
                 "route table {table} holds its quota of {quota} routes"
             )));
         }
-        for (id, name, cidr) in &existing {
+        // Only the routes the index finds near `dest` (a table of 10,000 routes used to be read
+        // whole, inside the write transaction, for every new route).
+        let near = store::route_overlap_candidates(&mut tx, &ctx.project, table, &dest).await?;
+        for (id, name, cidr) in &near {
             let other: IpNet = cidr.parse().map_err(|e| store::StoreError::Corrupt {
                 what: "route destination",
                 detail: format!("{e}"),

@@ -62,8 +62,8 @@ pub struct NewRoute {
 
 pub async fn insert_route(conn: &mut SqliteConnection, n: &NewRoute, now: i64) -> Result<()> {
     sqlx::query(
-        "INSERT INTO routes (id, project, route_table, name, destination_cidr, target_instance_id, tags, version, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8)",
+        "INSERT INTO routes (id, project, route_table, name, destination_cidr, target_instance_id, tags, version, created_at, dest_first, dest_last) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10)",
     )
     .bind(n.id.as_str())
     .bind(&n.project)
@@ -73,9 +73,19 @@ pub async fn insert_route(conn: &mut SqliteConnection, n: &NewRoute, now: i64) -
     .bind(n.target_instance_id.as_str())
     .bind(to_json(&n.tags))
     .bind(now)
+    .bind(v4_range(&n.destination_cidr).map(|r| i64::from(r.0)))
+    .bind(v4_range(&n.destination_cidr).map(|r| i64::from(r.1)))
     .execute(&mut *conn)
     .await?;
-    replace_tags(conn, n.id.as_str(), &n.tags).await
+    insert_tags(conn, n.id.as_str(), &n.tags).await
+}
+
+/// First and last address of an IPv4 network.
+fn v4_range(net: &ipnet::IpNet) -> Option<(u32, u32)> {
+    match net {
+        ipnet::IpNet::V4(n) => Some((u32::from(n.network()), u32::from(n.broadcast()))),
+        ipnet::IpNet::V6(_) => None,
+    }
 }
 
 pub async fn get_route(
@@ -119,19 +129,44 @@ pub async fn list_routes(
     rows.into_iter().map(RouteRow::into_stored).collect()
 }
 
-/// `(id, name, destination)` of every route in the table.
-pub async fn route_destinations(
+/// `(id, name, destination)` of the routes in the table whose destination may overlap `dest`:
+/// the IPv4 ones whose range meets it (found by the index), and those without a stored range
+/// (IPv6, or stored before ranges were), which the caller checks by parsing.
+pub async fn route_overlap_candidates(
     conn: &mut SqliteConnection,
     project: &str,
     table: &str,
+    dest: &ipnet::IpNet,
 ) -> Result<Vec<(String, String, String)>> {
+    let range = v4_range(dest);
     Ok(sqlx::query_as(
-        "SELECT id, name, destination_cidr FROM routes WHERE project = $1 AND route_table = $2",
+        "SELECT id, name, destination_cidr FROM routes WHERE project = $1 AND route_table = $2 \
+         AND (dest_first IS NULL OR (dest_first <= $4 AND dest_last >= $3))",
     )
     .bind(project)
     .bind(table)
+    .bind(range.map(|r| i64::from(r.0)))
+    .bind(range.map(|r| i64::from(r.1)))
     .fetch_all(conn)
     .await?)
+}
+
+/// The ID of the route named `name` in the table.
+pub async fn route_by_name(
+    conn: &mut SqliteConnection,
+    project: &str,
+    table: &str,
+    name: &str,
+) -> Result<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM routes WHERE project = $1 AND route_table = $2 AND name = $3",
+    )
+    .bind(project)
+    .bind(table)
+    .bind(name)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| r.0))
 }
 
 pub async fn count_routes(conn: &mut SqliteConnection, project: &str, table: &str) -> Result<u32> {

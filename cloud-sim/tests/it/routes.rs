@@ -180,3 +180,35 @@ async fn bad_routes_and_blackholes() {
         Some("target_instance_id")
     );
 }
+
+/// The overlap check finds IPv4 neighbours through an index on the destinations' ranges: its
+/// edges, and IPv6 destinations (no stored range) checked by parsing.
+#[tokio::test]
+async fn overlap_edges() {
+    let c = spawn().await;
+    let n1 = c.instance("n1", "zone-a").await.id;
+    for (name, cidr) in [("wide", "10.244.0.0/23"), ("v6", "fd00:10:244:1::/64")] {
+        c.client
+            .create_route(T, &route(name, cidr, &n1))
+            .await
+            .unwrap();
+    }
+    let cases = [
+        ("inner", "10.244.1.128/25", true),
+        ("first-address", "10.244.0.0/32", true),
+        ("last-address", "10.244.1.255/32", true),
+        ("just-before", "10.243.255.255/32", false),
+        ("just-after", "10.244.2.0/24", false),
+        ("outer", "10.0.0.0/8", true),
+        ("v6-inner", "fd00:10:244:1:1::/80", true),
+        ("v6-beside", "fd00:10:244:2::/64", false),
+    ];
+    for (name, cidr, overlaps) in cases {
+        let r = c.client.create_route(T, &route(name, cidr, &n1)).await;
+        match r {
+            Err(e) if overlaps => assert_eq!(e.code(), Some(ErrorCode::Conflict), "{name}: {e}"),
+            Ok(_) if !overlaps => {}
+            other => panic!("{name} ({cidr}): expected overlap={overlaps}, got {other:?}"),
+        }
+    }
+}
