@@ -73,35 +73,24 @@ impl Cloud {
             state_deadline: boot,
         };
         // A live name is unique by index: the insert finds a clash without a query before it.
-        if let Err(e) = store::insert_instance(&mut tx, &n, now).await {
-            if !store::is_unique_violation(&e) {
-                return Err(e.into());
+        let created = match store::insert_instance(&mut tx, &self.config.region, &n, now).await {
+            Ok(created) => created.instance,
+            Err(e) if store::is_unique_violation(&e) => {
+                let existing = store::live_instance_by_name(&mut tx, &ctx.project, &n.name).await?;
+                return Err(ApiError::AlreadyExists(match existing {
+                    Some(id) => format!("instance name {:?} is in use by {id}", n.name),
+                    None => format!("private IP {private_ip} is in use by another instance"),
+                }));
             }
-            return Err(ApiError::AlreadyExists(match store::live_instance_by_name(
-                &mut tx,
-                &ctx.project,
-                &n.name,
-            )
-            .await?
-            {
-                Some(existing) => {
-                    format!("instance name {:?} is in use by {existing}", n.name)
-                }
-                None => format!("private IP {private_ip} is in use by another instance"),
-            }));
-        }
+            Err(e) => return Err(e.into()),
+        };
         store::append_event(
             &mut tx,
             &instance_event(&ctx.project, &n.id, &n.zone, EventKind::Created, n.state),
             now,
         )
         .await?;
-        let created =
-            store::get_instance(&mut tx, &self.config.region, None, n.id.as_str()).await?;
         tx.commit().await?;
-        let created = created
-            .ok_or_else(|| ApiError::not_found("instance", &n.id))?
-            .instance;
         tracing::info!(instance = %created.id, name = %created.name, zone = %created.zone, ip = %created.private_ip, state = %created.state, "instance created");
         Ok(created)
     }

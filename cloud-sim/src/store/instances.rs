@@ -75,25 +75,33 @@ pub struct NewInstance {
     pub state_deadline: Option<i64>,
 }
 
-pub async fn insert_instance(conn: &mut SqliteConnection, n: &NewInstance, now: i64) -> Result<()> {
-    sqlx::query(
+pub async fn insert_instance(
+    conn: &mut SqliteConnection,
+    region: &str,
+    n: &NewInstance,
+    now: i64,
+) -> Result<StoredInstance> {
+    // RETURNING: the stored row comes back with the insert (no read after it).
+    let sql = format!(
         "INSERT INTO instances (id, project, name, zone, instance_type, state, private_ip, tags, version, \
          created_at, updated_at, terminated_at, state_deadline) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, NULL, $10)",
-    )
-    .bind(n.id.as_str())
-    .bind(&n.project)
-    .bind(&n.name)
-    .bind(&n.zone)
-    .bind(&n.instance_type)
-    .bind(n.state.as_str())
-    .bind(ip_to_db(n.private_ip))
-    .bind(to_json(&n.tags))
-    .bind(now)
-    .bind(n.state_deadline)
-    .execute(&mut *conn)
-    .await?;
-    insert_tags(conn, n.id.as_str(), &n.tags).await
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, NULL, $10) RETURNING {INSTANCE_COLUMNS}"
+    );
+    let row: InstanceRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(n.id.as_str())
+        .bind(&n.project)
+        .bind(&n.name)
+        .bind(&n.zone)
+        .bind(&n.instance_type)
+        .bind(n.state.as_str())
+        .bind(ip_to_db(n.private_ip))
+        .bind(to_json(&n.tags))
+        .bind(now)
+        .bind(n.state_deadline)
+        .fetch_one(&mut *conn)
+        .await?;
+    insert_tags(conn, n.id.as_str(), &n.tags).await?;
+    row.into_stored(region)
 }
 
 /// The instance, if it exists and belongs to `project` (`None` for any project).
