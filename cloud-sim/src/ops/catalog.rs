@@ -62,4 +62,16 @@ impl Cloud {
         let mut conn = self.db.reader().await.map_err(ApiError::from)?;
         Ok(store::instance_types(&mut conn).await?)
     }
+
+    /// Whether `name` is an instance type.
+    pub(super) async fn is_instance_type(&self, name: &str) -> Result<bool> {
+        let names = self
+            .type_names
+            .get_or_try_init(|| async {
+                let types = self.instance_types().await?;
+                Ok::<_, ApiError>(types.into_iter().map(|t| t.name).collect())
+            })
+            .await?;
+        Ok(names.contains(name))
+    }
 }

@@ -20,12 +20,7 @@ impl Cloud {
             .clone();
         validate::tags("tags", &req.tags)?;
         self.zonal_faults(ctx, &zone.name).await?;
-        let now = now_ms();
-        let mut tx = self.db.begin().await?;
-        if store::instance_type(&mut tx, &req.instance_type)
-            .await?
-            .is_none()
-        {
+        if !self.is_instance_type(&req.instance_type).await? {
             return Err(Invalid::new(
                 "instance_type",
                 format!(
@@ -35,6 +30,8 @@ impl Cloud {
             )
             .into());
         }
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
         let private_ip = match req.private_ip {
             Some(ip) => {
                 self.check_chosen_ip(ip, &zone.name)?;

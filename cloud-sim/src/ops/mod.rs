@@ -70,6 +70,9 @@ pub struct Cloud {
     faults: Arc<Faults>,
     /// Event long polls parked waiting for an event.
     polls_waiting: Arc<std::sync::atomic::AtomicI64>,
+    /// The instance types' names, read once (the catalog never changes while serving): a
+    /// create checks its type without a query on the write connection.
+    type_names: Arc<tokio::sync::OnceCell<HashSet<String>>>,
 }
 
 /// See [`Cloud::data_plane_view`].
@@ -154,6 +157,7 @@ impl Cloud {
             config,
             faults,
             polls_waiting: Arc::default(),
+            type_names: Arc::default(),
         }
     }
 

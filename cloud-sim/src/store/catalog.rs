@@ -44,13 +44,3 @@ pub async fn instance_types(conn: &mut SqliteConnection) -> Result<Vec<InstanceT
         })
         .collect()
 }
-
-pub async fn instance_type(
-    conn: &mut SqliteConnection,
-    name: &str,
-) -> Result<Option<InstanceType>> {
-    Ok(instance_types(conn)
-        .await?
-        .into_iter()
-        .find(|t| t.name == name))
-}
