@@ -744,6 +744,47 @@ mod tests {
 
     use super::*;
 
+    /// `--ccm none` prints a command line for the `ccm` binary: it must parse and validate
+    /// there, with the sandbox's settings and the cloud config just written.
+    #[test]
+    fn the_printed_ccm_command_line_is_one_the_ccm_accepts() {
+        use clap::Parser as _;
+        let dir = std::env::temp_dir().join(format!("simctl-external-ccm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        #[derive(clap::Parser)]
+        struct Up {
+            #[command(flatten)]
+            args: UpArgs,
+        }
+        let args = Up::try_parse_from(["up", "--ccm", "none"]).unwrap().args;
+        let size = Sizing {
+            cluster_cidr: "10.244.0.0/14".parse().unwrap(),
+            node_cidr_mask_size: 24,
+            pod_loopback_cidr: "127.244.0.0/14".parse().unwrap(),
+            route_quota: 1000,
+            instance_subnets: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let opts = ccm_options(&args, &size);
+        let line =
+            external_ccm(&dir, "http://127.0.0.1:9", &dir.join("kubeconfig"), &opts).unwrap();
+        let args: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(args[0], "ccm");
+        let parsed = ccm::config::Args::try_parse_from(&args).unwrap_or_else(|e| panic!("{e}"));
+        let v = parsed.validate().unwrap();
+        assert_eq!(v.cloud.endpoint, "http://127.0.0.1:9");
+        assert_eq!(v.cluster_cidrs, opts.cluster_cidrs);
+        assert_eq!(v.controllers, opts.controllers);
+        assert!(
+            v.serving.is_none(),
+            "--secure-port=0: no port to collide with"
+        );
+        assert!(!parsed.leader_elect);
+        assert_eq!(parsed.concurrent_node_syncs, opts.concurrent_node_syncs);
+        assert_eq!(parsed.node_monitor_period, opts.node_monitor_period);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn nodes_spread_round_robin() {
         let zones: Vec<String> = ["zone-a", "zone-b", "zone-c"].map(String::from).to_vec();
