@@ -263,6 +263,17 @@ impl WriteTx {
     /// Commits, wakes event-log waiters, and returns once the transaction is on disk (inside
     /// [`durability::deferring`]: once it is committed; the caller syncs).
     pub async fn commit(self) -> Result<()> {
+        self.commit_durably(true).await
+    }
+
+    /// Commits durably without waking event-log waiters: for writes that append no events and
+    /// change nothing the data plane or the worker follow (the response of an idempotent
+    /// request).
+    pub async fn commit_quiet(self) -> Result<()> {
+        self.commit_durably(false).await
+    }
+
+    async fn commit_durably(self, wake: bool) -> Result<()> {
         let Self {
             tx,
             sync,
@@ -272,23 +283,9 @@ impl WriteTx {
         tx.commit().await?;
         let n = sync.committed();
         drop(_writing);
-        events.notify_waiters();
-        if durability::defer(n) {
-            return Ok(());
+        if wake {
+            events.notify_waiters();
         }
-        sync.sync(n).await.map_err(StoreError::Sync)
-    }
-
-    /// Commits durably without waking event-log waiters: for writes that append no events and
-    /// change nothing the data plane or the worker follow (the response of an idempotent
-    /// request).
-    pub async fn commit_quiet(self) -> Result<()> {
-        let Self {
-            tx, sync, _writing, ..
-        } = self;
-        tx.commit().await?;
-        let n = sync.committed();
-        drop(_writing);
         if durability::defer(n) {
             return Ok(());
         }

@@ -166,20 +166,26 @@ impl Sim {
                 }
             }
             let register = !self.node_known(&i.name);
-            if register && let Some(job) = self.plan_registration(i.clone(), &mut cidrs) {
-                jobs.push(job);
-            } else if !register {
+            if !register {
                 jobs.push(NodeJob::status(&i.name, ready));
+            } else if let Some(job) =
+                self.plan_registration(&i.name.clone(), id, Some(i), ready, &mut cidrs)
+            {
+                jobs.push(job);
             }
         }
         self.run_jobs(jobs).await;
     }
 
-    /// A registration job for `i` with the next of the allocated pod CIDRs (where the
-    /// simulator allocates them), recorded as pending; `None` when the CIDRs ran out.
+    /// A registration job for node `node` of instance `instance_id` (`instance`: as just read,
+    /// or `None` to read it first) with the next of the allocated pod CIDRs (where the simulator
+    /// allocates them), recorded as pending; `None` when the CIDRs ran out.
     fn plan_registration(
         &mut self,
-        i: Instance,
+        node: &str,
+        instance_id: String,
+        instance: Option<Instance>,
+        ready: bool,
         cidrs: &mut impl Iterator<Item = Ipv4Net>,
     ) -> Option<NodeJob> {
         let pod_cidr = match self.config.allocate_pod_cidrs {
@@ -187,27 +193,28 @@ impl Sim {
             Some((cidr, size)) => match cidrs.next() {
                 Some(c) => Some(c),
                 None => {
-                    tracing::warn!(node = %i.name, "kubelet: registration failed: the cluster CIDR {cidr} has no free /{size} left");
+                    tracing::warn!(
+                        node,
+                        "kubelet: registration failed: the cluster CIDR {cidr} has no free /{size} left"
+                    );
                     return None;
                 }
             },
         };
         self.pending.insert(
-            i.name.clone(),
+            node.to_owned(),
             Pending {
                 pod_cidr,
                 since: Instant::now(),
             },
         );
         Some(NodeJob {
-            node: i.name.clone(),
-            ready: i.state == InstanceState::Running,
             register: Some(Registration {
-                instance_id: i.id.to_string(),
-                instance: Some(i),
+                instance_id,
+                instance,
                 pod_cidr,
             }),
-            status: true,
+            ..NodeJob::status(node, ready)
         })
     }
 
@@ -248,15 +255,15 @@ impl Sim {
                 }
             }
         }
-        if job.status {
-            self.post_status(&job.node, job.ready).await;
-        } else {
-            let uid = self
-                .node_store
-                .get(&ObjectRef::new(&job.node))
-                .and_then(|n| n.metadata.uid.clone())
-                .unwrap_or_default();
-            self.renew_lease(&job.node, &uid).await;
+        // A Lease renewal needs the Node's UID (the Lease is owned by it); a Node the watch has
+        // not shown yet gets the full status post, which reads it.
+        let uid = self
+            .node_store
+            .get(&ObjectRef::new(&job.node))
+            .and_then(|n| n.metadata.uid.clone());
+        match uid {
+            Some(uid) if !job.status => self.renew_lease(&job.node, &uid).await,
+            _ => self.post_status(&job.node, job.ready).await,
         }
         Ok(())
     }
@@ -455,34 +462,7 @@ impl Sim {
                 node,
                 "kubelet: node object gone while running; re-registering"
             );
-            let pod_cidr = match self.config.allocate_pod_cidrs {
-                None => None,
-                Some(_) => match cidrs.next() {
-                    Some(c) => Some(c),
-                    None => {
-                        tracing::warn!(
-                            node,
-                            "kubelet: re-registration failed: the cluster CIDR has no free pod CIDR left"
-                        );
-                        continue;
-                    }
-                },
-            };
-            self.pending.insert(
-                node.clone(),
-                Pending {
-                    pod_cidr,
-                    since: Instant::now(),
-                },
-            );
-            jobs.push(NodeJob {
-                register: Some(Registration {
-                    instance_id: id,
-                    instance: None,
-                    pod_cidr,
-                }),
-                ..NodeJob::status(&node, ready)
-            });
+            jobs.extend(self.plan_registration(&node, id, None, ready, &mut cidrs));
         }
         self.run_jobs(jobs).await;
         for (node, id) in unknown {
