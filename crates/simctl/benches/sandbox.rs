@@ -265,7 +265,7 @@ async fn one_run(
                         .stderr(Stdio::null())
                         .spawn()?,
                 ));
-            } else if line.starts_with("error") {
+            } else if line.to_ascii_lowercase().starts_with("error") {
                 anyhow::bail!("simctl up: {line}");
             }
             continue;
