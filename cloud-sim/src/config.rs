@@ -21,7 +21,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the cloud API (and, later, the load-balancer data plane).
+    /// Serve the cloud API, the load-balancer data plane and the web console (`/ui/`).
     Serve(ServeArgs),
 }
 

@@ -3,7 +3,8 @@
 //! Middleware, outermost first: request ID + metrics + access log ([`middleware::observe`]),
 //! authentication ([`middleware::authenticate`]), fault injection ([`middleware::inject_faults`]),
 //! idempotency keys ([`middleware::idempotency`]). Handlers parse the request, call one
-//! [`crate::ops::Cloud`] method and serialize its result.
+//! [`crate::ops::Cloud`] method and serialize its result. The console's static files
+//! ([`console`]) sit outside authentication and faults, beside `/healthz` and `/metrics`.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::ops::Cloud;
 
 pub mod admin;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -57,6 +59,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(crate::metrics::serve))
         .route("/openapi.json", get(openapi::serve))
+        .merge(console::router())
         .merge(api)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -19,6 +19,8 @@ use super::{admin, events, instances, load_balancers, regions, routes};
         regions::zones,
         regions::zone,
         regions::instance_types,
+        regions::whoami,
+        regions::usage,
         instances::create,
         instances::list,
         instances::read,

@@ -1,9 +1,12 @@
-//! `/v1/regions`, `/v1/zones`, `/v1/instance-types`: the read-only catalog.
+//! `/v1/regions`, `/v1/zones`, `/v1/instance-types`: the read-only catalog; `/v1/whoami` and
+//! `/v1/usage`: the caller and what their project has in each zone.
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use cloud_api::{ApiErrorBody, InstanceType, Page, Region, Zone};
+use cloud_api::{ApiErrorBody, Caller, InstanceType, Page, Region, Usage, Zone};
+
+use crate::config::Principal;
 
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -15,6 +18,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/zones", get(zones))
         .route("/v1/zones/{zone}", get(zone))
         .route("/v1/instance-types", get(instance_types))
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/usage", get(usage))
 }
 
 #[utoipa::path(get, path = "/v1/regions", tag = "catalog", responses((status = 200, body = Page<Region>)))]
@@ -52,4 +57,17 @@ pub async fn instance_types(
         items: s.cloud.instance_types().await?,
         next_page_token: None,
     }))
+}
+
+#[utoipa::path(get, path = "/v1/whoami", tag = "account", responses((status = 200, body = Caller)))]
+pub async fn whoami(Extension(p): Extension<Principal>) -> Json<Caller> {
+    Json(Caller {
+        project: p.project,
+        admin: p.admin,
+    })
+}
+
+#[utoipa::path(get, path = "/v1/usage", tag = "account", responses((status = 200, body = Usage)))]
+pub async fn usage(State(s): State<AppState>, ctx: Ctx) -> Result<Json<Usage>, ApiError> {
+    Ok(Json(s.cloud.usage(&ctx).await?))
 }

@@ -11,7 +11,8 @@ use cloud_api::{
     CreateInstanceRequest, CreateLoadBalancerRequest, CreateRouteRequest, EventKind, EventPage,
     Frontend, Instance, InstanceId, InstanceState, InstanceType, LoadBalancer, LoadBalancerId,
     LoadBalancerState, Page, Region, ResourceKind, Route, RouteId, RouteTable,
-    UpdateInstanceRequest, UpdateLoadBalancerRequest, Zone, ZoneState, route::DEFAULT_ROUTE_TABLE,
+    UpdateInstanceRequest, UpdateLoadBalancerRequest, Usage, Zone, ZoneState, ZoneUsage,
+    route::DEFAULT_ROUTE_TABLE,
 };
 use ipnet::{IpNet, Ipv4Net};
 

@@ -44,3 +44,43 @@ pub async fn instance_types(conn: &mut SqliteConnection) -> Result<Vec<InstanceT
         })
         .collect()
 }
+
+/// What one project has in each zone; zones with nothing of a kind are absent from its list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneCounts {
+    /// `(zone, instance state, count)`.
+    pub instances: Vec<(String, String, i64)>,
+    /// `(zone, load-balancer backends on instances there)`.
+    pub backends: Vec<(String, i64)>,
+    /// `(zone, load-balancer frontends there)`.
+    pub frontends: Vec<(String, i64)>,
+}
+
+pub async fn zone_counts(conn: &mut SqliteConnection, project: &str) -> Result<ZoneCounts> {
+    let instances = sqlx::query_as(
+        "SELECT zone, state, COUNT(*) FROM instances WHERE project = $1 GROUP BY zone, state",
+    )
+    .bind(project)
+    .fetch_all(&mut *conn)
+    .await?;
+    let backends = sqlx::query_as(
+        "SELECT i.zone, COUNT(*) FROM lb_backends b \
+         JOIN load_balancers l ON l.id = b.lb_id JOIN instances i ON i.id = b.instance_id \
+         WHERE l.project = $1 GROUP BY i.zone",
+    )
+    .bind(project)
+    .fetch_all(&mut *conn)
+    .await?;
+    let frontends = sqlx::query_as(
+        "SELECT f.zone, COUNT(*) FROM lb_frontends f JOIN load_balancers l ON l.id = f.lb_id \
+         WHERE l.project = $1 GROUP BY f.zone",
+    )
+    .bind(project)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(ZoneCounts {
+        instances,
+        backends,
+        frontends,
+    })
+}

@@ -13,57 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::common::{TestCloud, spawn, wait_for};
+use crate::net::{ask, backend, fast_checks, port};
 
 const T: Duration = Duration::from_secs(20);
-
-/// A port unlikely to be used by another test running at the same time.
-fn port() -> u16 {
-    rand::random_range(20_000..60_000)
-}
-
-/// Answers every connection with `name\n`.
-async fn backend(ip: std::net::Ipv4Addr, port: u16, name: &'static str) -> JoinHandle<()> {
-    let l = TcpListener::bind(SocketAddr::from((ip, port)))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let _ = s.write_all(format!("{name}\n").as_bytes()).await;
-            });
-        }
-    })
-}
-
-/// Connects to a frontend and returns the backend's answer, or None if refused.
-async fn ask(ip: std::net::Ipv4Addr, port: u16) -> Option<String> {
-    let mut s = tokio::time::timeout(
-        Duration::from_secs(3),
-        TcpStream::connect(SocketAddr::from((ip, port))),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut out))
-        .await
-        .ok()?
-        .ok()?;
-    (!out.is_empty()).then(|| out.trim().to_owned())
-}
-
-fn fast_checks() -> HealthCheck {
-    HealthCheck {
-        interval_seconds: 1,
-        timeout_seconds: 1,
-        healthy_threshold: 1,
-        unhealthy_threshold: 1,
-        ..HealthCheck::default()
-    }
-}
 
 /// A TCP load balancer on `port` over `backends`, with fast checks, the default zone policy
 /// and a frontend in every zone; tests adjust the rest with struct update syntax.

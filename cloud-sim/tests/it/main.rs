@@ -12,5 +12,7 @@ mod faults;
 mod instances;
 mod load_balancers;
 mod logs;
+#[path = "../support/net.rs"]
+mod net;
 mod routes;
 mod supervision;

@@ -2,13 +2,14 @@
 //!
 //! Layout: [`ids`] holds the resource ID newtypes and the provider ID that Kubernetes nodes carry,
 //! [`error`] the one error body every endpoint returns, and one module per resource family
-//! ([`region`], [`instance`], [`load_balancer`], [`route`], [`event`], [`fault`]). [`page`] is the
-//! list envelope shared by every collection.
+//! ([`account`], [`region`], [`instance`], [`load_balancer`], [`route`], [`event`], [`fault`]).
+//! [`page`] is the list envelope shared by every collection.
 //!
 //! This crate does no I/O: it is the contract between `cloud-sim` (the server) and `cloud-client`
 //! (the client), so every `Serialize` type here changes deliberately. With the `openapi` feature
 //! the types also derive `utoipa::ToSchema`, which is how cloud-sim's `/openapi.json` is generated.
 
+pub mod account;
 pub mod error;
 pub mod event;
 pub mod fault;
@@ -21,6 +22,7 @@ pub mod region;
 pub mod route;
 pub mod traffic;
 
+pub use account::{Caller, Usage, ZoneUsage};
 pub use error::{ApiErrorBody, ErrorCode, ErrorDetail};
 pub use event::{Event, EventKind, EventPage, ResourceKind};
 pub use fault::{CreateFaultRequest, FaultEffect, FaultRule, SetZoneStateRequest};

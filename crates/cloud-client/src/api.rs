@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use cloud_api::list::tag_query;
 use cloud_api::{
-    CreateFaultRequest, CreateInstanceRequest, CreateLoadBalancerRequest, CreateRouteRequest,
-    ErrorCode, EventPage, FaultRule, Instance, InstanceState, InstanceType, LoadBalancer, Page,
-    Region, Route, RouteTable, SetZoneStateRequest, Tags, TrafficReport, UpdateInstanceRequest,
-    UpdateLoadBalancerRequest, Zone, ZoneState,
+    Caller, CreateFaultRequest, CreateInstanceRequest, CreateLoadBalancerRequest,
+    CreateRouteRequest, ErrorCode, EventPage, FaultRule, Instance, InstanceState, InstanceType,
+    LoadBalancer, Page, Region, Route, RouteTable, SetZoneStateRequest, Tags, TrafficReport,
+    UpdateInstanceRequest, UpdateLoadBalancerRequest, Usage, Zone, ZoneState,
 };
 use cloud_api::{EventsQuery, ListInstancesQuery, ListLoadBalancersQuery, ListRoutesQuery};
 use reqwest::{Method, StatusCode};
@@ -113,6 +113,16 @@ impl Client {
             .json(Call::new(Method::GET, "/v1/instance-types"))
             .await?;
         Ok(p.items)
+    }
+
+    /// The project and rights the client's token maps to.
+    pub async fn whoami(&self) -> Result<Caller> {
+        self.json(Call::new(Method::GET, "/v1/whoami")).await
+    }
+
+    /// What the client's project has in each zone.
+    pub async fn usage(&self) -> Result<Usage> {
+        self.json(Call::new(Method::GET, "/v1/usage")).await
     }
 
     // -- instances ----------------------------------------------------------------------------

@@ -695,6 +695,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     )?;
     writeln!(out, "  cloud-sim API:  {cloud_url}")?;
+    writeln!(
+        out,
+        "  console:        {cloud_url}{}",
+        cloud_sim::http::console::CONSOLE_PATH
+    )?;
     writeln!(out, "  Kubernetes API: {}", sandbox.kube_url)?;
     writeln!(out, "  kubeconfig:     {kc}")?;
     writeln!(out, "\nTry:")?;

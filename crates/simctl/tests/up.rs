@@ -130,8 +130,8 @@ async fn sandbox(control_plane: &str, nodes: u8, pools: u8) {
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut progress = Vec::new();
-    let cloud_url = tokio::time::timeout(Duration::from_secs(120), async {
-        let mut up = false;
+    let (cloud_url, console_url) = tokio::time::timeout(Duration::from_secs(120), async {
+        let (mut up, mut cloud_url) = (false, None);
         loop {
             tokio::select! {
                 line = stdout.next_line() => {
@@ -139,7 +139,11 @@ async fn sandbox(control_plane: &str, nodes: u8, pools: u8) {
                     up |= line.contains("simcloud sandbox is up");
                     if let Some(url) = line.trim().strip_prefix("cloud-sim API:") {
                         assert!(up);
-                        return url.trim().to_owned();
+                        cloud_url = Some(url.trim().to_owned());
+                    }
+                    if let Some(url) = line.trim().strip_prefix("console:") {
+                        let cloud_url = cloud_url.clone().expect("the API's URL comes first");
+                        return (cloud_url, url.trim().to_owned());
                     }
                 }
                 line = stderr.next_line() => {
@@ -165,6 +169,12 @@ async fn sandbox(control_plane: &str, nodes: u8, pools: u8) {
             eprintln!("simctl up: {l}");
         }
     });
+
+    // The console is served where simctl says.
+    assert!(console_url.starts_with(&cloud_url), "{console_url}");
+    let page = reqwest::get(&console_url).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("simcloud console"));
 
     // Every node initialised, zones round robin.
     let out = kubectl(&dir, &["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.topology\\.kubernetes\\.io/zone} {end}"]).await;
