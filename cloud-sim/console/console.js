@@ -13,6 +13,7 @@ const HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 const TRAFFIC_PERIOD_MS = 1000;
 const REFRESH_PERIOD_MS = 5000;
 const CHART_SAMPLES = 120;
+const CHART_WINDOW = 10; // samples: each point is the in-zone share of the last 10 s of connections
 const EVENTS_KEPT = 500;
 
 const session = { caller: null, region: null };
@@ -22,7 +23,7 @@ const session = { caller: null, region: null };
 
 /** Builds an element: `h("td", {class: "num"}, "3")`. Children are nodes or text. */
 function h(tag, attrs = {}, ...children) {
-  const svg = ["svg", "polyline", "line", "text", "title", "rect"].includes(tag);
+  const svg = ["svg", "polyline", "line", "text", "title", "circle"].includes(tag);
   const el = svg ? document.createElementNS("http://www.w3.org/2000/svg", tag) : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || v === null || v === false) continue;
@@ -449,31 +450,50 @@ function trafficMatrix(report) {
   return { from: [...from].sort(), to: [...to].sort(), cells };
 }
 
-/** In-zone share of the connections made between two reports, or null when none were. */
-function intervalFraction(prev, cur) {
-  const sum = (rep, same) => rep.rows.filter((r) => same === undefined || (r.frontend_zone === r.backend_zone) === same)
-    .reduce((n, r) => n + r.connections, 0);
-  const total = sum(cur) - (prev ? sum(prev) : 0);
-  if (total <= 0) return null;
-  return (sum(cur, true) - (prev ? sum(prev, true) : 0)) / total;
+/** Connections so far, and how many stayed in their zone. Pure. */
+function tally(report) {
+  let total = 0;
+  let same = 0;
+  for (const r of report.rows) {
+    total += r.connections;
+    if (r.frontend_zone === r.backend_zone) same += r.connections;
+  }
+  return { total, same };
+}
+
+/** In-zone share of the connections made between two tallies, or null when none were. */
+function windowFraction(old, cur) {
+  const total = cur.total - old.total;
+  return total > 0 ? (cur.same - old.same) / total : null;
 }
 
 function chart(samples) {
   const W = 600;
   const H = 160;
   const pad = 30;
-  const x = (i) => pad + (i * (W - pad - 8)) / (CHART_SAMPLES - 1);
+  // The x axis spans the samples so far (at least 30 s), up to CHART_SAMPLES.
+  const span = Math.max(samples.length, 30);
+  const x = (i) => pad + (i * (W - pad - 8)) / (span - 1);
   const y = (f) => 8 + (1 - f) * (H - 30);
-  const points = samples.map((s, i) => (s === null ? null : `${x(i).toFixed(1)},${y(s).toFixed(1)}`)).filter(Boolean);
+  // Runs of consecutive points become lines; a lone point is a dot.
+  const runs = [];
+  samples.forEach((s, i) => {
+    if (s === null) return;
+    const p = [x(i), y(s)];
+    if (i > 0 && samples[i - 1] !== null) runs.at(-1).push(p);
+    else runs.push([p]);
+  });
   const last = samples.filter((s) => s !== null).at(-1);
   const label = last === undefined ? "In-zone fraction over time: no traffic yet"
-    : `In-zone fraction over time; latest interval ${percent(last)}`;
+    : `In-zone fraction over time; now ${percent(last)} of the last ${CHART_WINDOW} s of connections`;
   return h("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": label },
     h("title", {}, label),
     [0, 0.5, 1].map((f) => [h("line", { class: "grid", x1: pad, x2: W - 8, y1: y(f), y2: y(f) }),
       h("text", { x: 2, y: y(f) + 4 }, `${f * 100}%`)]),
-    h("text", { x: pad, y: H - 6 }, `last ${CHART_SAMPLES} s, one point per second with new connections`),
-    points.length > 1 ? h("polyline", { class: "line", points: points.join(" ") }) : null);
+    h("text", { x: pad, y: H - 6 }, `last ${span} s; each point: connections of the ${CHART_WINDOW} s before it`),
+    runs.map((run) => (run.length === 1
+      ? h("circle", { class: "dot", cx: run[0][0].toFixed(1), cy: run[0][1].toFixed(1), r: 3 })
+      : h("polyline", { class: "line", points: run.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" ") }))));
 }
 
 async function trafficView(main, params, signal) {
@@ -499,15 +519,16 @@ async function trafficView(main, params, signal) {
   const backends = h("div");
   main.append(summary, h("h2", {}, "Connections by client zone and backend zone"), matrix,
     h("h2", {}, "In-zone fraction"), chartSlot, h("h2", {}, "Per-backend load"), backends);
-  const samples = Array(CHART_SAMPLES).fill(null);
-  let prev = null;
+  const samples = []; // one per second since the view opened, the last CHART_SAMPLES
+  const tallies = []; // the last CHART_WINDOW + 1 tallies, oldest first
   await every(TRAFFIC_PERIOD_MS, signal, async () => {
     const report = await api("GET", `/v1/load-balancers/${encodeURIComponent(id)}/traffic`, undefined, signal);
-    if (prev) {
-      samples.shift();
-      samples.push(intervalFraction(prev, report));
+    tallies.push(tally(report));
+    if (tallies.length > CHART_WINDOW + 1) tallies.shift();
+    if (tallies.length > 1) {
+      samples.push(windowFraction(tallies[0], tallies.at(-1)));
+      if (samples.length > CHART_SAMPLES) samples.shift();
     }
-    prev = report;
     renderTraffic(report, samples);
   }, errors);
 

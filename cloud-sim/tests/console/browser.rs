@@ -163,9 +163,28 @@ impl Browser {
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
-    /// Saves a PNG of the viewport to `target/console-screenshots/<name>.png` and returns its path.
-    pub async fn screenshot(&self, name: &str) -> PathBuf {
+    /// Saves a PNG of the whole page (the window grown to its height, within 2,000 px) to
+    /// `target/tmp/console-screenshots/<name>.png` and returns its path. The README's picture
+    /// is one of these.
+    pub async fn screenshot_page(&self, name: &str) -> PathBuf {
+        let height = self
+            .js(
+                "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight",
+                vec![],
+            )
+            .await
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(600, 2000);
+        self.client
+            .set_window_size(1280, u32::try_from(height).unwrap_or(900))
+            .await
+            .expect("resize the window");
         let png = self.client.screenshot().await.expect("screenshot");
+        self.client
+            .set_window_size(1280, 900)
+            .await
+            .expect("resize the window back");
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
         std::fs::create_dir_all(&dir).expect("screenshot dir");
         let path = dir.join(format!("{name}.png"));

@@ -148,7 +148,7 @@ async fn the_overview_shows_three_zones_and_an_outage_set_from_it() {
     // Not by colour alone: the badge carries the word and a symbol.
     let badge = b.text("[data-zone='zone-b'] .zone-state").await;
     assert_eq!(badge, "✖ outage");
-    b.screenshot("overview").await;
+    b.screenshot_page("overview").await;
     b.close().await;
 }
 
@@ -299,13 +299,22 @@ async fn traffic_through_a_load_balancer_shows_in_the_matrix_with_its_in_zone_fr
     )
     .await;
     assert_all_labelled(&b, "traffic").await;
-    let sent = Instant::now();
-    for f in &lb.frontends {
-        for _ in 0..2 {
+    // Two rounds of one connection through each frontend; the second once the page shows the
+    // first, so that the chart has two moments to plot.
+    for round in 1..=2 {
+        for f in &lb.frontends {
             let answer = net::ask(f.ip, port).await;
             assert!(answer.is_some(), "no answer through {}", f.zone);
         }
+        if round == 1 {
+            b.wait_js(
+                "the first round in the summary",
+                "return document.querySelector('dl.traffic-summary dd.total').textContent === '3'",
+            )
+            .await;
+        }
     }
+    let sent = Instant::now();
     let fraction = b
         .wait_js(
             "six connections in the matrix",
@@ -337,13 +346,15 @@ async fn traffic_through_a_load_balancer_shows_in_the_matrix_with_its_in_zone_fr
         .map(|(_, n)| n)
         .sum();
     assert_eq!(from_c, 2, "zone-c's clients went elsewhere: {cells:?}");
-    // The chart has plotted the interval with the traffic.
-    b.wait_js(
-        "the in-zone chart's line",
-        "return document.querySelector('svg.chart polyline') !== null
-             || document.querySelector('svg.chart').getAttribute('aria-label').includes('%')",
-    )
-    .await;
+    // The chart plots the last 10 s of connections: 4 of 6 in zone, as a line.
+    let chart = b
+        .wait_js(
+            "the in-zone chart's line",
+            "const svg = document.querySelector('svg.chart');
+             return svg.querySelector('polyline') !== null && svg.getAttribute('aria-label');",
+        )
+        .await;
+    assert!(chart.as_str().unwrap().contains("now 66.7%"), "{chart}");
     let per_backend = b
         .js(
             "return [...document.querySelectorAll('table.backend-load tbody tr')].length",
@@ -352,7 +363,7 @@ async fn traffic_through_a_load_balancer_shows_in_the_matrix_with_its_in_zone_fr
         .await;
     assert_eq!(per_backend, 2);
     println!("console: traffic shown in the matrix {shown_after:?} after it was sent");
-    b.screenshot("traffic").await;
+    b.screenshot_page("traffic").await;
 
     // The load balancer's page: one card per zonal frontend, backends grouped by zone.
     b.goto(&c.console(&format!("load-balancers/{id}"))).await;
@@ -374,7 +385,7 @@ async fn traffic_through_a_load_balancer_shows_in_the_matrix_with_its_in_zone_fr
             .await
             .contains("healthy")
     );
-    b.screenshot("load-balancer").await;
+    b.screenshot_page("load-balancer").await;
     b.close().await;
     drop(servers);
 }
