@@ -196,3 +196,78 @@ async fn tokens_are_required_and_admin_is_gated() {
     );
     assert!(admin.list_faults().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn whoami_and_usage_answer_for_the_tokens_project_only() {
+    let t = spawn_with(config()).await;
+    let base = t.server.base_url();
+    let client = |token: &str| {
+        Client::builder(&base)
+            .token(token)
+            .retry(RetryPolicy::none())
+            .build()
+            .unwrap()
+    };
+    let (a, b, root) = (client("token-a"), client("token-b"), client("root"));
+    let me = a.whoami().await.unwrap();
+    assert_eq!((me.project.as_str(), me.admin), ("team-a", false));
+    let me = root.whoami().await.unwrap();
+    assert_eq!((me.project.as_str(), me.admin), ("ops", true));
+    let anonymous = reqwest::get(format!("{base}/v1/whoami")).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    let i = a
+        .create_instance(&instance_req("one", "zone-b"))
+        .await
+        .unwrap();
+    a.create_instance(&instance_req("two", "zone-b"))
+        .await
+        .unwrap();
+    b.create_instance(&instance_req("other", "zone-a"))
+        .await
+        .unwrap();
+    a.create_load_balancer(&CreateLoadBalancerRequest {
+        name: "web".into(),
+        scheme: Default::default(),
+        ip_mode: Default::default(),
+        listeners: vec![Listener {
+            protocol: Protocol::Tcp,
+            port: 80,
+            backend_port: 30000,
+        }],
+        backends: vec![i.id.clone()],
+        health_check: Default::default(),
+        zone_policy: Default::default(),
+        zones: None,
+        requested_ips: vec![],
+        tags: Tags::new(),
+    })
+    .await
+    .unwrap();
+
+    let usage = a.usage().await.unwrap();
+    let zones: Vec<_> = usage.zones.iter().map(|z| z.zone.as_str()).collect();
+    assert_eq!(zones, ["zone-a", "zone-b", "zone-c"]);
+    let (za, zb) = (&usage.zones[0], &usage.zones[1]);
+    assert!(
+        za.instances.is_empty(),
+        "team-b's instance is not counted: {za:?}"
+    );
+    assert_eq!(zb.instances.values().sum::<u64>(), 2, "{zb:?}");
+    assert_eq!(zb.backends, 1);
+    let frontends: u64 = usage.zones.iter().map(|z| z.frontends).sum();
+    assert!(
+        frontends >= 1,
+        "the load balancer has a frontend: {usage:?}"
+    );
+    let theirs = b.usage().await.unwrap();
+    assert_eq!(theirs.zones[0].instances.values().sum::<u64>(), 1);
+    assert_eq!(
+        theirs
+            .zones
+            .iter()
+            .map(|z| z.backends + z.frontends)
+            .sum::<u64>(),
+        0
+    );
+}
