@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::Value;
 
@@ -121,44 +122,39 @@ impl Browser {
         v.as_str().unwrap_or_default().to_owned()
     }
 
-    /// Clicks the element matching `css`, waiting for it to exist.
-    pub async fn click(&self, css: &str) {
-        let el = self
-            .client
+    /// The element matching `css`, once it exists.
+    async fn element(&self, css: &str) -> Element {
+        self.client
             .wait()
             .at_most(T)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"));
-        el.click()
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+    }
+
+    /// Clicks the element matching `css`, waiting for it to exist.
+    pub async fn click(&self, css: &str) {
+        self.element(css)
+            .await
+            .click()
             .await
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
     /// Chooses the option with `value` in the select matching `css`.
     pub async fn select(&self, css: &str, value: &str) {
-        let el = self
-            .client
-            .wait()
-            .at_most(T)
-            .for_element(Locator::Css(css))
+        self.element(css)
             .await
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"));
-        el.select_by_value(value)
+            .select_by_value(value)
             .await
             .unwrap_or_else(|e| panic!("select {value} in {css}: {e}"));
     }
 
     /// Types `text` into the input matching `css`.
     pub async fn type_into(&self, css: &str, text: &str) {
-        let el = self
-            .client
-            .wait()
-            .at_most(T)
-            .for_element(Locator::Css(css))
+        self.element(css)
             .await
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"));
-        el.send_keys(text)
+            .send_keys(text)
             .await
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }

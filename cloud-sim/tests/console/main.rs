@@ -10,10 +10,7 @@ mod net;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use cloud_api::{
-    CreateInstanceRequest, CreateLoadBalancerRequest, InstanceState, Listener, Protocol, Tags,
-    ZoneState,
-};
+use cloud_api::{CreateInstanceRequest, CreateLoadBalancerRequest, InstanceState, Tags, ZoneState};
 use cloud_client::{Client, InstanceFilter, PageRequest, RetryPolicy};
 use cloud_sim::config::Principal;
 use cloud_sim::{Config, Server};
@@ -262,25 +259,18 @@ async fn traffic_through_a_load_balancer_shows_in_the_matrix_with_its_in_zone_fr
     for (name, zone) in [("a1", "zone-a"), ("b1", "zone-b")] {
         let i = c.instance(name, zone, &[]).await;
         servers.push(net::backend(i.private_ip, backend_port, name).await);
-        backends.push(i.id);
+        backends.push(i);
     }
     let lb = c
         .client
         .create_load_balancer(&CreateLoadBalancerRequest {
-            name: "web".into(),
-            scheme: Default::default(),
-            ip_mode: Default::default(),
-            listeners: vec![Listener {
-                protocol: Protocol::Tcp,
+            zones: Some(vec!["zone-a".into(), "zone-b".into(), "zone-c".into()]),
+            ..net::tcp_lb(
+                "web",
                 port,
                 backend_port,
-            }],
-            backends,
-            health_check: net::fast_checks(),
-            zone_policy: Default::default(),
-            zones: Some(vec!["zone-a".into(), "zone-b".into(), "zone-c".into()]),
-            requested_ips: vec![],
-            tags: Default::default(),
+                &backends.iter().collect::<Vec<_>>(),
+            )
         })
         .await
         .unwrap();
@@ -551,22 +541,11 @@ async fn the_console_stays_responsive_with_5000_instances_and_200_load_balancers
             async move {
                 c.client
                     .create_load_balancer(&CreateLoadBalancerRequest {
-                        name: format!("svc-{n:03}"),
-                        scheme: Default::default(),
-                        ip_mode: Default::default(),
-                        listeners: vec![Listener {
-                            protocol: Protocol::Tcp,
-                            port: 80,
-                            backend_port: 30_000 + n as u16,
-                        }],
                         backends: (0..3)
                             .map(|k| ids[(n * 3 + k) % ids.len()].clone())
                             .collect(),
                         health_check: Default::default(),
-                        zone_policy: Default::default(),
-                        zones: None,
-                        requested_ips: vec![],
-                        tags: Default::default(),
+                        ..net::tcp_lb(&format!("svc-{n:03}"), 80, 30_000 + n as u16, &[])
                     })
                     .await
                     .expect("create load balancer")

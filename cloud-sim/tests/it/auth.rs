@@ -226,24 +226,9 @@ async fn whoami_and_usage_answer_for_the_tokens_project_only() {
     b.create_instance(&instance_req("other", "zone-a"))
         .await
         .unwrap();
-    a.create_load_balancer(&CreateLoadBalancerRequest {
-        name: "web".into(),
-        scheme: Default::default(),
-        ip_mode: Default::default(),
-        listeners: vec![Listener {
-            protocol: Protocol::Tcp,
-            port: 80,
-            backend_port: 30000,
-        }],
-        backends: vec![i.id.clone()],
-        health_check: Default::default(),
-        zone_policy: Default::default(),
-        zones: None,
-        requested_ips: vec![],
-        tags: Tags::new(),
-    })
-    .await
-    .unwrap();
+    a.create_load_balancer(&crate::net::tcp_lb("web", 80, 30000, &[&i]))
+        .await
+        .unwrap();
 
     let usage = a.usage().await.unwrap();
     let zones: Vec<_> = usage.zones.iter().map(|z| z.zone.as_str()).collect();

@@ -13,35 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::common::{TestCloud, spawn, wait_for};
-use crate::net::{ask, backend, fast_checks, port};
+use crate::net::{ask, backend, fast_checks, port, tcp_lb};
 
 const T: Duration = Duration::from_secs(20);
-
-/// A TCP load balancer on `port` over `backends`, with fast checks, the default zone policy
-/// and a frontend in every zone; tests adjust the rest with struct update syntax.
-fn tcp_lb(
-    name: &str,
-    port: u16,
-    backend_port: u16,
-    backends: &[&Instance],
-) -> CreateLoadBalancerRequest {
-    CreateLoadBalancerRequest {
-        name: name.into(),
-        scheme: Default::default(),
-        ip_mode: Default::default(),
-        listeners: vec![Listener {
-            protocol: Protocol::Tcp,
-            port,
-            backend_port,
-        }],
-        backends: backends.iter().map(|n| n.id.clone()).collect(),
-        health_check: fast_checks(),
-        zone_policy: ZonePolicy::default(),
-        zones: None,
-        requested_ips: vec![],
-        tags: Default::default(),
-    }
-}
 
 struct Setup {
     c: TestCloud,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cloud_api::HealthCheck;
+use cloud_api::{CreateLoadBalancerRequest, HealthCheck, Instance, Listener, Protocol, ZonePolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -55,5 +55,31 @@ pub fn fast_checks() -> HealthCheck {
         healthy_threshold: 1,
         unhealthy_threshold: 1,
         ..HealthCheck::default()
+    }
+}
+
+/// A TCP load balancer on `port` over `backends`, with fast checks, the default zone policy
+/// and a frontend in every zone; tests adjust the rest with struct update syntax.
+pub fn tcp_lb(
+    name: &str,
+    port: u16,
+    backend_port: u16,
+    backends: &[&Instance],
+) -> CreateLoadBalancerRequest {
+    CreateLoadBalancerRequest {
+        name: name.into(),
+        scheme: Default::default(),
+        ip_mode: Default::default(),
+        listeners: vec![Listener {
+            protocol: Protocol::Tcp,
+            port,
+            backend_port,
+        }],
+        backends: backends.iter().map(|n| n.id.clone()).collect(),
+        health_check: fast_checks(),
+        zone_policy: ZonePolicy::default(),
+        zones: None,
+        requested_ips: vec![],
+        tags: Default::default(),
     }
 }
