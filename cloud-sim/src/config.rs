@@ -38,7 +38,8 @@ pub struct ServeArgs {
     pub data_dir: PathBuf,
 
     /// Database URL; default `sqlite://<data-dir>/cloud-sim.db`. `sqlite::memory:` keeps state in
-    /// memory only (lost on exit).
+    /// memory only (lost on exit); `postgres://user:password@host/db` uses PostgreSQL (the
+    /// schema is created on first start; the password is never logged).
     #[arg(long, env = "CLOUD_SIM_DATABASE_URL")]
     pub database_url: Option<String>,
 

@@ -215,7 +215,7 @@ pub async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     }
     let server = Server::start(config, &url, args.listen).await?;
-    tracing::info!(database = %url, "state is stored in the database");
+    tracing::info!(database = %store::redacted_url(&url), "state is stored in the database");
     server.run_until_signal().await?;
     Ok(())
 }

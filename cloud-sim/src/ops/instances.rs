@@ -73,7 +73,12 @@ impl Cloud {
         let created = match store::insert_instance(&mut tx, &self.config.region, &n, now).await {
             Ok(created) => created.instance,
             Err(e) if store::is_unique_violation(&e) => {
-                let existing = store::live_instance_by_name(&mut tx, &ctx.project, &n.name).await?;
+                // PostgreSQL refuses every statement of a transaction after an error: end it,
+                // and name the holder from a reader (it is committed, so readers see it).
+                tx.rollback().await?;
+                let mut conn = self.db.reader().await?;
+                let existing =
+                    store::live_instance_by_name(&mut conn, &ctx.project, &n.name).await?;
                 return Err(ApiError::AlreadyExists(match existing {
                     Some(id) => format!("instance name {:?} is in use by {id}", n.name),
                     None => format!("private IP {private_ip} is in use by another instance"),
@@ -137,7 +142,7 @@ impl Cloud {
 
     pub(super) async fn load_instance(
         &self,
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut sqlx::AnyConnection,
         ctx: &Ctx,
         id: &str,
     ) -> Result<StoredInstance> {

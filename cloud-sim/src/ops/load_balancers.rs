@@ -6,7 +6,7 @@ impl Cloud {
     /// Checks backends exist in the caller's project; returns them de-duplicated in order.
     pub(super) async fn check_backends(
         &self,
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut sqlx::AnyConnection,
         ctx: &Ctx,
         field: &str,
         ids: &[InstanceId],
@@ -141,7 +141,7 @@ impl Cloud {
 
     pub(super) async fn load_lb(
         &self,
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut sqlx::AnyConnection,
         ctx: &Ctx,
         id: &str,
     ) -> Result<store::StoredLb> {

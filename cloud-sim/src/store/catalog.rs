@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub async fn zone_states(conn: &mut SqliteConnection) -> Result<Vec<(String, ZoneState)>> {
+pub async fn zone_states(conn: &mut AnyConnection) -> Result<Vec<(String, ZoneState)>> {
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT zone, state FROM zone_states")
         .fetch_all(conn)
         .await?;
@@ -12,7 +12,7 @@ pub async fn zone_states(conn: &mut SqliteConnection) -> Result<Vec<(String, Zon
 }
 
 pub async fn set_zone_state(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     zone: &str,
     state: ZoneState,
     now: i64,
@@ -29,7 +29,7 @@ pub async fn set_zone_state(
     Ok(())
 }
 
-pub async fn instance_types(conn: &mut SqliteConnection) -> Result<Vec<InstanceType>> {
+pub async fn instance_types(conn: &mut AnyConnection) -> Result<Vec<InstanceType>> {
     let rows: Vec<(String, i64, i64)> =
         sqlx::query_as("SELECT name, vcpus, memory_mib FROM instance_types ORDER BY vcpus, name")
             .fetch_all(conn)
@@ -56,7 +56,7 @@ pub struct ZoneCounts {
     pub frontends: Vec<(String, i64)>,
 }
 
-pub async fn zone_counts(conn: &mut SqliteConnection, project: &str) -> Result<ZoneCounts> {
+pub async fn zone_counts(conn: &mut AnyConnection, project: &str) -> Result<ZoneCounts> {
     let instances = sqlx::query_as(
         "SELECT zone, state, COUNT(*) FROM instances WHERE project = $1 GROUP BY zone, state",
     )

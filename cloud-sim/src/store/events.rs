@@ -14,7 +14,7 @@ pub struct NewEvent<'a> {
     pub zone: Option<&'a str>,
 }
 
-pub async fn append_event(conn: &mut SqliteConnection, e: &NewEvent<'_>, now: i64) -> Result<()> {
+pub async fn append_event(conn: &mut AnyConnection, e: &NewEvent<'_>, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO events (project, time, resource_kind, resource_id, kind, state, zone) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -52,7 +52,7 @@ fn event_kind(s: &str) -> Result<EventKind> {
 
 /// Events visible to `project` with `seq > after`, oldest first.
 pub async fn events_after(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     project: &str,
     after: i64,
     limit: u32,
@@ -82,7 +82,7 @@ pub async fn events_after(
 }
 
 /// The latest sequence number in the log (0 when empty).
-pub async fn last_event_seq(conn: &mut SqliteConnection) -> Result<i64> {
+pub async fn last_event_seq(conn: &mut AnyConnection) -> Result<i64> {
     let (seq,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM events")
         .fetch_one(conn)
         .await?;

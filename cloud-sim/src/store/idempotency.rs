@@ -7,7 +7,7 @@ use super::*;
 
 /// What is recorded under `key` in `project`, if anything.
 pub async fn idempotency_key(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     project: &str,
     key: &str,
 ) -> Result<Option<Recorded>> {
@@ -41,7 +41,7 @@ pub async fn idempotency_key(
 /// Records a first claim of `key` unless something is recorded under it already; true when
 /// this request claimed it (one statement, for the common case of a fresh key).
 pub async fn try_claim_idempotency(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     project: &str,
     key: &str,
     method: &str,
@@ -66,7 +66,7 @@ pub async fn try_claim_idempotency(
 
 /// Claims an abandoned key again, as of `now`.
 pub async fn renew_idempotency_claim(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     project: &str,
     key: &str,
     now: i64,
@@ -81,7 +81,7 @@ pub async fn renew_idempotency_claim(
 }
 
 pub async fn complete_idempotency(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     project: &str,
     key: &str,
     status: u16,
@@ -99,11 +99,7 @@ pub async fn complete_idempotency(
     Ok(())
 }
 
-pub async fn release_idempotency(
-    conn: &mut SqliteConnection,
-    project: &str,
-    key: &str,
-) -> Result<()> {
+pub async fn release_idempotency(conn: &mut AnyConnection, project: &str, key: &str) -> Result<()> {
     sqlx::query("DELETE FROM idempotency_keys WHERE project = $1 AND key = $2 AND status IS NULL")
         .bind(project)
         .bind(key)
@@ -112,7 +108,7 @@ pub async fn release_idempotency(
     Ok(())
 }
 
-pub async fn purge_idempotency(conn: &mut SqliteConnection, cutoff: i64) -> Result<u64> {
+pub async fn purge_idempotency(conn: &mut AnyConnection, cutoff: i64) -> Result<u64> {
     let r = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
         .bind(cutoff)
         .execute(conn)

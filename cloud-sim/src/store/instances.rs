@@ -76,7 +76,7 @@ pub struct NewInstance {
 }
 
 pub async fn insert_instance(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     region: &str,
     n: &NewInstance,
     now: i64,
@@ -106,7 +106,7 @@ pub async fn insert_instance(
 
 /// The instance, if it exists and belongs to `project` (`None` for any project).
 pub async fn get_instance(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     region: &str,
     project: Option<&str>,
     id: &str,
@@ -124,7 +124,7 @@ pub async fn get_instance(
 
 /// The live (not terminated) instance with this name in the project.
 pub async fn live_instance_by_name(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     project: &str,
     name: &str,
 ) -> Result<Option<String>> {
@@ -149,7 +149,7 @@ pub struct InstanceFilter {
 
 /// Up to `limit` instances of `project` with `seq > after` matching `f`, in creation order.
 pub async fn list_instances(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     region: &str,
     project: &str,
     f: &InstanceFilter,
@@ -179,7 +179,7 @@ pub async fn list_instances(
 
 /// Sets an instance's state (and the deadline at which a transitional state settles).
 pub async fn set_instance_state(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     state: InstanceState,
     deadline: Option<i64>,
@@ -201,7 +201,7 @@ pub async fn set_instance_state(
 }
 
 pub async fn set_instance_tags(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     tags: &Tags,
     now: i64,
@@ -217,7 +217,7 @@ pub async fn set_instance_tags(
     replace_tags(conn, id, tags).await
 }
 
-pub async fn delete_instance(conn: &mut SqliteConnection, id: &str) -> Result<()> {
+pub async fn delete_instance(conn: &mut AnyConnection, id: &str) -> Result<()> {
     sqlx::query("DELETE FROM instances WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)
@@ -235,7 +235,7 @@ pub async fn delete_instance(conn: &mut SqliteConnection, id: &str) -> Result<()
 /// (the common case: no instance of the subnet has been terminated) it is the one after the
 /// highest; otherwise the first gap, found by walking the address index from `lo`.
 pub async fn first_free_instance_ip(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     lo: u32,
     hi: u32,
 ) -> Result<Option<u32>> {
@@ -259,7 +259,7 @@ pub async fn first_free_instance_ip(
                    WHERE a.state <> 'terminated' AND a.private_ip BETWEEN $1 AND $2 \
                    AND NOT EXISTS (SELECT 1 FROM instances b \
                      WHERE b.state <> 'terminated' AND b.private_ip = a.private_ip + 1) \
-                   ORDER BY a.private_ip LIMIT 1) \
+                   ORDER BY a.private_ip LIMIT 1) AS gap \
                  LIMIT 1",
             )
             .bind(i64::from(lo))
@@ -273,7 +273,7 @@ pub async fn first_free_instance_ip(
 }
 
 /// Whether a live instance holds `ip`.
-pub async fn instance_ip_in_use(conn: &mut SqliteConnection, ip: u32) -> Result<bool> {
+pub async fn instance_ip_in_use(conn: &mut AnyConnection, ip: u32) -> Result<bool> {
     let row: Option<(i64,)> = sqlx::query_as(
         "SELECT 1 FROM instances WHERE state <> 'terminated' AND private_ip = $1 LIMIT 1",
     )
@@ -285,7 +285,7 @@ pub async fn instance_ip_in_use(conn: &mut SqliteConnection, ip: u32) -> Result<
 
 /// Instances whose transitional state is due to settle at `now`, with their projects.
 pub async fn due_instances(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     now: i64,
 ) -> Result<Vec<(String, String, String, InstanceState)>> {
     let rows: Vec<(String, String, String, String)> = sqlx::query_as(
@@ -300,7 +300,7 @@ pub async fn due_instances(
 }
 
 /// The earliest pending deadline of any instance or load balancer.
-pub async fn next_deadline(conn: &mut SqliteConnection) -> Result<Option<i64>> {
+pub async fn next_deadline(conn: &mut AnyConnection) -> Result<Option<i64>> {
     let (a,): (Option<i64>,) = sqlx::query_as(
         "SELECT MIN(state_deadline) FROM instances WHERE state_deadline IS NOT NULL",
     )
@@ -315,7 +315,7 @@ pub async fn next_deadline(conn: &mut SqliteConnection) -> Result<Option<i64>> {
 }
 
 /// Deletes terminated instances whose retention ended before `cutoff`; returns how many.
-pub async fn purge_terminated(conn: &mut SqliteConnection, cutoff: i64) -> Result<u64> {
+pub async fn purge_terminated(conn: &mut AnyConnection, cutoff: i64) -> Result<u64> {
     sqlx::query("DELETE FROM tags WHERE resource_id IN (SELECT id FROM instances WHERE terminated_at IS NOT NULL AND terminated_at < $1)")
         .bind(cutoff)
         .execute(&mut *conn)
@@ -329,7 +329,7 @@ pub async fn purge_terminated(conn: &mut SqliteConnection, cutoff: i64) -> Resul
 }
 
 /// `(address, zone)` of every live instance of every project (for the data plane's client zones).
-pub async fn live_instance_zones(conn: &mut SqliteConnection) -> Result<Vec<(Ipv4Addr, String)>> {
+pub async fn live_instance_zones(conn: &mut AnyConnection) -> Result<Vec<(Ipv4Addr, String)>> {
     let rows: Vec<(i64, String)> =
         sqlx::query_as("SELECT private_ip, zone FROM instances WHERE state <> 'terminated'")
             .fetch_all(conn)

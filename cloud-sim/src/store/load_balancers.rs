@@ -53,7 +53,7 @@ type BackendRow = (String, String, Option<String>, Option<i64>);
 /// Frontends and backends of `which`, in two queries whatever their number (a page of load
 /// balancers used to cost two queries each), grouped by load balancer ID in order.
 async fn lb_parts(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     which: Parts<'_>,
 ) -> Result<(
     HashMap<String, Vec<FrontendRow>>,
@@ -98,7 +98,7 @@ async fn lb_parts(
 
 /// Load balancer rows with their frontends and backends (read in two more queries in all).
 async fn hydrate_lbs(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     region: &str,
     rows: Vec<LbRow>,
     which: Parts<'_>,
@@ -192,7 +192,7 @@ pub struct NewLb {
     pub state_deadline: Option<i64>,
 }
 
-pub async fn insert_lb(conn: &mut SqliteConnection, n: &NewLb, now: i64) -> Result<()> {
+pub async fn insert_lb(conn: &mut AnyConnection, n: &NewLb, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO load_balancers (id, project, name, state, spec, tags, version, created_at, updated_at, state_deadline) \
          VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8)",
@@ -220,7 +220,7 @@ pub async fn insert_lb(conn: &mut SqliteConnection, n: &NewLb, now: i64) -> Resu
 }
 
 pub async fn set_lb_backends(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     backends: &[InstanceId],
 ) -> Result<()> {
@@ -240,7 +240,7 @@ pub async fn set_lb_backends(
 }
 
 pub async fn update_lb(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     spec: &LbSpec,
     tags: &Tags,
@@ -257,7 +257,7 @@ pub async fn update_lb(
 }
 
 pub async fn set_lb_state(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     state: LoadBalancerState,
     now: i64,
@@ -274,7 +274,7 @@ pub async fn set_lb_state(
 }
 
 pub async fn get_lb(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     region: &str,
     project: &str,
     id: &str,
@@ -295,7 +295,7 @@ pub async fn get_lb(
 }
 
 pub async fn lb_id_by_name(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     project: &str,
     name: &str,
 ) -> Result<Option<String>> {
@@ -315,7 +315,7 @@ pub struct LbFilter {
 }
 
 pub async fn list_lbs(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     region: &str,
     project: &str,
     f: &LbFilter,
@@ -341,7 +341,7 @@ pub async fn list_lbs(
     hydrate_lbs(conn, region, rows, Parts::Of(&ids)).await
 }
 
-pub async fn delete_lb(conn: &mut SqliteConnection, id: &str) -> Result<()> {
+pub async fn delete_lb(conn: &mut AnyConnection, id: &str) -> Result<()> {
     sqlx::query("DELETE FROM lb_frontends WHERE lb_id = $1")
         .bind(id)
         .execute(&mut *conn)
@@ -362,7 +362,7 @@ pub async fn delete_lb(conn: &mut SqliteConnection, id: &str) -> Result<()> {
 }
 
 /// Frontend addresses in use in `[lo, hi]`, ascending.
-pub async fn used_frontend_ips(conn: &mut SqliteConnection, lo: u32, hi: u32) -> Result<Vec<u32>> {
+pub async fn used_frontend_ips(conn: &mut AnyConnection, lo: u32, hi: u32) -> Result<Vec<u32>> {
     let rows: Vec<(i64,)> =
         sqlx::query_as("SELECT ip FROM lb_frontends WHERE ip BETWEEN $1 AND $2 ORDER BY ip")
             .bind(i64::from(lo))
@@ -375,7 +375,7 @@ pub async fn used_frontend_ips(conn: &mut SqliteConnection, lo: u32, hi: u32) ->
 }
 
 /// Load balancers whose provisioning is due to finish at `now`: `(id, project)`.
-pub async fn due_lbs(conn: &mut SqliteConnection, now: i64) -> Result<Vec<(String, String)>> {
+pub async fn due_lbs(conn: &mut AnyConnection, now: i64) -> Result<Vec<(String, String)>> {
     Ok(sqlx::query_as(
         "SELECT id, project FROM load_balancers WHERE state_deadline IS NOT NULL AND state_deadline <= $1 ORDER BY state_deadline",
     )
@@ -387,7 +387,7 @@ pub async fn due_lbs(conn: &mut SqliteConnection, now: i64) -> Result<Vec<(Strin
 // ---------------------------------------------------------------------------------------------
 
 /// Every load balancer of every project (for the data plane), in creation order.
-pub async fn all_lbs(conn: &mut SqliteConnection, region: &str) -> Result<Vec<StoredLb>> {
+pub async fn all_lbs(conn: &mut AnyConnection, region: &str) -> Result<Vec<StoredLb>> {
     let sql = format!("SELECT {LB_COLUMNS} FROM load_balancers ORDER BY seq");
     let rows: Vec<LbRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .fetch_all(&mut *conn)

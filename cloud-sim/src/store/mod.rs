@@ -10,6 +10,11 @@
 //! Durability is by group commit ([`durability`]): [`WriteTx::commit`] returns once the
 //! transaction is on disk, and concurrent commits share one flush of the write-ahead log.
 //!
+//! The same SQL runs on SQLite (the default) and PostgreSQL ([`Engine`]), through sqlx's `Any`
+//! driver; each engine has its own migrations (`migrations/sqlite`, `migrations/postgres`),
+//! which differ only in spelling (key columns, blob type). On PostgreSQL the write pool is
+//! also one connection per process, and the server makes commits durable itself.
+//!
 //! This module holds the connection handling and the helpers every table uses; one submodule per
 //! resource holds its SQL (`instances`, `load_balancers`, `routes`, `events`, `catalog` for zones
 //! and instance types, `idempotency`), all re-exported here.
@@ -17,7 +22,6 @@
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use cloud_api::{
     Backend, Event, EventKind, Frontend, HealthCheck, Instance, InstanceId, InstanceState,
@@ -26,8 +30,9 @@ use cloud_api::{
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Transaction};
 use tokio::sync::Notify;
 
 mod catalog;
@@ -78,12 +83,49 @@ pub fn is_unique_violation(e: &StoreError) -> bool {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The database engines cloud-sim runs on, chosen by the URL's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `sqlite://<file>` or `sqlite::memory:`.
+    Sqlite,
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+}
+
+impl Engine {
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// `url` with its password, if any, replaced by `***`: what logs and errors may show.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// The database: a single-connection write pool, a read pool, the group commit of the writer,
 /// and a signal for new events.
 #[derive(Debug, Clone)]
 pub struct Db {
-    write: SqlitePool,
-    read: SqlitePool,
+    engine: Engine,
+    write: AnyPool,
+    read: AnyPool,
     sync: Arc<durability::GroupSync>,
     events: Arc<Notify>,
 }
@@ -125,52 +167,89 @@ fn to_json<T: Serialize>(v: &T) -> String {
 impl Db {
     /// Opens (creating if needed) the database at `url` and applies migrations.
     pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        match Engine::of_url(url) {
+            Some(Engine::Sqlite) => Self::connect_sqlite(url).await,
+            Some(Engine::Postgres) => Self::connect_postgres(url).await,
+            None => Err(StoreError::Open {
+                url: redacted_url(url),
+                source: sqlx::Error::Configuration(
+                    "the database URL must start with sqlite: or postgres://".into(),
+                ),
+            }),
+        }
+    }
+
+    async fn connect_sqlite(url: &str) -> Result<Self> {
         let open = |source| StoreError::Open {
             url: url.to_owned(),
             source,
         };
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(open)?
-            .create_if_missing(true)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
         let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let file = opts.get_filename().to_owned();
+        // Every connection: wait out a locked database rather than fail, enforce foreign keys.
+        // NORMAL: a commit writes the log without waiting for the disk; a write is acknowledged
+        // only after `GroupSync` has flushed the log, so it is on disk before the client hears
+        // 2xx, even across power loss. The writer never closes while the database is open, so
+        // the log it writes is the file that gets flushed.
+        let pragmas = if memory {
+            "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+        } else {
+            "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;"
+        };
+        let pool = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        conn.execute(pragmas).await?;
+                        Ok(())
+                    })
+                })
+        };
+        let file = if memory {
+            None
+        } else {
+            // Create the file and switch it to write-ahead logging (a property of the file) with
+            // the native driver, which knows how; the pools then open an existing database.
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(open)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            opts.connect()
+                .await
+                .map_err(open)?
+                .close()
+                .await
+                .map_err(open)?;
+            Some(opts.get_filename().to_owned())
+        };
         let (write, read) = if memory {
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
+            let pool = pool(1)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-                .connect_with(opts)
+                .connect(url)
                 .await
                 .map_err(open)?;
             (pool.clone(), pool)
         } else {
-            // NORMAL: a commit writes the log without waiting for the disk; a write is
-            // acknowledged only after `GroupSync` has flushed the log, so it is on disk before the
-            // client hears 2xx, even across power loss. The writer never closes while the
-            // database is open, so the log it writes is the file that gets flushed.
-            let opts = opts
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal);
-            let write = SqlitePoolOptions::new()
-                .max_connections(1)
+            let write = pool(1)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-                .connect_with(opts.clone())
+                .connect(url)
                 .await
                 .map_err(open)?;
-            let read = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(opts.read_only(true))
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let read = pool(4)
+                .connect(&format!("{url}{sep}mode=ro"))
                 .await
                 .map_err(open)?;
             (write, read)
         };
-        sqlx::migrate!("./migrations").run(&write).await?;
-        let wal = (!memory).then(|| {
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let wal = file.map(|file| {
             let mut wal = file.into_os_string();
             wal.push("-wal");
             std::path::PathBuf::from(wal)
@@ -185,11 +264,44 @@ impl Db {
             .map_err(StoreError::Sync)?;
         }
         Ok(Self {
+            engine: Engine::Sqlite,
             write,
             read,
             sync: Arc::new(durability::GroupSync::new(wal)),
             events: Arc::new(Notify::new()),
         })
+    }
+
+    async fn connect_postgres(url: &str) -> Result<Self> {
+        let open = |source| StoreError::Open {
+            url: redacted_url(url),
+            source,
+        };
+        let write = AnyPoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect(url)
+            .await
+            .map_err(open)?;
+        let read = AnyPoolOptions::new()
+            .max_connections(4)
+            .connect(url)
+            .await
+            .map_err(open)?;
+        sqlx::migrate!("./migrations/postgres").run(&write).await?;
+        Ok(Self {
+            engine: Engine::Postgres,
+            write,
+            read,
+            // PostgreSQL's commit returns once its log is on disk (synchronous_commit = on, the
+            // default): nothing is left to flush here.
+            sync: Arc::new(durability::GroupSync::new(None)),
+            events: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Starts a write transaction. Commit it with [`WriteTx::commit`].
@@ -211,7 +323,7 @@ impl Db {
     pub async fn autocommit<T>(
         &self,
         durable: bool,
-        f: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+        f: impl AsyncFnOnce(&mut AnyConnection) -> Result<T>,
     ) -> Result<T> {
         let writing = self.sync.writing();
         let mut conn = self.write.acquire().await?;
@@ -236,7 +348,7 @@ impl Db {
     }
 
     /// A connection for reads.
-    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>> {
+    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
         Ok(self.read.acquire().await?)
     }
 
@@ -253,7 +365,7 @@ impl Db {
 
 /// A write transaction; committing it wakes event-log waiters.
 pub struct WriteTx {
-    tx: Transaction<'static, Sqlite>,
+    tx: Transaction<'static, Any>,
     sync: Arc<durability::GroupSync>,
     events: Arc<Notify>,
     _writing: durability::Writing,
@@ -310,21 +422,21 @@ impl WriteTx {
 }
 
 impl std::ops::Deref for WriteTx {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
         &self.tx
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
         &mut self.tx
     }
 }
 
 // Tags, shared by every resource.
 
-async fn replace_tags(conn: &mut SqliteConnection, resource_id: &str, tags: &Tags) -> Result<()> {
+async fn replace_tags(conn: &mut AnyConnection, resource_id: &str, tags: &Tags) -> Result<()> {
     sqlx::query("DELETE FROM tags WHERE resource_id = $1")
         .bind(resource_id)
         .execute(&mut *conn)
@@ -333,7 +445,7 @@ async fn replace_tags(conn: &mut SqliteConnection, resource_id: &str, tags: &Tag
 }
 
 /// Tags of a resource that has none yet (one statement per tag, none without tags).
-async fn insert_tags(conn: &mut SqliteConnection, resource_id: &str, tags: &Tags) -> Result<()> {
+async fn insert_tags(conn: &mut AnyConnection, resource_id: &str, tags: &Tags) -> Result<()> {
     for (k, v) in tags {
         sqlx::query("INSERT INTO tags (resource_id, key, value) VALUES ($1, $2, $3)")
             .bind(resource_id)
@@ -343,4 +455,39 @@ async fn insert_tags(conn: &mut SqliteConnection, resource_id: &str, tags: &Tags
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password_and_nothing_else() {
+        for (url, shown) in [
+            (
+                "postgres://app:s3cret@db.internal:5432/cloud?sslmode=disable",
+                "postgres://app:***@db.internal:5432/cloud?sslmode=disable",
+            ),
+            (
+                "postgres://app:p@ss@db/cloud",
+                "postgres://app:***@db/cloud",
+            ),
+            ("postgres://app@db/cloud", "postgres://app@db/cloud"),
+            ("postgresql://db/cloud", "postgresql://db/cloud"),
+            ("sqlite://data/cloud-sim.db", "sqlite://data/cloud-sim.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+        ] {
+            assert_eq!(redacted_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_engine_is_the_urls_scheme() {
+        assert_eq!(Engine::of_url("sqlite::memory:"), Some(Engine::Sqlite));
+        assert_eq!(Engine::of_url("sqlite://x.db"), Some(Engine::Sqlite));
+        assert_eq!(Engine::of_url("postgres://h/d"), Some(Engine::Postgres));
+        assert_eq!(Engine::of_url("postgresql://h/d"), Some(Engine::Postgres));
+        assert_eq!(Engine::of_url("mysql://h/d"), None);
+        assert_eq!(Engine::of_url("cloud-sim.db"), None);
+    }
 }

@@ -60,7 +60,7 @@ pub struct NewRoute {
     pub tags: Tags,
 }
 
-pub async fn insert_route(conn: &mut SqliteConnection, n: &NewRoute, now: i64) -> Result<()> {
+pub async fn insert_route(conn: &mut AnyConnection, n: &NewRoute, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO routes (id, project, route_table, name, destination_cidr, target_instance_id, tags, version, created_at, dest_first, dest_last) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10)",
@@ -89,7 +89,7 @@ fn v4_range(net: &ipnet::IpNet) -> Option<(u32, u32)> {
 }
 
 pub async fn get_route(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     project: &str,
     table: &str,
     id: &str,
@@ -105,7 +105,7 @@ pub async fn get_route(
 }
 
 pub async fn list_routes(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     project: &str,
     table: &str,
     tag: Option<&(String, String)>,
@@ -133,7 +133,7 @@ pub async fn list_routes(
 /// the IPv4 ones whose range meets it (found by the index), and those without a stored range
 /// (IPv6, or stored before ranges were), which the caller checks by parsing.
 pub async fn route_overlap_candidates(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     project: &str,
     table: &str,
     dest: &ipnet::IpNet,
@@ -153,7 +153,7 @@ pub async fn route_overlap_candidates(
 
 /// The ID of the route named `name` in the table.
 pub async fn route_by_name(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     project: &str,
     table: &str,
     name: &str,
@@ -169,7 +169,7 @@ pub async fn route_by_name(
     Ok(row.map(|r| r.0))
 }
 
-pub async fn count_routes(conn: &mut SqliteConnection, project: &str, table: &str) -> Result<u32> {
+pub async fn count_routes(conn: &mut AnyConnection, project: &str, table: &str) -> Result<u32> {
     let (n,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM routes WHERE project = $1 AND route_table = $2")
             .bind(project)
@@ -179,7 +179,7 @@ pub async fn count_routes(conn: &mut SqliteConnection, project: &str, table: &st
     u32::try_from(n).map_err(|e| corrupt("route count", e))
 }
 
-pub async fn delete_route(conn: &mut SqliteConnection, id: &str) -> Result<()> {
+pub async fn delete_route(conn: &mut AnyConnection, id: &str) -> Result<()> {
     sqlx::query("DELETE FROM routes WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)

@@ -22,9 +22,17 @@ pub async fn spawn_default() -> TestCloud {
 }
 
 pub async fn spawn_with(config: Config) -> TestCloud {
-    let server = Server::start_in_memory(config)
-        .await
-        .expect("start cloud-sim");
+    let url = match postgres_server() {
+        Some(server) => fresh_postgres_database(&server).await,
+        None => "sqlite::memory:".to_owned(),
+    };
+    let server = Server::start(
+        config,
+        &url,
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("start cloud-sim");
     let client = Client::builder(server.base_url())
         .retry(RetryPolicy::none())
         .build()
@@ -117,3 +125,40 @@ pub fn assert_error(
 }
 
 pub use sim_common::wait_for;
+
+/// The PostgreSQL server these tests run on instead of SQLite: `SIMCLOUD_TEST_POSTGRES`, a URL
+/// such as `postgres://postgres@127.0.0.1:55432/postgres` (`.ci/run` runs this binary a second
+/// time with it set, against `tests/postgres/server.sh`).
+pub fn postgres_server() -> Option<String> {
+    std::env::var("SIMCLOUD_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Creates an empty database on `server` and returns its URL.
+pub async fn fresh_postgres_database(server: &str) -> String {
+    use sqlx::{Connection, Executor};
+    let name = format!("cloudsim_test_{:016x}", rand::random::<u64>());
+    let mut conn = sqlx::PgConnection::connect(server)
+        .await
+        .unwrap_or_else(|e| panic!("connect to SIMCLOUD_TEST_POSTGRES={server}: {e}"));
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create a test database");
+    let base = server.rsplit_once('/').map_or(server, |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// A database that outlives its server, for restart tests: a fresh PostgreSQL database, or a
+/// SQLite file in a new temporary directory (returned, for the test to remove).
+pub async fn persistent_database() -> (String, Option<std::path::PathBuf>) {
+    if let Some(server) = postgres_server() {
+        return (fresh_postgres_database(&server).await, None);
+    }
+    let dir = std::env::temp_dir().join(format!("cloud-sim-db-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    (
+        format!("sqlite://{}", dir.join("db.sqlite").display()),
+        Some(dir),
+    )
+}

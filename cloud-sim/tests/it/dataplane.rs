@@ -247,9 +247,7 @@ async fn listeners_follow_updates_and_deletes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_restores_listeners_from_the_database() {
-    let dir = std::env::temp_dir().join(format!("cloud-sim-dp-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}", dir.join("db.sqlite").display());
+    let (url, dir) = crate::common::persistent_database().await;
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = cloud_sim::Server::start(cloud_sim::Config::for_tests(), &url, addr)
         .await
@@ -282,7 +280,9 @@ async fn a_restart_restores_listeners_from_the_database() {
     })
     .await;
     server.shutdown().await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
