@@ -22,6 +22,7 @@
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cloud_api::{
     Backend, Event, EventKind, Frontend, HealthCheck, Instance, InstanceId, InstanceState,
@@ -128,7 +129,18 @@ pub struct Db {
     read: AnyPool,
     sync: Arc<durability::GroupSync>,
     events: Arc<Notify>,
+    /// Ends the PostgreSQL change listener ([`follow_changes`]) when the database closes.
+    closing: tokio_util::sync::CancellationToken,
 }
+
+/// The PostgreSQL advisory lock every write transaction takes first, so that writes from every
+/// cloud-sim on one database are serialised as SQLite serialises one process's: a check and the
+/// insert it allows (a free address, a unique name, a quota) cannot interleave with another's.
+const WRITE_LOCK: i64 = 0x5349_4d43_4c44_0001;
+
+/// The PostgreSQL notification channel a commit that changed something announces itself on, so
+/// that every cloud-sim on the database wakes its long polls, worker and data plane.
+const CHANGES_CHANNEL: &str = "cloudsim_changes";
 
 /// Current time in Unix milliseconds.
 pub fn now_ms() -> i64 {
@@ -269,6 +281,7 @@ impl Db {
             read,
             sync: Arc::new(durability::GroupSync::new(wal)),
             events: Arc::new(Notify::new()),
+            closing: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -289,6 +302,12 @@ impl Db {
             .await
             .map_err(open)?;
         sqlx::migrate!("./migrations/postgres").run(&write).await?;
+        let listener = sqlx::postgres::PgListener::connect(url)
+            .await
+            .map_err(open)?;
+        let events = Arc::new(Notify::new());
+        let closing = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(follow_changes(listener, events.clone(), closing.clone()));
         Ok(Self {
             engine: Engine::Postgres,
             write,
@@ -296,7 +315,8 @@ impl Db {
             // PostgreSQL's commit returns once its log is on disk (synchronous_commit = on, the
             // default): nothing is left to flush here.
             sync: Arc::new(durability::GroupSync::new(None)),
-            events: Arc::new(Notify::new()),
+            events,
+            closing,
         })
     }
 
@@ -307,8 +327,16 @@ impl Db {
     /// Starts a write transaction. Commit it with [`WriteTx::commit`].
     pub async fn begin(&self) -> Result<WriteTx> {
         let writing = self.sync.writing();
+        let mut tx = self.write.begin().await?;
+        if self.engine == Engine::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(WRITE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         Ok(WriteTx {
-            tx: self.write.begin().await?,
+            tx,
+            engine: self.engine,
             sync: self.sync.clone(),
             events: self.events.clone(),
             _writing: writing,
@@ -358,6 +386,7 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        self.closing.cancel();
         self.write.close().await;
         self.read.close().await;
     }
@@ -366,6 +395,7 @@ impl Db {
 /// A write transaction; committing it wakes event-log waiters.
 pub struct WriteTx {
     tx: Transaction<'static, Any>,
+    engine: Engine,
     sync: Arc<durability::GroupSync>,
     events: Arc<Notify>,
     _writing: durability::Writing,
@@ -387,11 +417,19 @@ impl WriteTx {
 
     async fn commit_durably(self, wake: bool) -> Result<()> {
         let Self {
-            tx,
+            mut tx,
+            engine,
             sync,
             events,
             _writing,
         } = self;
+        if wake && engine == Engine::Postgres {
+            // Delivered to every listener when (and only if) the transaction commits.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANGES_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         let n = sync.committed();
         drop(_writing);
@@ -431,6 +469,34 @@ impl std::ops::Deref for WriteTx {
 impl std::ops::DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         &mut self.tx
+    }
+}
+
+/// Wakes `events` on every change any cloud-sim commits to the PostgreSQL database, until
+/// `closing`. A lost connection is re-established (a wake-up is sent then, since changes made
+/// meanwhile went unannounced; long polls and the worker re-read the database anyway).
+async fn follow_changes(
+    mut listener: sqlx::postgres::PgListener,
+    events: Arc<Notify>,
+    closing: tokio_util::sync::CancellationToken,
+) {
+    if let Err(e) = listener.listen(CHANGES_CHANNEL).await {
+        tracing::warn!(error = %e, "cannot listen for other replicas' changes; they show within a second");
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = closing.cancelled() => return,
+            n = listener.try_recv() => match n {
+                Ok(Some(_)) => events.notify_waiters(),
+                // The connection dropped; `try_recv` reconnects on the next call.
+                Ok(None) => events.notify_waiters(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening for changes failed; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+        }
     }
 }
 

@@ -14,5 +14,6 @@ mod load_balancers;
 mod logs;
 #[path = "../support/net.rs"]
 mod net;
+mod replicas;
 mod routes;
 mod supervision;
