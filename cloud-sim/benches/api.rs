@@ -14,78 +14,12 @@ use std::time::{Duration, Instant};
 
 use cloud_api::{CreateInstanceRequest, Tags};
 use cloud_client::{Client, InstanceFilter, PageRequest, RetryPolicy};
-use cloud_sim::{Config, Server};
-use tokio::sync::Semaphore;
+use cloud_sim::Server;
 
-const CONCURRENCY: usize = 8;
+#[path = "support.rs"]
+mod support;
 
-struct Stats {
-    name: &'static str,
-    latencies: Vec<Duration>,
-    wall: Duration,
-}
-
-impl Stats {
-    fn pct(&self, p: f64) -> Duration {
-        let mut v = self.latencies.clone();
-        v.sort_unstable();
-        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-        v[i]
-    }
-
-    fn ops_per_sec(&self) -> f64 {
-        self.latencies.len() as f64 / self.wall.as_secs_f64()
-    }
-}
-
-async fn timed<F, Fut>(name: &'static str, count: usize, concurrency: usize, op: F) -> Stats
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let sem = Arc::new(Semaphore::new(concurrency));
-    let started = Instant::now();
-    let mut handles = Vec::with_capacity(count);
-    for i in 0..count {
-        let permit = sem.clone().acquire_owned().await.unwrap();
-        let op = op.clone();
-        handles.push(tokio::spawn(async move {
-            let t = Instant::now();
-            op(i).await;
-            drop(permit);
-            t.elapsed()
-        }));
-    }
-    let mut latencies = Vec::with_capacity(count);
-    for h in handles {
-        latencies.push(h.await.unwrap());
-    }
-    Stats {
-        name,
-        latencies,
-        wall: started.elapsed(),
-    }
-}
-
-fn config() -> Config {
-    let zones: Vec<String> = ["zone-a", "zone-b", "zone-c"].map(String::from).to_vec();
-    let subnets = [
-        ("zone-a", "127.16.0.0/18"),
-        ("zone-b", "127.17.0.0/18"),
-        ("zone-c", "127.18.0.0/18"),
-    ]
-    .map(|(z, n)| (z.to_owned(), n.parse().unwrap()))
-    .to_vec();
-    Config::build(
-        "sim-1",
-        "127.0.0.0/8".parse().unwrap(),
-        &zones,
-        &subnets,
-        &[],
-    )
-    .unwrap()
-}
+use support::{CONCURRENCY, Stats, config, timed};
 
 #[tokio::main]
 async fn main() {

@@ -21,6 +21,12 @@ pub struct Proc {
 /// Starts `cloud-sim serve` on a free port with its database in `dir`, and waits for it to log
 /// the address it serves on.
 pub fn start(dir: &Path) -> Proc {
+    start_with(&["--data-dir".as_ref(), dir.as_os_str()])
+}
+
+/// Starts `cloud-sim serve` on a free port with `args` besides, and waits for it to log the
+/// address it serves on.
+pub fn start_with(args: &[&std::ffi::OsStr]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cloud-sim"))
         .args([
             "serve",
@@ -31,8 +37,7 @@ pub fn start(dir: &Path) -> Proc {
             "--instance-boot-delay",
             "0",
         ])
-        .arg("--data-dir")
-        .arg(dir)
+        .args(args)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cloud_api::{CreateLoadBalancerRequest, ErrorCode, EventKind, InstanceState};
@@ -210,4 +211,102 @@ async fn postgres_traffic_flows_through_a_load_balancer_created_on_the_other_rep
     .await;
     r.a.shutdown().await.unwrap();
     r.b.shutdown().await.unwrap();
+}
+
+/// One replica is the real binary, killed with SIGKILL while both take creates (possibly inside a
+/// transaction, holding the write lock): the other carries on, and every create either
+/// acknowledged is in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_replica_killed_mid_storm_loses_nothing_acknowledged() {
+    let server = postgres_server().expect("this test needs SIMCLOUD_TEST_POSTGRES");
+    let url = fresh_postgres_database(&server).await;
+    let mut killed = crate::durability::start_with(&[
+        "--database-url".as_ref(),
+        url.as_ref(),
+        "--data-plane=false".as_ref(),
+    ]);
+    let survivor = Server::start(
+        Config {
+            data_plane: false,
+            ..Config::for_tests()
+        },
+        &url,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap();
+    let client = |base: &str| {
+        Client::builder(base)
+            .retry(RetryPolicy::none())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    let (ck, cs) = (client(&killed.base_url), client(&survivor.base_url()));
+    let acked: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let on_killed = w % 2 == 0;
+        let c = if on_killed { ck.clone() } else { cs.clone() };
+        let (acked, stop) = (acked.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            for n in 0.. {
+                if stop.is_cancelled() {
+                    return;
+                }
+                let zone = ["zone-a", "zone-b", "zone-c"][(w + n) % 3];
+                match c
+                    .create_instance(&instance_req(&format!("w{w}-n{n}"), zone))
+                    .await
+                {
+                    Ok(i) => acked.lock().unwrap().push((i.id.to_string(), on_killed)),
+                    // The killed replica's clients stop at their first failure.
+                    Err(_) if on_killed => return,
+                    Err(e) => panic!("the surviving replica failed a create: {e}"),
+                }
+            }
+        }));
+    }
+    let count = |killed_side: Option<bool>| {
+        acked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, k)| killed_side.is_none_or(|want| *k == want))
+            .count()
+    };
+    wait_for(
+        "100 creates acknowledged by the replica to kill",
+        T,
+        || async { (count(Some(true)) >= 100).then_some(()) },
+    )
+    .await;
+    killed.child.kill().expect("kill -9");
+    killed.child.wait().unwrap();
+    let before = count(Some(false));
+    wait_for("the survivor to go on after the kill", T, || async {
+        (count(Some(false)) >= before + 100).then_some(())
+    })
+    .await;
+    stop.cancel();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let all = cs.list_all_instances(&Default::default()).await.unwrap();
+    let stored: HashSet<String> = all.iter().map(|i| i.id.to_string()).collect();
+    let acked = acked.lock().unwrap().clone();
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|(id, _)| !stored.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged creates lost: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+    let ips: HashSet<_> = all.iter().map(|i| i.private_ip).collect();
+    assert_eq!(ips.len(), all.len(), "an address was handed out twice");
+    survivor.shutdown().await.unwrap();
 }
