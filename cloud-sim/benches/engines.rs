@@ -131,7 +131,6 @@ async fn main() {
             let out = Command::new(server_script())
                 .arg("start")
                 .arg(&own_dir)
-                .arg("55433")
                 .output()
                 .expect("run tests/postgres/server.sh");
             assert!(

@@ -23,6 +23,28 @@ pub struct Cli {
 pub enum Command {
     /// Serve the cloud API, the load-balancer data plane and the web console (`/ui/`).
     Serve(ServeArgs),
+    /// Run only the load balancers' data plane, apart from the API replicas (which then run with
+    /// `--data-plane=false`), on a PostgreSQL database they share: it serves the frontends in
+    /// `--frontends` (this host's addresses) and publishes their traffic for the API. `--listen`
+    /// serves `/healthz` and `/metrics`; the API's own flags (tokens, throttling) do not apply.
+    DataPlane(DataPlaneArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataPlaneArgs {
+    /// Frontend networks this data plane serves, comma-separated CIDRs (default: every
+    /// frontend of every load balancer).
+    #[arg(long, env = "CLOUD_SIM_FRONTENDS", value_delimiter = ',',
+        value_parser = crate::domain::net::parse_ipv4_network)]
+    pub frontends: Vec<Ipv4Net>,
+
+    /// Name this data plane publishes its traffic reports under; unique among the data planes
+    /// (default: `data-plane@<listen address>`).
+    #[arg(long, env = "CLOUD_SIM_DATA_PLANE_NAME")]
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 pub use sim_common::LogFormat;
@@ -188,6 +210,11 @@ pub struct Config {
     /// Serve the load balancers' traffic (`false`: the API only; load balancers get their
     /// addresses and states, but nothing listens on them).
     pub data_plane: bool,
+    /// The data plane serves only frontends inside these networks (`None`: every frontend).
+    pub frontends: Option<Vec<Ipv4Net>>,
+    /// `Some(name)`: this process is a data plane running apart (`cloud-sim data-plane`): no
+    /// API and no worker; it publishes its traffic reports under `name`.
+    pub data_plane_only: Option<String>,
 }
 
 /// Why a configuration is unusable.
@@ -319,6 +346,8 @@ impl Config {
             throttle: None,
             inter_zone_latency: Default::default(),
             data_plane: true,
+            frontends: None,
+            data_plane_only: None,
         })
     }
 

@@ -56,6 +56,10 @@ pub const PLAN_TTL: Duration = Duration::from_millis(100);
 /// client mix is acted on within the burst rather than after it.
 pub const PLAN_MAX_USES: u64 = 32;
 
+/// How often a data plane running apart publishes its traffic reports (and how stale a report
+/// the API still shows is a few of these).
+pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
 /// Added delay on connections that cross zones: `(from, to) -> delay`.
 pub type LatencyMatrix = BTreeMap<(String, String), Duration>;
 
@@ -124,6 +128,30 @@ impl DataPlane {
         }
     }
 
+    /// Publishes every load balancer's report as `name` every [`PUBLISH_EVERY`] until
+    /// `shutdown`, for API replicas that run without a data plane (`cloud-sim data-plane`).
+    pub async fn publish(self: Arc<Self>, name: String, shutdown: CancellationToken) {
+        loop {
+            let reports: Vec<(String, String)> = self
+                .lbs
+                .lock()
+                .expect("lbs lock")
+                .iter()
+                .map(|(id, rt)| {
+                    let json = serde_json::to_string(&rt.report()).expect("plain data serializes");
+                    (id.clone(), json)
+                })
+                .collect();
+            if let Err(e) = self.cloud.publish_traffic(&name, &reports).await {
+                tracing::warn!(error = %crate::http::error::error_chain(&e), "publishing traffic reports failed; will retry");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(PUBLISH_EVERY) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
     /// Runs reconcile passes until `shutdown` is cancelled; then stops every load balancer's
     /// listeners and probes.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
@@ -156,10 +184,18 @@ impl DataPlane {
         *self.instance_zones.lock().expect("instance zones lock") =
             view.instance_zones.into_iter().collect();
         let outage = view.outage;
+        // A data plane limited to some frontend networks (`cloud-sim data-plane --frontends`)
+        // serves the frontends there, and only load balancers that have one.
+        let mine = self.cloud.config().frontends.as_deref();
         let active: Vec<LoadBalancer> = view
             .load_balancers
             .into_iter()
             .filter(|lb| lb.state == LoadBalancerState::Active)
+            .filter_map(|mut lb| {
+                lb.frontends
+                    .retain(|f| crate::domain::traffic::serves(mine, f.ip));
+                (!lb.frontends.is_empty()).then_some(lb)
+            })
             .collect();
         let ids: HashSet<String> = active.iter().map(|lb| lb.id.to_string()).collect();
         let mut map = self.lbs.lock().expect("lbs lock");

@@ -34,6 +34,19 @@ pub struct AppState {
     pub dataplane: Arc<crate::dataplane::DataPlane>,
 }
 
+/// What a data plane running apart serves: `/healthz` and `/metrics`.
+pub fn data_plane_app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(crate::metrics::serve))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ))
+        .with_state(state)
+}
+
 /// The whole API as a router.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()

@@ -44,6 +44,11 @@ pub enum ServeError {
     /// without it.
     #[error("the {task} task stopped while serving: {why}")]
     TaskDied { task: &'static str, why: String },
+    #[error(
+        "a data plane running apart shares the database with the API: it needs \
+         --database-url postgres://... (SQLite has one writing process)"
+    )]
+    DataPlaneNeedsPostgres,
 }
 
 /// A running cloud-sim: the API server, the data plane and the delayed-transition worker, each a
@@ -63,6 +68,10 @@ impl Server {
         listen: SocketAddr,
     ) -> Result<Self, ServeError> {
         let db = store::Db::connect(database_url).await?;
+        let apart = config.data_plane_only.clone();
+        if apart.is_some() && db.engine() != store::Engine::Postgres {
+            return Err(ServeError::DataPlaneNeedsPostgres);
+        }
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| ServeError::Bind {
@@ -89,12 +98,21 @@ impl Server {
         };
         let shutdown = CancellationToken::new();
         let mut tasks = sim_common::Supervised::new();
-        let token = shutdown.clone();
-        tasks.spawn("worker", async move {
-            worker::run(cloud, token).await;
-            Ok(())
-        });
-        if state.cloud.config().data_plane {
+        if let Some(name) = apart.clone() {
+            // Publishing stops with the data plane's passes: the same token ends both.
+            let (token, dp) = (shutdown.clone(), dataplane.clone());
+            tasks.spawn("traffic publisher", async move {
+                dp.publish(name, token).await;
+                Ok(())
+            });
+        } else {
+            let token = shutdown.clone();
+            tasks.spawn("worker", async move {
+                worker::run(cloud, token).await;
+                Ok(())
+            });
+        }
+        if state.cloud.config().data_plane || apart.is_some() {
             let token = shutdown.clone();
             tasks.spawn("data plane", async move {
                 dataplane.run(token).await;
@@ -103,7 +121,11 @@ impl Server {
         } else {
             tracing::info!("data plane off: load balancers get addresses but serve no traffic");
         }
-        let router = app(state.clone());
+        let router = if apart.is_some() {
+            http::data_plane_app(state.clone())
+        } else {
+            app(state.clone())
+        };
         let token = shutdown.clone();
         tasks.spawn("API server", async move {
             axum::serve(listener, router)
@@ -216,6 +238,22 @@ pub async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     }
     let server = Server::start(config, &url, args.listen).await?;
     tracing::info!(database = %store::redacted_url(&url), "state is stored in the database");
+    server.run_until_signal().await?;
+    Ok(())
+}
+
+/// `cloud-sim data-plane`: the data plane alone, on the API replicas' PostgreSQL database.
+pub async fn data_plane(args: config::DataPlaneArgs) -> anyhow::Result<()> {
+    let mut config = Config::from_args(&args.serve)?;
+    config.frontends = (!args.frontends.is_empty()).then(|| args.frontends.clone());
+    config.data_plane_only = Some(
+        args.name
+            .clone()
+            .unwrap_or_else(|| format!("data-plane@{}", args.serve.listen)),
+    );
+    let url = Config::database_url(&args.serve);
+    let server = Server::start(config, &url, args.serve.listen).await?;
+    tracing::info!(database = %store::redacted_url(&url), frontends = ?args.frontends, "data plane running apart from the API");
     server.run_until_signal().await?;
     Ok(())
 }

@@ -10,5 +10,10 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
             cloud_sim::serve(args).await
         }
+        Command::DataPlane(args) => {
+            sim_common::init_logging(&args.serve.log_filter, args.serve.log_format)
+                .map_err(anyhow::Error::msg)?;
+            cloud_sim::data_plane(args).await
+        }
     }
 }

@@ -109,5 +109,10 @@ pub async fn traffic(
     Path(id): Path<String>,
 ) -> Result<Json<TrafficReport>, ApiError> {
     let lb = s.cloud.get_load_balancer(&ctx, &id).await?;
-    Ok(Json(s.dataplane.report(&lb)))
+    if s.cloud.config().data_plane {
+        Ok(Json(s.dataplane.report(&lb)))
+    } else {
+        // The data plane runs apart (`cloud-sim data-plane`), or nowhere: what it publishes.
+        Ok(Json(s.cloud.published_traffic(&lb).await?))
+    }
 }

@@ -270,4 +270,47 @@ impl Cloud {
         tracing::info!(lb = %cur.lb.id, "load balancer deleted");
         Ok(())
     }
+
+    /// Replaces the traffic reports data plane `name` publishes (see [`crate::dataplane::DataPlane::publish`]).
+    /// Not durable: a report lost in a crash is replaced a second later.
+    pub async fn publish_traffic(
+        &self,
+        name: &str,
+        reports: &[(String, String)],
+    ) -> store::Result<()> {
+        let mut tx = self.db.begin().await?;
+        store::publish_traffic(&mut tx, name, reports, now_ms()).await?;
+        tx.commit_unsynced().await
+    }
+
+    /// `lb`'s traffic as the data planes running apart publish it: their fresh reports, merged.
+    pub async fn published_traffic(&self, lb: &LoadBalancer) -> Result<TrafficReport> {
+        let since = now_ms() - PUBLISHED_FRESH_MS;
+        let mut conn = self.db.reader().await?;
+        let reports = store::published_traffic(&mut conn, lb.id.as_str(), since)
+            .await?
+            .iter()
+            .map(|json| {
+                serde_json::from_str(json).map_err(|e| {
+                    ApiError::from(store::StoreError::Corrupt {
+                        what: "published traffic report",
+                        detail: e.to_string(),
+                    })
+                })
+            })
+            .collect::<Result<Vec<TrafficReport>>>()?;
+        let backends: Vec<(String, String)> = lb
+            .backends
+            .iter()
+            .map(|b| (b.instance_id.to_string(), b.zone.clone()))
+            .collect();
+        Ok(crate::domain::traffic::merge(
+            lb.id.as_str(),
+            &backends,
+            &reports,
+        ))
+    }
 }
+
+/// A published report older than this is a data plane that stopped: left out.
+const PUBLISHED_FRESH_MS: i64 = 5_000;

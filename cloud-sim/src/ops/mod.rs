@@ -10,7 +10,7 @@ use std::time::Duration;
 use cloud_api::{
     CreateInstanceRequest, CreateLoadBalancerRequest, CreateRouteRequest, EventKind, EventPage,
     Frontend, Instance, InstanceId, InstanceState, InstanceType, LoadBalancer, LoadBalancerId,
-    LoadBalancerState, Page, Region, ResourceKind, Route, RouteId, RouteTable,
+    LoadBalancerState, Page, Region, ResourceKind, Route, RouteId, RouteTable, TrafficReport,
     UpdateInstanceRequest, UpdateLoadBalancerRequest, Usage, Zone, ZoneState, ZoneUsage,
     route::DEFAULT_ROUTE_TABLE,
 };

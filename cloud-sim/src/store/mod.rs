@@ -17,7 +17,8 @@
 //!
 //! This module holds the connection handling and the helpers every table uses; one submodule per
 //! resource holds its SQL (`instances`, `load_balancers`, `routes`, `events`, `catalog` for zones
-//! and instance types, `idempotency`), all re-exported here.
+//! and instance types, `idempotency`, `traffic` for reports that data planes running apart
+//! publish), all re-exported here.
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -43,6 +44,7 @@ mod idempotency;
 mod instances;
 mod load_balancers;
 mod routes;
+mod traffic;
 
 pub use catalog::*;
 pub use events::*;
@@ -50,6 +52,7 @@ pub use idempotency::*;
 pub use instances::*;
 pub use load_balancers::*;
 pub use routes::*;
+pub use traffic::*;
 
 /// A failure of the database layer.
 #[derive(Debug, thiserror::Error)]

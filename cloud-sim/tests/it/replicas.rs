@@ -310,3 +310,101 @@ async fn postgres_a_replica_killed_mid_storm_loses_nothing_acknowledged() {
     assert_eq!(ips.len(), all.len(), "an address was handed out twice");
     survivor.shutdown().await.unwrap();
 }
+
+/// `cloud-sim data-plane` as two processes, one per zone's frontend pool (as on two hosts), with
+/// an API replica that has none: each serves its own frontends, and the API answers traffic
+/// reports from what both publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_data_planes_apart_serve_their_frontends_and_publish_traffic() {
+    let server = postgres_server().expect("this test needs SIMCLOUD_TEST_POSTGRES");
+    let url = fresh_postgres_database(&server).await;
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = Config::for_tests_isolated();
+    let pool = |zone: usize| config.zones[zone].lb_pool;
+    let api = Server::start(
+        Config {
+            data_plane: false,
+            ..config.clone()
+        },
+        &url,
+        any,
+    )
+    .await
+    .unwrap();
+    let data_plane = |name: &str, zone: usize| Config {
+        frontends: Some(vec![pool(zone)]),
+        data_plane_only: Some(name.to_owned()),
+        ..config.clone()
+    };
+    let dp_a = Server::start(data_plane("dp-a", 0), &url, any)
+        .await
+        .unwrap();
+    let dp_b = Server::start(data_plane("dp-b", 1), &url, any)
+        .await
+        .unwrap();
+    // A data plane serves no API.
+    let status = reqwest::get(format!("{}/v1/instances", dp_a.base_url()))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+
+    let c = Client::builder(api.base_url())
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let (lb_port, backend_port) = (port(), port());
+    let mut nodes = Vec::new();
+    let mut servers = Vec::new();
+    for (name, zone) in [("a1", "zone-a"), ("b1", "zone-b")] {
+        let i = c.create_instance(&instance_req(name, zone)).await.unwrap();
+        servers.push(backend(i.private_ip, backend_port, name).await);
+        nodes.push(i);
+    }
+    let lb = c
+        .create_load_balancer(&CreateLoadBalancerRequest {
+            zones: Some(vec!["zone-a".into(), "zone-b".into(), "zone-c".into()]),
+            ..tcp_lb(
+                "web",
+                lb_port,
+                backend_port,
+                &nodes.iter().collect::<Vec<_>>(),
+            )
+        })
+        .await
+        .unwrap();
+    let ip = |zone: &str| lb.frontends.iter().find(|f| f.zone == zone).unwrap().ip;
+    let (fa, fb, fc) = (ip("zone-a"), ip("zone-b"), ip("zone-c"));
+    wait_for("zone-a's frontend served by dp-a", T, || async move {
+        (ask(fa, lb_port).await.as_deref() == Some("a1")).then_some(())
+    })
+    .await;
+    wait_for("zone-b's frontend served by dp-b", T, || async move {
+        (ask(fb, lb_port).await.as_deref() == Some("b1")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        ask(fc, lb_port).await,
+        None,
+        "no data plane serves zone-c's pool"
+    );
+    let id = lb.id.to_string();
+    let report = wait_for("the API to report both data planes' traffic", T, || async {
+        let r = c.load_balancer_traffic(&id).await.unwrap()?;
+        let from = |zone: &str| {
+            r.rows
+                .iter()
+                .filter(|row| row.frontend_zone == zone)
+                .map(|row| row.connections)
+                .sum::<u64>()
+        };
+        (from("zone-a") >= 1 && from("zone-b") >= 1).then_some(r)
+    })
+    .await;
+    assert!(report.backends.iter().all(|b| b.healthy), "{report:?}");
+    assert_eq!(report.in_zone_fraction, Some(1.0), "{report:?}");
+    for s in [dp_a, dp_b, api] {
+        s.shutdown().await.unwrap();
+    }
+    drop(servers);
+}
