@@ -12,14 +12,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloud_api::{CreateInstanceRequest, Tags};
 use cloud_client::{Client, InstanceFilter, PageRequest, RetryPolicy};
 use cloud_sim::Server;
 
 #[path = "support.rs"]
 mod support;
 
-use support::{CONCURRENCY, Stats, config, timed};
+use support::{CONCURRENCY, Stats, baseline, config, instance, timed};
 
 #[tokio::main]
 async fn main() {
@@ -52,35 +51,18 @@ async fn main() {
         }
     );
 
-    let http = reqwest::Client::new();
-    let (http_metrics, metrics_url) = (http.clone(), format!("{}/metrics", server.base_url()));
-    let health = format!("{}/healthz", server.base_url());
-    let baseline = timed("baseline GET /healthz", n, CONCURRENCY, move |_| {
-        let (http, health) = (http.clone(), health.clone());
-        async move {
-            http.get(&health)
-                .send()
-                .await
-                .unwrap()
-                .error_for_status()
-                .unwrap();
-        }
-    })
-    .await;
+    let (http_metrics, metrics_url) = (
+        reqwest::Client::new(),
+        format!("{}/metrics", server.base_url()),
+    );
+    let baseline = baseline("baseline GET /healthz", &server.base_url(), n).await;
 
     let flushes_before = log_flushes(&http_metrics, &metrics_url).await;
     let c = client.clone();
     let create = timed("create instance", n, CONCURRENCY, move |i| {
         let c = c.clone();
         async move {
-            let req = CreateInstanceRequest {
-                name: format!("bench-{i:05}"),
-                zone: ["zone-a", "zone-b", "zone-c"][i % 3].into(),
-                instance_type: "sim.small".into(),
-                tags: Tags::new(),
-                private_ip: None,
-            };
-            c.create_instance(&req).await.unwrap();
+            c.create_instance(&instance(i)).await.unwrap();
         }
     })
     .await;

@@ -18,11 +18,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use cloud_api::{CreateInstanceRequest, Tags};
 use cloud_client::{Client, RetryPolicy};
 use cloud_sim::Server;
 use sqlx::{Connection, Executor};
-use support::{CONCURRENCY, Stats, config, timed};
+use support::{CONCURRENCY, Stats, baseline, config, instance, timed};
 
 struct Row {
     scenario: &'static str,
@@ -40,33 +39,13 @@ async fn run(scenario: &'static str, urls: &[String], n: usize) -> Row {
             .unwrap()
     };
     let clients: Arc<Vec<Client>> = Arc::new(urls.iter().map(client).collect());
-    let http = reqwest::Client::new();
-    let health = format!("{}/healthz", clients[0].base_url());
-    let baseline = timed("GET /healthz", n, CONCURRENCY, move |_| {
-        let (http, health) = (http.clone(), health.clone());
-        async move {
-            http.get(&health)
-                .send()
-                .await
-                .unwrap()
-                .error_for_status()
-                .unwrap();
-        }
-    })
-    .await;
+    let baseline = baseline("GET /healthz", clients[0].base_url(), n).await;
     let ids = Arc::new(std::sync::Mutex::new(vec![String::new(); n]));
     let (c, out) = (clients.clone(), ids.clone());
     let create = timed("create instance", n, CONCURRENCY, move |i| {
         let (c, out) = (c.clone(), out.clone());
         async move {
-            let req = CreateInstanceRequest {
-                name: format!("bench-{i:05}"),
-                zone: ["zone-a", "zone-b", "zone-c"][i % 3].into(),
-                instance_type: "sim.small".into(),
-                tags: Tags::new(),
-                private_ip: None,
-            };
-            let created = c[i % c.len()].create_instance(&req).await.unwrap();
+            let created = c[i % c.len()].create_instance(&instance(i)).await.unwrap();
             out.lock().unwrap()[i] = created.id.to_string();
         }
     })

@@ -78,3 +78,33 @@ pub fn config() -> Config {
     )
     .unwrap()
 }
+
+/// `GET <base>/healthz` `n` times: the HTTP round trip with no database work, the baseline the
+/// other figures are compared with.
+pub async fn baseline(name: &'static str, base: &str, n: usize) -> Stats {
+    let http = reqwest::Client::new();
+    let health = format!("{base}/healthz");
+    timed(name, n, CONCURRENCY, move |_| {
+        let (http, health) = (http.clone(), health.clone());
+        async move {
+            http.get(&health)
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap();
+        }
+    })
+    .await
+}
+
+/// The `i`-th instance a benchmark creates: `bench-<i>`, zones in turn.
+pub fn instance(i: usize) -> cloud_api::CreateInstanceRequest {
+    cloud_api::CreateInstanceRequest {
+        name: format!("bench-{i:05}"),
+        zone: ["zone-a", "zone-b", "zone-c"][i % 3].into(),
+        instance_type: "sim.small".into(),
+        tags: Default::default(),
+        private_ip: None,
+    }
+}

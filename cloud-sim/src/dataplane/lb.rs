@@ -291,11 +291,7 @@ impl LbRt {
             })
             .collect();
         let connections: u64 = rows.iter().map(|r| r.connections).sum();
-        let local: u64 = rows
-            .iter()
-            .filter(|r| r.frontend_zone == r.backend_zone)
-            .map(|r| r.connections)
-            .sum();
+        let in_zone_fraction = crate::domain::traffic::in_zone_fraction(&rows);
         let backends = self
             .backends
             .lock()
@@ -314,7 +310,7 @@ impl LbRt {
             backends,
             connections,
             refused: self.refused.load(Ordering::Relaxed),
-            in_zone_fraction: (connections > 0).then(|| local as f64 / connections as f64),
+            in_zone_fraction,
         }
     }
 }

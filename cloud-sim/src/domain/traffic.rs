@@ -57,20 +57,25 @@ pub fn merge(
         .collect();
     let rows: Vec<TrafficRow> = rows.into_values().collect();
     let connections: u64 = reports.iter().map(|r| r.connections).sum();
-    let same: u64 = rows
-        .iter()
-        .filter(|r| r.frontend_zone == r.backend_zone)
-        .map(|r| r.connections)
-        .sum();
-    let total: u64 = rows.iter().map(|r| r.connections).sum();
     TrafficReport {
+        in_zone_fraction: in_zone_fraction(&rows),
         load_balancer_id: lb_id.to_owned(),
         rows,
         backends: health,
         connections,
         refused: reports.iter().map(|r| r.refused).sum(),
-        in_zone_fraction: (total > 0).then(|| same as f64 / total as f64),
     }
+}
+
+/// Share of `rows`' connections whose backend was in the client's zone; `None` before any.
+pub fn in_zone_fraction(rows: &[TrafficRow]) -> Option<f64> {
+    let total: u64 = rows.iter().map(|r| r.connections).sum();
+    let same: u64 = rows
+        .iter()
+        .filter(|r| r.frontend_zone == r.backend_zone)
+        .map(|r| r.connections)
+        .sum();
+    (total > 0).then(|| same as f64 / total as f64)
 }
 
 #[cfg(test)]
