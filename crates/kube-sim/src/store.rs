@@ -50,9 +50,10 @@ pub struct Change {
     pub key: Key,
     pub kind: ChangeKind,
     /// The object after the change; for deletes, the last state stamped with the delete's RV.
-    pub object: Value,
+    /// Shared with the store (and the next change's `old`): history costs no copies.
+    pub object: Arc<Value>,
     /// The object before the change (for selector transitions).
-    pub old: Option<Value>,
+    pub old: Option<Arc<Value>>,
 }
 
 /// Receives every committed change, in resourceVersion order.
@@ -109,7 +110,8 @@ pub struct Expired {
 #[derive(Debug)]
 struct Inner {
     rv: u64,
-    objects: BTreeMap<Key, Value>,
+    /// Shared with the changes in `history` that carry them.
+    objects: BTreeMap<Key, Arc<Value>>,
     history: VecDeque<Arc<Change>>,
     /// Every change with an RV above this is in `history`.
     compacted: u64,
@@ -138,16 +140,30 @@ fn set_resource_version(obj: &mut Value, rv: u64) {
     }
 }
 
-/// Equal apart from `metadata.resourceVersion`.
+/// Equal apart from `metadata.resourceVersion` (compared in place: every write asks this).
 fn same_content(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
-        v
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
     };
-    strip(a) == strip(b)
+    a.len() == b.len()
+        && a.iter().all(|(k, va)| match b.get(k) {
+            Some(vb) if k == "metadata" => same_apart_from_rv(va, vb),
+            Some(vb) => va == vb,
+            None => false,
+        })
+}
+
+fn same_apart_from_rv(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let fields = |m: &serde_json::Map<String, Value>| {
+        m.len() - usize::from(m.contains_key("resourceVersion"))
+    };
+    fields(a) == fields(b)
+        && a.iter()
+            .filter(|(k, _)| *k != "resourceVersion")
+            .all(|(k, va)| b.get(k) == Some(va))
 }
 
 impl Store {
@@ -176,7 +192,7 @@ impl Store {
     }
 
     pub fn get(&self, key: &Key) -> Option<Value> {
-        self.lock().objects.get(key).cloned()
+        self.lock().objects.get(key).map(|v| Value::clone(v))
     }
 
     /// Objects of `storage` (in `namespace`, or all) with keys after `after`, in key order, and the
@@ -223,7 +239,7 @@ impl Store {
             .take_while(|(k, _)| {
                 k.storage == storage && namespace.is_none_or(|ns| k.namespace == ns)
             })
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), Value::clone(v)))
             .collect()
     }
 
@@ -235,14 +251,17 @@ impl Store {
     ) -> Result<Written, E> {
         let mut inner = self.lock();
         let current = inner.objects.get(key).cloned();
-        let decision = decide(current.as_ref())?;
+        let decision = decide(current.as_deref())?;
         let written = match (decision, current) {
-            (Write::Put(new), Some(old)) if same_content(&new, &old) => Written::Unchanged(old),
+            (Write::Put(new), Some(old)) if same_content(&new, &old) => {
+                Written::Unchanged(Value::clone(&old))
+            }
             (Write::Put(mut new), old) => {
                 inner.rv += 1;
                 let rv = inner.rv;
                 set_resource_version(&mut new, rv);
-                inner.objects.insert(key.clone(), new.clone());
+                let stored = Arc::new(new);
+                inner.objects.insert(key.clone(), stored.clone());
                 let kind = if old.is_some() {
                     ChangeKind::Modified
                 } else {
@@ -254,10 +273,11 @@ impl Store {
                         rv,
                         key: key.clone(),
                         kind,
-                        object: new.clone(),
+                        object: stored.clone(),
                         old,
                     },
                 );
+                let new = Value::clone(&stored);
                 if kind == ChangeKind::Added {
                     Written::Created(new)
                 } else {
@@ -268,7 +288,7 @@ impl Store {
                 inner.rv += 1;
                 let rv = inner.rv;
                 inner.objects.remove(key);
-                let mut gone = old.clone();
+                let mut gone = Value::clone(&old);
                 set_resource_version(&mut gone, rv);
                 self.record(
                     &mut inner,
@@ -276,7 +296,7 @@ impl Store {
                         rv,
                         key: key.clone(),
                         kind: ChangeKind::Deleted,
-                        object: gone.clone(),
+                        object: Arc::new(gone.clone()),
                         old: Some(old),
                     },
                 );
@@ -359,6 +379,44 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_content_ignores_only_the_resource_version() {
+        let base = serde_json::json!({
+            "metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "1"}},
+            "spec": {"n": 1}
+        });
+        for (other, same) in [
+            (
+                serde_json::json!({"metadata": {"name": "a", "resourceVersion": "9", "labels": {"x": "1"}}, "spec": {"n": 1}}),
+                true,
+            ),
+            (
+                serde_json::json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"n": 1}}),
+                true,
+            ),
+            (
+                serde_json::json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "2"}}, "spec": {"n": 1}}),
+                false,
+            ),
+            (
+                serde_json::json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "1"}}, "spec": {"n": 2}}),
+                false,
+            ),
+            (
+                serde_json::json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "1"}}, "spec": {"n": 1}, "status": {}}),
+                false,
+            ),
+            (
+                serde_json::json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "1"}, "uid": "u"}, "spec": {"n": 1}}),
+                false,
+            ),
+            (serde_json::json!({"spec": {"n": 1}}), false),
+        ] {
+            assert_eq!(same_content(&base, &other), same, "{other}");
+            assert_eq!(same_content(&other, &base), same, "{other} (reversed)");
+        }
+    }
     use serde_json::json;
 
     fn obj(name: &str, data: &str) -> Value {
