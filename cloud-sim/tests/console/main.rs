@@ -388,8 +388,24 @@ fn with_tokens(mut config: Config) -> Config {
     config.tokens = Some(HashMap::from([
         ("admin-secret".to_owned(), principal(true)),
         ("viewer-secret".to_owned(), principal(false)),
+        (
+            "other-team-secret".to_owned(),
+            Principal {
+                project: "team-b".into(),
+                admin: false,
+            },
+        ),
     ]));
     config
+}
+
+/// A client of `c` with `token`.
+fn client_with(c: &Cloud, token: &str) -> Client {
+    Client::builder(c.server.base_url())
+        .token(token)
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap()
 }
 
 async fn sign_in(b: &Browser, token: &str) {
@@ -405,6 +421,22 @@ async fn sign_in(b: &Browser, token: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_admin_token_sees_no_admin_controls_and_gets_403_if_it_tries() {
     let c = Cloud::start(with_tokens(Config::for_tests_isolated())).await;
+    // One instance in the viewer's project, one in another's.
+    let req = |name: &str| CreateInstanceRequest {
+        name: name.into(),
+        zone: "zone-a".into(),
+        instance_type: "sim.small".into(),
+        tags: Tags::new(),
+        private_ip: None,
+    };
+    client_with(&c, "viewer-secret")
+        .create_instance(&req("ours"))
+        .await
+        .unwrap();
+    client_with(&c, "other-team-secret")
+        .create_instance(&req("theirs"))
+        .await
+        .unwrap();
     let b = Browser::start().await;
     b.goto(&c.console("overview")).await;
     sign_in(&b, "not-a-token").await;
@@ -421,6 +453,17 @@ async fn a_non_admin_token_sees_no_admin_controls_and_gets_403_if_it_tries() {
     .await;
     assert!(b.text("#who").await.contains("team-a"));
     assert!(!b.text("#who").await.contains("admin"));
+    // Only the token's project: its one instance, counted and listed; not team-b's.
+    assert_eq!(b.text("[data-zone='zone-a'] dd.instances").await, "1");
+    b.goto(&c.console("instances")).await;
+    let names = b
+        .wait_js(
+            "the instances of team-a",
+            "const rows = [...document.querySelectorAll('main tbody tr')];
+             return rows.length ? rows.map(r => r.dataset.name).join(',') : null;",
+        )
+        .await;
+    assert_eq!(names, "ours");
     let visible_admin = b
         .js(
             "return [...document.querySelectorAll('[data-admin], button.set-state, select[id^=set-]')]
@@ -484,11 +527,7 @@ async fn an_admin_adds_and_removes_a_fault_rule_from_the_console() {
     b.select("#fx-method", "POST").await;
     b.click("form[aria-labelledby='add-fault'] button[type='submit']")
         .await;
-    let admin = Client::builder(c.server.base_url())
-        .token("admin-secret")
-        .retry(RetryPolicy::none())
-        .build()
-        .unwrap();
+    let admin = client_with(&c, "admin-secret");
     let rules = wait_for("the rule through the API", T, || async {
         let rules = admin.list_faults().await.unwrap();
         (!rules.is_empty()).then_some(rules)
