@@ -68,15 +68,15 @@ pub enum Write {
     Delete,
 }
 
-/// What a write did.
+/// What a write did, with the object as stored (shared with the store: no copy).
 #[derive(Debug, Clone)]
 pub enum Written {
-    Created(Value),
-    Updated(Value),
+    Created(Arc<Value>),
+    Updated(Arc<Value>),
     /// The new object equalled the stored one: nothing was persisted.
-    Unchanged(Value),
+    Unchanged(Arc<Value>),
     /// Removed; the object carries the delete's resourceVersion.
-    Deleted(Value),
+    Deleted(Arc<Value>),
 }
 
 impl Written {
@@ -89,7 +89,7 @@ impl Written {
         }
     }
 
-    pub fn into_object(self) -> Value {
+    pub fn into_object(self) -> Arc<Value> {
         match self {
             Written::Created(v)
             | Written::Updated(v)
@@ -253,9 +253,7 @@ impl Store {
         let current = inner.objects.get(key).cloned();
         let decision = decide(current.as_deref())?;
         let written = match (decision, current) {
-            (Write::Put(new), Some(old)) if same_content(&new, &old) => {
-                Written::Unchanged(Value::clone(&old))
-            }
+            (Write::Put(new), Some(old)) if same_content(&new, &old) => Written::Unchanged(old),
             (Write::Put(mut new), old) => {
                 inner.rv += 1;
                 let rv = inner.rv;
@@ -277,11 +275,10 @@ impl Store {
                         old,
                     },
                 );
-                let new = Value::clone(&stored);
                 if kind == ChangeKind::Added {
-                    Written::Created(new)
+                    Written::Created(stored)
                 } else {
-                    Written::Updated(new)
+                    Written::Updated(stored)
                 }
             }
             (Write::Delete, Some(old)) => {
@@ -290,19 +287,20 @@ impl Store {
                 inner.objects.remove(key);
                 let mut gone = Value::clone(&old);
                 set_resource_version(&mut gone, rv);
+                let gone = Arc::new(gone);
                 self.record(
                     &mut inner,
                     Change {
                         rv,
                         key: key.clone(),
                         kind: ChangeKind::Deleted,
-                        object: Arc::new(gone.clone()),
+                        object: gone.clone(),
                         old: Some(old),
                     },
                 );
                 Written::Deleted(gone)
             }
-            (Write::Delete, None) => Written::Deleted(Value::Null),
+            (Write::Delete, None) => Written::Deleted(Arc::new(Value::Null)),
         };
         Ok(written)
     }

@@ -362,11 +362,10 @@ impl Api {
         if matches!(written, Written::Deleted(_)) {
             self.finish_namespace_if_drained(&key.namespace);
         }
-        let obj = match (&written, dry_run) {
-            (_, true) => sent.unwrap_or_else(|| written.object().clone()),
-            (Written::Deleted(v), _) => v.clone(),
-            (w, _) => w.object().clone(),
+        let wire = match (&sent, dry_run) {
+            (Some(sent), true) => kinds::to_wire(def, sent),
+            _ => kinds::to_wire(def, written.object()),
         };
-        Ok((200, kinds::to_wire(def, &obj)))
+        Ok((200, wire))
     }
 }
