@@ -51,7 +51,8 @@ pub use sim_common::LogFormat;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// Address to serve the API on (port 0 picks a free port, which is logged).
+    /// Address to serve the API on (`data-plane`: its `/healthz` and `/metrics`); port 0 picks a
+    /// free port, which is logged.
     #[arg(long, env = "CLOUD_SIM_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
