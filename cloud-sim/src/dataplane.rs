@@ -132,15 +132,12 @@ impl DataPlane {
     /// `shutdown`, for API replicas that run without a data plane (`cloud-sim data-plane`).
     pub async fn publish(self: Arc<Self>, name: String, shutdown: CancellationToken) {
         loop {
-            let reports: Vec<(String, String)> = self
+            let reports: Vec<TrafficReport> = self
                 .lbs
                 .lock()
                 .expect("lbs lock")
-                .iter()
-                .map(|(id, rt)| {
-                    let json = serde_json::to_string(&rt.report()).expect("plain data serializes");
-                    (id.clone(), json)
-                })
+                .values()
+                .map(|rt| rt.report())
                 .collect();
             if let Err(e) = self.cloud.publish_traffic(&name, &reports).await {
                 tracing::warn!(error = %crate::http::error::error_chain(&e), "publishing traffic reports failed; will retry");

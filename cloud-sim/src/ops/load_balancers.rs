@@ -276,7 +276,7 @@ impl Cloud {
     pub async fn publish_traffic(
         &self,
         name: &str,
-        reports: &[(String, String)],
+        reports: &[TrafficReport],
     ) -> store::Result<()> {
         let mut tx = self.db.begin().await?;
         store::publish_traffic(&mut tx, name, reports, now_ms()).await?;
@@ -287,18 +287,7 @@ impl Cloud {
     pub async fn published_traffic(&self, lb: &LoadBalancer) -> Result<TrafficReport> {
         let since = now_ms() - PUBLISHED_FRESH_MS;
         let mut conn = self.db.reader().await?;
-        let reports = store::published_traffic(&mut conn, lb.id.as_str(), since)
-            .await?
-            .iter()
-            .map(|json| {
-                serde_json::from_str(json).map_err(|e| {
-                    ApiError::from(store::StoreError::Corrupt {
-                        what: "published traffic report",
-                        detail: e.to_string(),
-                    })
-                })
-            })
-            .collect::<Result<Vec<TrafficReport>>>()?;
+        let reports = store::published_traffic(&mut conn, lb.id.as_str(), since).await?;
         let backends: Vec<(String, String)> = lb
             .backends
             .iter()

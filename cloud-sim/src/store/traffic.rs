@@ -2,26 +2,26 @@
 
 use super::*;
 
-/// Replaces what `data_plane` has published: one `(load balancer ID, report JSON)` per load
-/// balancer it serves now; rows of load balancers it no longer serves go.
+/// Replaces what `data_plane` has published: one report per load balancer it serves now; rows
+/// of load balancers it no longer serves go.
 pub async fn publish_traffic(
     conn: &mut AnyConnection,
     data_plane: &str,
-    reports: &[(String, String)],
+    reports: &[cloud_api::TrafficReport],
     now: i64,
 ) -> Result<()> {
     sqlx::query("DELETE FROM published_traffic WHERE data_plane = $1")
         .bind(data_plane)
         .execute(&mut *conn)
         .await?;
-    for (lb, report) in reports {
+    for report in reports {
         sqlx::query(
             "INSERT INTO published_traffic (lb_id, data_plane, report, updated_at) \
              VALUES ($1, $2, $3, $4)",
         )
-        .bind(lb)
+        .bind(&report.load_balancer_id)
         .bind(data_plane)
-        .bind(report)
+        .bind(to_json(report))
         .bind(now)
         .execute(&mut *conn)
         .await?;
@@ -34,7 +34,7 @@ pub async fn published_traffic(
     conn: &mut AnyConnection,
     lb_id: &str,
     since: i64,
-) -> Result<Vec<String>> {
+) -> Result<Vec<cloud_api::TrafficReport>> {
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT report FROM published_traffic WHERE lb_id = $1 AND updated_at >= $2 \
          ORDER BY data_plane",
@@ -43,5 +43,7 @@ pub async fn published_traffic(
     .bind(since)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|(r,)| r).collect())
+    rows.iter()
+        .map(|(r,)| from_json("published traffic report", r))
+        .collect()
 }

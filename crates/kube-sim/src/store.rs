@@ -88,15 +88,6 @@ impl Written {
             | Written::Deleted(v) => v,
         }
     }
-
-    pub fn into_object(self) -> Arc<Value> {
-        match self {
-            Written::Created(v)
-            | Written::Updated(v)
-            | Written::Unchanged(v)
-            | Written::Deleted(v) => v,
-        }
-    }
 }
 
 /// The watch cannot start from the requested resourceVersion: it is older than the history.
