@@ -56,8 +56,8 @@ pub const PLAN_TTL: Duration = Duration::from_millis(100);
 /// client mix is acted on within the burst rather than after it.
 pub const PLAN_MAX_USES: u64 = 32;
 
-/// How often a data plane running apart publishes its traffic reports (and how stale a report
-/// the API still shows is a few of these).
+/// How often a data plane running apart publishes its traffic reports (the API leaves out
+/// reports five of these old).
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Added delay on connections that cross zones: `(from, to) -> delay`.

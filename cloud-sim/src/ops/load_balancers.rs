@@ -301,5 +301,6 @@ impl Cloud {
     }
 }
 
-/// A published report older than this is a data plane that stopped: left out.
-const PUBLISHED_FRESH_MS: i64 = 5_000;
+/// A published report older than this (five missed publications) is a data plane that
+/// stopped: left out.
+const PUBLISHED_FRESH_MS: i64 = 5 * crate::dataplane::PUBLISH_EVERY.as_millis() as i64;

@@ -248,3 +248,33 @@ async fn openapi_document_lists_every_route() {
         "$response.body#/id"
     );
 }
+
+#[tokio::test]
+async fn the_console_is_served_with_its_types_and_a_strict_policy() {
+    let c = crate::common::spawn().await;
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect.get(c.url("/ui")).send().await.unwrap();
+    assert_eq!(r.status(), 308);
+    assert_eq!(r.headers()["location"], "/ui/");
+    for (path, ty) in [
+        ("/ui/", "text/html; charset=utf-8"),
+        ("/ui/console.js", "text/javascript; charset=utf-8"),
+        ("/ui/console.css", "text/css; charset=utf-8"),
+    ] {
+        let r = c.http.get(c.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], ty, "{path}");
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+            "{csp}"
+        );
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        assert!(!r.text().await.unwrap().is_empty(), "{path}");
+    }
+    let r = c.http.get(c.url("/ui/nope.js")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}
