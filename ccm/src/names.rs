@@ -45,6 +45,8 @@ pub const DEFAULT_PORT: u16 = 10258;
 pub const TAG_CLUSTER_PREFIX: &str = "kubernetes.io/cluster/";
 /// Value of the cluster tag.
 pub const TAG_OWNED: &str = "owned";
+/// Name prefix of the cluster's backend groups (one per zone; see `simcloud_lb::group_name`).
+pub const BACKEND_GROUP_PREFIX: &str = "k8s-bg-";
 /// Tag on routes naming the node they serve.
 pub const TAG_ROUTE_NODE: &str = "simcloud.dev/node";
 

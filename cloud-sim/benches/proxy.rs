@@ -222,6 +222,7 @@ async fn start_cloud_sim(
                 backend_port: backend.port(),
             }],
             backends: vec![inst.id.clone()],
+            backend_groups: vec![],
             health_check: HealthCheck {
                 interval_seconds: 1,
                 timeout_seconds: 1,

@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::ops::Cloud;
 
 pub mod admin;
+pub mod backend_groups;
 pub mod console;
 pub mod error;
 pub mod events;
@@ -53,6 +54,7 @@ pub fn app(state: AppState) -> Router {
         .merge(regions::router())
         .merge(instances::router())
         .merge(load_balancers::router())
+        .merge(backend_groups::router())
         .merge(routes::router())
         .merge(events::router())
         .merge(admin::router())

@@ -1,9 +1,11 @@
 //! The simcloud provider: instances looked up in cloud-sim through cloud-client.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use cloud_api::{Instance, InstanceState, ProviderId};
+use cloud_api::{BackendGroup, BackendGroupId, Instance, InstanceId, InstanceState, ProviderId};
 use cloud_client::{Client, InstanceFilter};
 use k8s_openapi::api::core::v1::{LoadBalancerStatus, Node, Service};
 
@@ -19,7 +21,23 @@ pub struct SimCloud {
     client: Client,
     /// The region the cloud-config expects, checked at initialisation.
     expected_region: Option<String>,
+    /// The cluster's backend groups as last written, by zone. Every load balancer's ensure or
+    /// update asks for the groups; only the first after a change of the node set (or after
+    /// [`GROUP_RECHECK`]) reaches the cloud.
+    groups: Arc<tokio::sync::Mutex<BTreeMap<String, KnownGroup>>>,
 }
+
+/// A backend group the provider wrote (or checked) and what it held then.
+#[derive(Debug, Clone)]
+struct KnownGroup {
+    id: BackendGroupId,
+    members: Vec<InstanceId>,
+    checked: Instant,
+}
+
+/// How long a group's known members are trusted before the cloud is asked again (someone else
+/// may have changed the group).
+const GROUP_RECHECK: Duration = Duration::from_secs(300);
 
 fn api_error(e: cloud_client::Error) -> CloudError {
     CloudError::Api {
@@ -67,6 +85,7 @@ impl SimCloud {
         Self {
             client,
             expected_region,
+            groups: Arc::default(),
         }
     }
 
@@ -161,11 +180,7 @@ impl InstancesV2 for SimCloud {
 /// The name of the route for `cidr` of the node with UID `name_hint`: `<cluster>-<16 hex digits>`,
 /// stable across restarts so a retried create finds its earlier result.
 pub fn route_name(cluster: &str, name_hint: &str, cidr: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name_hint.bytes().chain([0]).chain(cidr.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = simcloud_lb::stable_hash(&[name_hint, cidr]);
     let prefix: String = cluster
         .to_ascii_lowercase()
         .chars()
@@ -278,8 +293,136 @@ impl SimCloud {
             .create_load_balancer(req)
             .await
             .map_err(api_error)?;
-        tracing::info!(lb = %lb.id, name = %lb.name, frontends = lb.frontends.len(), backends = lb.backends.len(), "created load balancer");
+        tracing::info!(lb = %lb.id, name = %lb.name, frontends = lb.frontends.len(), backend_groups = lb.backend_groups.len(), "created load balancer");
         Ok(lb)
+    }
+
+    /// Makes the cluster's backend groups hold exactly `nodes`' instances, one group per zone
+    /// with nodes, and returns those groups in zone order. Groups of zones that lost their last
+    /// node are emptied (and left for [`Self::collect_groups`]).
+    async fn ensure_groups(
+        &self,
+        cluster: &str,
+        nodes: &[Node],
+    ) -> Result<Vec<BackendGroupId>, CloudError> {
+        let mut want = simcloud_lb::zone_members(nodes);
+        let mut known = self.groups.lock().await;
+        for zone in known.keys() {
+            want.entry(zone.clone()).or_default();
+        }
+        let mut ids = Vec::new();
+        for (zone, members) in want {
+            let fresh = known
+                .get(&zone)
+                .filter(|k| k.members == members && k.checked.elapsed() < GROUP_RECHECK);
+            let id = match fresh {
+                Some(k) => k.id.clone(),
+                None => match self.sync_group(cluster, &zone, &members).await {
+                    Ok(g) => {
+                        known.insert(
+                            zone.clone(),
+                            KnownGroup {
+                                id: g.id.clone(),
+                                members: members.clone(),
+                                checked: Instant::now(),
+                            },
+                        );
+                        g.id
+                    }
+                    Err(e) => {
+                        known.remove(&zone);
+                        return Err(e);
+                    }
+                },
+            };
+            if !members.is_empty() {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Creates or updates the cluster's group in `zone` to hold exactly `members`.
+    async fn sync_group(
+        &self,
+        cluster: &str,
+        zone: &str,
+        members: &[InstanceId],
+    ) -> Result<BackendGroup, CloudError> {
+        let name = simcloud_lb::group_name(cluster, zone);
+        let found = self
+            .client
+            .find_backend_group(&name)
+            .await
+            .map_err(api_error)?;
+        let Some(group) = found else {
+            let mut tags = cloud_api::Tags::new();
+            tags.insert(names::cluster_tag(cluster), names::TAG_OWNED.into());
+            let req = cloud_api::CreateBackendGroupRequest {
+                name,
+                zone: zone.to_owned(),
+                members: members.to_vec(),
+                tags,
+            };
+            let g = self
+                .client
+                .create_backend_group(&req)
+                .await
+                .map_err(api_error)?;
+            tracing::info!(group = %g.id, zone, members = g.members.len(), "created backend group");
+            return Ok(g);
+        };
+        let Some(members) = simcloud_lb::members_change(&group, members) else {
+            return Ok(group);
+        };
+        let u = cloud_api::UpdateBackendGroupRequest {
+            members: Some(members),
+            tags: None,
+        };
+        let g = self
+            .client
+            .update_backend_group(group.id.as_str(), &u, Some(&group.etag))
+            .await
+            .map_err(api_error)?;
+        tracing::info!(group = %g.id, zone, members = g.members.len(), "updated backend group");
+        Ok(g)
+    }
+
+    /// Deletes the cluster's backend groups once no load balancer of the cluster is left (a
+    /// group still in use answers `CONFLICT` and stays).
+    async fn collect_groups(&self, cluster: &str) -> Result<(), CloudError> {
+        let mut known = self.groups.lock().await;
+        if !self.list_owned(cluster).await?.is_empty() {
+            return Ok(());
+        }
+        let filter = cloud_client::LoadBalancerFilter {
+            name: None,
+            tag: Some((names::cluster_tag(cluster), names::TAG_OWNED.into())),
+        };
+        let groups = self
+            .client
+            .list_all_backend_groups(&filter)
+            .await
+            .map_err(api_error)?;
+        for g in groups {
+            match self.client.delete_backend_group(g.id.as_str()).await {
+                Ok(_) => {
+                    known.remove(&g.zone);
+                    tracing::info!(group = %g.id, zone = %g.zone, "deleted backend group");
+                }
+                Err(e) if e.code() == Some(cloud_api::ErrorCode::Conflict) => {}
+                Err(e) => return Err(api_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets what the groups hold after a load-balancer write failed (a group may be gone).
+    async fn forget_groups<T>(&self, r: Result<T, CloudError>) -> Result<T, CloudError> {
+        if r.is_err() {
+            self.groups.lock().await.clear();
+        }
+        r
     }
 }
 
@@ -303,8 +446,9 @@ impl LoadBalancer for SimCloud {
         svc: &Service,
         nodes: &[Node],
     ) -> Result<crate::cloud::Ensured, CloudError> {
+        let groups = self.ensure_groups(cluster, nodes).await?;
         let mut want =
-            simcloud_lb::desired(cluster, svc, nodes).map_err(CloudError::Unsupported)?;
+            simcloud_lb::desired(cluster, svc, &groups).map_err(CloudError::Unsupported)?;
         let mut warnings = Vec::new();
         if want.requested_ips.is_empty() && simcloud_lb::spec_load_balancer_ip(svc).is_some() {
             let zones = self.client.zones().await.map_err(api_error)?;
@@ -315,64 +459,66 @@ impl LoadBalancer for SimCloud {
                 Err(w) => warnings.push((names::REASON_LB_IP_NOT_IN_POOL, w)),
             }
         }
-        let lb = match self.find_lb(svc).await? {
-            None => self.create_lb(&want).await?,
-            Some(lb) => match simcloud_lb::change(&lb, &want) {
-                simcloud_lb::Change::None => lb,
-                simcloud_lb::Change::Update(u) => {
-                    let updated = self
-                        .client
-                        .update_load_balancer(lb.id.as_str(), &u, Some(&lb.etag))
-                        .await
-                        .map_err(api_error)?;
-                    tracing::info!(lb = %updated.id, "updated load balancer");
-                    updated
-                }
-                simcloud_lb::Change::Recreate(why) => {
-                    tracing::info!(lb = %lb.id, reason = %why, "re-creating load balancer");
-                    self.client
-                        .delete_load_balancer(lb.id.as_str())
-                        .await
-                        .map_err(api_error)?;
-                    self.create_lb(&want).await?
-                }
-            },
+        let written = async {
+            Ok(match self.find_lb(svc).await? {
+                None => self.create_lb(&want).await?,
+                Some(lb) => match simcloud_lb::change(&lb, &want) {
+                    simcloud_lb::Change::None => lb,
+                    simcloud_lb::Change::Update(u) => {
+                        let updated = self
+                            .client
+                            .update_load_balancer(lb.id.as_str(), &u, Some(&lb.etag))
+                            .await
+                            .map_err(api_error)?;
+                        tracing::info!(lb = %updated.id, "updated load balancer");
+                        updated
+                    }
+                    simcloud_lb::Change::Recreate(why) => {
+                        tracing::info!(lb = %lb.id, reason = %why, "re-creating load balancer");
+                        self.client
+                            .delete_load_balancer(lb.id.as_str())
+                            .await
+                            .map_err(api_error)?;
+                        self.create_lb(&want).await?
+                    }
+                },
+            })
         };
+        let lb = self.forget_groups(written.await).await?;
         Ok(crate::cloud::Ensured {
             status: simcloud_lb::status(&lb),
             warnings,
         })
     }
 
+    /// Nodes change the cluster's backend groups; the load balancer itself changes only when the
+    /// set of zones with nodes does.
     async fn update_load_balancer(
         &self,
-        _cluster: &str,
+        cluster: &str,
         svc: &Service,
         nodes: &[Node],
     ) -> Result<(), CloudError> {
+        let groups = self.ensure_groups(cluster, nodes).await?;
         let Some(lb) = self.find_lb(svc).await? else {
             return Err(CloudError::LoadBalancerNotFound(simcloud_lb::lb_name(svc)));
         };
-        let backends = simcloud_lb::backends(nodes);
-        let have: Vec<_> = lb.backends.iter().map(|b| b.instance_id.clone()).collect();
-        if have == backends {
+        let Some(u) = simcloud_lb::backends_change(&lb, &groups) else {
             return Ok(());
-        }
-        let u = cloud_api::UpdateLoadBalancerRequest {
-            backends: Some(backends),
-            ..Default::default()
         };
-        self.client
+        let updated = self
+            .client
             .update_load_balancer(lb.id.as_str(), &u, Some(&lb.etag))
             .await
-            .map_err(api_error)?;
-        tracing::info!(lb = %lb.id, backends = u.backends.as_ref().map_or(0, Vec::len), "updated load balancer backends");
+            .map_err(api_error);
+        self.forget_groups(updated).await?;
+        tracing::info!(lb = %lb.id, backend_groups = groups.len(), "updated load balancer backends");
         Ok(())
     }
 
     async fn ensure_load_balancer_deleted(
         &self,
-        _cluster: &str,
+        cluster: &str,
         svc: &Service,
     ) -> Result<(), CloudError> {
         if let Some(lb) = self.find_lb(svc).await? {
@@ -382,7 +528,7 @@ impl LoadBalancer for SimCloud {
                 .map_err(api_error)?;
             tracing::info!(lb = %lb.id, "deleted load balancer");
         }
-        Ok(())
+        self.collect_groups(cluster).await
     }
 
     async fn list_owned(&self, cluster: &str) -> Result<Vec<OwnedLoadBalancer>, CloudError> {
@@ -409,12 +555,12 @@ impl LoadBalancer for SimCloud {
             .collect())
     }
 
-    async fn delete_owned(&self, _cluster: &str, lb: &OwnedLoadBalancer) -> Result<(), CloudError> {
+    async fn delete_owned(&self, cluster: &str, lb: &OwnedLoadBalancer) -> Result<(), CloudError> {
         self.client
             .delete_load_balancer(&lb.id)
             .await
-            .map(|_| ())
-            .map_err(api_error)
+            .map_err(api_error)?;
+        self.collect_groups(cluster).await
     }
 }
 
@@ -464,5 +610,7 @@ mod tests {
         assert!(a.starts_with("kubernetes-") && a.len() == "kubernetes-".len() + 16);
         assert!(route_name("My_Cluster", "u", "c").starts_with("my-cluster-"));
         assert!(route_name("__", "u", "c").starts_with("route-"));
+        // Names are what a restarted (or upgraded) ccm finds its routes by: pinned.
+        assert_eq!(a, "kubernetes-c9693f91480b0e36");
     }
 }

@@ -1,14 +1,18 @@
 //! How a Service maps to a simcloud load balancer (pure): name, listeners, backends, health check,
 //! zone policy from `spec.trafficDistribution` and `simcloud.dev/` annotations, tags; what an
 //! existing load balancer needs (nothing, an update, or re-creation); and the Service status.
+//!
+//! Backends are the cluster's backend groups, one per zone, holding every backend node's
+//! instance (GCE's instance groups): load balancers reference the groups, so a node joining or
+//! leaving changes one group instead of every load balancer.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use cloud_api::{
-    Balancing, CreateLoadBalancerRequest, HealthCheck, HealthCheckProtocol, InstanceId, IpMode,
-    Listener, LoadBalancer, Protocol, ProviderId, Scheme, Tags, UpdateLoadBalancerRequest,
-    ZoneAffinity, ZonePolicy,
+    BackendGroup, BackendGroupId, Balancing, CreateLoadBalancerRequest, HealthCheck,
+    HealthCheckProtocol, InstanceId, IpMode, Listener, LoadBalancer, Protocol, ProviderId, Scheme,
+    Tags, UpdateLoadBalancerRequest, ZoneAffinity, ZonePolicy,
 };
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Node, PortStatus, Service,
@@ -56,24 +60,76 @@ fn u32_annotation(svc: &Service, key: &str) -> Result<Option<u32>, String> {
         .transpose()
 }
 
-/// Instance IDs of the simcloud nodes (others cannot be backends), in node order, without repeats.
-pub fn backends(nodes: &[Node]) -> Vec<InstanceId> {
-    let mut out: Vec<InstanceId> = Vec::new();
+/// The instance IDs of the simcloud nodes (others cannot be backends) by zone, from their
+/// provider IDs, each once, in ID order.
+pub fn zone_members(nodes: &[Node]) -> BTreeMap<String, Vec<InstanceId>> {
+    let mut out: BTreeMap<String, Vec<InstanceId>> = BTreeMap::new();
     for n in nodes {
-        if let Some(pid) = crate::cloud::provider_id(n).and_then(|p| p.parse::<ProviderId>().ok())
-            && !out.contains(&pid.instance_id)
-        {
-            out.push(pid.instance_id);
+        if let Some(pid) = crate::cloud::provider_id(n).and_then(|p| p.parse::<ProviderId>().ok()) {
+            out.entry(pid.zone).or_default().push(pid.instance_id);
         }
+    }
+    for ids in out.values_mut() {
+        ids.sort_unstable();
+        ids.dedup();
     }
     out
 }
 
-/// The load balancer the Service should have.
+/// A stable 64-bit FNV-1a hash of `parts` joined by NULs, for names that must survive restarts
+/// (and upgrades: route names depend on it).
+pub fn stable_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        let sep: &[u8] = if i == 0 { &[] } else { &[0] };
+        for b in sep.iter().chain(part.as_bytes()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// The name of the cluster's backend group in `zone`: the prefix and a hash of both, so it is a
+/// valid name whatever their length (the group's zone and cluster tag say what it is).
+pub fn group_name(cluster: &str, zone: &str) -> String {
+    format!(
+        "{}{:016x}",
+        names::BACKEND_GROUP_PREFIX,
+        stable_hash(&[cluster, zone])
+    )
+}
+
+/// The members change a group needs to hold exactly `want`, if any.
+pub fn members_change(group: &BackendGroup, want: &[InstanceId]) -> Option<Vec<InstanceId>> {
+    let mut have: Vec<&InstanceId> = group.members.iter().map(|m| &m.instance_id).collect();
+    have.sort_unstable();
+    let mut wanted: Vec<&InstanceId> = want.iter().collect();
+    wanted.sort_unstable();
+    (have != wanted).then(|| want.to_vec())
+}
+
+/// The backends update a load balancer needs to send to exactly `groups` (and no instance listed
+/// one by one, as earlier versions did), if any.
+pub fn backends_change(
+    existing: &LoadBalancer,
+    groups: &[BackendGroupId],
+) -> Option<UpdateLoadBalancerRequest> {
+    let mut u = UpdateLoadBalancerRequest::default();
+    if !existing.backends.is_empty() {
+        u.backends = Some(Vec::new());
+    }
+    if existing.backend_groups != groups {
+        u.backend_groups = Some(groups.to_vec());
+    }
+    (u != UpdateLoadBalancerRequest::default()).then_some(u)
+}
+
+/// The load balancer the Service should have, sending to `groups`.
 pub fn desired(
     cluster: &str,
     svc: &Service,
-    nodes: &[Node],
+    groups: &[BackendGroupId],
 ) -> Result<CreateLoadBalancerRequest, String> {
     let spec = svc.spec.clone().unwrap_or_default();
     let mut listeners = Vec::new();
@@ -294,7 +350,8 @@ pub fn desired(
         scheme,
         ip_mode,
         listeners,
-        backends: backends(nodes),
+        backends: Vec::new(),
+        backend_groups: groups.to_vec(),
         health_check,
         zone_policy,
         zones,
@@ -376,15 +433,7 @@ pub fn change(existing: &LoadBalancer, want: &CreateLoadBalancerRequest) -> Chan
     {
         return Change::Recreate("the requested frontend addresses changed".into());
     }
-    let mut u = UpdateLoadBalancerRequest::default();
-    let have_backends: Vec<InstanceId> = existing
-        .backends
-        .iter()
-        .map(|b| b.instance_id.clone())
-        .collect();
-    if have_backends != want.backends {
-        u.backends = Some(want.backends.clone());
-    }
+    let mut u = backends_change(existing, &want.backend_groups).unwrap_or_default();
     if existing.listeners != want.listeners {
         u.listeners = Some(want.listeners.clone());
     }
@@ -538,6 +587,63 @@ mod tests {
             .unwrap()
     }
 
+    fn group(n: u64) -> BackendGroupId {
+        BackendGroupId::from_bits(n)
+    }
+
+    #[test]
+    fn zone_members_are_sorted_and_distinct_and_group_names_valid() {
+        let nodes = [
+            node("c", Some("simcloud://zone-a/i-0000000000000003")),
+            node("a", Some("simcloud://zone-a/i-0000000000000001")),
+            node("a2", Some("simcloud://zone-a/i-0000000000000001")),
+        ];
+        let m = zone_members(&nodes);
+        assert_eq!(
+            m["zone-a"]
+                .iter()
+                .map(InstanceId::as_str)
+                .collect::<Vec<_>>(),
+            ["i-0000000000000001", "i-0000000000000003"]
+        );
+        let name = group_name("kubernetes", "zone-a");
+        assert_eq!(name, group_name("kubernetes", "zone-a"));
+        assert_ne!(name, group_name("kubernetes", "zone-b"));
+        assert_ne!(name, group_name("other", "zone-a"));
+        let long = group_name(&"c".repeat(300), &"z".repeat(63));
+        assert_eq!(long.len(), names::BACKEND_GROUP_PREFIX.len() + 16);
+        assert!(
+            long.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        );
+    }
+
+    #[test]
+    fn members_and_backends_changes() {
+        let g: BackendGroup = serde_json::from_value(json!({
+            "id": "bg-0000000000000001", "name": "g", "region": "sim-1", "zone": "zone-a",
+            "members": [{"instance_id": "i-0000000000000002", "zone": "zone-a", "private_ip": "127.1.1.3"},
+                        {"instance_id": "i-0000000000000001", "zone": "zone-a", "private_ip": "127.1.1.2"}],
+            "tags": {}, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "etag": "1"
+        }))
+        .unwrap();
+        let id = |n: u64| InstanceId::from_bits(n);
+        assert_eq!(members_change(&g, &[id(1), id(2)]), None);
+        assert_eq!(members_change(&g, &[id(1)]), Some(vec![id(1)]));
+        assert_eq!(members_change(&g, &[]), Some(vec![]));
+        let mut lb = existing(&desired("c", &svc(json!({})), &[group(1)]).unwrap());
+        assert_eq!(backends_change(&lb, &[group(1)]), None);
+        let u = backends_change(&lb, &[group(1), group(2)]).unwrap();
+        assert_eq!(
+            (u.backend_groups, u.backends),
+            (Some(vec![group(1), group(2)]), None)
+        );
+        // A load balancer an earlier version gave instances one by one moves to groups.
+        lb.backends = g.members.clone();
+        let u = backends_change(&lb, &[group(1)]).unwrap();
+        assert_eq!((u.backend_groups, u.backends), (None, Some(vec![])));
+    }
+
     #[test]
     fn names_follow_upstream() {
         assert_eq!(lb_name(&svc(json!({}))), "a0f3c2a9b7d1e4c559a8b123456789ab");
@@ -552,7 +658,18 @@ mod tests {
             node("kind", Some("kind://docker/kind/kind")),
             node("bare", None),
         ];
-        let d = desired("demo", &svc(json!({})), &nodes).unwrap();
+        let members = zone_members(&nodes);
+        assert_eq!(
+            members
+                .iter()
+                .map(|(z, ids)| (z.as_str(), ids.iter().map(InstanceId::as_str).collect()))
+                .collect::<Vec<(&str, Vec<&str>)>>(),
+            [
+                ("zone-a", vec!["i-0000000000000001"]),
+                ("zone-b", vec!["i-0000000000000002"])
+            ]
+        );
+        let d = desired("demo", &svc(json!({})), &[group(1)]).unwrap();
         assert_eq!(
             d.listeners,
             vec![Listener {
@@ -562,11 +679,8 @@ mod tests {
             }]
         );
         assert_eq!(
-            d.backends
-                .iter()
-                .map(InstanceId::as_str)
-                .collect::<Vec<_>>(),
-            ["i-0000000000000001", "i-0000000000000002"]
+            (d.backends.len(), d.backend_groups.clone()),
+            (0, vec![group(1)])
         );
         assert_eq!(d.health_check, HealthCheck::default());
         assert_eq!(d.zone_policy, ZonePolicy::default());
@@ -688,7 +802,7 @@ mod tests {
     fn existing(d: &CreateLoadBalancerRequest) -> LoadBalancer {
         serde_json::from_value(json!({
             "id": "lb-0000000000000001", "name": d.name, "region": "sim-1", "state": "active", "scheme": d.scheme, "ip_mode": d.ip_mode,
-            "listeners": d.listeners, "backends": d.backends.iter().map(|b| json!({"instance_id": b, "zone": "zone-a", "private_ip": "127.1.1.2"})).collect::<Vec<_>>(),
+            "listeners": d.listeners, "backends": [], "backend_groups": d.backend_groups,
             "health_check": d.health_check, "zone_policy": d.zone_policy,
             "frontends": [{"zone": "zone-a", "ip": "127.64.1.2"}, {"zone": "zone-b", "ip": "127.64.2.2"}],
             "tags": d.tags, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "etag": "1"
@@ -698,22 +812,14 @@ mod tests {
 
     #[test]
     fn change_table() {
-        let nodes = [node("a", Some("simcloud://zone-a/i-0000000000000001"))];
+        let nodes = [group(1)];
         let d = desired("c", &svc(json!({})), &nodes).unwrap();
         let lb = existing(&d);
         assert_eq!(change(&lb, &d), Change::None);
-        let more = desired(
-            "c",
-            &svc(json!({})),
-            &[
-                nodes[0].clone(),
-                node("b", Some("simcloud://zone-b/i-0000000000000002")),
-            ],
-        )
-        .unwrap();
+        let more = desired("c", &svc(json!({})), &[group(1), group(2)]).unwrap();
         match change(&lb, &more) {
             Change::Update(u) => assert_eq!(
-                (u.backends.map(|b| b.len()), u.listeners.is_none()),
+                (u.backend_groups.map(|g| g.len()), u.listeners.is_none()),
                 (Some(2), true)
             ),
             other => panic!("{other:?}"),

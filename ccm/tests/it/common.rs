@@ -114,3 +114,16 @@ pub fn initialized(n: &Node) -> bool {
 pub use sim_common::wait_for;
 
 pub const T: Duration = Duration::from_secs(20);
+
+/// Every instance `lb` sends to: those it lists, then its backend groups' members. `None` when a
+/// read fails or a group is missing.
+pub async fn lb_backends(
+    cloud: &cloud_client::Client,
+    lb: &cloud_api::LoadBalancer,
+) -> Option<Vec<cloud_api::Backend>> {
+    let mut out = lb.backends.clone();
+    for g in &lb.backend_groups {
+        out.extend(cloud.get_backend_group(g.as_str()).await.ok()??.members);
+    }
+    Some(out)
+}

@@ -15,7 +15,7 @@ use kube::api::{PatchParams, PostParams};
 use kubelet_sim::{KubeletConfig, Kubelets};
 use tokio::process::{Child, Command};
 
-use crate::common::{client_for, initialized, wait_for};
+use crate::common::{client_for, initialized, lb_backends, wait_for};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -239,8 +239,8 @@ async fn scenario(cluster: Cluster, cloud_client: &cloud_client::Client, dir: &P
             .list_all_load_balancers(&Default::default())
             .await
             .ok()?;
-        let lb = lbs.first()?;
-        (!lb.backends.iter().any(|b| b.instance_id == gone)).then_some(())
+        let backends = lb_backends(&cloud_client, lbs.first()?).await?;
+        (!backends.is_empty() && !backends.iter().any(|b| b.instance_id == gone)).then_some(())
     })
     .await;
     // The Service goes to ClusterIP: its load balancer is deleted and the finalizer removed.

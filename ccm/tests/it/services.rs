@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kubelet_sim::{KubeletConfig, Kubelets};
 use serde_json::json;
 
-use crate::common::{T, client_for, start_with, wait_for};
+use crate::common::{T, client_for, lb_backends, start_with, wait_for};
 
 fn svc_opts() -> Options {
     let mut o = Options::for_tests("test");
@@ -416,12 +416,8 @@ async fn against_cloud_sim() {
     // cache can lag the test's reads); the node event that follows updates the backends.
     let lbs = wait_for("backends in three zones", T, || async {
         let lbs = cc.list_all_load_balancers(&Default::default()).await.ok()?;
-        let mut zones: Vec<&str> = lbs
-            .first()?
-            .backends
-            .iter()
-            .map(|b| b.zone.as_str())
-            .collect();
+        let backends = lb_backends(&cc, lbs.first()?).await?;
+        let mut zones: Vec<&str> = backends.iter().map(|b| b.zone.as_str()).collect();
         zones.sort();
         (zones == ["zone-a", "zone-b", "zone-c"]).then_some(lbs.clone())
     })

@@ -25,6 +25,63 @@ pub const MAX_TAG_KEY: usize = 128;
 pub const MAX_TAG_VALUE: usize = 256;
 pub const MAX_LISTENERS: usize = 50;
 pub const MAX_BACKENDS: usize = 5000;
+/// Members of one backend group (GCE allows 2,000 per instance group; a sandbox zone may hold more
+/// nodes than that).
+pub const MAX_GROUP_MEMBERS: usize = 20_000;
+pub const MAX_BACKEND_GROUPS: usize = 50;
+
+/// At most `max` IDs, none twice; the error names the first repeat (`field[i]`).
+pub fn distinct<T: Eq + std::hash::Hash + std::fmt::Display>(
+    field: &str,
+    ids: &[T],
+    max: usize,
+    noun: &str,
+) -> Result<(), Invalid> {
+    if ids.len() > max {
+        return Err(Invalid::new(
+            field,
+            format!("at most {max} {noun}s are allowed, got {}", ids.len()),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    match ids.iter().enumerate().find(|(_, id)| !seen.insert(*id)) {
+        Some((i, id)) => Err(Invalid::new(
+            format!("{field}[{i}]"),
+            format!("{noun} {id} is listed twice"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Every ID in `ids` is a key of `found` (what exists in the caller's project) with the value
+/// `zone` when one is given; the error names the first that is not.
+pub fn all_found_in_zone<T: AsRef<str>>(
+    field: &str,
+    ids: &[T],
+    found: &std::collections::HashMap<String, String>,
+    zone: Option<&str>,
+    noun: &str,
+) -> Result<(), Invalid> {
+    for (i, id) in ids.iter().enumerate() {
+        let id = id.as_ref();
+        match (found.get(id), zone) {
+            (None, _) => {
+                return Err(Invalid::new(
+                    format!("{field}[{i}]"),
+                    format!("{noun} {id} does not exist in this project"),
+                ));
+            }
+            (Some(z), Some(zone)) if z != zone => {
+                return Err(Invalid::new(
+                    format!("{field}[{i}]"),
+                    format!("{noun} {id} is in {z}, not in the group's zone {zone}"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// A DNS-1123 subdomain, the rule for Kubernetes node names: at most 253 characters, dot-separated
 /// labels of lowercase alphanumerics and `-`, each label 1-63 characters starting and ending
@@ -206,6 +263,41 @@ pub fn health_check(field: &str, hc: &HealthCheck) -> Result<(), Invalid> {
 mod tests {
     use super::*;
     use cloud_api::Protocol;
+
+    #[test]
+    fn id_lists() {
+        let ids = ["i-1", "i-2", "i-1"];
+        let e = distinct("members", &ids, 10, "instance").unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            ("members[2]", "instance i-1 is listed twice")
+        );
+        assert!(distinct("members", &ids[..2], 10, "instance").is_ok());
+        let e = distinct("members", &ids[..2], 1, "instance").unwrap_err();
+        assert_eq!(e.field, "members");
+        let found: std::collections::HashMap<String, String> = [
+            ("i-1".to_owned(), "zone-a".to_owned()),
+            ("i-2".to_owned(), "zone-b".to_owned()),
+        ]
+        .into();
+        assert!(all_found_in_zone("members", &["i-1"], &found, Some("zone-a"), "instance").is_ok());
+        assert!(all_found_in_zone("backends", &["i-1", "i-2"], &found, None, "instance").is_ok());
+        let e = all_found_in_zone(
+            "members",
+            &["i-1", "i-2"],
+            &found,
+            Some("zone-a"),
+            "instance",
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "members[1]");
+        assert!(e.reason.contains("is in zone-b"), "{}", e.reason);
+        let e = all_found_in_zone("members", &["i-3"], &found, None, "instance").unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            ("members[0]", "instance i-3 does not exist in this project")
+        );
+    }
 
     #[test]
     fn hostnames() {

@@ -6,7 +6,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, events, instances, load_balancers, regions, routes};
+use super::{admin, backend_groups, events, instances, load_balancers, regions, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +35,11 @@ use super::{admin, events, instances, load_balancers, regions, routes};
         load_balancers::update,
         load_balancers::delete,
         load_balancers::traffic,
+        backend_groups::create,
+        backend_groups::list,
+        backend_groups::read,
+        backend_groups::update,
+        backend_groups::delete,
         routes::list_tables,
         routes::read_table,
         routes::create,
@@ -145,6 +150,16 @@ const LINKS: &[LinkRule] = &[
             "load_balancers_update",
             "load_balancers_traffic",
             "load_balancers_delete",
+        ],
+    ),
+    (
+        "backend_groups_create",
+        "201",
+        &[("id", "$response.body#/id")],
+        &[
+            "backend_groups_read",
+            "backend_groups_update",
+            "backend_groups_delete",
         ],
     ),
     (
@@ -288,6 +303,7 @@ const SUBDOMAIN: &str =
 const ID_PATTERNS: &[(&str, &str)] = &[
     ("/v1/instances/", "^i-[0-9a-f]{16}$"),
     ("/v1/load-balancers/", "^lb-[0-9a-f]{16}$"),
+    ("/v1/backend-groups/", "^bg-[0-9a-f]{16}$"),
     ("/v1/route-tables/", "^rt-[0-9a-f]{16}$"),
     ("/v1/admin/faults/", "^fault-[0-9]+$"),
 ];
@@ -312,6 +328,8 @@ pub fn document_for(zones: &[String], instance_types: &[String]) -> serde_json::
     set("CreateInstanceRequest", "zone", "enum", zones.clone());
     set("CreateInstanceRequest", "instance_type", "enum", types);
     set("CreateLoadBalancerRequest", "name", "pattern", LABEL.into());
+    set("CreateBackendGroupRequest", "name", "pattern", LABEL.into());
+    set("CreateBackendGroupRequest", "zone", "enum", zones.clone());
     set("CreateRouteRequest", "name", "pattern", SUBDOMAIN.into());
     set(
         "CreateRouteRequest",
@@ -325,11 +343,30 @@ pub fn document_for(zones: &[String], instance_types: &[String]) -> serde_json::
     {
         items.insert("enum".into(), zones.clone());
     }
-    if let Some(items) = schemas
-        .pointer_mut("/CreateLoadBalancerRequest/properties/backends/items")
-        .and_then(|i| i.as_object_mut())
-    {
-        items.insert("pattern".into(), ID_PATTERNS[0].1.into());
+    for (at, pattern) in [
+        (
+            "/CreateLoadBalancerRequest/properties/backends/items",
+            "/v1/instances/",
+        ),
+        (
+            "/CreateLoadBalancerRequest/properties/backend_groups/items",
+            "/v1/backend-groups/",
+        ),
+        (
+            "/CreateBackendGroupRequest/properties/members/items",
+            "/v1/instances/",
+        ),
+    ] {
+        let pattern = ID_PATTERNS
+            .iter()
+            .find(|(p, _)| *p == pattern)
+            .map(|(_, p)| *p);
+        if let (Some(items), Some(pattern)) = (
+            schemas.pointer_mut(at).and_then(|i| i.as_object_mut()),
+            pattern,
+        ) {
+            items.insert("pattern".into(), pattern.into());
+        }
     }
     let Some(paths) = doc["paths"].as_object_mut() else {
         return doc;

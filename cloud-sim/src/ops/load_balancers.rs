@@ -3,7 +3,9 @@
 use super::*;
 
 impl Cloud {
-    /// Checks backends exist in the caller's project; returns them de-duplicated in order.
+    /// Checks backends exist in the caller's project, each listed once. Terminated instances
+    /// are accepted (they just never turn healthy): the ccm may still list a node whose instance
+    /// was terminated a moment ago.
     pub(super) async fn check_backends(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -11,35 +13,25 @@ impl Cloud {
         field: &str,
         ids: &[InstanceId],
     ) -> Result<()> {
-        if ids.len() > validate::MAX_BACKENDS {
-            return Err(Invalid::new(
-                field,
-                format!("at most {} backends are allowed", validate::MAX_BACKENDS),
-            )
-            .into());
-        }
-        let mut seen = HashSet::new();
-        for (i, id) in ids.iter().enumerate() {
-            if !seen.insert(id) {
-                return Err(Invalid::new(
-                    format!("{field}[{i}]"),
-                    format!("instance {id} is listed twice"),
-                )
-                .into());
-            }
-            // Terminated instances are accepted (they just never turn healthy): the ccm may still
-            // list a node whose instance was terminated a moment ago.
-            if store::get_instance(conn, &self.config.region, Some(&ctx.project), id.as_str())
-                .await?
-                .is_none()
-            {
-                return Err(Invalid::new(
-                    format!("{field}[{i}]"),
-                    format!("instance {id} does not exist in this project"),
-                )
-                .into());
-            }
-        }
+        validate::distinct(field, ids, validate::MAX_BACKENDS, "instance")?;
+        let wanted: Vec<&str> = ids.iter().map(InstanceId::as_str).collect();
+        let found = store::instance_zones_of(conn, &ctx.project, &wanted).await?;
+        validate::all_found_in_zone(field, &wanted, &found, None, "instance")?;
+        Ok(())
+    }
+
+    /// Checks backend groups exist in the caller's project, each listed once.
+    async fn check_groups(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        ctx: &Ctx,
+        ids: &[BackendGroupId],
+    ) -> Result<()> {
+        const FIELD: &str = "backend_groups";
+        validate::distinct(FIELD, ids, validate::MAX_BACKEND_GROUPS, "backend group")?;
+        let wanted: Vec<&str> = ids.iter().map(BackendGroupId::as_str).collect();
+        let found = store::group_zones(conn, &ctx.project, &wanted).await?;
+        validate::all_found_in_zone(FIELD, &wanted, &found, None, "backend group")?;
         Ok(())
     }
 
@@ -68,6 +60,7 @@ impl Cloud {
         let mut tx = self.db.begin().await?;
         self.check_backends(&mut tx, ctx, "backends", &req.backends)
             .await?;
+        self.check_groups(&mut tx, ctx, &req.backend_groups).await?;
         if let Some(existing) = store::lb_id_by_name(&mut tx, &ctx.project, &req.name).await? {
             return Err(ApiError::AlreadyExists(format!(
                 "load balancer name {:?} is in use by {existing}",
@@ -110,6 +103,7 @@ impl Cloud {
                 zone_policy: req.zone_policy,
             },
             backends: req.backends,
+            backend_groups: req.backend_groups,
             frontends: planned,
             tags: req.tags,
             state_deadline: provision,
@@ -135,7 +129,7 @@ impl Cloud {
         let out = out
             .ok_or_else(|| ApiError::not_found("load balancer", &n.id))?
             .lb;
-        tracing::info!(lb = %out.id, name = %out.name, frontends = out.frontends.len(), backends = out.backends.len(), "load balancer created");
+        tracing::info!(lb = %out.id, name = %out.name, frontends = out.frontends.len(), backends = out.backends.len(), backend_groups = out.backend_groups.len(), "load balancer created");
         Ok(out)
     }
 
@@ -229,12 +223,20 @@ impl Cloud {
             .backends
             .as_ref()
             .is_some_and(|b| *b != current_backends);
-        if !spec_changed && !backends_changed {
+        let groups_changed = req
+            .backend_groups
+            .as_ref()
+            .is_some_and(|g| *g != lb.backend_groups);
+        if !spec_changed && !backends_changed && !groups_changed {
             return Ok(cur.lb);
         }
-        if let Some(b) = &req.backends {
+        if let Some(b) = req.backends.as_ref().filter(|_| backends_changed) {
             self.check_backends(&mut tx, ctx, "backends", b).await?;
             store::set_lb_backends(&mut tx, lb.id.as_str(), b).await?;
+        }
+        if let Some(g) = req.backend_groups.as_ref().filter(|_| groups_changed) {
+            self.check_groups(&mut tx, ctx, g).await?;
+            store::set_lb_groups(&mut tx, lb.id.as_str(), g).await?;
         }
         store::update_lb(&mut tx, lb.id.as_str(), &spec, &tags, now).await?;
         store::append_event(
@@ -245,7 +247,7 @@ impl Cloud {
         .await?;
         let out = self.load_lb(&mut tx, ctx, id).await?;
         tx.commit().await?;
-        tracing::info!(lb = %out.lb.id, backends = out.lb.backends.len(), "load balancer updated");
+        tracing::info!(lb = %out.lb.id, backends = out.lb.backends.len(), backend_groups = out.lb.backend_groups.len(), "load balancer updated");
         Ok(out.lb)
     }
 
@@ -288,7 +290,9 @@ impl Cloud {
         let since = now_ms() - PUBLISHED_FRESH_MS;
         let mut conn = self.db.reader().await?;
         let reports = store::published_traffic(&mut conn, lb.id.as_str(), since).await?;
-        let backends: Vec<(String, String)> = lb
+        let groups: Vec<String> = lb.backend_groups.iter().map(|g| g.to_string()).collect();
+        let members = store::group_members(&mut conn, &groups).await?;
+        let backends: Vec<(String, String)> = with_group_members(lb.clone(), &members)
             .backends
             .iter()
             .map(|b| (b.instance_id.to_string(), b.zone.clone()))
@@ -299,6 +303,26 @@ impl Cloud {
             &reports,
         ))
     }
+}
+
+/// `lb` with the members of its backend groups appended to its backends (each instance once):
+/// every instance it sends to. `members` is by group ID.
+pub(crate) fn with_group_members(
+    mut lb: LoadBalancer,
+    members: &std::collections::HashMap<String, Vec<cloud_api::Backend>>,
+) -> LoadBalancer {
+    if lb.backend_groups.is_empty() {
+        return lb;
+    }
+    let mut seen: HashSet<InstanceId> = lb.backends.iter().map(|b| b.instance_id.clone()).collect();
+    for g in &lb.backend_groups {
+        for m in members.get(g.as_str()).into_iter().flatten() {
+            if seen.insert(m.instance_id.clone()) {
+                lb.backends.push(m.clone());
+            }
+        }
+    }
+    lb
 }
 
 /// A published report older than this (five missed publications) is a data plane that

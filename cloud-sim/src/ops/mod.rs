@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_api::{
-    CreateInstanceRequest, CreateLoadBalancerRequest, CreateRouteRequest, EventKind, EventPage,
-    Frontend, Instance, InstanceId, InstanceState, InstanceType, LoadBalancer, LoadBalancerId,
-    LoadBalancerState, Page, Region, ResourceKind, Route, RouteId, RouteTable, TrafficReport,
+    BackendGroup, BackendGroupId, CreateBackendGroupRequest, CreateInstanceRequest,
+    CreateLoadBalancerRequest, CreateRouteRequest, EventKind, EventPage, Frontend, Instance,
+    InstanceId, InstanceState, InstanceType, LoadBalancer, LoadBalancerId, LoadBalancerState, Page,
+    Region, ResourceKind, Route, RouteId, RouteTable, TrafficReport, UpdateBackendGroupRequest,
     UpdateInstanceRequest, UpdateLoadBalancerRequest, Usage, Zone, ZoneState, ZoneUsage,
     route::DEFAULT_ROUTE_TABLE,
 };
@@ -26,6 +27,7 @@ use crate::error::ApiError;
 use crate::faults::{Faults, Target};
 use crate::store::{self, Db, NewEvent, StoredInstance, now_ms};
 
+mod backend_groups;
 mod catalog;
 mod events;
 mod idempotency;
@@ -180,14 +182,16 @@ impl Cloud {
         self.db.close().await;
     }
 
-    /// What the data plane serves, read together: every load balancer, the zones in outage, and
+    /// What the data plane serves, read together: every load balancer (its backends include its
+    /// groups' members), the zones in outage, and
     /// the `(address, zone)` of every live instance (to place clients in zones).
     pub async fn data_plane_view(&self) -> store::Result<DataPlaneView> {
         let mut conn = self.db.reader().await?;
+        let members = store::all_group_members(&mut conn).await?;
         let load_balancers = store::all_lbs(&mut conn, &self.config.region)
             .await?
             .into_iter()
-            .map(|s| s.lb)
+            .map(|s| load_balancers::with_group_members(s.lb, &members))
             .collect();
         let outage = store::zone_states(&mut conn)
             .await?

@@ -50,7 +50,8 @@ pub async fn instance_types(conn: &mut AnyConnection) -> Result<Vec<InstanceType
 pub struct ZoneCounts {
     /// `(zone, instance state, count)`.
     pub instances: Vec<(String, String, i64)>,
-    /// `(zone, load-balancer backends on instances there)`.
+    /// `(zone, load-balancer backends on instances there)`; a zone may appear twice (backends
+    /// listed one by one, and members of groups): add them up.
     pub backends: Vec<(String, i64)>,
     /// `(zone, load-balancer frontends there)`.
     pub frontends: Vec<(String, i64)>,
@@ -63,7 +64,7 @@ pub async fn zone_counts(conn: &mut AnyConnection, project: &str) -> Result<Zone
     .bind(project)
     .fetch_all(&mut *conn)
     .await?;
-    let backends = sqlx::query_as(
+    let mut backends: Vec<(String, i64)> = sqlx::query_as(
         "SELECT i.zone, COUNT(*) FROM lb_backends b \
          JOIN load_balancers l ON l.id = b.lb_id JOIN instances i ON i.id = b.instance_id \
          WHERE l.project = $1 GROUP BY i.zone",
@@ -71,6 +72,20 @@ pub async fn zone_counts(conn: &mut AnyConnection, project: &str) -> Result<Zone
     .bind(project)
     .fetch_all(&mut *conn)
     .await?;
+    // Members of the groups load balancers use, counted once per load balancer (groups are
+    // zonal), without joining every member to every load balancer.
+    backends.extend(
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT bg.zone, CAST(SUM(c.n) AS BIGINT) FROM lb_backend_groups g \
+             JOIN load_balancers l ON l.id = g.lb_id JOIN backend_groups bg ON bg.id = g.group_id \
+             JOIN (SELECT group_id, COUNT(*) AS n FROM backend_group_members GROUP BY group_id) c \
+               ON c.group_id = g.group_id \
+             WHERE l.project = $1 GROUP BY bg.zone",
+        )
+        .bind(project)
+        .fetch_all(&mut *conn)
+        .await?,
+    );
     let frontends = sqlx::query_as(
         "SELECT f.zone, COUNT(*) FROM lb_frontends f JOIN load_balancers l ON l.id = f.lb_id \
          WHERE l.project = $1 GROUP BY f.zone",

@@ -1,4 +1,4 @@
-//! Load balancers: rows with their listeners, frontends and backends.
+//! Load balancers: rows with their listeners, frontends, backends and backend groups.
 
 use std::collections::HashMap;
 
@@ -49,16 +49,19 @@ enum Parts<'a> {
 
 type FrontendRow = (String, String, i64);
 type BackendRow = (String, String, Option<String>, Option<i64>);
+type GroupRefRow = (String, String);
 
-/// Frontends and backends of `which`, in two queries whatever their number (a page of load
-/// balancers used to cost two queries each), grouped by load balancer ID in order.
-async fn lb_parts(
-    conn: &mut AnyConnection,
-    which: Parts<'_>,
-) -> Result<(
-    HashMap<String, Vec<FrontendRow>>,
-    HashMap<String, Vec<BackendRow>>,
-)> {
+/// The rows that make up load balancers besides their own, by load balancer ID in order.
+#[derive(Default)]
+struct LbParts {
+    frontends: HashMap<String, Vec<FrontendRow>>,
+    backends: HashMap<String, Vec<BackendRow>>,
+    groups: HashMap<String, Vec<GroupRefRow>>,
+}
+
+/// Frontends, backends and groups of `which`, in three queries whatever their number (a page of
+/// load balancers used to cost queries each).
+async fn lb_parts(conn: &mut AnyConnection, which: Parts<'_>) -> Result<LbParts> {
     let filter = match &which {
         Parts::All => String::new(),
         Parts::Of(ids) => {
@@ -93,10 +96,25 @@ async fn lb_parts(
     for row in q.fetch_all(&mut *conn).await? {
         backends.entry(row.0.clone()).or_default().push(row);
     }
-    Ok((frontends, backends))
+    let groups_sql =
+        format!("SELECT lb_id, group_id FROM lb_backend_groups {filter} ORDER BY lb_id, position");
+    let mut q = sqlx::query_as::<_, GroupRefRow>(sqlx::AssertSqlSafe(groups_sql));
+    for id in ids {
+        q = q.bind(id);
+    }
+    let mut groups: HashMap<String, Vec<GroupRefRow>> = HashMap::new();
+    for row in q.fetch_all(&mut *conn).await? {
+        groups.entry(row.0.clone()).or_default().push(row);
+    }
+    Ok(LbParts {
+        frontends,
+        backends,
+        groups,
+    })
 }
 
-/// Load balancer rows with their frontends and backends (read in two more queries in all).
+/// Load balancer rows with their frontends, backends and groups (read in three more queries in
+/// all).
 async fn hydrate_lbs(
     conn: &mut AnyConnection,
     region: &str,
@@ -106,12 +124,13 @@ async fn hydrate_lbs(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let (mut frontends, mut backends) = lb_parts(conn, which).await?;
+    let mut parts = lb_parts(conn, which).await?;
     rows.into_iter()
         .map(|r| {
-            let f = frontends.remove(&r.id).unwrap_or_default();
-            let b = backends.remove(&r.id).unwrap_or_default();
-            hydrate_lb(region, r, f, b)
+            let f = parts.frontends.remove(&r.id).unwrap_or_default();
+            let b = parts.backends.remove(&r.id).unwrap_or_default();
+            let g = parts.groups.remove(&r.id).unwrap_or_default();
+            hydrate_lb(region, r, f, b, g)
         })
         .collect()
 }
@@ -121,6 +140,7 @@ fn hydrate_lb(
     r: LbRow,
     frontends: Vec<FrontendRow>,
     backends: Vec<BackendRow>,
+    groups: Vec<GroupRefRow>,
 ) -> Result<StoredLb> {
     let spec: LbSpec = from_json("load balancer spec", &r.spec)?;
     let state: LoadBalancerState =
@@ -152,6 +172,10 @@ fn hydrate_lb(
                             .unwrap_or(Ipv4Addr::UNSPECIFIED),
                     })
                 })
+                .collect::<Result<_>>()?,
+            backend_groups: groups
+                .into_iter()
+                .map(|(_, id)| parse("backend group id", &id))
                 .collect::<Result<_>>()?,
             health_check: spec.health_check,
             zone_policy: spec.zone_policy,
@@ -187,6 +211,7 @@ pub struct NewLb {
     pub state: LoadBalancerState,
     pub spec: LbSpec,
     pub backends: Vec<InstanceId>,
+    pub backend_groups: Vec<BackendGroupId>,
     pub frontends: Vec<Frontend>,
     pub tags: Tags,
     pub state_deadline: Option<i64>,
@@ -216,7 +241,30 @@ pub async fn insert_lb(conn: &mut AnyConnection, n: &NewLb, now: i64) -> Result<
             .await?;
     }
     set_lb_backends(conn, n.id.as_str(), &n.backends).await?;
+    set_lb_groups(conn, n.id.as_str(), &n.backend_groups).await?;
     replace_tags(conn, n.id.as_str(), &n.tags).await
+}
+
+pub async fn set_lb_groups(
+    conn: &mut AnyConnection,
+    id: &str,
+    groups: &[BackendGroupId],
+) -> Result<()> {
+    sqlx::query("DELETE FROM lb_backend_groups WHERE lb_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    for (pos, g) in groups.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO lb_backend_groups (lb_id, position, group_id) VALUES ($1, $2, $3)",
+        )
+        .bind(id)
+        .bind(i64::try_from(pos).unwrap_or(i64::MAX))
+        .bind(g.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 pub async fn set_lb_backends(
@@ -347,6 +395,10 @@ pub async fn delete_lb(conn: &mut AnyConnection, id: &str) -> Result<()> {
         .execute(&mut *conn)
         .await?;
     sqlx::query("DELETE FROM lb_backends WHERE lb_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM lb_backend_groups WHERE lb_id = $1")
         .bind(id)
         .execute(&mut *conn)
         .await?;

@@ -16,7 +16,7 @@
 //! also one connection per process, and the server makes commits durable itself.
 //!
 //! This module holds the connection handling and the helpers every table uses; one submodule per
-//! resource holds its SQL (`instances`, `load_balancers`, `routes`, `events`, `catalog` for zones
+//! resource holds its SQL (`instances`, `load_balancers`, `backend_groups`, `routes`, `events`, `catalog` for zones
 //! and instance types, `idempotency`, `traffic` for reports that data planes running apart
 //! publish), all re-exported here.
 
@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_api::{
-    Backend, Event, EventKind, Frontend, HealthCheck, Instance, InstanceId, InstanceState,
-    InstanceType, IpMode, Listener, LoadBalancer, LoadBalancerId, LoadBalancerState, ResourceKind,
-    Route, RouteId, RouteState, Scheme, Tags, ZonePolicy, ZoneState,
+    Backend, BackendGroupId, Event, EventKind, Frontend, HealthCheck, Instance, InstanceId,
+    InstanceState, InstanceType, IpMode, Listener, LoadBalancer, LoadBalancerId, LoadBalancerState,
+    ResourceKind, Route, RouteId, RouteState, Scheme, Tags, ZonePolicy, ZoneState,
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Transaction};
 use tokio::sync::Notify;
 
+mod backend_groups;
 mod catalog;
 pub mod durability;
 mod events;
@@ -46,6 +47,7 @@ mod load_balancers;
 mod routes;
 mod traffic;
 
+pub use backend_groups::*;
 pub use catalog::*;
 pub use events::*;
 pub use idempotency::*;

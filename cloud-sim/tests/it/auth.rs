@@ -53,6 +53,7 @@ async fn projects_are_isolated() {
                 backend_port: 30000,
             }],
             backends: vec![i.id.clone()],
+            backend_groups: vec![],
             health_check: Default::default(),
             zone_policy: Default::default(),
             zones: None,

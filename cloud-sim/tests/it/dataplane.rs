@@ -369,6 +369,7 @@ async fn zone_a_lb(
             ip_mode: Default::default(),
             listeners: vec![listener],
             backends: nodes.iter().map(|n| n.id.clone()).collect(),
+            backend_groups: vec![],
             health_check,
             zone_policy,
             zones: Some(vec!["zone-a".into()]),

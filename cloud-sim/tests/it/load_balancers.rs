@@ -21,6 +21,7 @@ fn lb_req(name: &str, backends: Vec<InstanceId>) -> CreateLoadBalancerRequest {
             backend_port: 30080,
         }],
         backends,
+        backend_groups: vec![],
         health_check: HealthCheck::default(),
         zone_policy: ZonePolicy::default(),
         zones: None,

@@ -76,6 +76,7 @@ pub fn tcp_lb(
             backend_port,
         }],
         backends: backends.iter().map(|n| n.id.clone()).collect(),
+        backend_groups: vec![],
         health_check: fast_checks(),
         zone_policy: ZonePolicy::default(),
         zones: None,

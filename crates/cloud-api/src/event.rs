@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub enum ResourceKind {
     Instance,
     LoadBalancer,
+    BackendGroup,
     Route,
     Zone,
 }
@@ -18,6 +19,7 @@ impl ResourceKind {
         match self {
             ResourceKind::Instance => "instance",
             ResourceKind::LoadBalancer => "load_balancer",
+            ResourceKind::BackendGroup => "backend_group",
             ResourceKind::Route => "route",
             ResourceKind::Zone => "zone",
         }

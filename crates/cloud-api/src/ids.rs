@@ -100,6 +100,10 @@ resource_id!(
     LoadBalancerId, "load balancer", "lb-"
 );
 resource_id!(
+    /// A backend-group ID such as `bg-0f3c2a9b7d1e4c55`.
+    BackendGroupId, "backend group", "bg-"
+);
+resource_id!(
     /// A route ID such as `rt-0f3c2a9b7d1e4c55`.
     RouteId, "route", "rt-"
 );

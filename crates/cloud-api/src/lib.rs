@@ -2,7 +2,7 @@
 //!
 //! Layout: [`ids`] holds the resource ID newtypes and the provider ID that Kubernetes nodes carry,
 //! [`error`] the one error body every endpoint returns, and one module per resource family
-//! ([`account`], [`region`], [`instance`], [`load_balancer`], [`route`], [`event`], [`fault`]).
+//! ([`account`], [`region`], [`instance`], [`backend_group`], [`load_balancer`], [`route`], [`event`], [`fault`]).
 //! [`page`] is the list envelope shared by every collection.
 //!
 //! This crate does no I/O: it is the contract between `cloud-sim` (the server) and `cloud-client`
@@ -10,6 +10,7 @@
 //! the types also derive `utoipa::ToSchema`, which is how cloud-sim's `/openapi.json` is generated.
 
 pub mod account;
+pub mod backend_group;
 pub mod error;
 pub mod event;
 pub mod fault;
@@ -23,14 +24,20 @@ pub mod route;
 pub mod traffic;
 
 pub use account::{Caller, Usage, ZoneUsage};
+pub use backend_group::{BackendGroup, CreateBackendGroupRequest, UpdateBackendGroupRequest};
 pub use error::{ApiErrorBody, ErrorCode, ErrorDetail};
 pub use event::{Event, EventKind, EventPage, ResourceKind};
 pub use fault::{CreateFaultRequest, FaultEffect, FaultRule, SetZoneStateRequest};
-pub use ids::{IdError, InstanceId, LoadBalancerId, ProviderId, ProviderIdError, RouteId};
+pub use ids::{
+    BackendGroupId, IdError, InstanceId, LoadBalancerId, ProviderId, ProviderIdError, RouteId,
+};
 pub use instance::{
     CreateInstanceRequest, Instance, InstanceState, InstanceType, UpdateInstanceRequest,
 };
-pub use list::{EventsQuery, ListInstancesQuery, ListLoadBalancersQuery, ListRoutesQuery};
+pub use list::{
+    EventsQuery, ListBackendGroupsQuery, ListInstancesQuery, ListLoadBalancersQuery,
+    ListRoutesQuery,
+};
 pub use load_balancer::{
     Backend, Balancing, CreateLoadBalancerRequest, Frontend, HealthCheck, HealthCheckProtocol,
     IpMode, Listener, LoadBalancer, LoadBalancerState, Protocol, Scheme, UpdateLoadBalancerRequest,

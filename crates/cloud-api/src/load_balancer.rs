@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::{InstanceId, LoadBalancerId, Tags};
+use crate::{BackendGroupId, InstanceId, LoadBalancerId, Tags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -201,7 +201,13 @@ pub struct LoadBalancer {
     pub scheme: Scheme,
     pub ip_mode: IpMode,
     pub listeners: Vec<Listener>,
+    /// Instances listed one by one.
     pub backends: Vec<Backend>,
+    /// Groups whose members are backends too (read a group for its members; the traffic report
+    /// lists every backend with its health).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub backend_groups: Vec<BackendGroupId>,
     pub health_check: HealthCheck,
     pub zone_policy: ZonePolicy,
     pub frontends: Vec<Frontend>,
@@ -224,6 +230,10 @@ pub struct CreateLoadBalancerRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub backends: Vec<InstanceId>,
+    /// Backend groups of the caller's project whose members are backends too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub backend_groups: Vec<BackendGroupId>,
     #[serde(default)]
     pub health_check: HealthCheck,
     #[serde(default)]
@@ -251,6 +261,9 @@ pub struct UpdateLoadBalancerRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
     pub backends: Option<Vec<InstanceId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
+    pub backend_groups: Option<Vec<BackendGroupId>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

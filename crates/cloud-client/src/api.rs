@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use cloud_api::list::tag_query;
 use cloud_api::{
-    Caller, CreateFaultRequest, CreateInstanceRequest, CreateLoadBalancerRequest,
-    CreateRouteRequest, ErrorCode, EventPage, FaultRule, Instance, InstanceState, InstanceType,
-    LoadBalancer, Page, Region, Route, RouteTable, SetZoneStateRequest, Tags, TrafficReport,
-    UpdateInstanceRequest, UpdateLoadBalancerRequest, Usage, Zone, ZoneState,
+    BackendGroup, Caller, CreateBackendGroupRequest, CreateFaultRequest, CreateInstanceRequest,
+    CreateLoadBalancerRequest, CreateRouteRequest, ErrorCode, EventPage, FaultRule, Instance,
+    InstanceState, InstanceType, LoadBalancer, Page, Region, Route, RouteTable,
+    SetZoneStateRequest, Tags, TrafficReport, UpdateBackendGroupRequest, UpdateInstanceRequest,
+    UpdateLoadBalancerRequest, Usage, Zone, ZoneState,
 };
 use cloud_api::{EventsQuery, ListInstancesQuery, ListLoadBalancersQuery, ListRoutesQuery};
 use reqwest::{Method, StatusCode};
@@ -39,7 +40,7 @@ impl InstanceFilter {
     }
 }
 
-/// Filters for listing load balancers.
+/// Filters for listing load balancers (and backend groups, whose list takes the same query).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadBalancerFilter {
     pub name: Option<String>,
@@ -287,6 +288,82 @@ impl Client {
         self.delete(Call::new(
             Method::DELETE,
             format!("/v1/load-balancers/{}", segment(id)),
+        ))
+        .await
+    }
+
+    // -- backend groups -----------------------------------------------------------------------
+
+    pub async fn create_backend_group(
+        &self,
+        req: &CreateBackendGroupRequest,
+    ) -> Result<BackendGroup> {
+        self.json(
+            Call::new(Method::POST, "/v1/backend-groups")
+                .json(req)
+                .idempotent(),
+        )
+        .await
+    }
+
+    pub async fn get_backend_group(&self, id: &str) -> Result<Option<BackendGroup>> {
+        self.json_opt(Call::new(
+            Method::GET,
+            format!("/v1/backend-groups/{}", segment(id)),
+        ))
+        .await
+    }
+
+    /// The backend group with this name, if any.
+    pub async fn find_backend_group(&self, name: &str) -> Result<Option<BackendGroup>> {
+        let filter = LoadBalancerFilter {
+            name: Some(name.to_owned()),
+            tag: None,
+        };
+        Ok(self
+            .list_backend_groups(&filter, &PageRequest::default())
+            .await?
+            .items
+            .into_iter()
+            .next())
+    }
+
+    pub async fn list_backend_groups(
+        &self,
+        filter: &LoadBalancerFilter,
+        page: &PageRequest,
+    ) -> Result<Page<BackendGroup>> {
+        self.json(Call::new(Method::GET, "/v1/backend-groups").query(&filter.to_query(page)))
+            .await
+    }
+
+    pub async fn list_all_backend_groups(
+        &self,
+        filter: &LoadBalancerFilter,
+    ) -> Result<Vec<BackendGroup>> {
+        self.all_pages(|p| async move { self.list_backend_groups(filter, &p).await })
+            .await
+    }
+
+    pub async fn update_backend_group(
+        &self,
+        id: &str,
+        req: &UpdateBackendGroupRequest,
+        if_match: Option<&str>,
+    ) -> Result<BackendGroup> {
+        self.json(
+            Call::new(Method::PATCH, format!("/v1/backend-groups/{}", segment(id)))
+                .json(req)
+                .if_match(if_match),
+        )
+        .await
+    }
+
+    /// `Ok(false)` if it did not exist; `CONFLICT` while a load balancer uses it.
+    pub async fn delete_backend_group(&self, id: &str) -> Result<bool> {
+        self.delete(Call::new(
+            Method::DELETE,
+            format!("/v1/backend-groups/{}", segment(id)),
         ))
         .await
     }

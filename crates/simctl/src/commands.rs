@@ -74,6 +74,17 @@ fn json<T: Serialize>(v: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(v)? + "\n")
 }
 
+/// A load balancer's backends in a table cell: instances listed one by one, and groups.
+fn backends_cell(instances: usize, groups: usize) -> String {
+    match (instances, groups) {
+        (n, 0) => n.to_string(),
+        (0, 1) => "1 group".into(),
+        (0, g) => format!("{g} groups"),
+        (n, 1) => format!("{n} + 1 group"),
+        (n, g) => format!("{n} + {g} groups"),
+    }
+}
+
 fn lb_status_table(r: &TrafficReport) -> String {
     let rows = r
         .backends
@@ -249,7 +260,7 @@ pub async fn execute(client: &Client, cmd: Command, output: Output) -> anyhow::R
                                 format!("{:?}", l.state).to_lowercase(),
                                 fronts,
                                 ports,
-                                l.backends.len().to_string(),
+                                backends_cell(l.backends.len(), l.backend_groups.len()),
                             ]
                         })
                         .collect::<Vec<_>>();
