@@ -4,17 +4,26 @@ use super::*;
 
 impl Cloud {
     /// Checks members exist in the caller's project and in the group's zone, each listed once.
+    /// Members in `current` (already in the group) passed these checks when they were added and
+    /// are not looked up again.
     async fn check_members(
         &self,
         conn: &mut sqlx::AnyConnection,
         ctx: &Ctx,
         zone: &str,
         ids: &[InstanceId],
+        current: &HashSet<&InstanceId>,
     ) -> Result<()> {
         const FIELD: &str = "members";
         validate::distinct(FIELD, ids, validate::MAX_GROUP_MEMBERS, "instance")?;
+        let new: Vec<&str> = ids
+            .iter()
+            .filter(|id| !current.contains(id))
+            .map(InstanceId::as_str)
+            .collect();
+        let mut found = store::instance_zones_of(conn, &ctx.project, &new).await?;
+        found.extend(current.iter().map(|id| (id.to_string(), zone.to_owned())));
         let wanted: Vec<&str> = ids.iter().map(InstanceId::as_str).collect();
-        let found = store::instance_zones_of(conn, &ctx.project, &wanted).await?;
         validate::all_found_in_zone(FIELD, &wanted, &found, Some(zone), "instance")?;
         Ok(())
     }
@@ -38,7 +47,7 @@ impl Cloud {
         validate::tags("tags", &req.tags)?;
         let now = now_ms();
         let mut tx = self.db.begin().await?;
-        self.check_members(&mut tx, ctx, &req.zone, &req.members)
+        self.check_members(&mut tx, ctx, &req.zone, &req.members, &HashSet::new())
             .await?;
         if let Some(existing) = store::group_id_by_name(&mut tx, &ctx.project, &req.name).await? {
             return Err(ApiError::AlreadyExists(format!(
@@ -136,14 +145,8 @@ impl Cloud {
         let mut changed = false;
         if let Some(members) = &req.members {
             let have: HashSet<&InstanceId> = cur.members.iter().map(|b| &b.instance_id).collect();
-            // Members already in the group passed these checks when they were added.
-            let added: Vec<InstanceId> = members
-                .iter()
-                .filter(|m| !have.contains(m))
-                .cloned()
-                .collect();
-            validate::distinct("members", members, validate::MAX_GROUP_MEMBERS, "instance")?;
-            self.check_members(&mut tx, ctx, &cur.zone, &added).await?;
+            self.check_members(&mut tx, ctx, &cur.zone, members, &have)
+                .await?;
             changed |= store::set_group_members(&mut tx, cur.id.as_str(), members).await?;
         }
         let tags = req.tags.unwrap_or_else(|| cur.tags.clone());

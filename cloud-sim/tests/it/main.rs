@@ -2,6 +2,7 @@
 //! test, driven through cloud-client or raw HTTP where headers and statuses are the point.
 
 mod auth;
+mod backend_groups;
 mod catalog;
 mod common;
 mod conventions;
