@@ -6,10 +6,10 @@ use super::*;
 pub(super) async fn ensure(
     svc: &Service,
     ctx: &ServiceContext,
-    nodes: Vec<Node>,
-    set: NodeSet,
+    backends: &Backends,
     fingerprint: u64,
 ) -> Result<Action, ServiceError> {
+    let nodes = &backends.nodes;
     let k = key(svc);
     let name = svc.name_any();
     let api: Api<Service> =
@@ -37,7 +37,7 @@ pub(super) async fn ensure(
         ctx.no_nodes_event(svc).await;
     }
     let lb = ctx.cloud.get();
-    let status = match lb.ensure_load_balancer(&ctx.cluster, svc, &nodes).await {
+    let status = match lb.ensure_load_balancer(&ctx.cluster, svc, nodes).await {
         Ok(ensured) => {
             for (reason, note) in ensured.warnings {
                 ctx.event(svc, EventType::Warning, reason, note).await;
@@ -68,7 +68,7 @@ pub(super) async fn ensure(
             .kube_failed(svc, "failed to update load balancer status", e)
             .await);
     }
-    ctx.mark_synced(&k, fingerprint, set);
+    ctx.mark_synced(&k, fingerprint, backends.set.clone());
     tracing::info!(service = %k, ingress = status.ingress.as_ref().map_or(0, Vec::len), backends = nodes.len(), "ensured load balancer");
     Ok(Action::await_change())
 }
@@ -76,10 +76,10 @@ pub(super) async fn ensure(
 pub(super) async fn update_hosts(
     svc: &Service,
     ctx: &ServiceContext,
-    nodes: &[Node],
-    set: NodeSet,
+    backends: &Backends,
     fingerprint: u64,
 ) -> Result<(), ServiceError> {
+    let nodes = &backends.nodes;
     let k = key(svc);
     let lb = ctx.cloud.get();
     let started = Instant::now();
@@ -101,7 +101,7 @@ pub(super) async fn update_hosts(
                 )
                 .await;
             }
-            ctx.mark_synced(&k, fingerprint, set);
+            ctx.mark_synced(&k, fingerprint, backends.set.clone());
             tracing::info!(service = %k, backends = nodes.len(), "updated load balancer hosts");
             Ok(())
         }

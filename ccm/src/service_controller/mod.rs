@@ -77,11 +77,21 @@ pub fn backoff(failures: u32) -> Duration {
 
 type NodeSet = BTreeMap<String, String>;
 
-/// What the controller remembers about a Service it synced.
+/// What the controller remembers about a Service it synced. The node set is shared with every
+/// other Service synced to the same backends (10,000 nodes x 1,000 Services would otherwise be
+/// ten million entries).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Synced {
     fingerprint: u64,
-    nodes: NodeSet,
+    nodes: Arc<NodeSet>,
+}
+
+/// The backend nodes (sorted by name) and their set, computed once per change of the backend
+/// set and shared by every Service's sync until the next.
+#[derive(Debug, Default)]
+struct Backends {
+    nodes: Vec<Node>,
+    set: Arc<NodeSet>,
 }
 
 pub struct ServiceContext {
@@ -100,6 +110,10 @@ pub struct ServiceContext {
     retry_at: Mutex<HashMap<String, (u64, Instant)>>,
     queue: Arc<crate::metrics::WorkQueue>,
     nodesync: Mutex<NodeSync>,
+    /// Bumped on every change of the backend set (by the node informer, after the node store has
+    /// it); `backends` holds the generation it was computed at.
+    backend_generation: std::sync::atomic::AtomicU64,
+    backends: Mutex<Option<(u64, Arc<Backends>)>>,
 }
 
 /// `service_controller_nodesync_latency_seconds`: from a change of the backend set to the last
@@ -147,7 +161,7 @@ impl ServiceContext {
     }
 
     /// Records that the Service's load balancer now matches `fingerprint` over `nodes`.
-    fn mark_synced(&self, key: &str, fingerprint: u64, nodes: NodeSet) {
+    fn mark_synced(&self, key: &str, fingerprint: u64, nodes: Arc<NodeSet>) {
         self.synced
             .lock()
             .expect("synced lock")
@@ -175,11 +189,29 @@ impl ServiceContext {
             retry_at: Mutex::default(),
             queue: metrics.queue(QUEUE),
             nodesync: Mutex::default(),
+            backend_generation: Default::default(),
+            backends: Mutex::default(),
             metrics,
         }
     }
 
-    fn backend_nodes(&self) -> Vec<Node> {
+    /// The backend set changed (the node store already shows it).
+    fn backends_changed(&self) {
+        self.backend_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The current backends: computed from the node store after a change of the backend set,
+    /// then shared. (Node fields that do not decide the set may be older than the store's.)
+    fn backends(&self) -> Arc<Backends> {
+        use std::sync::atomic::Ordering::SeqCst;
+        // Read before the store: a value is never older than the generation it is filed under.
+        let generation = self.backend_generation.load(SeqCst);
+        if let Some((g, b)) = &*self.backends.lock().expect("backends lock")
+            && *g == generation
+        {
+            return b.clone();
+        }
         let store = self.nodes.lock().expect("nodes lock").clone();
         let mut nodes: Vec<Node> = store
             .map(|s| s.state())
@@ -189,7 +221,13 @@ impl ServiceContext {
             .map(|n| (**n).clone())
             .collect();
         nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        nodes
+        let set = Arc::new(service_plan::node_set(&nodes));
+        let b = Arc::new(Backends { nodes, set });
+        let mut cached = self.backends.lock().expect("backends lock");
+        if self.backend_generation.load(SeqCst) == generation {
+            *cached = Some((generation, b.clone()));
+        }
+        b
     }
 
     /// Reports a failed cloud call on the Service as a Warning event and returns its error.
@@ -327,17 +365,16 @@ pub async fn sync(svc: &Service, ctx: &ServiceContext) -> Result<Action, Service
         Decision::Delete => delete(svc, ctx).await,
         Decision::Ensure => {
             let fingerprint = service_plan::fingerprint(svc, ctx.class.as_deref());
-            let nodes = ctx.backend_nodes();
-            let set = service_plan::node_set(&nodes);
+            let backends = ctx.backends();
             let last = ctx.synced.lock().expect("synced lock").get(&k).cloned();
             match last {
                 Some(l) if l.fingerprint == fingerprint && service_plan::has_finalizer(svc) => {
-                    if l.nodes != set {
-                        update_hosts(svc, ctx, &nodes, set, fingerprint).await?;
+                    if !Arc::ptr_eq(&l.nodes, &backends.set) && l.nodes != backends.set {
+                        update_hosts(svc, ctx, &backends, fingerprint).await?;
                     }
                     Ok(Action::await_change())
                 }
-                _ => ensure(svc, ctx, nodes, set, fingerprint).await,
+                _ => ensure(svc, ctx, &backends, fingerprint).await,
             }
         }
     }
@@ -378,6 +415,7 @@ pub async fn run(
                 if !backends.changed(&e) {
                     continue;
                 }
+                ctx.backends_changed();
                 // Every Service is reconciled; those with load balancers must follow.
                 let mut following = Vec::new();
                 for svc in services.state() {
