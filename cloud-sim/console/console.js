@@ -369,6 +369,7 @@ async function loadBalancersView(main, params, signal) {
       { key: "state", label: "State", value: (lb) => lb.state, cell: (lb) => stateBadge(lb.state) },
       { key: "listeners", label: "Listeners", value: (lb) => lb.listeners.map((l) => `${l.protocol}/${l.port}`).join(", ") },
       { key: "backends", label: "Backends", num: true, value: (lb) => lb.backends.length },
+      { key: "groups", label: "Backend groups", num: true, value: (lb) => lb.backend_groups.length },
       { key: "frontends", label: "Frontends", value: (lb) => lb.frontends.map((f) => `${f.zone} ${f.ip}`).join(", ") },
       { key: "traffic", label: "Traffic", cell: (lb) => h("a", { href: `#/traffic/${lb.id}`, "aria-label": `Traffic of ${lb.name}` }, "Traffic") },
     ],
@@ -391,15 +392,22 @@ async function loadBalancerView(main, id, signal) {
       api("GET", `/v1/load-balancers/${encodeURIComponent(id)}`, undefined, signal),
       api("GET", `/v1/load-balancers/${encodeURIComponent(id)}/traffic`, undefined, signal),
     ]);
+    const groups = await Promise.all(lb.backend_groups.map((g) =>
+      api("GET", `/v1/backend-groups/${encodeURIComponent(g)}`, undefined, signal)));
+    // Every instance the load balancer sends to: those it lists, then its groups' members.
+    const all = new Map([...lb.backends, ...groups.flatMap((g) => g.members)].map((b) => [b.instance_id, b]));
+    const backendList = [...all.values()];
     const health = new Map(report.backends.map((b) => [b.instance_id, b]));
-    const zones = [...new Set([...lb.frontends.map((f) => f.zone), ...lb.backends.map((b) => b.zone)])].sort();
+    const zones = [...new Set([...lb.frontends.map((f) => f.zone), ...backendList.map((b) => b.zone)])].sort();
     const p = lb.zone_policy;
     body.replaceChildren(
       h("h1", {}, `Load balancer ${lb.name} `, stateBadge(lb.state)),
       h("dl", { class: "facts" },
         h("dt", {}, "ID"), h("dd", {}, h("code", {}, lb.id)),
         h("dt", {}, "Scheme"), h("dd", {}, `${lb.scheme}, ${lb.ip_mode} mode`),
-        h("dt", {}, "Traffic"), h("dd", {}, h("a", { href: `#/traffic/${lb.id}` }, "live traffic matrix"))),
+        h("dt", {}, "Traffic"), h("dd", {}, h("a", { href: `#/traffic/${lb.id}` }, "live traffic matrix")),
+        h("dt", {}, "Backend groups"), h("dd", { class: "groups" }, groups.length === 0 ? "none" :
+          groups.map((g) => `${g.name} (${g.zone}, ${g.members.length} member${g.members.length === 1 ? "" : "s"})`).join(", "))),
       h("h2", {}, "Listeners"),
       h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Protocol"), h("th", { scope: "col" }, "Port"), h("th", { scope: "col" }, "Backend port"))),
         h("tbody", {}, lb.listeners.map((l) => h("tr", {}, h("td", {}, l.protocol), h("td", { class: "num" }, l.port), h("td", { class: "num" }, l.backend_port))))),
@@ -417,7 +425,7 @@ async function loadBalancerView(main, id, signal) {
         h("p", {}, lb.listeners.map((l) => `${l.protocol.toUpperCase()} ${f.ip}:${l.port}`).join(" · "))))),
       h("h2", {}, "Backends by zone"),
       ...zones.map((z) => {
-        const backends = lb.backends.filter((b) => b.zone === z);
+        const backends = backendList.filter((b) => b.zone === z);
         return h("section", { class: "backend-zone", dataset: { zone: z } },
           h("h3", {}, `${z} · ${backends.length} backend${backends.length === 1 ? "" : "s"}`),
           backends.length === 0 ? h("p", { class: "muted" }, "No backends in this zone.") :
@@ -578,7 +586,7 @@ async function trafficView(main, params, signal) {
 async function eventsView(main, _params, signal) {
   const errors = h("div");
   const kind = h("select", { id: "e-kind" }, h("option", { value: "" }, "all resources"),
-    ["instance", "load_balancer", "route", "zone"].map((k) => h("option", { value: k }, k)));
+    ["instance", "load_balancer", "backend_group", "route", "zone"].map((k) => h("option", { value: k }, k)));
   const rid = h("input", { id: "e-id", type: "text", placeholder: "i-… or lb-…", size: 22 });
   const tbody = h("tbody", { "aria-live": "off" });
   const live = h("span", { class: "muted", "aria-live": "polite" }, "connecting…");

@@ -317,7 +317,10 @@ impl SimCloud {
                 .filter(|k| k.members == members && k.checked.elapsed() < GROUP_RECHECK);
             let id = match fresh {
                 Some(k) => k.id.clone(),
-                None => match self.sync_group(cluster, &zone, &members).await {
+                None => match self
+                    .sync_group(cluster, &zone, &members, known.get(&zone).map(|k| &k.id))
+                    .await
+                {
                     Ok(g) => {
                         known.insert(
                             zone.clone(),
@@ -342,13 +345,34 @@ impl SimCloud {
         Ok(ids)
     }
 
-    /// Creates or updates the cluster's group in `zone` to hold exactly `members`.
+    /// Creates or updates the cluster's group in `zone` to hold exactly `members`. A group this
+    /// provider wrote before (`known`) is written without reading it first: the ccm owns it.
     async fn sync_group(
         &self,
         cluster: &str,
         zone: &str,
         members: &[InstanceId],
+        known: Option<&BackendGroupId>,
     ) -> Result<BackendGroup, CloudError> {
+        let u = cloud_api::UpdateBackendGroupRequest {
+            members: Some(members.to_vec()),
+            tags: None,
+        };
+        if let Some(id) = known {
+            match self
+                .client
+                .update_backend_group(id.as_str(), &u, None)
+                .await
+            {
+                Ok(g) => {
+                    tracing::debug!(group = %g.id, zone, members = g.members.len(), "updated backend group");
+                    return Ok(g);
+                }
+                // Deleted behind our back: found or created again below.
+                Err(e) if e.code() == Some(cloud_api::ErrorCode::NotFound) => {}
+                Err(e) => return Err(api_error(e)),
+            }
+        }
         let name = simcloud_lb::group_name(cluster, zone);
         let found = self
             .client
@@ -372,13 +396,9 @@ impl SimCloud {
             tracing::info!(group = %g.id, zone, members = g.members.len(), "created backend group");
             return Ok(g);
         };
-        let Some(members) = simcloud_lb::members_change(&group, members) else {
+        if !simcloud_lb::members_differ(&group, members) {
             return Ok(group);
-        };
-        let u = cloud_api::UpdateBackendGroupRequest {
-            members: Some(members),
-            tags: None,
-        };
+        }
         let g = self
             .client
             .update_backend_group(group.id.as_str(), &u, Some(&group.etag))

@@ -100,13 +100,13 @@ pub fn group_name(cluster: &str, zone: &str) -> String {
     )
 }
 
-/// The members change a group needs to hold exactly `want`, if any.
-pub fn members_change(group: &BackendGroup, want: &[InstanceId]) -> Option<Vec<InstanceId>> {
+/// Whether the group's members differ from `want` (in any order).
+pub fn members_differ(group: &BackendGroup, want: &[InstanceId]) -> bool {
     let mut have: Vec<&InstanceId> = group.members.iter().map(|m| &m.instance_id).collect();
     have.sort_unstable();
     let mut wanted: Vec<&InstanceId> = want.iter().collect();
     wanted.sort_unstable();
-    (have != wanted).then(|| want.to_vec())
+    have != wanted
 }
 
 /// The backends update a load balancer needs to send to exactly `groups` (and no instance listed
@@ -628,9 +628,10 @@ mod tests {
         }))
         .unwrap();
         let id = |n: u64| InstanceId::from_bits(n);
-        assert_eq!(members_change(&g, &[id(1), id(2)]), None);
-        assert_eq!(members_change(&g, &[id(1)]), Some(vec![id(1)]));
-        assert_eq!(members_change(&g, &[]), Some(vec![]));
+        assert!(!members_differ(&g, &[id(1), id(2)]));
+        assert!(members_differ(&g, &[id(1)]));
+        assert!(members_differ(&g, &[]));
+        assert!(members_differ(&g, &[id(1), id(2), id(3)]));
         let mut lb = existing(&desired("c", &svc(json!({})), &[group(1)]).unwrap());
         assert_eq!(backends_change(&lb, &[group(1)]), None);
         let u = backends_change(&lb, &[group(1), group(2)]).unwrap();

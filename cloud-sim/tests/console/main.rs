@@ -261,16 +261,23 @@ async fn traffic_through_a_load_balancer_shows_in_the_matrix_with_its_in_zone_fr
         servers.push(net::backend(i.private_ip, backend_port, name).await);
         backends.push(i);
     }
+    // a1 is listed on the load balancer, b1 is a member of its backend group: the page shows both.
+    let group = c
+        .client
+        .create_backend_group(&cloud_api::CreateBackendGroupRequest {
+            name: "pool-b".into(),
+            zone: "zone-b".into(),
+            members: vec![backends[1].id.clone()],
+            tags: Default::default(),
+        })
+        .await
+        .unwrap();
     let lb = c
         .client
         .create_load_balancer(&CreateLoadBalancerRequest {
             zones: Some(vec!["zone-a".into(), "zone-b".into(), "zone-c".into()]),
-            ..net::tcp_lb(
-                "web",
-                port,
-                backend_port,
-                &backends.iter().collect::<Vec<_>>(),
-            )
+            backend_groups: vec![group.id.clone()],
+            ..net::tcp_lb("web", port, backend_port, &[&backends[0]])
         })
         .await
         .unwrap();
@@ -374,6 +381,11 @@ async fn traffic_through_a_load_balancer_shows_in_the_matrix_with_its_in_zone_fr
         b.text("section.backend-zone[data-zone='zone-a'] tbody")
             .await
             .contains("healthy")
+    );
+    assert_eq!(
+        b.text("dd.groups").await,
+        "pool-b (zone-b, 1 member)",
+        "the backend group is named with its zone and size"
     );
     b.screenshot_page("load-balancer").await;
     b.close().await;
