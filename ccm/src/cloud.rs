@@ -189,7 +189,7 @@ pub trait LoadBalancer: Send + Sync {
         &self,
         cluster: &str,
         svc: &Service,
-        nodes: &[Node],
+        nodes: &[Arc<Node>],
     ) -> Result<Ensured, CloudError>;
 
     /// Updates the backends only.
@@ -197,7 +197,7 @@ pub trait LoadBalancer: Send + Sync {
         &self,
         cluster: &str,
         svc: &Service,
-        nodes: &[Node],
+        nodes: &[Arc<Node>],
     ) -> Result<(), CloudError>;
 
     /// Deletes the load balancer; succeeds if there is none.

@@ -2,6 +2,7 @@
 //! failures that can be scripted.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -320,7 +321,7 @@ fn fake_status(lb: &FakeLb) -> LoadBalancerStatus {
     }
 }
 
-fn host_names(nodes: &[Node]) -> Vec<String> {
+fn host_names(nodes: &[Arc<Node>]) -> Vec<String> {
     nodes
         .iter()
         .map(|n| n.metadata.name.clone().unwrap_or_default())
@@ -345,7 +346,7 @@ impl LoadBalancer for FakeCloud {
         &self,
         _cluster: &str,
         svc: &Service,
-        nodes: &[Node],
+        nodes: &[Arc<Node>],
     ) -> Result<crate::cloud::Ensured, CloudError> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -370,7 +371,7 @@ impl LoadBalancer for FakeCloud {
         &self,
         _cluster: &str,
         svc: &Service,
-        nodes: &[Node],
+        nodes: &[Arc<Node>],
     ) -> Result<(), CloudError> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;

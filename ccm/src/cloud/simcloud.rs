@@ -303,7 +303,7 @@ impl SimCloud {
     async fn ensure_groups(
         &self,
         cluster: &str,
-        nodes: &[Node],
+        nodes: &[Arc<Node>],
     ) -> Result<Vec<BackendGroupId>, CloudError> {
         let mut want = simcloud_lb::zone_members(nodes);
         let mut known = self.groups.lock().await;
@@ -464,7 +464,7 @@ impl LoadBalancer for SimCloud {
         &self,
         cluster: &str,
         svc: &Service,
-        nodes: &[Node],
+        nodes: &[Arc<Node>],
     ) -> Result<crate::cloud::Ensured, CloudError> {
         let groups = self.ensure_groups(cluster, nodes).await?;
         let mut want =
@@ -517,7 +517,7 @@ impl LoadBalancer for SimCloud {
         &self,
         cluster: &str,
         svc: &Service,
-        nodes: &[Node],
+        nodes: &[Arc<Node>],
     ) -> Result<(), CloudError> {
         let groups = self.ensure_groups(cluster, nodes).await?;
         let Some(lb) = self.find_lb(svc).await? else {

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use cloud_api::{
     BackendGroup, BackendGroupId, Balancing, CreateLoadBalancerRequest, HealthCheck,
@@ -62,7 +63,7 @@ fn u32_annotation(svc: &Service, key: &str) -> Result<Option<u32>, String> {
 
 /// The instance IDs of the simcloud nodes (others cannot be backends) by zone, from their
 /// provider IDs, each once, in ID order.
-pub fn zone_members(nodes: &[Node]) -> BTreeMap<String, Vec<InstanceId>> {
+pub fn zone_members(nodes: &[Arc<Node>]) -> BTreeMap<String, Vec<InstanceId>> {
     let mut out: BTreeMap<String, Vec<InstanceId>> = BTreeMap::new();
     for n in nodes {
         if let Some(pid) = crate::cloud::provider_id(n).and_then(|p| p.parse::<ProviderId>().ok()) {
@@ -582,7 +583,7 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
-    fn node(name: &str, pid: Option<&str>) -> Node {
+    fn node(name: &str, pid: Option<&str>) -> Arc<Node> {
         serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"providerID": pid}}))
             .unwrap()
     }

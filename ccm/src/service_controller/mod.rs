@@ -90,7 +90,7 @@ struct Synced {
 /// set and shared by every Service's sync until the next.
 #[derive(Debug, Default)]
 struct Backends {
-    nodes: Vec<Node>,
+    nodes: Vec<Arc<Node>>,
     set: Arc<NodeSet>,
 }
 
@@ -213,15 +213,14 @@ impl ServiceContext {
             return b.clone();
         }
         let store = self.nodes.lock().expect("nodes lock").clone();
-        let mut nodes: Vec<Node> = store
+        let mut nodes: Vec<Arc<Node>> = store
             .map(|s| s.state())
             .unwrap_or_default()
-            .iter()
+            .into_iter()
             .filter(|n| service_plan::is_backend(n))
-            .map(|n| (**n).clone())
             .collect();
         nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        let set = Arc::new(service_plan::node_set(&nodes));
+        let set = Arc::new(service_plan::node_set(nodes.iter().map(|n| &**n)));
         let b = Arc::new(Backends { nodes, set });
         let mut cached = self.backends.lock().expect("backends lock");
         if self.backend_generation.load(SeqCst) == generation {
@@ -299,11 +298,11 @@ fn key(svc: &Service) -> String {
 }
 
 /// Upstream's `loggableNodeNames` as Go's `%v` prints it: `[a b c]`, at most 20 names.
-fn node_names(nodes: &[Node]) -> String {
+fn node_names(nodes: &[Arc<Node>]) -> String {
     let names: Vec<String> = nodes
         .iter()
         .take(MAX_NODE_NAMES)
-        .map(ResourceExt::name_any)
+        .map(|n| n.name_any())
         .collect();
     format!("[{}]", names.join(" "))
 }

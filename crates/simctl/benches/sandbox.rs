@@ -75,6 +75,9 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Frontend pools for up to 1,021 load balancers (the data plane is off: nothing listens there).
+const LB_POOLS: &str = "zone-a=127.72.0.0/22,zone-b=127.72.4.0/22,zone-c=127.72.8.0/22";
+
 /// Creates per second an in-process kube-sim takes from `CLIENTS` concurrent clients.
 async fn raw_write_rate(count: usize) -> anyhow::Result<f64> {
     let server = kube_sim::Server::start(kube_sim::ServerConfig {
@@ -221,6 +224,8 @@ async fn one_run(
                 "127.0.0.1:0",
             ])
             .args(["--control-plane", if real { "real" } else { "kube-sim" }])
+            // A load balancer takes an address in every zone's pool; the default /24s hold 253.
+            .args(["--lb-pools", LB_POOLS])
             .arg("--nodes")
             .arg(nodes.to_string())
             .arg("--data-dir")
