@@ -239,7 +239,7 @@ async fn scenario(cluster: Cluster, cloud_client: &cloud_client::Client, dir: &P
             .list_all_load_balancers(&Default::default())
             .await
             .ok()?;
-        let backends = lb_backends(&cloud_client, lbs.first()?).await?;
+        let backends = lb_backends(cloud_client, lbs.first()?).await?;
         (!backends.is_empty() && !backends.iter().any(|b| b.instance_id == gone)).then_some(())
     })
     .await;

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::extract::{ApiJson, ApiQuery, IfMatch};
 use crate::ops::{Ctx, ListParams, tag_filter};
-use crate::store::LbFilter;
+use crate::store::NameTagFilter;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,7 +44,7 @@ pub async fn list(
     ctx: Ctx,
     ApiQuery(q): ApiQuery<cloud_api::ListBackendGroupsQuery>,
 ) -> Result<Json<Page<BackendGroup>>, ApiError> {
-    let filter = LbFilter {
+    let filter = NameTagFilter {
         name: q.name,
         tag: tag_filter(q.tag.as_deref())?,
     };

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::extract::{ApiJson, ApiQuery, IfMatch};
 use crate::ops::{Ctx, ListParams, tag_filter};
-use crate::store::LbFilter;
+use crate::store::NameTagFilter;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -46,7 +46,7 @@ pub async fn list(
     ctx: Ctx,
     ApiQuery(q): ApiQuery<cloud_api::ListLoadBalancersQuery>,
 ) -> Result<Json<Page<LoadBalancer>>, ApiError> {
-    let filter = LbFilter {
+    let filter = NameTagFilter {
         name: q.name,
         tag: tag_filter(q.tag.as_deref())?,
     };

@@ -102,7 +102,7 @@ impl Cloud {
     pub async fn list_backend_groups(
         &self,
         ctx: &Ctx,
-        filter: store::LbFilter,
+        filter: store::NameTagFilter,
         params: &ListParams,
     ) -> Result<Page<BackendGroup>> {
         let size = page_size(params.page_size);

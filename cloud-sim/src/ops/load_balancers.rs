@@ -153,7 +153,7 @@ impl Cloud {
     pub async fn list_load_balancers(
         &self,
         ctx: &Ctx,
-        filter: store::LbFilter,
+        filter: store::NameTagFilter,
         params: &ListParams,
     ) -> Result<Page<LoadBalancer>> {
         let size = page_size(params.page_size);

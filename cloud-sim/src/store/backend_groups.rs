@@ -287,25 +287,20 @@ pub async fn list_groups(
     conn: &mut AnyConnection,
     region: &str,
     project: &str,
-    f: &LbFilter,
+    f: &NameTagFilter,
     after: i64,
     limit: u32,
 ) -> Result<Vec<StoredGroup>> {
-    let sql = format!(
-        "SELECT {GROUP_COLUMNS} FROM backend_groups g WHERE project = $1 AND seq > $2 AND ($3 IS NULL OR name = $3) \
-         AND ($4 IS NULL OR EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = g.id AND t.key = $4 AND t.value = $5)) \
-         ORDER BY seq LIMIT $6"
-    );
-    let (tk, tv) = f.tag.clone().unzip();
-    let rows: Vec<GroupRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(project)
-        .bind(after)
-        .bind(&f.name)
-        .bind(tk)
-        .bind(tv)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows: Vec<GroupRow> = list_named(
+        conn,
+        "backend_groups",
+        GROUP_COLUMNS,
+        project,
+        f,
+        after,
+        limit,
+    )
+    .await?;
     hydrate_groups(conn, region, rows).await
 }
 

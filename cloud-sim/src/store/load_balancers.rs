@@ -356,35 +356,16 @@ pub async fn lb_id_by_name(
     Ok(row.map(|r| r.0))
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct LbFilter {
-    pub name: Option<String>,
-    pub tag: Option<(String, String)>,
-}
-
 pub async fn list_lbs(
     conn: &mut AnyConnection,
     region: &str,
     project: &str,
-    f: &LbFilter,
+    f: &NameTagFilter,
     after: i64,
     limit: u32,
 ) -> Result<Vec<StoredLb>> {
-    let sql = format!(
-        "SELECT {LB_COLUMNS} FROM load_balancers l WHERE project = $1 AND seq > $2 AND ($3 IS NULL OR name = $3) \
-         AND ($4 IS NULL OR EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = l.id AND t.key = $4 AND t.value = $5)) \
-         ORDER BY seq LIMIT $6"
-    );
-    let (tk, tv) = f.tag.clone().unzip();
-    let rows: Vec<LbRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(project)
-        .bind(after)
-        .bind(&f.name)
-        .bind(tk)
-        .bind(tv)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows: Vec<LbRow> =
+        list_named(conn, "load_balancers", LB_COLUMNS, project, f, after, limit).await?;
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     hydrate_lbs(conn, region, rows, Parts::Of(&ids)).await
 }

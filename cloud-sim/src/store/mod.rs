@@ -507,6 +507,51 @@ async fn follow_changes(
 
 // Tags, shared by every resource.
 
+/// A list filter by name and by one `key=value` tag (load balancers, backend groups).
+#[derive(Debug, Clone, Default)]
+pub struct NameTagFilter {
+    pub name: Option<String>,
+    pub tag: Option<(String, String)>,
+}
+
+/// Up to `limit` rows (`columns`) of `table` in `project` with `seq > after` matching `f`, in
+/// creation order. `table` is one of ours, never a caller's string.
+async fn list_named<R>(
+    conn: &mut AnyConnection,
+    table: &'static str,
+    columns: &str,
+    project: &str,
+    f: &NameTagFilter,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<R>>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    // Spelled out rather than `($3 IS NULL OR name = $3)`, which no planner turns into a lookup
+    // by the (project, name) index: the ccm finds every load balancer by name.
+    let by_name = if f.name.is_some() {
+        "name = $3"
+    } else {
+        "$3 IS NULL"
+    };
+    let sql = format!(
+        "SELECT {columns} FROM {table} r WHERE project = $1 AND seq > $2 AND {by_name} \
+         AND ($4 IS NULL OR EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = r.id AND t.key = $4 AND t.value = $5)) \
+         ORDER BY seq LIMIT $6"
+    );
+    let (tk, tv) = f.tag.clone().unzip();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(project)
+        .bind(after)
+        .bind(&f.name)
+        .bind(tk)
+        .bind(tv)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
 async fn replace_tags(conn: &mut AnyConnection, resource_id: &str, tags: &Tags) -> Result<()> {
     sqlx::query("DELETE FROM tags WHERE resource_id = $1")
         .bind(resource_id)
