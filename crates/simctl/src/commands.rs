@@ -53,6 +53,13 @@ pub enum ZoneCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// List backend groups with their zone and members.
+    #[command(alias = "ls")]
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum LbCmd {
     /// List load balancers.
     #[command(alias = "ls")]
@@ -268,6 +275,26 @@ pub async fn execute(client: &Client, cmd: Command, output: Output) -> anyhow::R
                         &["ID", "NAME", "STATE", "FRONTENDS", "PORTS", "BACKENDS"],
                         &rows,
                     ))
+                }
+            }
+        }
+        Command::Groups(GroupCmd::List) => {
+            let groups = client.list_all_backend_groups(&Default::default()).await?;
+            match output {
+                Output::Json => json(&groups),
+                Output::Table => {
+                    let rows = groups
+                        .iter()
+                        .map(|g| {
+                            vec![
+                                g.id.to_string(),
+                                g.name.clone(),
+                                g.zone.clone(),
+                                g.members.len().to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>();
+                    Ok(table::render(&["ID", "NAME", "ZONE", "MEMBERS"], &rows))
                 }
             }
         }

@@ -75,9 +75,12 @@ pub enum Command {
     /// Zones: list, set-state.
     #[command(subcommand, alias = "zone")]
     Zones(commands::ZoneCmd),
-    /// Load balancers: list.
+    /// Load balancers: list, status.
     #[command(subcommand, name = "lbs", alias = "load-balancers")]
     Lbs(commands::LbCmd),
+    /// Backend groups (one zone's instances that load balancers send to): list.
+    #[command(subcommand, name = "groups", alias = "backend-groups")]
+    Groups(commands::GroupCmd),
     /// Send requests through the data plane (north-south via the load balancer, or east-west to
     /// the ClusterIP through a node) and report where they went.
     Traffic(traffic::TrafficArgs),

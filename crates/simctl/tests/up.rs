@@ -252,14 +252,29 @@ async fn sandbox(control_plane: &str, nodes: u8, pools: u8) {
         serde_json::from_str(&simctl(&cloud_url, &["-o", "json", "lbs", "list"]).await).unwrap();
     let lb = &lbs.as_array().unwrap()[0];
     assert_eq!(lb["frontends"].as_array().unwrap().len(), 3);
-    let mut zones: Vec<&str> = lb["backends"]
+    // The ccm's backend groups, one per zone, each holding that zone's node; the load balancer
+    // sends to all three.
+    let groups: serde_json::Value =
+        serde_json::from_str(&simctl(&cloud_url, &["-o", "json", "groups", "list"]).await).unwrap();
+    let mut zones: Vec<(&str, usize)> = groups
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| b["zone"].as_str().unwrap())
+        .map(|g| {
+            (
+                g["zone"].as_str().unwrap(),
+                g["members"].as_array().unwrap().len(),
+            )
+        })
         .collect();
     zones.sort();
-    assert_eq!(zones, ["zone-a", "zone-b", "zone-c"]);
+    assert_eq!(zones, [("zone-a", 1), ("zone-b", 1), ("zone-c", 1)]);
+    assert_eq!(lb["backend_groups"].as_array().unwrap().len(), 3);
+    assert!(
+        simctl(&cloud_url, &["lbs", "list"])
+            .await
+            .contains("3 groups")
+    );
     assert_eq!(lb["zone_policy"]["zone_affinity"], "prefer-same-zone");
     // Real traffic through the zonal frontends: once every backend passes its health checks,
     // balanced clients all stay in their zone.
