@@ -36,6 +36,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ApiError::BadRequest(format!("cannot read request body: {e}"))
             }
         })?;
+        // Every request body is an object; serde would also read a struct from an array
+        // (`[null, null]` as an empty update), which the OpenAPI schema does not allow.
+        if bytes.trim_ascii_start().first().is_some_and(|b| *b != b'{') {
+            return Err(ApiError::Invalid {
+                field: "body".into(),
+                reason: "must be a JSON object".into(),
+            });
+        }
         parse_json(&bytes).map(ApiJson)
     }
 }

@@ -153,6 +153,24 @@ async fn bodies_must_be_json() {
         .unwrap();
     let (status, headers, body) = decode(resp).await;
     assert_error(status, &headers, &body, 415, "UNSUPPORTED_MEDIA_TYPE");
+    // An array is not an object, though serde could read a struct from one.
+    let i = c.instance("n1", "zone-a").await;
+    for (method, path) in [
+        (reqwest::Method::PATCH, format!("/v1/instances/{}", i.id)),
+        (reqwest::Method::POST, "/v1/load-balancers".to_owned()),
+    ] {
+        let resp = c
+            .http
+            .request(method, c.url(&path))
+            .header("content-type", "application/json")
+            .body("[null, null]")
+            .send()
+            .await
+            .unwrap();
+        let (status, headers, body) = decode(resp).await;
+        assert_error(status, &headers, &body, 422, "VALIDATION_FAILED");
+        assert_eq!(body["error"]["field"], "body", "{body}");
+    }
     let huge = "x".repeat(3 << 20);
     let resp = c
         .http
