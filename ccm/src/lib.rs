@@ -19,6 +19,7 @@ pub mod config;
 pub mod controllers;
 pub mod credentials;
 pub mod delegation;
+pub mod event_recorder;
 pub mod informer;
 pub mod leader;
 pub mod metrics;
@@ -44,8 +45,8 @@ pub fn recorder(
     client: &kube::Client,
     controller: &str,
     identity: &str,
-) -> kube::runtime::events::Recorder {
-    kube::runtime::events::Recorder::new(
+) -> event_recorder::Recorder {
+    event_recorder::Recorder::new(
         client.clone(),
         kube::runtime::events::Reporter {
             controller: controller.to_owned(),

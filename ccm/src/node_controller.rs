@@ -13,13 +13,14 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument as _;
 
 use crate::cloud::{CloudError, HasInstances, NodeAddress, is_ours};
+use crate::event_recorder::Recorder;
 use crate::informer::NodeEvents;
 use crate::metrics::Metrics;
 use crate::names;

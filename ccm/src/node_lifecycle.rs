@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument as _;
 
 use crate::cloud::{HasInstances, is_ours};
+use crate::event_recorder::Recorder;
 use crate::metrics::Metrics;
 use crate::names;
 use crate::node_plan::{self, Ready};

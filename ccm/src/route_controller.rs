@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use crate::cloud::{CloudRoute, HasRoutes, RouteSpec, is_ours, provider_id};
+use crate::event_recorder::Recorder;
 use crate::informer::NodeEvents;
 use crate::metrics::Metrics;
 use crate::names;

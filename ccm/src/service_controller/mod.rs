@@ -16,13 +16,14 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{LoadBalancerStatus, Node, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::cloud::{CloudError, HasLoadBalancers};
+use crate::event_recorder::Recorder;
 use crate::metrics::Metrics;
 use crate::names;
 use crate::service_plan::{self, Decision};

@@ -7,6 +7,7 @@ mod e2e;
 mod leader;
 mod lifecycle;
 mod node_init;
+mod recorder;
 mod routes;
 mod services;
 mod topology_hints;
