@@ -83,8 +83,9 @@ pub struct UpArgs {
     pub instance_subnets: Vec<(String, ipnet::Ipv4Net)>,
 
     /// Per-zone load-balancer frontend pools as `zone=cidr`, comma-separated (default
-    /// 127.64.<n>.0/24). Load balancers listen on these addresses; a second sandbox on this
-    /// machine needs pools of its own.
+    /// 127.64.<n>.0/24: room for 253 load balancers, each taking an address in every zone).
+    /// Load balancers listen on these addresses; a second sandbox on this machine needs pools
+    /// of its own.
     #[arg(long, value_delimiter = ',', value_parser = cloud_sim::config::parse_zone_cidr)]
     pub lb_pools: Vec<(String, ipnet::Ipv4Net)>,
 
