@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::net::{first_free, usable_range};
+use super::net::usable_range;
 use super::validate::Invalid;
 
 /// The zones (with their load-balancer pools) to put frontends in: those `wanted` (each known,
@@ -74,29 +74,6 @@ pub fn requested(
     Ok(out)
 }
 
-/// Why a frontend has no address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoAddress {
-    /// The requested address is another load balancer's.
-    InUse(Ipv4Addr),
-    /// Every usable address of the pool is taken.
-    PoolFull,
-}
-
-/// The frontend's address in `pool`: the `requested` one if it is free, else the lowest free
-/// one. `used_sorted` are the pool's taken addresses, ascending.
-pub fn address(
-    pool: Ipv4Net,
-    requested: Option<Ipv4Addr>,
-    used_sorted: &[u32],
-) -> Result<Ipv4Addr, NoAddress> {
-    match requested {
-        Some(ip) if used_sorted.binary_search(&u32::from(ip)).is_ok() => Err(NoAddress::InUse(ip)),
-        Some(ip) => Ok(ip),
-        None => first_free(pool, used_sorted).ok_or(NoAddress::PoolFull),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,24 +137,5 @@ mod tests {
             assert_eq!(e.field, field, "{ips:?}");
             assert!(e.reason.contains(why), "{ips:?}: {}", e.reason);
         }
-    }
-
-    #[test]
-    fn frontend_addresses() {
-        let pool: Ipv4Net = "127.64.1.0/29".parse().unwrap();
-        let u = |s: &str| u32::from(s.parse::<Ipv4Addr>().unwrap());
-        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-        let used = [u("127.64.1.1"), u("127.64.1.2"), u("127.64.1.4")];
-        assert_eq!(address(pool, None, &used), Ok(ip("127.64.1.3")));
-        assert_eq!(
-            address(pool, Some(ip("127.64.1.5")), &used),
-            Ok(ip("127.64.1.5"))
-        );
-        assert_eq!(
-            address(pool, Some(ip("127.64.1.4")), &used),
-            Err(NoAddress::InUse(ip("127.64.1.4")))
-        );
-        let full: Vec<u32> = (1..=6).map(|i| u(&format!("127.64.1.{i}"))).collect();
-        assert_eq!(address(pool, None, &full), Err(NoAddress::PoolFull));
     }
 }

@@ -35,7 +35,7 @@ impl Cloud {
         let private_ip = match req.private_ip {
             Some(ip) => {
                 self.check_chosen_ip(ip, &zone.name)?;
-                if store::instance_ip_in_use(&mut tx, u32::from(ip)).await? {
+                if store::ip_in_use(&mut tx, store::INSTANCE_ADDRESSES, u32::from(ip)).await? {
                     return Err(ApiError::AlreadyExists(format!(
                         "private IP {ip} is in use by another instance"
                     )));
@@ -44,7 +44,7 @@ impl Cloud {
             }
             None => {
                 let (lo, hi) = usable_range(zone.instance_subnet);
-                let free = store::first_free_instance_ip(&mut tx, lo, hi).await?;
+                let free = store::first_free_ip(&mut tx, store::INSTANCE_ADDRESSES, lo, hi).await?;
                 free.map(Ipv4Addr::from).ok_or_else(|| {
                     ApiError::QuotaExceeded(format!(
                         "subnet {} of {} has no free address",

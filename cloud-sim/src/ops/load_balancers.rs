@@ -70,16 +70,25 @@ impl Cloud {
         let mut planned = Vec::new();
         for (zone, pool) in &pools {
             let (lo, hi) = usable_range(*pool);
-            let used = store::used_frontend_ips(&mut tx, lo, hi).await?;
             let wanted = requested.iter().find(|(z, _)| z == zone).map(|(_, ip)| *ip);
-            let ip = frontends::address(*pool, wanted, &used).map_err(|e| match e {
-                frontends::NoAddress::InUse(ip) => ApiError::AlreadyExists(format!(
-                    "frontend address {ip} is in use by another load balancer"
-                )),
-                frontends::NoAddress::PoolFull => ApiError::QuotaExceeded(format!(
-                    "load-balancer pool {pool} of {zone} has no free address"
-                )),
-            })?;
+            let ip = match wanted {
+                Some(ip) => {
+                    if store::ip_in_use(&mut tx, store::FRONTEND_ADDRESSES, u32::from(ip)).await? {
+                        return Err(ApiError::AlreadyExists(format!(
+                            "frontend address {ip} is in use by another load balancer"
+                        )));
+                    }
+                    ip
+                }
+                None => store::first_free_ip(&mut tx, store::FRONTEND_ADDRESSES, lo, hi)
+                    .await?
+                    .map(Ipv4Addr::from)
+                    .ok_or_else(|| {
+                        ApiError::QuotaExceeded(format!(
+                            "load-balancer pool {pool} of {zone} has no free address"
+                        ))
+                    })?,
+            };
             planned.push(Frontend {
                 zone: zone.clone(),
                 ip,

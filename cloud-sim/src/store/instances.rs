@@ -229,20 +229,48 @@ pub async fn delete_instance(conn: &mut AnyConnection, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The lowest address in `[lo, hi]` no live instance holds (the rule of
-/// `domain::net::first_free`, which load-balancer frontends use on a list), answered by the
-/// database without reading every address out: when the live addresses are packed from `lo`
-/// (the common case: no instance of the subnet has been terminated) it is the one after the
-/// highest; otherwise the first gap, found by walking the address index from `lo`.
-pub async fn first_free_instance_ip(
+/// Where addresses are held: a table, its address column, and which rows hold theirs.
+#[derive(Debug, Clone, Copy)]
+pub struct AddressSpace {
+    table: &'static str,
+    column: &'static str,
+    /// A condition on the table's own columns, unqualified (it is also used as `a.<live>`).
+    live: &'static str,
+}
+
+/// Instances' private addresses (a terminated instance releases its own).
+pub const INSTANCE_ADDRESSES: AddressSpace = AddressSpace {
+    table: "instances",
+    column: "private_ip",
+    live: "state <> 'terminated'",
+};
+
+/// Load-balancer frontend addresses (every row holds one; the condition is there to be
+/// prefixed with a table alias like the instances' one).
+pub const FRONTEND_ADDRESSES: AddressSpace = AddressSpace {
+    table: "lb_frontends",
+    column: "ip",
+    live: "ip IS NOT NULL",
+};
+
+/// The lowest address in `[lo, hi]` nothing in `space` holds (the rule of
+/// `domain::net::first_free`), answered by the database without reading every address out:
+/// when the held addresses are packed from `lo` (the common case: nothing released) it is the
+/// one after the highest; otherwise the first gap, found by walking the address index from `lo`.
+pub async fn first_free_ip(
     conn: &mut AnyConnection,
+    space: AddressSpace,
     lo: u32,
     hi: u32,
 ) -> Result<Option<u32>> {
-    let (count, max): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT COUNT(*), MAX(private_ip) FROM instances \
-         WHERE state <> 'terminated' AND private_ip BETWEEN $1 AND $2",
-    )
+    let AddressSpace {
+        table,
+        column: ip,
+        live,
+    } = space;
+    let (count, max): (i64, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*), MAX({ip}) FROM {table} WHERE {live} AND {ip} BETWEEN $1 AND $2"
+    )))
     .bind(i64::from(lo))
     .bind(i64::from(hi))
     .fetch_one(&mut *conn)
@@ -251,17 +279,15 @@ pub async fn first_free_instance_ip(
         None => i64::from(lo),
         Some(max) if max - i64::from(lo) + 1 == count => max + 1,
         Some(_) => {
-            let gap: Option<(i64,)> = sqlx::query_as(
-                "SELECT $1 WHERE NOT EXISTS \
-                   (SELECT 1 FROM instances WHERE state <> 'terminated' AND private_ip = $1) \
+            let gap: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {live} AND {ip} = $1) \
                  UNION ALL \
-                 SELECT * FROM (SELECT a.private_ip + 1 FROM instances a \
-                   WHERE a.state <> 'terminated' AND a.private_ip BETWEEN $1 AND $2 \
-                   AND NOT EXISTS (SELECT 1 FROM instances b \
-                     WHERE b.state <> 'terminated' AND b.private_ip = a.private_ip + 1) \
-                   ORDER BY a.private_ip LIMIT 1) AS gap \
-                 LIMIT 1",
-            )
+                 SELECT * FROM (SELECT a.{ip} + 1 FROM {table} a \
+                   WHERE a.{live} AND a.{ip} BETWEEN $1 AND $2 \
+                   AND NOT EXISTS (SELECT 1 FROM {table} b WHERE b.{live} AND b.{ip} = a.{ip} + 1) \
+                   ORDER BY a.{ip} LIMIT 1) AS gap \
+                 LIMIT 1"
+            )))
             .bind(i64::from(lo))
             .bind(i64::from(hi))
             .fetch_optional(&mut *conn)
@@ -272,11 +298,16 @@ pub async fn first_free_instance_ip(
     Ok(u32::try_from(candidate).ok().filter(|c| *c <= hi))
 }
 
-/// Whether a live instance holds `ip`.
-pub async fn instance_ip_in_use(conn: &mut AnyConnection, ip: u32) -> Result<bool> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "SELECT 1 FROM instances WHERE state <> 'terminated' AND private_ip = $1 LIMIT 1",
-    )
+/// Whether something in `space` holds `ip`.
+pub async fn ip_in_use(conn: &mut AnyConnection, space: AddressSpace, ip: u32) -> Result<bool> {
+    let AddressSpace {
+        table,
+        column,
+        live,
+    } = space;
+    let row: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM {table} WHERE {live} AND {column} = $1 LIMIT 1"
+    )))
     .bind(i64::from(ip))
     .fetch_optional(conn)
     .await?;

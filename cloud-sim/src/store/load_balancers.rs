@@ -394,19 +394,6 @@ pub async fn delete_lb(conn: &mut AnyConnection, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Frontend addresses in use in `[lo, hi]`, ascending.
-pub async fn used_frontend_ips(conn: &mut AnyConnection, lo: u32, hi: u32) -> Result<Vec<u32>> {
-    let rows: Vec<(i64,)> =
-        sqlx::query_as("SELECT ip FROM lb_frontends WHERE ip BETWEEN $1 AND $2 ORDER BY ip")
-            .bind(i64::from(lo))
-            .bind(i64::from(hi))
-            .fetch_all(conn)
-            .await?;
-    rows.into_iter()
-        .map(|(v,)| u32::try_from(v).map_err(|e| corrupt("address", e)))
-        .collect()
-}
-
 /// Load balancers whose provisioning is due to finish at `now`: `(id, project)`.
 pub async fn due_lbs(conn: &mut AnyConnection, now: i64) -> Result<Vec<(String, String)>> {
     Ok(sqlx::query_as(

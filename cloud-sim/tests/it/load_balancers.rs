@@ -419,3 +419,46 @@ async fn lists_carry_each_load_balancers_own_frontends_and_backends() {
     assert_eq!(order, nodes.iter().rev().cloned().collect::<Vec<_>>());
     assert_eq!(reversed[0].frontends.len(), 2);
 }
+
+/// Frontend addresses follow `domain::net::first_free` (the lowest free one) however the pool
+/// got its gaps: packed, after a delete in the middle, and at the pool's end.
+#[tokio::test]
+async fn frontend_addresses_fill_the_lowest_gap_first() {
+    let mut cfg = Config::for_tests_isolated();
+    cfg.zones.truncate(1);
+    cfg.zones[0].lb_pool = "127.64.1.0/29".parse().unwrap();
+    let pool = cfg.zones[0].lb_pool;
+    let c = spawn_with(cfg).await;
+    let create = |name: &str| {
+        let req = lb_req(name, vec![]);
+        let client = c.client.clone();
+        async move { client.create_load_balancer(&req).await }
+    };
+    let mut lbs = Vec::new();
+    for name in ["a", "b", "c"] {
+        lbs.push(create(name).await.unwrap());
+    }
+    let ip = |lb: &cloud_api::LoadBalancer| u32::from(lb.frontends[0].ip);
+    let used = |lbs: &[cloud_api::LoadBalancer]| {
+        let mut v: Vec<u32> = lbs.iter().map(ip).collect();
+        v.sort();
+        v
+    };
+    c.client
+        .delete_load_balancer(lbs[1].id.as_str())
+        .await
+        .unwrap();
+    lbs.remove(1);
+    for name in ["d", "e", "f"] {
+        let want = cloud_sim::domain::net::first_free(pool, &used(&lbs)).unwrap();
+        let lb = create(name).await.unwrap();
+        assert_eq!(lb.frontends[0].ip, want, "{name}");
+        lbs.push(lb);
+    }
+    // A /29 has five usable addresses (.2 to .6): the pool is full now.
+    assert_eq!(lbs.len(), 5);
+    assert_eq!(cloud_sim::domain::net::first_free(pool, &used(&lbs)), None);
+    let e = create("g").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::QuotaExceeded));
+    assert!(e.to_string().contains("no free address"), "{e}");
+}
