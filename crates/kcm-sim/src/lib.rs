@@ -14,7 +14,7 @@
 //! upstream does; so hints Auto removed come back only with an endpoint change (the gap the
 //! reference calls "never restored").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash as _, Hasher as _};
 use std::time::Duration;
 
@@ -466,27 +466,42 @@ impl Sim {
         let pods = all(&self.pods);
         let slices = all(&self.slices);
         let services = all(&self.services);
-        let mut live: Vec<String> = Vec::new();
+        // Indexed once per pass: with S Services, filtering every slice and Pod per Service
+        // made a pass O(S x (slices + Pods)).
+        let mut slices_of: HashMap<(String, String), Vec<EndpointSlice>> = HashMap::new();
+        for s in &slices {
+            if let Some(svc) = s.labels().get(endpointslice::LABEL_SERVICE_NAME) {
+                slices_of
+                    .entry((s.namespace().unwrap_or_default(), svc.clone()))
+                    .or_default()
+                    .push(s.clone());
+            }
+        }
+        let mut pods_in: HashMap<String, Vec<&Pod>> = HashMap::new();
+        for p in &pods {
+            pods_in
+                .entry(p.namespace().unwrap_or_else(|| "default".into()))
+                .or_default()
+                .push(p);
+        }
+        let mut live: HashSet<String> = HashSet::new();
         for svc in &services {
             let ns = svc.namespace().unwrap_or_else(|| "default".into());
             let key = format!("{ns}/{}", svc.name_any());
-            let mine: Vec<EndpointSlice> = slices
-                .iter()
-                .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
-                .filter(|s| {
-                    s.labels().get(endpointslice::LABEL_SERVICE_NAME) == Some(&svc.name_any())
-                })
-                .cloned()
-                .collect();
+            let mine: Vec<EndpointSlice> = slices_of
+                .remove(&(ns.clone(), svc.name_any()))
+                .unwrap_or_default();
             if !endpointslice::manages(svc) || svc.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            live.push(key.clone());
+            live.insert(key.clone());
             // Only the Pods it selects: another Pod's change does not touch this Service.
-            let ns_pods: Vec<Pod> = pods
-                .iter()
+            let ns_pods: Vec<Pod> = pods_in
+                .get(&ns)
+                .into_iter()
+                .flatten()
                 .filter(|p| endpointslice::selected(svc, p))
-                .cloned()
+                .map(|p| (*p).clone())
                 .collect();
             let print = fingerprint(
                 std::iter::once(json!([
