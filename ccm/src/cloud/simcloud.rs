@@ -437,9 +437,15 @@ impl SimCloud {
         Ok(())
     }
 
-    /// Forgets what the groups hold after a load-balancer write failed (a group may be gone).
+    /// Forgets what the groups hold after a load-balancer write was refused for its groups (one
+    /// may have been deleted behind our back); other failures (a full address pool) keep them.
     async fn forget_groups<T>(&self, r: Result<T, CloudError>) -> Result<T, CloudError> {
-        if r.is_err() {
+        if let Err(CloudError::Api { source, .. }) = &r
+            && source
+                .downcast_ref::<cloud_client::Error>()
+                .and_then(cloud_client::Error::field)
+                .is_some_and(|f| f.starts_with("backend_groups"))
+        {
             self.groups.lock().await.clear();
         }
         r
