@@ -182,11 +182,23 @@ impl Run {
     }
 }
 
-/// Kills the child when dropped (a failed run leaves nothing behind).
+/// Stops the child when dropped (a failed run leaves nothing behind): SIGTERM first, because
+/// `simctl up --control-plane real` stops its etcd and API servers on it (a SIGKILL would leave
+/// them running), then SIGKILL if it has not exited within 15 s.
 struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
