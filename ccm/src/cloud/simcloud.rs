@@ -23,7 +23,7 @@ pub struct SimCloud {
     expected_region: Option<String>,
     /// The cluster's backend groups as last written, by zone. Every load balancer's ensure or
     /// update asks for the groups; only the first after a change of the node set (or after
-    /// [`GROUP_RECHECK`]) reaches the cloud.
+    /// [`GROUP_RECHECK`]) writes them.
     groups: Arc<tokio::sync::Mutex<BTreeMap<String, KnownGroup>>>,
 }
 
@@ -35,8 +35,8 @@ struct KnownGroup {
     checked: Instant,
 }
 
-/// How long a group's known members are trusted before the cloud is asked again (someone else
-/// may have changed the group).
+/// How long a group's known members are trusted before they are written again (someone else
+/// may have changed the group; an unchanged write changes nothing).
 const GROUP_RECHECK: Duration = Duration::from_secs(300);
 
 fn api_error(e: cloud_client::Error) -> CloudError {

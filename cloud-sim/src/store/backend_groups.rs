@@ -233,13 +233,7 @@ pub async fn group_id_by_name(
     project: &str,
     name: &str,
 ) -> Result<Option<String>> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM backend_groups WHERE project = $1 AND name = $2")
-            .bind(project)
-            .bind(name)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.map(|r| r.0))
+    id_by_name(conn, "backend_groups", project, name).await
 }
 
 /// The zones of the groups `ids` that exist in `project`, by ID.

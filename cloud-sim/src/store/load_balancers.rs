@@ -347,13 +347,7 @@ pub async fn lb_id_by_name(
     project: &str,
     name: &str,
 ) -> Result<Option<String>> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM load_balancers WHERE project = $1 AND name = $2")
-            .bind(project)
-            .bind(name)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.map(|r| r.0))
+    id_by_name(conn, "load_balancers", project, name).await
 }
 
 pub async fn list_lbs(

@@ -514,6 +514,23 @@ pub struct NameTagFilter {
     pub tag: Option<(String, String)>,
 }
 
+/// The ID of `table`'s resource named `name` in `project`, if any. `table` is one of ours.
+async fn id_by_name(
+    conn: &mut AnyConnection,
+    table: &'static str,
+    project: &str,
+    name: &str,
+) -> Result<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM {table} WHERE project = $1 AND name = $2"
+    )))
+    .bind(project)
+    .bind(name)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
 /// Up to `limit` rows (`columns`) of `table` in `project` with `seq > after` matching `f`, in
 /// creation order. `table` is one of ours, never a caller's string.
 async fn list_named<R>(
