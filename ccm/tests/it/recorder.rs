@@ -70,6 +70,8 @@ async fn check(client: kube::Client) {
         .unwrap()
         .items
         .into_iter()
+        // Only ours: the API server publishes events of its own (ClusterIPNotAllocated, ...).
+        .filter(|e| e.reporting_controller.as_deref() == Some("test-controller"))
         .map(|e| {
             (
                 e.regarding.and_then(|r| r.name).unwrap_or_default(),
