@@ -57,6 +57,33 @@ impl SharedNodes {
     }
 }
 
+/// Drops what no controller reads of a Node before it is stored or queued: the kubelet's
+/// reports (images, system info, capacity, volumes), managed fields, and the conditions' prose
+/// and heartbeat times (their type, status and reason stay). At 10,000 Nodes the store and the
+/// events waiting for slow subscribers are most of the ccm's memory. Safe because every write
+/// of a Node goes out as a patch, or as an update of a Node just read from the API server,
+/// never as a write of a stored copy.
+pub fn slim(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    if let Some(s) = node.status.as_mut() {
+        s.allocatable = None;
+        s.capacity = None;
+        s.config = None;
+        s.daemon_endpoints = None;
+        s.features = None;
+        s.images = None;
+        s.node_info = None;
+        s.runtime_handlers = None;
+        s.volumes_attached = None;
+        s.volumes_in_use = None;
+        for c in s.conditions.iter_mut().flatten() {
+            c.message = None;
+            c.last_heartbeat_time = None;
+            c.last_transition_time = None;
+        }
+    }
+}
+
 pub struct NodeInformer {
     api: Api<Node>,
     store: Store<Node>,
@@ -105,6 +132,7 @@ impl NodeInformer {
         } = self;
         let events = watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(slim)
             .for_each(move |event| {
                 match event {
                     Ok(e) => {
@@ -124,5 +152,88 @@ impl NodeInformer {
             _ = events => {}
             _ = shutdown => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A Node as a real kubelet reports it, once initialised by the ccm.
+    fn kubelet_node() -> Node {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "node-1",
+                "uid": "u-1",
+                "labels": {"topology.kubernetes.io/zone": "zone-a", "node.kubernetes.io/exclude-from-external-load-balancers": "true"},
+                "annotations": {"alpha.kubernetes.io/provided-node-ip": "10.0.0.5"},
+                "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}],
+            },
+            "spec": {
+                "providerID": "simcloud://zone-a/i-0123456789abcdef",
+                "podCIDR": "10.244.1.0/24",
+                "podCIDRs": ["10.244.1.0/24"],
+                "unschedulable": true,
+                "taints": [{"key": "node.kubernetes.io/out-of-service", "effect": "NoExecute"}],
+            },
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}, {"type": "Hostname", "address": "node-1"}],
+                "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+                "allocatable": {"cpu": "4", "memory": "15Gi", "pods": "110"},
+                "conditions": [
+                    {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+                     "lastHeartbeatTime": "2026-12-01T10:00:00Z", "lastTransitionTime": "2026-12-01T09:00:00Z"},
+                    {"type": "NetworkUnavailable", "status": "False", "reason": "RouteCreated", "message": "RouteController created a route",
+                     "lastHeartbeatTime": "2026-12-01T10:00:00Z", "lastTransitionTime": "2026-12-01T09:00:00Z"},
+                ],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "images": [{"names": ["registry.k8s.io/pause:3.10"], "sizeBytes": 320368}],
+                "nodeInfo": {"machineID": "m", "systemUUID": "s", "bootID": "b", "kernelVersion": "6.1", "osImage": "Debian",
+                    "containerRuntimeVersion": "containerd://2.0", "kubeletVersion": "v1.33.0", "kubeProxyVersion": "",
+                    "operatingSystem": "linux", "architecture": "amd64"},
+                "volumesInUse": ["kubernetes.io/csi/x"],
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn slim_keeps_what_the_controllers_read_and_drops_the_rest() {
+        let full = kubelet_node();
+        let mut slimmed = full.clone();
+        slim(&mut slimmed);
+        let size = |n: &Node| serde_json::to_vec(n).unwrap().len();
+        let (small, large) = (size(&slimmed), size(&full));
+        // What the node, node-lifecycle, route and service controllers read: unchanged.
+        assert_eq!(slimmed.metadata.name, full.metadata.name);
+        assert_eq!(slimmed.metadata.uid, full.metadata.uid);
+        assert_eq!(slimmed.metadata.labels, full.metadata.labels);
+        assert_eq!(slimmed.metadata.annotations, full.metadata.annotations);
+        assert_eq!(slimmed.spec, full.spec);
+        let (s, f) = (slimmed.status.unwrap(), full.status.unwrap());
+        assert_eq!(s.addresses, f.addresses);
+        let kept: Vec<_> = s
+            .conditions
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.type_, c.status, c.reason))
+            .collect();
+        let was: Vec<_> = f
+            .conditions
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.type_, c.status, c.reason))
+            .collect();
+        assert_eq!(kept, was);
+        // The rest: gone.
+        assert_eq!(slimmed.metadata.managed_fields, None);
+        assert_eq!(
+            (s.images, s.node_info, s.capacity, s.allocatable),
+            (None, None, None, None)
+        );
+        assert_eq!((s.daemon_endpoints, s.volumes_in_use), (None, None));
+        assert!(small * 2 < large, "{small} bytes vs {large}");
     }
 }

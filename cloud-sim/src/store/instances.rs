@@ -156,12 +156,7 @@ pub async fn list_instances(
     after: i64,
     limit: u32,
 ) -> Result<Vec<StoredInstance>> {
-    let sql = format!(
-        "SELECT {INSTANCE_COLUMNS} FROM instances i WHERE project = $1 AND seq > $2 \
-         AND ($3 IS NULL OR zone = $3) AND ($4 IS NULL OR state = $4) AND ($5 IS NULL OR name = $5) \
-         AND ($6 IS NULL OR EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = i.id AND t.key = $6 AND t.value = $7)) \
-         ORDER BY seq LIMIT $8"
-    );
+    let sql = list_instances_sql(f.name.is_some());
     let (tk, tv) = f.tag.clone().unzip();
     let rows: Vec<InstanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(project)
@@ -175,6 +170,19 @@ pub async fn list_instances(
         .fetch_all(conn)
         .await?;
     rows.into_iter().map(|r| r.into_stored(region)).collect()
+}
+
+/// The list query: binds project, after, zone, state, name, tag key, tag value, limit.
+fn list_instances_sql(by_name: bool) -> String {
+    // The name spelled out when there is one (as in `list_named`): `($5 IS NULL OR name = $5)`
+    // reads every instance of the project instead of the `instances_name` index.
+    let by_name = if by_name { "name = $5" } else { "$5 IS NULL" };
+    format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances i WHERE project = $1 AND seq > $2 \
+         AND ($3 IS NULL OR zone = $3) AND ($4 IS NULL OR state = $4) AND {by_name} \
+         AND ($6 IS NULL OR EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = i.id AND t.key = $6 AND t.value = $7)) \
+         ORDER BY seq LIMIT $8"
+    )
 }
 
 /// Sets an instance's state (and the deadline at which a transitional state settles).
@@ -268,13 +276,11 @@ pub async fn first_free_ip(
         column: ip,
         live,
     } = space;
-    let (count, max): (i64, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*), MAX({ip}) FROM {table} WHERE {live} AND {ip} BETWEEN $1 AND $2"
-    )))
-    .bind(i64::from(lo))
-    .bind(i64::from(hi))
-    .fetch_one(&mut *conn)
-    .await?;
+    let (count, max): (i64, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(held_sql(space)))
+        .bind(i64::from(lo))
+        .bind(i64::from(hi))
+        .fetch_one(&mut *conn)
+        .await?;
     let candidate = match max {
         None => i64::from(lo),
         Some(max) if max - i64::from(lo) + 1 == count => max + 1,
@@ -296,6 +302,18 @@ pub async fn first_free_ip(
         }
     };
     Ok(u32::try_from(candidate).ok().filter(|c| *c <= hi))
+}
+
+/// The count and highest of the addresses held in `space` between $1 and $2.
+fn held_sql(space: AddressSpace) -> String {
+    let AddressSpace {
+        table,
+        column,
+        live,
+    } = space;
+    format!(
+        "SELECT COUNT(*), MAX({column}) FROM {table} WHERE {live} AND {column} BETWEEN $1 AND $2"
+    )
 }
 
 /// Whether something in `space` holds `ip`.
@@ -368,4 +386,39 @@ pub async fn live_instance_zones(conn: &mut AnyConnection) -> Result<Vec<(Ipv4Ad
     rows.into_iter()
         .map(|(ip, z)| Ok((ip_from_db(ip)?, z)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How SQLite runs `sql` (`EXPLAIN QUERY PLAN`'s details, one per line).
+    async fn plan(db: &Db, sql: &str) -> String {
+        let mut conn = db.reader().await.unwrap();
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The lookups made once per instance created or node registered stay index lookups: as
+    /// scans they made bringing up 10,000 nodes quadratic.
+    #[tokio::test]
+    async fn per_instance_lookups_are_answered_from_indexes() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        let by_name = plan(&db, &list_instances_sql(true)).await;
+        assert!(
+            by_name.contains("USING INDEX instances_name (project=? AND name=?"),
+            "{by_name}"
+        );
+        let held = plan(&db, &held_sql(INSTANCE_ADDRESSES)).await;
+        assert!(
+            held.contains("USING COVERING INDEX instances_live_ip_state"),
+            "{held}"
+        );
+        let held = plan(&db, &held_sql(FRONTEND_ADDRESSES)).await;
+        assert!(held.contains("USING COVERING INDEX"), "{held}");
+    }
 }

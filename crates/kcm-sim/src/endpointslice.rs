@@ -8,7 +8,7 @@
 //! finished are left out. Endpoints with the same resolved ports share slices of at most 100,
 //! IPv4 only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -80,20 +80,22 @@ fn endpoint_ports(svc: &Service, pod: &Pod) -> Vec<EndpointPort> {
         .collect()
 }
 
-fn zone_of(nodes: &[Node], name: &str) -> Option<String> {
+/// Zone of each Node that has one, by Node name: what planning reads of Nodes.
+pub type NodeZones = HashMap<String, String>;
+
+pub fn node_zones<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> NodeZones {
     nodes
-        .iter()
-        .find(|n| n.metadata.name.as_deref() == Some(name))?
-        .metadata
-        .labels
-        .as_ref()?
-        .get(topology::LABEL_ZONE)
-        .cloned()
+        .into_iter()
+        .filter_map(|n| {
+            let zone = n.metadata.labels.as_ref()?.get(topology::LABEL_ZONE)?;
+            Some((n.metadata.name.clone()?, zone.clone()))
+        })
+        .collect()
 }
 
 /// The endpoint of `pod` for `svc` (upstream's `podToEndpoint`), or `None` when the Pod is not
 /// in the Service's endpoints (no IP, or finished).
-pub fn pod_endpoint(svc: &Service, pod: &Pod, nodes: &[Node]) -> Option<Endpoint> {
+pub fn pod_endpoint(svc: &Service, pod: &Pod, zones: &NodeZones) -> Option<Endpoint> {
     let status = pod.status.as_ref()?;
     let ip = status.pod_ip.clone().filter(|ip| !ip.is_empty())?;
     if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
@@ -114,7 +116,7 @@ pub fn pod_endpoint(svc: &Service, pod: &Pod, nodes: &[Node]) -> Option<Endpoint
             serving: Some(serving),
             terminating: Some(terminating),
         }),
-        zone: node.as_deref().and_then(|n| zone_of(nodes, n)),
+        zone: node.as_deref().and_then(|n| zones.get(n).cloned()),
         node_name: node,
         target_ref: Some(ObjectReference {
             kind: Some("Pod".into()),
@@ -203,14 +205,14 @@ fn uses_traffic_distribution(svc: &Service, auto: bool) -> bool {
 pub fn plan(
     svc: &Service,
     pods: &[Pod],
-    nodes: &[Node],
+    zones: &NodeZones,
     existing: &[EndpointSlice],
     cache: &mut TopologyCache,
 ) -> SlicePlan {
     // Desired endpoints, grouped by their port set.
     let mut groups: BTreeMap<String, (Vec<EndpointPort>, Vec<Endpoint>)> = BTreeMap::new();
     for pod in pods.iter().filter(|p| selected(svc, p)) {
-        let Some(ep) = pod_endpoint(svc, pod, nodes) else {
+        let Some(ep) = pod_endpoint(svc, pod, zones) else {
             continue;
         };
         let ports = endpoint_ports(svc, pod);
@@ -349,6 +351,10 @@ mod tests {
         ]
     }
 
+    fn zones() -> NodeZones {
+        node_zones(&nodes())
+    }
+
     fn pods() -> Vec<Pod> {
         vec![
             pod("p1", "a1", "127.128.0.2", true),
@@ -366,7 +372,7 @@ mod tests {
 
     #[test]
     fn endpoints_carry_zone_node_conditions_and_resolved_ports() {
-        let p = plan(&service(json!({})), &pods(), &nodes(), &[], &mut cache());
+        let p = plan(&service(json!({})), &pods(), &zones(), &[], &mut cache());
         assert_eq!(p.create.len(), 1);
         let s = &p.create[0];
         assert_eq!(s.metadata.generate_name.as_deref(), Some("web-"));
@@ -394,24 +400,24 @@ mod tests {
     #[test]
     fn unchanged_slices_are_not_written_and_gone_ones_deleted() {
         let svc = service(json!({}));
-        let mut first = plan(&svc, &pods(), &nodes(), &[], &mut cache()).create;
+        let mut first = plan(&svc, &pods(), &zones(), &[], &mut cache()).create;
         first[0].metadata.name = Some("web-abcde".into());
-        let again = plan(&svc, &pods(), &nodes(), &first, &mut cache());
+        let again = plan(&svc, &pods(), &zones(), &first, &mut cache());
         assert_eq!(again, SlicePlan::default());
         // One Pod fewer: the slice is updated in place.
-        let fewer = plan(&svc, &pods()[..3], &nodes(), &first, &mut cache());
+        let fewer = plan(&svc, &pods()[..3], &zones(), &first, &mut cache());
         assert_eq!(fewer.update.len(), 1);
         assert_eq!(fewer.update[0].metadata.name.as_deref(), Some("web-abcde"));
         assert_eq!(fewer.update[0].endpoints.len(), 3);
         // No Pods: the slice goes.
-        let none = plan(&svc, &[], &nodes(), &first, &mut cache());
+        let none = plan(&svc, &[], &zones(), &first, &mut cache());
         assert_eq!(none.delete, vec!["web-abcde".to_owned()]);
     }
 
     #[test]
     fn prefer_same_zone_hints_ready_endpoints_to_their_zone() {
         let svc = service(json!({"spec": {"trafficDistribution": "PreferSameZone"}}));
-        let p = plan(&svc, &pods(), &nodes(), &[], &mut cache());
+        let p = plan(&svc, &pods(), &zones(), &[], &mut cache());
         for e in &p.create[0].endpoints {
             let hint = e.hints.as_ref().and_then(|h| h.for_zones.clone());
             if e.conditions.as_ref().unwrap().ready == Some(true) {
@@ -434,14 +440,14 @@ mod tests {
                 pod(&format!("p{i}"), n, &format!("127.128.{z}.{}", 2 + i), true)
             })
             .collect();
-        let p = plan(&auto, &three_each, &nodes(), &[], &mut c);
+        let p = plan(&auto, &three_each, &zones(), &[], &mut c);
         assert_eq!(p.events.len(), 1, "{:?}", p.events);
         assert_eq!(p.events[0].reason, topology::auto::REASON_ENABLED);
         assert!(p.create[0].endpoints.iter().all(|e| e.hints.is_some()));
         let mut slices = p.create;
         slices[0].metadata.name = Some("web-x".into());
         let plain = service(json!({}));
-        let p = plan(&plain, &three_each, &nodes(), &slices, &mut c);
+        let p = plan(&plain, &three_each, &zones(), &slices, &mut c);
         assert_eq!(p.events.len(), 1);
         assert_eq!(p.events[0].reason, topology::auto::REASON_DISABLED);
         assert!(p.update[0].endpoints.iter().all(|e| e.hints.is_none()));
@@ -457,7 +463,7 @@ mod tests {
         p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             jiff::Timestamp::UNIX_EPOCH,
         ));
-        let e = pod_endpoint(&service(json!({})), &p, &nodes()).unwrap();
+        let e = pod_endpoint(&service(json!({})), &p, &zones()).unwrap();
         let c = e.conditions.unwrap();
         assert_eq!(
             (c.ready, c.serving, c.terminating),

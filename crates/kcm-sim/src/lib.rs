@@ -100,9 +100,8 @@ struct Sim {
     reconciled: HashMap<String, u64>,
     /// Fingerprint of the Nodes when the topology cache last saw them.
     nodes_seen: u64,
-    /// The Nodes as of `nodes_seen`: what planning reads of them (zones, readiness, allocatable)
-    /// changes only when that fingerprint does, so they are copied then, not on every pass.
-    nodes_cache: Vec<Node>,
+    /// The Nodes' zones as of `nodes_seen` (recomputed only when that fingerprint changes).
+    node_zones: endpointslice::NodeZones,
     /// Last scheduling failure reported per Pod UID (reported again only when it changes).
     unschedulable: HashMap<String, String>,
     /// Last planning error reported per Deployment UID.
@@ -165,7 +164,7 @@ async fn run(kube: kube::Client, config: Config, stop: CancellationToken) {
         topology: topology::auto::TopologyCache::new(),
         reconciled: HashMap::new(),
         nodes_seen: 0,
-        nodes_cache: Vec::new(),
+        node_zones: Default::default(),
         unschedulable: HashMap::new(),
         deployment_errors: HashMap::new(),
     };
@@ -446,21 +445,27 @@ impl Sim {
             return;
         }
         let node_refs = self.nodes.state();
-        // What the topology cache reads of a Node: zone label, allocatable CPU, readiness (not
-        // the heartbeat times, which change every few seconds).
-        let nodes_now = fingerprint(node_refs.iter().map(|n| {
-            json!([
-                n.metadata.name,
-                n.metadata.labels,
-                n.status.as_ref().map(|s| &s.allocatable),
-                scheduler::node_ready(n),
-            ])
-        }));
+        // What the topology cache and the endpoints read of a Node: zone label, allocatable CPU,
+        // readiness (not the heartbeat times, which change every few seconds). Hashed in place:
+        // this runs over every Node on every pass.
+        let nodes_now = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for n in &node_refs {
+                n.metadata.name.hash(&mut h);
+                n.metadata.labels.hash(&mut h);
+                let allocatable = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
+                for (k, v) in allocatable.into_iter().flatten() {
+                    (k, &v.0).hash(&mut h);
+                }
+                scheduler::node_ready(n).hash(&mut h);
+            }
+            h.finish()
+        };
         let mut requeue: Vec<String> = Vec::new();
         if nodes_now != self.nodes_seen {
             self.nodes_seen = nodes_now;
-            self.nodes_cache = node_refs.iter().map(|n| (**n).clone()).collect();
-            self.topology.set_nodes(&self.nodes_cache);
+            self.node_zones = endpointslice::node_zones(node_refs.iter().map(|n| &**n));
+            self.topology.set_nodes(node_refs.iter().map(|n| &**n));
             requeue = self.topology.overloaded_services();
         }
         let pods = all(&self.pods);
@@ -528,7 +533,7 @@ impl Sim {
                 continue;
             }
             let plan =
-                endpointslice::plan(svc, &ns_pods, &self.nodes_cache, &mine, &mut self.topology);
+                endpointslice::plan(svc, &ns_pods, &self.node_zones, &mine, &mut self.topology);
             if self.apply_slices(&ns, svc, plan).await {
                 self.reconciled.insert(key, print);
             } else {

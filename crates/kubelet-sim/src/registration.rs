@@ -246,8 +246,17 @@ impl Sim {
                 },
             };
             match registered {
-                Ok(()) => {
-                    tracing::info!(node = %job.node, instance = %r.instance_id, pod_cidr = ?r.pod_cidr, "kubelet: node registered")
+                Ok(created) => {
+                    tracing::info!(node = %job.node, instance = %r.instance_id, pod_cidr = ?r.pod_cidr, "kubelet: node registered");
+                    // Just created: its status and its (new) Lease follow from the Node the
+                    // create returned, without reading it back or trying to renew first.
+                    if let Some(node) = created {
+                        self.report_status(&node, job.ready).await;
+                        let uid = node.metadata.uid.unwrap_or_default();
+                        self.create_lease(&job.node, &uid, &node::now_micro_time())
+                            .await;
+                        return Ok(());
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(node = %job.node, error = %e, "kubelet: registration failed");
@@ -339,11 +348,12 @@ impl Sim {
         out
     }
 
+    /// Creates the Node of instance `i`; the created Node, or `None` when it already existed.
     pub(crate) async fn register(
         &self,
         i: &Instance,
         pod_cidr: Option<Ipv4Net>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<Node>, String> {
         let cap = self.types.get(&i.instance_type).map_or(
             node::Capacity {
                 cpu: 2,
@@ -362,8 +372,8 @@ impl Sim {
             ..Default::default()
         };
         match self.nodes_api.create(&pp, &n).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Ok(created) => Ok(Some(created)),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -373,8 +383,16 @@ impl Sim {
         let Ok(Some(current)) = self.nodes_api.get_opt(node).await else {
             return;
         };
+        self.report_status(&current, ready).await;
+        let uid = current.metadata.uid.unwrap_or_default();
+        self.renew_lease(node, &uid).await;
+    }
+
+    /// Patches the Ready condition (and the pressure conditions) of `current`, as read.
+    async fn report_status(&self, current: &Node, ready: bool) {
+        let node = current.metadata.name.as_deref().unwrap_or_default();
         let now = node::now_time();
-        let current_json = serde_json::to_value(&current).unwrap_or_default();
+        let current_json = serde_json::to_value(current).unwrap_or_default();
         let transition = node::ready_transition(&current_json, ready, &now);
         let patch = json!({"status": {"conditions": node::conditions(ready, &now, &transition)}});
         let pp = PatchParams {
@@ -388,8 +406,6 @@ impl Sim {
         {
             tracing::warn!(node, error = %e, "kubelet: status update failed");
         }
-        let uid = current.metadata.uid.unwrap_or_default();
-        self.renew_lease(node, &uid).await;
     }
 
     pub(crate) async fn renew_lease(&self, node: &str, uid: &str) {
@@ -402,20 +418,31 @@ impl Sim {
         let patch = json!({"spec": {"renewTime": renew, "holderIdentity": node, "leaseDurationSeconds": secs}});
         match self.leases.patch(node, &pp, &Patch::Merge(patch)).await {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {
-                let lease = node::lease(node, uid, secs, &renew);
-                let Ok(lease) = serde_json::from_value::<Lease>(lease) else {
-                    return;
-                };
-                let pp = PostParams {
-                    field_manager: Some(FIELD_MANAGER.to_owned()),
-                    ..Default::default()
-                };
-                if let Err(e) = self.leases.create(&pp, &lease).await {
-                    tracing::warn!(node, error = %e, "kubelet: cannot create its Lease");
-                }
-            }
+            Err(kube::Error::Api(s)) if s.code == 404 => self.create_lease(node, uid, &renew).await,
             Err(e) => tracing::warn!(node, error = %e, "kubelet: cannot renew its Lease"),
+        }
+    }
+
+    /// Creates the Lease of `node` (owned by the Node with UID `uid`), renewed at `renew`; one
+    /// that exists already is renewed instead.
+    async fn create_lease(&self, node: &str, uid: &str, renew: &str) {
+        let secs = i64::try_from(self.config.lease_duration.as_secs()).unwrap_or(40);
+        let lease = node::lease(node, uid, secs, renew);
+        let Ok(lease) = serde_json::from_value::<Lease>(lease) else {
+            return;
+        };
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        match self.leases.create(&pp, &lease).await {
+            Ok(_) => {}
+            // Left from an earlier Node of the same name (the garbage collector had not got to
+            // it): renew it.
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                Box::pin(self.renew_lease(node, uid)).await
+            }
+            Err(e) => tracing::warn!(node, error = %e, "kubelet: cannot create its Lease"),
         }
     }
 

@@ -386,7 +386,7 @@ async fn ensure_instances(
         .filter(|x| x.state != InstanceState::Terminated)
         .map(|x| (x.name.as_str(), x))
         .collect();
-    let results: Vec<anyhow::Result<()>> = futures_util::stream::iter(nodes)
+    let mut results = futures_util::stream::iter(nodes)
         .map(|n| {
             let (live, tag) = (&live, &tag);
             async move {
@@ -411,13 +411,21 @@ async fn ensure_instances(
                             .with_context(|| format!("creating instance {}", n.name))?;
                     }
                 }
-                Ok(())
+                anyhow::Ok(())
             }
         })
-        .buffer_unordered(CREATES_AT_ONCE)
-        .collect()
-        .await;
-    results.into_iter().collect()
+        .buffer_unordered(CREATES_AT_ONCE);
+    // Thousands of creates take a while: say how far they are, about once a second.
+    let (mut done, mut told) = (0, Instant::now());
+    while let Some(r) = results.next().await {
+        r?;
+        done += 1;
+        if told.elapsed() >= Duration::from_secs(1) && done < nodes.len() {
+            eprintln!("creating instances: {done}/{}", nodes.len());
+            told = Instant::now();
+        }
+    }
+    Ok(())
 }
 
 /// Instance creates (or starts) `simctl up` has in flight at once.

@@ -180,7 +180,7 @@ impl TopologyCache {
     /// Recomputes the zone ratios from `nodes`: ready nodes that are not control-plane nodes;
     /// one without a zone or CPU makes the node information insufficient for the whole
     /// cluster, as do fewer than two zones.
-    pub fn set_nodes(&mut self, nodes: &[Node]) {
+    pub fn set_nodes<'a>(&mut self, nodes: impl IntoIterator<Item = &'a Node>) {
         let mut cpu_by_zone: BTreeMap<String, u64> = BTreeMap::new();
         let mut sufficient = true;
         let mut total = 0u64;
