@@ -129,9 +129,12 @@ pub async fn list_routes(
     rows.into_iter().map(RouteRow::into_stored).collect()
 }
 
-/// `(id, name, destination)` of the routes in the table whose destination may overlap `dest`:
-/// the IPv4 ones whose range meets it (found by the index), and those without a stored range
-/// (IPv6, or stored before ranges were), which the caller checks by parsing.
+/// `(id, name, destination)` of the routes in the table whose destination may overlap `dest`,
+/// which the caller checks by parsing: those without a stored range (IPv6, or stored before
+/// ranges were), and of the IPv4 ones the one starting last at or before `dest`'s end. The
+/// stored IPv4 ranges of a table never overlap (a create that would is refused), so if that one
+/// ends before `dest` starts, so does every one before it: two index lookups, where testing
+/// every range that starts before `dest` ends read the whole table for each new route.
 pub async fn route_overlap_candidates(
     conn: &mut AnyConnection,
     project: &str,
@@ -139,17 +142,22 @@ pub async fn route_overlap_candidates(
     dest: &ipnet::IpNet,
 ) -> Result<Vec<(String, String, String)>> {
     let range = v4_range(dest);
-    Ok(sqlx::query_as(
-        "SELECT id, name, destination_cidr FROM routes WHERE project = $1 AND route_table = $2 \
-         AND (dest_first IS NULL OR (dest_first <= $4 AND dest_last >= $3))",
-    )
-    .bind(project)
-    .bind(table)
-    .bind(range.map(|r| i64::from(r.0)))
-    .bind(range.map(|r| i64::from(r.1)))
-    .fetch_all(conn)
-    .await?)
+    Ok(sqlx::query_as(ROUTE_OVERLAP_SQL)
+        .bind(project)
+        .bind(table)
+        .bind(range.map(|r| i64::from(r.0)))
+        .bind(range.map(|r| i64::from(r.1)))
+        .fetch_all(conn)
+        .await?)
 }
+
+/// Binds project, table, `dest`'s first and last IPv4 address (NULL for IPv6).
+const ROUTE_OVERLAP_SQL: &str = "SELECT id, name, destination_cidr FROM routes \
+     WHERE project = $1 AND route_table = $2 AND dest_first IS NULL \
+     UNION ALL \
+     SELECT * FROM (SELECT id, name, destination_cidr FROM routes \
+       WHERE project = $1 AND route_table = $2 AND dest_first <= $4 \
+       ORDER BY dest_first DESC LIMIT 1) AS nearest";
 
 /// The ID of the route named `name` in the table.
 pub async fn route_by_name(

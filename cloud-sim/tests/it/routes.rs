@@ -37,7 +37,12 @@ async fn create_list_delete_and_overlap() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Conflict));
-    assert!(e.to_string().contains("overlaps route n1-pods"), "{e}");
+    // It names one of the routes it overlaps.
+    let m = e.to_string();
+    assert!(
+        m.contains("overlaps route n1-pods") || m.contains("overlaps route n2-pods"),
+        "{m}"
+    );
     let e = c
         .client
         .create_route(T, &route("n1-pods", "10.244.9.0/24", &n2))
@@ -202,6 +207,44 @@ async fn overlap_edges() {
         ("outer", "10.0.0.0/8", true),
         ("v6-inner", "fd00:10:244:1:1::/80", true),
         ("v6-beside", "fd00:10:244:2::/64", false),
+    ];
+    for (name, cidr, overlaps) in cases {
+        let r = c.client.create_route(T, &route(name, cidr, &n1)).await;
+        match r {
+            Err(e) if overlaps => assert_eq!(e.code(), Some(ErrorCode::Conflict), "{name}: {e}"),
+            Ok(_) if !overlaps => {}
+            other => panic!("{name} ({cidr}): expected overlap={overlaps}, got {other:?}"),
+        }
+    }
+}
+
+/// Among many stored routes the check looks only at the one starting last before a new
+/// destination ends (stored ranges never overlap): a wide route far below, gaps between
+/// neighbours, and a destination covering several.
+#[tokio::test]
+async fn overlap_among_many_routes() {
+    let c = spawn().await;
+    let n1 = c.instance("n1", "zone-a").await.id;
+    for (name, cidr) in [
+        ("wide", "10.2.0.0/16"),
+        ("a", "10.3.0.0/24"),
+        ("b", "10.3.2.0/24"),
+        ("c", "10.3.4.0/24"),
+    ] {
+        c.client
+            .create_route(T, &route(name, cidr, &n1))
+            .await
+            .unwrap();
+    }
+    let cases = [
+        ("inside-wide", "10.2.200.0/24", true),
+        ("gap-a-b", "10.3.1.0/24", false),
+        ("gap-b-c", "10.3.3.0/25", false),
+        ("inside-b", "10.3.2.128/25", true),
+        ("covers-all-three", "10.3.0.0/16", true),
+        ("between-wide-and-a", "10.2.255.255/32", true),
+        ("after-c", "10.3.5.0/24", false),
+        ("before-all", "10.1.0.0/16", false),
     ];
     for (name, cidr, overlaps) in cases {
         let r = c.client.create_route(T, &route(name, cidr, &n1)).await;
