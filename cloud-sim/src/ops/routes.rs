@@ -43,8 +43,8 @@ impl Cloud {
             req.target_instance_id.as_str(),
         )
         .await?;
-        match target {
-            Some(t) if lifecycle::is_live(t.instance.state) => {}
+        let target_state = match target {
+            Some(t) if lifecycle::is_live(t.instance.state) => t.instance.state,
             Some(_) => {
                 return Err(Invalid::new(
                     "target_instance_id",
@@ -62,7 +62,7 @@ impl Cloud {
                 )
                 .into());
             }
-        }
+        };
         if let Some(id) = store::route_by_name(&mut tx, &ctx.project, table, &req.name).await? {
             return Err(ApiError::AlreadyExists(format!(
                 "route name {:?} is in use by {id}",
@@ -70,7 +70,7 @@ impl Cloud {
             )));
         }
         let quota = self.config.route_quota;
-        if store::count_routes(&mut tx, &ctx.project, table).await? >= quota {
+        if !store::take_route_place(&mut tx, &ctx.project, table, quota).await? {
             return Err(ApiError::QuotaExceeded(format!(
                 "route table {table} holds its quota of {quota} routes"
             )));
@@ -98,7 +98,9 @@ impl Cloud {
             target_instance_id: req.target_instance_id,
             tags: req.tags,
         };
-        store::insert_route(&mut tx, &n, now).await?;
+        let out = store::insert_route(&mut tx, &n, target_state, now)
+            .await?
+            .route;
         let e = NewEvent {
             project: Some(&ctx.project),
             resource_kind: ResourceKind::Route,
@@ -108,11 +110,7 @@ impl Cloud {
             zone: None,
         };
         store::append_event(&mut tx, &e, now).await?;
-        let out = store::get_route(&mut tx, &ctx.project, table, n.id.as_str()).await?;
         tx.commit().await?;
-        let out = out
-            .ok_or_else(|| ApiError::not_found("route", &n.id))?
-            .route;
         tracing::info!(route = %out.id, destination = %out.destination_cidr, target = %out.target_instance_id, "route created");
         Ok(out)
     }
@@ -167,7 +165,7 @@ impl Cloud {
             .await?
             .ok_or_else(|| ApiError::not_found("route", &id))?;
         check_etag(if_match, &cur.route.etag)?;
-        store::delete_route(&mut tx, id.as_str()).await?;
+        store::delete_route(&mut tx, &ctx.project, table, id.as_str()).await?;
         let e = NewEvent {
             project: Some(&ctx.project),
             resource_kind: ResourceKind::Route,

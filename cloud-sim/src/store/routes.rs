@@ -60,10 +60,20 @@ pub struct NewRoute {
     pub tags: Tags,
 }
 
-pub async fn insert_route(conn: &mut AnyConnection, n: &NewRoute, now: i64) -> Result<()> {
-    sqlx::query(
+/// Inserts the route (its target, in state `target_state`, checked by the caller) and returns
+/// it as stored.
+pub async fn insert_route(
+    conn: &mut AnyConnection,
+    n: &NewRoute,
+    target_state: InstanceState,
+    now: i64,
+) -> Result<StoredRoute> {
+    // RETURNING: the stored row comes back with the insert (no read after it).
+    let row: RouteRow = sqlx::query_as(
         "INSERT INTO routes (id, project, route_table, name, destination_cidr, target_instance_id, tags, version, created_at, dest_first, dest_last) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10) \
+         RETURNING seq, id, route_table, name, destination_cidr, target_instance_id, tags, version, created_at, \
+         CAST($11 AS TEXT) AS target_state",
     )
     .bind(n.id.as_str())
     .bind(&n.project)
@@ -75,9 +85,11 @@ pub async fn insert_route(conn: &mut AnyConnection, n: &NewRoute, now: i64) -> R
     .bind(now)
     .bind(v4_range(&n.destination_cidr).map(|r| i64::from(r.0)))
     .bind(v4_range(&n.destination_cidr).map(|r| i64::from(r.1)))
-    .execute(&mut *conn)
+    .bind(target_state.as_str())
+    .fetch_one(&mut *conn)
     .await?;
-    insert_tags(conn, n.id.as_str(), &n.tags).await
+    insert_tags(conn, n.id.as_str(), &n.tags).await?;
+    row.into_stored()
 }
 
 /// First and last address of an IPv4 network.
@@ -178,20 +190,57 @@ pub async fn route_by_name(
 }
 
 pub async fn count_routes(conn: &mut AnyConnection, project: &str, table: &str) -> Result<u32> {
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM routes WHERE project = $1 AND route_table = $2")
+    let n: Option<(i64,)> =
+        sqlx::query_as("SELECT routes FROM route_counts WHERE project = $1 AND route_table = $2")
             .bind(project)
             .bind(table)
-            .fetch_one(conn)
+            .fetch_optional(conn)
             .await?;
-    u32::try_from(n).map_err(|e| corrupt("route count", e))
+    u32::try_from(n.map_or(0, |n| n.0)).map_err(|e| corrupt("route count", e))
 }
 
-pub async fn delete_route(conn: &mut AnyConnection, id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM routes WHERE id = $1")
+/// Counts one more route in the table unless it holds `quota` already; whether it did. Part of
+/// creating a route: in the same transaction as the insert.
+pub async fn take_route_place(
+    conn: &mut AnyConnection,
+    project: &str,
+    table: &str,
+    quota: u32,
+) -> Result<bool> {
+    if quota == 0 {
+        return Ok(false);
+    }
+    let r = sqlx::query(
+        "INSERT INTO route_counts (project, route_table, routes) VALUES ($1, $2, 1) \
+         ON CONFLICT (project, route_table) DO UPDATE SET routes = route_counts.routes + 1 \
+         WHERE route_counts.routes < $3",
+    )
+    .bind(project)
+    .bind(table)
+    .bind(i64::from(quota))
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn delete_route(
+    conn: &mut AnyConnection,
+    project: &str,
+    table: &str,
+    id: &str,
+) -> Result<()> {
+    let r = sqlx::query("DELETE FROM routes WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)
         .await?;
+    sqlx::query(
+        "UPDATE route_counts SET routes = routes - $3 WHERE project = $1 AND route_table = $2",
+    )
+    .bind(project)
+    .bind(table)
+    .bind(i64::try_from(r.rows_affected()).unwrap_or(0))
+    .execute(&mut *conn)
+    .await?;
     sqlx::query("DELETE FROM tags WHERE resource_id = $1")
         .bind(id)
         .execute(conn)

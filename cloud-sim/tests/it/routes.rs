@@ -119,10 +119,19 @@ async fn quota_is_enforced_and_recovers() {
     assert_eq!(tables["items"][0]["id"], "default");
     assert_eq!(tables["items"][0]["route_count"], 3);
     c.client.delete_route(T, ids[0].as_str()).await.unwrap();
+    // A refused create takes no place (the count is kept in the create's transaction).
+    let e = c
+        .client
+        .create_route(T, &route("overlapping", "10.244.1.0/25", &n))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict));
+    assert_eq!(c.client.route_table(T).await.unwrap().route_count, 2);
     c.client
         .create_route(T, &route("r3", "10.244.3.0/24", &n))
         .await
         .unwrap();
+    assert_eq!(c.client.route_table(T).await.unwrap().route_count, 3);
 }
 
 #[tokio::test]
