@@ -1,6 +1,7 @@
 //! The background worker: settles transitional states when their delay has passed and purges
-//! expired records. It sleeps until the next deadline (at most [`MAX_IDLE`]) and is woken early
-//! by any write, since a write may have set a nearer deadline.
+//! expired records (every [`PURGE_EVERY`]). It sleeps until the next deadline (at most
+//! [`MAX_IDLE`]) and is woken early by any write, since a write may have set a nearer deadline;
+//! a wake-up with nothing due reads two indexes and takes no write lock.
 
 use std::time::Duration;
 
@@ -9,17 +10,27 @@ use tokio_util::sync::CancellationToken;
 use crate::ops::Cloud;
 use crate::store::now_ms;
 
-/// Longest the worker sleeps without looking (retention purges ride on this).
+/// Longest the worker sleeps without looking.
 pub const MAX_IDLE: Duration = Duration::from_secs(1);
+
+/// How often expired records are purged.
+pub const PURGE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown` is cancelled.
 pub async fn run(cloud: Cloud, shutdown: CancellationToken) {
+    let mut purged_at: Option<tokio::time::Instant> = None;
     loop {
         let notified = cloud.changes().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         if let Err(e) = cloud.settle_due().await {
             tracing::warn!(error = %crate::http::error::error_chain(&e), "settling due resources failed; will retry");
+        }
+        if purged_at.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+            purged_at = Some(tokio::time::Instant::now());
+            if let Err(e) = cloud.purge_expired().await {
+                tracing::warn!(error = %crate::http::error::error_chain(&e), "purging expired records failed; will retry");
+            }
         }
         let sleep = match cloud.next_deadline().await {
             Ok(Some(at)) => {

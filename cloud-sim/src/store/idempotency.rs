@@ -108,8 +108,11 @@ pub async fn release_idempotency(conn: &mut AnyConnection, project: &str, key: &
     Ok(())
 }
 
+/// Deletes the records created before $1 (found by `idempotency_keys_created`).
+pub(super) const PURGE_IDEMPOTENCY_SQL: &str = "DELETE FROM idempotency_keys WHERE created_at < $1";
+
 pub async fn purge_idempotency(conn: &mut AnyConnection, cutoff: i64) -> Result<u64> {
-    let r = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+    let r = sqlx::query(PURGE_IDEMPOTENCY_SQL)
         .bind(cutoff)
         .execute(conn)
         .await?;

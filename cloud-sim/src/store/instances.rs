@@ -420,5 +420,11 @@ mod tests {
         );
         let held = plan(&db, &held_sql(FRONTEND_ADDRESSES)).await;
         assert!(held.contains("USING COVERING INDEX"), "{held}");
+        // Every second, by the worker.
+        let purge = plan(&db, super::super::idempotency::PURGE_IDEMPOTENCY_SQL).await;
+        assert!(
+            purge.contains("USING INDEX idempotency_keys_created"),
+            "{purge}"
+        );
     }
 }
