@@ -107,11 +107,22 @@ impl<K: Clone + Eq + std::hash::Hash, V> Recent<K, V> {
     }
 }
 
+/// What a repeat needs of the event it joins (not the whole Event: 4,096 of those were 13 MiB
+/// of the ccm's heap at 10,000 nodes).
+#[derive(Debug, Clone)]
+struct Published {
+    /// The Event's name (its namespace is the regarding object's, part of the key).
+    name: String,
+    /// The series count so far (1: not a series yet).
+    count: i32,
+    last_seen: Timestamp,
+}
+
 /// A controller's event recorder; see the module docs.
 pub struct Recorder {
     client: kube::Client,
     reporter: Reporter,
-    recent: Mutex<Recent<Key, K8sEvent>>,
+    recent: Mutex<Recent<Key, Published>>,
 }
 
 impl Recorder {
@@ -143,26 +154,32 @@ impl Recorder {
             .lock()
             .expect("recent events lock")
             .get(&key)
-            .filter(|e| last_seen(e).is_some_and(|t| t + SERIES_WINDOW > now))
+            .filter(|e| e.last_seen + SERIES_WINDOW > now)
             .cloned();
         let ns = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), ns);
         let event = match earlier {
             Some(mut e) => {
-                let count = e.series.as_ref().map_or(2, |s| s.count + 1);
-                e.series = Some(EventSeries {
-                    count,
+                // Only the series changes (client-go patches just that, too).
+                e.count += 1;
+                e.last_seen = now;
+                let series = EventSeries {
+                    count: e.count,
                     last_observed_time: MicroTime(now),
-                });
-                let name = e.metadata.name.clone().unwrap_or_default();
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&e))
+                };
+                let patch = serde_json::json!({ "series": series });
+                api.patch(&e.name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
                 e
             }
             None => {
                 let e = self.new_event(ev, regarding, now);
                 api.create(&PostParams::default(), &e).await?;
-                e
+                Published {
+                    name: e.metadata.name.unwrap_or_default(),
+                    count: 1,
+                    last_seen: now,
+                }
             }
         };
         self.recent
@@ -201,14 +218,6 @@ impl Recorder {
             ..Default::default()
         }
     }
-}
-
-/// When the event was last seen: its series' last observation, or its time.
-fn last_seen(e: &K8sEvent) -> Option<Timestamp> {
-    e.series
-        .as_ref()
-        .map(|s| s.last_observed_time.0)
-        .or_else(|| e.event_time.as_ref().map(|t| t.0))
 }
 
 #[cfg(test)]
