@@ -195,29 +195,18 @@ async fn bad_routes_and_blackholes() {
     );
 }
 
-/// The overlap check finds IPv4 neighbours through an index on the destinations' ranges: its
-/// edges, and IPv6 destinations (no stored range) checked by parsing.
-#[tokio::test]
-async fn overlap_edges() {
+/// Stores the routes `stored`, then creates each of `cases` in turn (each kept when it is
+/// created), expecting a conflict exactly where the case says it overlaps.
+async fn check_overlaps(stored: &[(&str, &str)], cases: &[(&str, &str, bool)]) {
     let c = spawn().await;
     let n1 = c.instance("n1", "zone-a").await.id;
-    for (name, cidr) in [("wide", "10.244.0.0/23"), ("v6", "fd00:10:244:1::/64")] {
+    for (name, cidr) in stored {
         c.client
             .create_route(T, &route(name, cidr, &n1))
             .await
             .unwrap();
     }
-    let cases = [
-        ("inner", "10.244.1.128/25", true),
-        ("first-address", "10.244.0.0/32", true),
-        ("last-address", "10.244.1.255/32", true),
-        ("just-before", "10.243.255.255/32", false),
-        ("just-after", "10.244.2.0/24", false),
-        ("outer", "10.0.0.0/8", true),
-        ("v6-inner", "fd00:10:244:1:1::/80", true),
-        ("v6-beside", "fd00:10:244:2::/64", false),
-    ];
-    for (name, cidr, overlaps) in cases {
+    for &(name, cidr, overlaps) in cases {
         let r = c.client.create_route(T, &route(name, cidr, &n1)).await;
         match r {
             Err(e) if overlaps => assert_eq!(e.code(), Some(ErrorCode::Conflict), "{name}: {e}"),
@@ -227,40 +216,48 @@ async fn overlap_edges() {
     }
 }
 
+/// The overlap check finds IPv4 neighbours through an index on the destinations' ranges: its
+/// edges, and IPv6 destinations (no stored range) checked by parsing.
+#[tokio::test]
+async fn overlap_edges() {
+    check_overlaps(
+        &[("wide", "10.244.0.0/23"), ("v6", "fd00:10:244:1::/64")],
+        &[
+            ("inner", "10.244.1.128/25", true),
+            ("first-address", "10.244.0.0/32", true),
+            ("last-address", "10.244.1.255/32", true),
+            ("just-before", "10.243.255.255/32", false),
+            ("just-after", "10.244.2.0/24", false),
+            ("outer", "10.0.0.0/8", true),
+            ("v6-inner", "fd00:10:244:1:1::/80", true),
+            ("v6-beside", "fd00:10:244:2::/64", false),
+        ],
+    )
+    .await;
+}
+
 /// Among many stored routes the check looks only at the one starting last before a new
 /// destination ends (stored ranges never overlap): a wide route far below, gaps between
 /// neighbours, and a destination covering several.
 #[tokio::test]
 async fn overlap_among_many_routes() {
-    let c = spawn().await;
-    let n1 = c.instance("n1", "zone-a").await.id;
-    for (name, cidr) in [
-        ("wide", "10.2.0.0/16"),
-        ("a", "10.3.0.0/24"),
-        ("b", "10.3.2.0/24"),
-        ("c", "10.3.4.0/24"),
-    ] {
-        c.client
-            .create_route(T, &route(name, cidr, &n1))
-            .await
-            .unwrap();
-    }
-    let cases = [
-        ("inside-wide", "10.2.200.0/24", true),
-        ("gap-a-b", "10.3.1.0/24", false),
-        ("gap-b-c", "10.3.3.0/25", false),
-        ("inside-b", "10.3.2.128/25", true),
-        ("covers-all-three", "10.3.0.0/16", true),
-        ("between-wide-and-a", "10.2.255.255/32", true),
-        ("after-c", "10.3.5.0/24", false),
-        ("before-all", "10.1.0.0/16", false),
-    ];
-    for (name, cidr, overlaps) in cases {
-        let r = c.client.create_route(T, &route(name, cidr, &n1)).await;
-        match r {
-            Err(e) if overlaps => assert_eq!(e.code(), Some(ErrorCode::Conflict), "{name}: {e}"),
-            Ok(_) if !overlaps => {}
-            other => panic!("{name} ({cidr}): expected overlap={overlaps}, got {other:?}"),
-        }
-    }
+    check_overlaps(
+        &[
+            ("wide", "10.2.0.0/16"),
+            ("a", "10.3.0.0/24"),
+            ("b", "10.3.2.0/24"),
+            ("c", "10.3.4.0/24"),
+        ],
+        &[
+            ("inside-wide", "10.2.200.0/24", true),
+            ("gap-a-b", "10.3.1.0/24", false),
+            ("gap-b-c", "10.3.3.0/25", false),
+            ("inside-b", "10.3.2.128/25", true),
+            ("covers-all-three", "10.3.0.0/16", true),
+            ("between-wide-and-a", "10.2.255.255/32", true),
+            ("after-c", "10.3.5.0/24", false),
+            ("before-all", "10.1.0.0/16", false),
+        ],
+    )
+    .await;
 }
