@@ -173,7 +173,7 @@ pub async fn list_instances(
 }
 
 /// The list query: binds project, after, zone, state, name, tag key, tag value, limit.
-fn list_instances_sql(by_name: bool) -> String {
+pub(super) fn list_instances_sql(by_name: bool) -> String {
     // The name spelled out when there is one (as in `list_named`): `($5 IS NULL OR name = $5)`
     // reads every instance of the project instead of the `instances_name` index.
     let by_name = if by_name { "name = $5" } else { "$5 IS NULL" };
@@ -305,7 +305,7 @@ pub async fn first_free_ip(
 }
 
 /// The count and highest of the addresses held in `space` between $1 and $2.
-fn held_sql(space: AddressSpace) -> String {
+pub(super) fn held_sql(space: AddressSpace) -> String {
     let AddressSpace {
         table,
         column,
@@ -386,45 +386,4 @@ pub async fn live_instance_zones(conn: &mut AnyConnection) -> Result<Vec<(Ipv4Ad
     rows.into_iter()
         .map(|(ip, z)| Ok((ip_from_db(ip)?, z)))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// How SQLite runs `sql` (`EXPLAIN QUERY PLAN`'s details, one per line).
-    async fn plan(db: &Db, sql: &str) -> String {
-        let mut conn = db.reader().await.unwrap();
-        let rows: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap();
-        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
-    }
-
-    /// The lookups made once per instance created or node registered stay index lookups: as
-    /// scans they made bringing up 10,000 nodes quadratic.
-    #[tokio::test]
-    async fn per_instance_lookups_are_answered_from_indexes() {
-        let db = Db::connect("sqlite::memory:").await.unwrap();
-        let by_name = plan(&db, &list_instances_sql(true)).await;
-        assert!(
-            by_name.contains("USING INDEX instances_name (project=? AND name=?"),
-            "{by_name}"
-        );
-        let held = plan(&db, &held_sql(INSTANCE_ADDRESSES)).await;
-        assert!(
-            held.contains("USING COVERING INDEX instances_live_ip_state"),
-            "{held}"
-        );
-        let held = plan(&db, &held_sql(FRONTEND_ADDRESSES)).await;
-        assert!(held.contains("USING COVERING INDEX"), "{held}");
-        // Every second, by the worker.
-        let purge = plan(&db, super::super::idempotency::PURGE_IDEMPOTENCY_SQL).await;
-        assert!(
-            purge.contains("USING INDEX idempotency_keys_created"),
-            "{purge}"
-        );
-    }
 }

@@ -614,6 +614,49 @@ mod tests {
         }
     }
 
+    /// How SQLite runs `sql` (`EXPLAIN QUERY PLAN`'s details, one per line).
+    async fn plan(db: &Db, sql: &str) -> String {
+        let mut conn = db.reader().await.unwrap();
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The queries made once per instance or route created, or node registered, and the
+    /// worker's purge stay index lookups: as scans they made bringing up 10,000 nodes quadratic.
+    #[tokio::test]
+    async fn per_create_queries_are_answered_from_indexes() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        let by_name = plan(&db, &instances::list_instances_sql(true)).await;
+        assert!(
+            by_name.contains("USING INDEX instances_name (project=? AND name=?"),
+            "{by_name}"
+        );
+        let held = plan(&db, &instances::held_sql(INSTANCE_ADDRESSES)).await;
+        assert!(
+            held.contains("USING COVERING INDEX instances_live_ip_state"),
+            "{held}"
+        );
+        let held = plan(&db, &instances::held_sql(FRONTEND_ADDRESSES)).await;
+        assert!(held.contains("USING COVERING INDEX"), "{held}");
+        let overlap = plan(&db, routes::ROUTE_OVERLAP_SQL).await;
+        assert!(
+            overlap
+                .contains("USING INDEX routes_dest (project=? AND route_table=? AND dest_first<?)")
+                && !overlap.contains("SCAN routes")
+                && !overlap.contains("TEMP B-TREE"),
+            "{overlap}"
+        );
+        let purge = plan(&db, idempotency::PURGE_IDEMPOTENCY_SQL).await;
+        assert!(
+            purge.contains("USING INDEX idempotency_keys_created"),
+            "{purge}"
+        );
+    }
+
     #[test]
     fn the_engine_is_the_urls_scheme() {
         assert_eq!(Engine::of_url("sqlite::memory:"), Some(Engine::Sqlite));

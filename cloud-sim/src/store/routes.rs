@@ -153,22 +153,22 @@ pub async fn route_overlap_candidates(
     table: &str,
     dest: &ipnet::IpNet,
 ) -> Result<Vec<(String, String, String)>> {
-    let range = v4_range(dest);
     Ok(sqlx::query_as(ROUTE_OVERLAP_SQL)
         .bind(project)
         .bind(table)
-        .bind(range.map(|r| i64::from(r.0)))
-        .bind(range.map(|r| i64::from(r.1)))
+        .bind(v4_range(dest).map(|r| i64::from(r.1)))
         .fetch_all(conn)
         .await?)
 }
 
-/// Binds project, table, `dest`'s first and last IPv4 address (NULL for IPv6).
-const ROUTE_OVERLAP_SQL: &str = "SELECT id, name, destination_cidr FROM routes \
+/// Binds project, table, `dest`'s last IPv4 address (NULL for IPv6: no IPv4 route overlaps it).
+/// Filtering the nearest on its end too would walk the index past every route that ends before
+/// `dest`: the caller checks the one it gets.
+pub(super) const ROUTE_OVERLAP_SQL: &str = "SELECT id, name, destination_cidr FROM routes \
      WHERE project = $1 AND route_table = $2 AND dest_first IS NULL \
      UNION ALL \
      SELECT * FROM (SELECT id, name, destination_cidr FROM routes \
-       WHERE project = $1 AND route_table = $2 AND dest_first <= $4 \
+       WHERE project = $1 AND route_table = $2 AND dest_first <= $3 \
        ORDER BY dest_first DESC LIMIT 1) AS nearest";
 
 /// The ID of the route named `name` in the table.
