@@ -1,19 +1,20 @@
 //! All SQL. Functions take a connection (or a [`Db`] for reads) and return domain values; they
 //! never see axum types and never decide policy.
 //!
-//! SQLite allows one writer at a time, so writes go through a pool of exactly one connection:
-//! transactions then never fail with `SQLITE_BUSY`, and check-then-insert inside a write
-//! transaction is race-free. Reads use their own pool (WAL lets them run beside the writer).
-//! `sqlite::memory:` databases use one connection for both, since each connection would
-//! otherwise see its own empty database.
+//! SQLite allows one writer at a time, so writes go through one connection, held for the
+//! database's lifetime and handed from writer to writer by a mutex ([`writer`]): transactions
+//! then never fail with `SQLITE_BUSY`, and check-then-insert inside a write transaction is
+//! race-free. Reads use their own pool (WAL lets them run beside the writer).
+//! `sqlite::memory:` databases are read through the write connection too, since each
+//! connection would otherwise see its own empty database.
 //!
 //! Durability is by group commit ([`durability`]): [`WriteTx::commit`] returns once the
 //! transaction is on disk, and concurrent commits share one flush of the write-ahead log.
 //!
 //! The same SQL runs on SQLite (the default) and PostgreSQL ([`Engine`]), through sqlx's `Any`
 //! driver; each engine has its own migrations (`migrations/sqlite`, `migrations/postgres`),
-//! which differ only in spelling (key columns, blob type). On PostgreSQL the write pool is
-//! also one connection per process, and the server makes commits durable itself.
+//! which differ only in spelling (key columns, blob type). On PostgreSQL the write connection
+//! is also one per process, and the server makes commits durable itself.
 //!
 //! This module holds the connection handling and the helpers every table uses; one submodule per
 //! resource holds its SQL (`instances`, `load_balancers`, `backend_groups`, `routes`, `events`, `catalog` for zones
@@ -33,8 +34,9 @@ use cloud_api::{
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyPoolOptions;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use tokio::sync::Notify;
 
 mod backend_groups;
@@ -46,6 +48,7 @@ mod instances;
 mod load_balancers;
 mod routes;
 mod traffic;
+mod writer;
 
 pub use backend_groups::*;
 pub use catalog::*;
@@ -125,13 +128,13 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
-/// The database: a single-connection write pool, a read pool, the group commit of the writer,
-/// and a signal for new events.
+/// The database: the write connection, a read pool (none for in-memory databases: they are read
+/// through the write connection), the group commit of the writer, and a signal for new events.
 #[derive(Debug, Clone)]
 pub struct Db {
     engine: Engine,
-    write: AnyPool,
-    read: AnyPool,
+    write: Arc<writer::Writer>,
+    read: Option<AnyPool>,
     sync: Arc<durability::GroupSync>,
     events: Arc<Notify>,
     /// Ends the PostgreSQL change listener ([`follow_changes`]) when the database closes.
@@ -216,6 +219,8 @@ impl Db {
         let pool = |max: u32| {
             AnyPoolOptions::new()
                 .max_connections(max)
+                // Readers are local connections to a file: no liveness check on every checkout.
+                .test_before_acquire(false)
                 .after_connect(move |conn, _| {
                     Box::pin(async move {
                         conn.execute(pragmas).await?;
@@ -241,29 +246,23 @@ impl Db {
                 .map_err(open)?;
             Some(opts.get_filename().to_owned())
         };
-        let (write, read) = if memory {
-            let pool = pool(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect(url)
-                .await
-                .map_err(open)?;
-            (pool.clone(), pool)
+        // The write connection is held for the database's lifetime (an in-memory database lives
+        // as long as it); the pool only opens it.
+        let write = pool(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect(url)
+            .await
+            .map_err(open)?;
+        let read = if memory {
+            None
         } else {
-            let write = pool(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect(url)
-                .await
-                .map_err(open)?;
             let sep = if url.contains('?') { '&' } else { '?' };
             let read = pool(4)
                 .connect(&format!("{url}{sep}mode=ro"))
                 .await
                 .map_err(open)?;
-            (write, read)
+            Some(read)
         };
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
         let wal = file.map(|file| {
@@ -280,6 +279,9 @@ impl Db {
             })
             .map_err(StoreError::Sync)?;
         }
+        let write = Arc::new(writer::Writer::new(write));
+        // Taken now: an in-memory database must not be dropped between uses.
+        write.acquire().await?.done();
         Ok(Self {
             engine: Engine::Sqlite,
             write,
@@ -303,6 +305,7 @@ impl Db {
             .map_err(open)?;
         let read = AnyPoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect(url)
             .await
             .map_err(open)?;
@@ -315,8 +318,8 @@ impl Db {
         tokio::spawn(follow_changes(listener, events.clone(), closing.clone()));
         Ok(Self {
             engine: Engine::Postgres,
-            write,
-            read,
+            write: Arc::new(writer::Writer::new(write)),
+            read: Some(read),
             // PostgreSQL's commit returns once its log is on disk (synchronous_commit = on, the
             // default): nothing is left to flush here.
             sync: Arc::new(durability::GroupSync::new(None)),
@@ -332,15 +335,16 @@ impl Db {
     /// Starts a write transaction. Commit it with [`WriteTx::commit`].
     pub async fn begin(&self) -> Result<WriteTx> {
         let writing = self.sync.writing();
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.write.acquire().await?;
+        conn.execute("BEGIN").await?;
         if self.engine == Engine::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(WRITE_LOCK)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
         }
         Ok(WriteTx {
-            tx,
+            conn,
             engine: self.engine,
             sync: self.sync.clone(),
             events: self.events.clone(),
@@ -361,6 +365,7 @@ impl Db {
         let writing = self.sync.writing();
         let mut conn = self.write.acquire().await?;
         let out = f(&mut conn).await?;
+        conn.done();
         drop(conn);
         let n = self.sync.committed();
         drop(writing);
@@ -380,9 +385,18 @@ impl Db {
         self.sync.flushes()
     }
 
-    /// A connection for reads.
-    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
-        Ok(self.read.acquire().await?)
+    /// A connection for reads: from the read pool, or the write connection for an in-memory
+    /// database.
+    pub async fn reader(&self) -> Result<Reader> {
+        Ok(match &self.read {
+            Some(pool) => Reader(Held::Pool(pool.acquire().await?)),
+            None => {
+                let mut conn = self.write.acquire().await?;
+                // Reads leave nothing open: the next writer need not check the connection.
+                conn.done();
+                Reader(Held::Writer(conn))
+            }
+        })
     }
 
     /// Resolves when events may have been appended since the future was enabled.
@@ -393,13 +407,44 @@ impl Db {
     pub async fn close(&self) {
         self.closing.cancel();
         self.write.close().await;
-        self.read.close().await;
+        if let Some(read) = &self.read {
+            read.close().await;
+        }
+    }
+}
+
+/// A connection to read from (see [`Db::reader`]).
+pub struct Reader(Held);
+
+enum Held {
+    Pool(PoolConnection<Any>),
+    Writer(writer::WriteConn),
+}
+
+impl std::ops::Deref for Reader {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match &self.0 {
+            Held::Pool(c) => c,
+            Held::Writer(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Reader {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match &mut self.0 {
+            Held::Pool(c) => c,
+            Held::Writer(c) => c,
+        }
     }
 }
 
 /// A write transaction; committing it wakes event-log waiters.
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    /// Inside `BEGIN`; dropped without [`WriteTx::commit`] or [`WriteTx::rollback`], the
+    /// transaction is rolled back by the connection's next holder.
+    conn: writer::WriteConn,
     engine: Engine,
     sync: Arc<durability::GroupSync>,
     events: Arc<Notify>,
@@ -422,7 +467,7 @@ impl WriteTx {
 
     async fn commit_durably(self, wake: bool) -> Result<()> {
         let Self {
-            mut tx,
+            mut conn,
             engine,
             sync,
             events,
@@ -432,10 +477,13 @@ impl WriteTx {
             // Delivered to every listener when (and only if) the transaction commits.
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(CHANGES_CHANNEL)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
         }
-        tx.commit().await?;
+        conn.execute("COMMIT").await?;
+        conn.done();
+        // The next writer goes ahead while this one waits for the disk.
+        drop(conn);
         let n = sync.committed();
         drop(_writing);
         if wake {
@@ -451,15 +499,17 @@ impl WriteTx {
     /// power cut loses nothing acknowledged (an idempotency claim: its request has not been
     /// answered yet, and a retry after the crash runs it again). A crash keeps the log's commits
     /// in order, so a later durable commit makes this one durable too.
-    pub async fn commit_unsynced(self) -> Result<()> {
-        self.tx.commit().await?;
+    pub async fn commit_unsynced(mut self) -> Result<()> {
+        self.conn.execute("COMMIT").await?;
+        self.conn.done();
         self.sync.committed();
         Ok(())
     }
 
     /// Undoes the transaction without waking anyone.
-    pub async fn rollback(self) -> Result<()> {
-        self.tx.rollback().await?;
+    pub async fn rollback(mut self) -> Result<()> {
+        self.conn.execute("ROLLBACK").await?;
+        self.conn.done();
         Ok(())
     }
 }
@@ -467,13 +517,13 @@ impl WriteTx {
 impl std::ops::Deref for WriteTx {
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
-        &self.tx
+        &self.conn
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        &mut self.conn
     }
 }
 
