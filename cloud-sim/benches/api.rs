@@ -58,6 +58,7 @@ async fn main() {
     let baseline = baseline("baseline GET /healthz", &server.base_url(), n).await;
 
     let flushes_before = log_flushes(&http_metrics, &metrics_url).await;
+    let busy_before = writer_busy(&http_metrics, &metrics_url).await;
     let c = client.clone();
     let create = timed("create instance", n, CONCURRENCY, move |i| {
         let c = c.clone();
@@ -68,6 +69,7 @@ async fn main() {
     .await;
 
     let create_flushes = log_flushes(&http_metrics, &metrics_url).await - flushes_before;
+    let create_busy = writer_busy(&http_metrics, &metrics_url).await - busy_before;
 
     // List page by page (sequential by nature: each page needs the previous token).
     let mut list_lat = Vec::new();
@@ -131,6 +133,12 @@ async fn main() {
         );
     }
     println!(
+        "creates: the write connection was held {:.0}% of the time, {:.0} us per create \
+         (writes are serialised on it: at 100% it is the ceiling)",
+        100.0 * create_busy / create.wall.as_secs_f64(),
+        create_busy * 1e6 / n as f64
+    );
+    println!(
         "\nfull listing of {n} instances: {:.1} ms over {} pages",
         list.wall.as_secs_f64() * 1e3,
         list.latencies.len()
@@ -157,6 +165,15 @@ async fn log_flushes(http: &reqwest::Client, url: &str) -> u64 {
         .find_map(|l| l.strip_prefix("cloudsim_db_log_flushes_total "))
         .and_then(|v| v.trim().parse().ok())
         .expect("cloud-sim reports cloudsim_db_log_flushes_total")
+}
+
+/// `cloudsim_db_writer_busy_seconds_total` from the metrics.
+async fn writer_busy(http: &reqwest::Client, url: &str) -> f64 {
+    let text = http.get(url).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("cloudsim_db_writer_busy_seconds_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("cloud-sim reports cloudsim_db_writer_busy_seconds_total")
 }
 
 /// CPU time this process has used (user + system), from `/proc/self/stat` (Linux; the kernel

@@ -84,6 +84,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::Throttled { .. } => ErrorCode::Throttled,
             ApiError::Injected { status, .. } => ErrorCode::from_http_status(*status),
+            // Only inside a request under an idempotency key, whose middleware answers instead.
+            ApiError::Store(StoreError::KeyTaken) => ErrorCode::Conflict,
             ApiError::Store(_) | ApiError::Panicked(_) => ErrorCode::Internal,
         }
     }

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the API: requests by route, method and status, and a latency histogram.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -52,6 +53,9 @@ pub struct Metrics {
     /// Flushes of the database's write-ahead log (brought up to the store's count at each
     /// scrape); against the write requests it shows how many writes share a flush.
     pub db_log_flushes: Counter,
+    /// Seconds the database's one write connection has been held (brought up to the store's
+    /// figure at each scrape): its rate is the writer's utilisation, the ceiling of writes.
+    pub db_writer_busy: Counter<f64, AtomicU64>,
 }
 
 /// Labels of the load-balancer traffic counters.
@@ -109,6 +113,13 @@ impl Metrics {
             "Flushes of the database's write-ahead log to disk (group commit: concurrent writes share one)",
             db_log_flushes.clone(),
         );
+        let db_writer_busy = Counter::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "cloudsim_db_writer_busy",
+            "Time the database's write connection has been held (every write waits for it)",
+            prometheus_client::registry::Unit::Seconds,
+            db_writer_busy.clone(),
+        );
         let lb_connections = Family::<LbLabels, Counter>::default();
         let lb_bytes_in = Family::<LbLabels, Counter>::default();
         let lb_bytes_out = Family::<LbLabels, Counter>::default();
@@ -157,6 +168,7 @@ impl Metrics {
             registry,
             event_polls_waiting,
             db_log_flushes,
+            db_writer_busy,
             lb_zone_routing,
             requests,
             latency,
@@ -207,6 +219,8 @@ pub async fn serve(State(state): State<AppState>) -> impl IntoResponse {
         .set(state.cloud.event_polls_waiting());
     let flushes = &state.metrics.db_log_flushes;
     flushes.inc_by(state.cloud.log_flushes().saturating_sub(flushes.get()));
+    let busy = &state.metrics.db_writer_busy;
+    busy.inc_by((state.cloud.writer_busy().as_secs_f64() - busy.get()).max(0.0));
     (
         [(
             header::CONTENT_TYPE,

@@ -1,9 +1,10 @@
 //! Request middleware: request IDs, metrics and access logs; authentication; fault injection;
 //! idempotency keys.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{Body, Bytes, to_bytes};
+use axum::body::{Body, to_bytes};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
@@ -18,7 +19,7 @@ use crate::error::ApiError;
 use crate::faults::Target;
 use crate::http::AppState;
 use crate::ops::Cloud;
-use crate::store;
+use crate::store::{self, IdempotentRequest, RequestScope};
 
 /// Largest request body accepted (and buffered for idempotency checks).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -184,15 +185,87 @@ async fn run_idempotent(
     let body = to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::PayloadTooLarge.into_response())?;
-    let method = parts.method.to_string();
-    let path = parts.uri.path().to_owned();
     let cloud = &state.cloud;
-    let claim = cloud
-        .claim_idempotency(&project, &key, &method, &path, &body)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    match claim {
-        Decision::Claim | Decision::TakeOver => {}
+    let request = Arc::new(IdempotentRequest {
+        project,
+        key,
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        body: body.to_vec(),
+    });
+    let now = store::now_ms();
+    // A claim committed apart from the response (see below) is released if this future is
+    // dropped (the client went away): a retry is then not told "in progress" until the claim
+    // times out.
+    let mut guard = ClaimGuard {
+        cloud: cloud.clone(),
+        request: request.clone(),
+        armed: false,
+    };
+    // The request runs once, claiming its key in its first transaction; a refused claim is
+    // decided on and, if the request is to run after all, it runs again with its claim made.
+    let mut claimed = false;
+    let (resp, scope) = loop {
+        let scope = RequestScope::new(request.clone(), now, claimed);
+        let run = next
+            .clone()
+            .run(Request::from_parts(parts.clone(), Body::from(body.clone())));
+        let (resp, scope) = cloud.in_request(scope, run).await;
+        if !scope.refused() {
+            break (resp, scope);
+        }
+        let decision = cloud
+            .decide_idempotency(&request, now)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if let Some(answer) = answer_instead(decision, &request.key) {
+            return Ok(answer);
+        }
+        if claimed {
+            // Refused although its claim was committed: someone else released and took it.
+            return Err(ApiError::Conflict(format!(
+                "idempotency key {:?} was claimed twice; retry",
+                request.key
+            ))
+            .into_response());
+        }
+        claimed = true;
+        guard.armed = true;
+    };
+    guard.armed = scope.claim_committed();
+    let (rparts, rbody) = resp.into_parts();
+    let bytes = to_bytes(rbody, usize::MAX).await;
+    let response = match &bytes {
+        Ok(bytes) if rparts.status.is_success() => Some((rparts.status.as_u16(), &bytes[..])),
+        _ => None,
+    };
+    // Records the response with what the request changed (or, for a failure, releases the
+    // claim), and waits for the disk: nothing is answered before it is durable.
+    let failed_unclaimed = response.is_none() && !scope.claimed();
+    let finished = cloud.finish_request(scope, response).await;
+    guard.armed = false;
+    finished.map_err(IntoResponse::into_response)?;
+    if failed_unclaimed {
+        // It failed before it claimed its key (a validation error, say): if the key is in use,
+        // that is the answer, as it would have been had it got as far as claiming.
+        let decision = cloud
+            .recorded_decision(&request, now)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if let Some(answer) = answer_instead(decision, &request.key) {
+            return Ok(answer);
+        }
+    }
+    let bytes = bytes.map_err(|e| {
+        ApiError::BadRequest(format!("cannot buffer response: {e}")).into_response()
+    })?;
+    Ok(Response::from_parts(rparts, Body::from(bytes)))
+}
+
+/// The response a request gets instead of running, by `decision`; `None`: it runs.
+fn answer_instead(decision: Decision, key: &str) -> Option<Response> {
+    Some(match decision {
+        Decision::Claim | Decision::TakeOver => return None,
         Decision::Replay { status, body } => {
             let mut resp = Response::new(Body::from(body));
             *resp.status_mut() =
@@ -203,59 +276,20 @@ async fn run_idempotent(
             );
             resp.headers_mut()
                 .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-            return Ok(resp);
+            resp
         }
-        Decision::Mismatch => return Err(ApiError::IdempotencyKeyReused(key).into_response()),
-        Decision::InFlight => {
-            return Err(ApiError::Conflict(format!(
-                "a request with idempotency key {key:?} is still in progress"
-            ))
-            .into_response());
-        }
-    }
-
-    // If the client goes away, hyper drops this future mid-request; the guard then releases the
-    // claim so that a retry is not told "in progress" until the claim times out.
-    let mut guard = ClaimGuard {
-        cloud: cloud.clone(),
-        project: project.clone(),
-        key: key.clone(),
-        armed: true,
-    };
-    // The request's own commits do not wait for the disk: the one that records its response
-    // (or releases its claim) does, and covers them.
-    let (resp, last_commit) =
-        store::durability::deferring(next.run(Request::from_parts(parts, Body::from(body)))).await;
-    let (rparts, rbody) = resp.into_parts();
-    let bytes: Bytes = to_bytes(rbody, usize::MAX).await.map_err(|e| {
-        ApiError::BadRequest(format!("cannot buffer response: {e}")).into_response()
-    })?;
-    guard.armed = false;
-    let outcome = if rparts.status.is_success() {
-        cloud
-            .complete_idempotency(&project, &key, rparts.status.as_u16(), &bytes)
-            .await
-    } else {
-        // Failures are not remembered: the client may fix the cause and retry with the same key.
-        cloud.release_idempotency(&project, &key).await
-    };
-    if let Err(e) = outcome {
-        tracing::error!(key, error = %crate::http::error::error_chain(&e), "cannot record idempotency key");
-    }
-    // Covered already when the record above was written; if it was not, nothing is answered
-    // before the request's changes are on disk.
-    cloud
-        .make_durable(last_commit)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    Ok(Response::from_parts(rparts, Body::from(bytes)))
+        Decision::Mismatch => ApiError::IdempotencyKeyReused(key.to_owned()).into_response(),
+        Decision::InFlight => ApiError::Conflict(format!(
+            "a request with idempotency key {key:?} is still in progress"
+        ))
+        .into_response(),
+    })
 }
 
 /// Releases an idempotency claim when dropped while armed.
 struct ClaimGuard {
     cloud: Cloud,
-    project: String,
-    key: String,
+    request: Arc<IdempotentRequest>,
     armed: bool,
 }
 
@@ -264,15 +298,14 @@ impl Drop for ClaimGuard {
         if !self.armed {
             return;
         }
-        let (cloud, project, key) = (
-            self.cloud.clone(),
-            std::mem::take(&mut self.project),
-            std::mem::take(&mut self.key),
-        );
+        let (cloud, request) = (self.cloud.clone(), self.request.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                if let Err(e) = cloud.release_idempotency(&project, &key).await {
-                    tracing::warn!(key, error = %crate::http::error::error_chain(&e), "cannot release abandoned idempotency key");
+                if let Err(e) = cloud
+                    .release_idempotency(&request.project, &request.key)
+                    .await
+                {
+                    tracing::warn!(key = request.key, error = %crate::http::error::error_chain(&e), "cannot release abandoned idempotency key");
                 }
             });
         }

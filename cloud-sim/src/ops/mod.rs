@@ -207,9 +207,9 @@ impl Cloud {
         })
     }
 
-    /// Returns once commit `n` is on disk (see `store::durability::deferring`).
-    pub async fn make_durable(&self, n: u64) -> Result<()> {
-        Ok(self.db.sync(n).await?)
+    /// How long the database's write connection has been held so far.
+    pub fn writer_busy(&self) -> Duration {
+        self.db.writer_busy()
     }
 
     /// Flushes of the write-ahead log so far.

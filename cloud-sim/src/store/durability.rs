@@ -14,15 +14,12 @@
 //! pause, a commit appended while a flush runs waits for the flush's pages to reach the disk,
 //! each flush ends up covering one commit, and eight clients get no more than one.
 //!
-//! A request that writes more than once before its answer (a create under an idempotency key:
-//! the resource, then the stored response) need not wait for the disk at each commit:
-//! [`deferring`] runs it so that its commits only record their numbers, and the caller makes
-//! the last one durable before answering.
+//! A request under an idempotency key commits once, at its end, with its recorded response
+//! (`store::request`); it waits for the disk then.
 //!
 //! SQLite itself syncs the log before a checkpoint copies it into the database file and syncs
 //! the database file after, so frames that leave the log stay durable.
 
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -31,27 +28,6 @@ use tokio::sync::{Mutex, Notify};
 
 /// Longest a flush waits for writers in the middle of a transaction before it starts.
 pub const GATHER: Duration = Duration::from_micros(300);
-
-tokio::task_local! {
-    /// Set while [`deferring`] runs a request: the number of its last commit.
-    static DEFERRED: Cell<u64>;
-}
-
-/// Runs `f` with its commits not waiting for the disk; returns its output and the number of its
-/// last commit (0: none), which the caller passes to [`GroupSync::sync`] before answering.
-pub async fn deferring<F: Future>(f: F) -> (F::Output, u64) {
-    DEFERRED
-        .scope(Cell::new(0), async move {
-            let out = f.await;
-            (out, DEFERRED.with(Cell::get))
-        })
-        .await
-}
-
-/// Inside [`deferring`]: records commit `n` and says so (the caller then does not sync).
-pub fn defer(n: u64) -> bool {
-    DEFERRED.try_with(|d| d.set(n)).is_ok()
-}
 
 /// Durability of the commits of one write connection.
 #[derive(Debug)]
@@ -232,17 +208,6 @@ mod tests {
         let n = g.committed();
         g.sync(n).await.unwrap();
         assert_eq!(g.flushes(), 1);
-    }
-
-    #[tokio::test]
-    async fn deferred_commits_are_recorded_not_synced() {
-        let ((), last) = deferring(async {
-            assert!(defer(7));
-            assert!(defer(9));
-        })
-        .await;
-        assert_eq!(last, 9);
-        assert!(!defer(3), "outside `deferring` a commit syncs itself");
     }
 
     #[tokio::test]

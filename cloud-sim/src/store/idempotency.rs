@@ -3,6 +3,8 @@
 
 use crate::domain::idempotency::Recorded;
 
+use super::request::IdempotentRequest;
+
 use super::*;
 
 /// What is recorded under `key` in `project`, if anything.
@@ -38,30 +40,74 @@ pub async fn idempotency_key(
     .transpose()
 }
 
-/// Records a first claim of `key` unless something is recorded under it already; true when
-/// this request claimed it (one statement, for the common case of a fresh key).
+/// The claim of a key nothing is recorded under yet ($1 project, $2 key, $3 method, $4 path,
+/// $5 body, $6 time); returns a row if it claimed. (A row, not the count of changed rows:
+/// after `BEGIN` in the same batch SQLite would report the count of an earlier statement.)
+macro_rules! claim_sql {
+    () => {
+        "INSERT INTO idempotency_keys (project, key, method, path, body, status, response, created_at) \
+         VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6) ON CONFLICT (project, key) DO NOTHING RETURNING 1"
+    };
+}
+
+/// The response of a request ($6 status, $7 body), recorded over its claim or, if it made
+/// none (it wrote nothing else), as a new record; binds as [`claim_sql`] otherwise, $8 time.
+macro_rules! record_response_sql {
+    () => {
+        "INSERT INTO idempotency_keys (project, key, method, path, body, status, response, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (project, key) DO UPDATE SET status = excluded.status, response = excluded.response"
+    };
+}
+
+pub(super) const CLAIM_SQL: &str = claim_sql!();
+/// SQLite only (one round trip for two statements; PostgreSQL prepares one at a time).
+pub(super) const BEGIN_AND_CLAIM_SQL: &str = concat!("BEGIN; ", claim_sql!());
+pub(super) const RECORD_RESPONSE_SQL: &str = record_response_sql!();
+/// SQLite only, as [`BEGIN_AND_CLAIM_SQL`].
+pub(super) const RECORD_RESPONSE_AND_COMMIT_SQL: &str = concat!(record_response_sql!(), "; COMMIT");
+
+/// `sql` (one of the claim statements) bound for `request` claiming its key at `now`.
+pub(super) fn claim_query<'q>(
+    sql: &'static str,
+    (request, now): (&'q IdempotentRequest, i64),
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    sqlx::query(sql)
+        .bind(&request.project)
+        .bind(&request.key)
+        .bind(&request.method)
+        .bind(&request.path)
+        .bind(&request.body)
+        .bind(now)
+}
+
+/// `sql` (one of the record statements) bound for `request`'s response.
+pub(super) fn record_response<'q>(
+    sql: &'static str,
+    (request, status, body, now): (&'q IdempotentRequest, u16, &'q [u8], i64),
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    sqlx::query(sql)
+        .bind(&request.project)
+        .bind(&request.key)
+        .bind(&request.method)
+        .bind(&request.path)
+        .bind(&request.body)
+        .bind(i64::from(status))
+        .bind(body)
+        .bind(now)
+}
+
+/// Records a first claim of `request`'s key unless something is recorded under it already;
+/// true when this claimed it.
 pub async fn try_claim_idempotency(
     conn: &mut AnyConnection,
-    project: &str,
-    key: &str,
-    method: &str,
-    path: &str,
-    body: &[u8],
+    request: &IdempotentRequest,
     now: i64,
 ) -> Result<bool> {
-    let r = sqlx::query(
-        "INSERT INTO idempotency_keys (project, key, method, path, body, status, response, created_at) \
-         VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6) ON CONFLICT (project, key) DO NOTHING",
-    )
-    .bind(project)
-    .bind(key)
-    .bind(method)
-    .bind(path)
-    .bind(body)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    let claimed = claim_query(CLAIM_SQL, (request, now))
+        .fetch_optional(conn)
+        .await?;
+    Ok(claimed.is_some())
 }
 
 /// Claims an abandoned key again, as of `now`.
@@ -77,25 +123,6 @@ pub async fn renew_idempotency_claim(
         .bind(now)
         .execute(conn)
         .await?;
-    Ok(())
-}
-
-pub async fn complete_idempotency(
-    conn: &mut AnyConnection,
-    project: &str,
-    key: &str,
-    status: u16,
-    body: &[u8],
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE idempotency_keys SET status = $3, response = $4 WHERE project = $1 AND key = $2",
-    )
-    .bind(project)
-    .bind(key)
-    .bind(i64::from(status))
-    .bind(body)
-    .execute(conn)
-    .await?;
     Ok(())
 }
 

@@ -46,6 +46,7 @@ mod events;
 mod idempotency;
 mod instances;
 mod load_balancers;
+pub mod request;
 mod routes;
 mod traffic;
 mod writer;
@@ -56,6 +57,7 @@ pub use events::*;
 pub use idempotency::*;
 pub use instances::*;
 pub use load_balancers::*;
+pub use request::{IdempotentRequest, RequestScope};
 pub use routes::*;
 pub use traffic::*;
 
@@ -76,6 +78,10 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("stored {what} is corrupt: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    /// Inside a request under an idempotency key ([`request`]): something is recorded under
+    /// the key already, so the request does not run as it is.
+    #[error("the idempotency key is taken")]
+    KeyTaken,
 }
 
 fn corrupt(what: &'static str, detail: impl std::fmt::Display) -> StoreError {
@@ -332,50 +338,63 @@ impl Db {
         self.engine
     }
 
-    /// Starts a write transaction. Commit it with [`WriteTx::commit`].
+    /// Starts a write transaction. Commit it with [`WriteTx::commit`]. Inside a request under an
+    /// idempotency key it also claims the key, see [`request`].
     pub async fn begin(&self) -> Result<WriteTx> {
+        if request::in_scope() {
+            return self.begin_in_request().await;
+        }
+        Ok(self.open(None).await?.expect("nothing to refuse"))
+    }
+
+    /// Takes the write connection and begins a transaction; with `claim`, claims the key in it,
+    /// or gives `None` (nothing open) when something is recorded under the key already.
+    async fn open(&self, claim: Option<(&IdempotentRequest, i64)>) -> Result<Option<WriteTx>> {
         let writing = self.sync.writing();
         let mut conn = self.write.acquire().await?;
-        conn.execute("BEGIN").await?;
-        if self.engine == Engine::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(WRITE_LOCK)
-                .execute(&mut *conn)
-                .await?;
+        let claimed = match (self.engine, claim) {
+            // All rows, not the first result: that is `BEGIN`'s (sqlx's `Any` driver's
+            // `fetch_optional` would stop at it).
+            (Engine::Sqlite, Some(claim)) => !claim_query(BEGIN_AND_CLAIM_SQL, claim)
+                .fetch_all(&mut *conn)
+                .await?
+                .is_empty(),
+            (Engine::Sqlite, None) => {
+                conn.execute("BEGIN").await?;
+                true
+            }
+            (Engine::Postgres, claim) => {
+                conn.execute("BEGIN").await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *conn)
+                    .await?;
+                match claim {
+                    Some(claim) => claim_query(CLAIM_SQL, claim)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .is_some(),
+                    None => true,
+                }
+            }
+        };
+        if !claimed {
+            conn.execute("ROLLBACK").await?;
+            conn.done();
+            return Ok(None);
         }
-        Ok(WriteTx {
+        Ok(Some(WriteTx {
             conn,
             engine: self.engine,
             sync: self.sync.clone(),
             events: self.events.clone(),
             _writing: writing,
-        })
+            in_request: false,
+            claims: false,
+        }))
     }
 
-    /// Runs `f` on the write connection outside a transaction, each of its statements committed
-    /// by SQLite on its own: a single-statement write without the round trips of `BEGIN` and
-    /// `COMMIT`. Returns once the change is on disk (inside [`durability::deferring`]: once it
-    /// is committed), or at once with `durable: false` (for records whose loss in a power cut
-    /// loses nothing acknowledged, see [`WriteTx::commit_unsynced`]).
-    pub async fn autocommit<T>(
-        &self,
-        durable: bool,
-        f: impl AsyncFnOnce(&mut AnyConnection) -> Result<T>,
-    ) -> Result<T> {
-        let writing = self.sync.writing();
-        let mut conn = self.write.acquire().await?;
-        let out = f(&mut conn).await?;
-        conn.done();
-        drop(conn);
-        let n = self.sync.committed();
-        drop(writing);
-        if durable && !durability::defer(n) {
-            self.sync(n).await?;
-        }
-        Ok(out)
-    }
-
-    /// Returns once commit `n` (a number [`durability::deferring`] returned) is on disk.
+    /// Returns once commit `n` (a number [`durability::GroupSync::committed`] gave) is on disk.
     pub async fn sync(&self, n: u64) -> Result<()> {
         self.sync.sync(n).await.map_err(StoreError::Sync)
     }
@@ -385,9 +404,18 @@ impl Db {
         self.sync.flushes()
     }
 
+    /// How long the write connection has been held so far: every write waits for it, so
+    /// against wall time this is how close writes are to their ceiling.
+    pub fn writer_busy(&self) -> Duration {
+        self.write.busy()
+    }
+
     /// A connection for reads: from the read pool, or the write connection for an in-memory
     /// database.
     pub async fn reader(&self) -> Result<Reader> {
+        // A request's parked changes are committed first: it reads what it wrote, and an
+        // in-memory database's reader is the write connection.
+        self.commit_parked().await?;
         Ok(match &self.read {
             Some(pool) => Reader(Held::Pool(pool.acquire().await?)),
             None => {
@@ -449,38 +477,83 @@ pub struct WriteTx {
     sync: Arc<durability::GroupSync>,
     events: Arc<Notify>,
     _writing: durability::Writing,
+    /// Begun inside a request's scope: a commit parks it there ([`request`]).
+    in_request: bool,
+    /// It holds the claim of the request's idempotency key.
+    claims: bool,
+}
+
+impl std::fmt::Debug for WriteTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTx")
+            .field("in_request", &self.in_request)
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WriteTx {
-    /// Commits, wakes event-log waiters, and returns once the transaction is on disk (inside
-    /// [`durability::deferring`]: once it is committed; the caller syncs).
+    /// Commits, wakes event-log waiters, and returns once the transaction is on disk (inside a
+    /// request's scope: leaves it open for the request's response, see [`request`]).
     pub async fn commit(self) -> Result<()> {
-        self.commit_durably(true).await
+        self.end(true, true).await
     }
 
     /// Commits durably without waking event-log waiters: for writes that append no events and
-    /// change nothing the data plane or the worker follow (the response of an idempotent
-    /// request).
+    /// change nothing the data plane or the worker follow.
     pub async fn commit_quiet(self) -> Result<()> {
-        self.commit_durably(false).await
+        self.end(false, true).await
     }
 
-    async fn commit_durably(self, wake: bool) -> Result<()> {
-        let Self {
-            mut conn,
-            engine,
-            sync,
-            events,
-            _writing,
-        } = self;
-        if wake && engine == Engine::Postgres {
+    /// Commits without waiting for the disk or waking anyone: for records whose loss in a
+    /// power cut loses nothing acknowledged (an idempotency claim: its request has not been
+    /// answered yet, and a retry after the crash runs it again). A crash keeps the log's commits
+    /// in order, so a later durable commit makes this one durable too.
+    pub async fn commit_unsynced(self) -> Result<()> {
+        self.end(false, false).await
+    }
+
+    async fn end(self, wake: bool, durable: bool) -> Result<()> {
+        let tx = if self.in_request {
+            match request::park(self, wake) {
+                Ok(()) => return Ok(()),
+                Err(tx) => tx,
+            }
+        } else {
+            self
+        };
+        let sync = tx.sync.clone();
+        let n = tx.commit_now(wake).await?;
+        if durable {
+            sync.sync(n).await.map_err(StoreError::Sync)?;
+        }
+        Ok(())
+    }
+
+    /// Commits and wakes waiters if asked; returns the commit's number for
+    /// [`durability::GroupSync::sync`].
+    async fn commit_now(mut self, wake: bool) -> Result<u64> {
+        if wake && self.engine == Engine::Postgres {
             // Delivered to every listener when (and only if) the transaction commits.
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(CHANGES_CHANNEL)
-                .execute(&mut *conn)
+                .execute(&mut *self.conn)
                 .await?;
         }
-        conn.execute("COMMIT").await?;
+        self.conn.execute("COMMIT").await?;
+        Ok(self.committed(wake))
+    }
+
+    /// What follows a `COMMIT` (sent by [`WriteTx::commit_now`] or at the end of a batch):
+    /// hands the connection on, counts the commit, wakes waiters if asked.
+    fn committed(self, wake: bool) -> u64 {
+        let Self {
+            mut conn,
+            sync,
+            events,
+            _writing,
+            ..
+        } = self;
         conn.done();
         // The next writer goes ahead while this one waits for the disk.
         drop(conn);
@@ -489,21 +562,7 @@ impl WriteTx {
         if wake {
             events.notify_waiters();
         }
-        if durability::defer(n) {
-            return Ok(());
-        }
-        sync.sync(n).await.map_err(StoreError::Sync)
-    }
-
-    /// Commits without waiting for the disk or waking anyone: for records whose loss in a
-    /// power cut loses nothing acknowledged (an idempotency claim: its request has not been
-    /// answered yet, and a retry after the crash runs it again). A crash keeps the log's commits
-    /// in order, so a later durable commit makes this one durable too.
-    pub async fn commit_unsynced(mut self) -> Result<()> {
-        self.conn.execute("COMMIT").await?;
-        self.conn.done();
-        self.sync.committed();
-        Ok(())
+        n
     }
 
     /// Undoes the transaction without waking anyone.

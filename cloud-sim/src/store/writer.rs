@@ -12,6 +12,8 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
@@ -24,6 +26,8 @@ use super::Result;
 pub(super) struct Writer {
     pool: AnyPool,
     slot: Arc<Mutex<Slot>>,
+    /// Nanoseconds the connection has been held: against wall time, how busy the one writer is.
+    busy: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +43,7 @@ impl Writer {
         Self {
             pool,
             slot: Arc::new(Mutex::new(Slot::default())),
+            busy: Arc::default(),
         }
     }
 
@@ -59,7 +64,16 @@ impl Writer {
             slot.conn = Some(self.pool.acquire().await?);
         }
         slot.unsettled = true;
-        Ok(WriteConn(slot))
+        Ok(WriteConn {
+            slot,
+            since: Instant::now(),
+            busy: self.busy.clone(),
+        })
+    }
+
+    /// How long the connection has been held, in all.
+    pub(super) fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy.load(Ordering::Relaxed))
     }
 
     /// Gives the connection back to the pool and closes the pool.
@@ -71,25 +85,36 @@ impl Writer {
 
 /// The write connection, held; see [`WriteConn::done`].
 #[derive(Debug)]
-pub(super) struct WriteConn(OwnedMutexGuard<Slot>);
+pub(super) struct WriteConn {
+    slot: OwnedMutexGuard<Slot>,
+    since: Instant,
+    busy: Arc<AtomicU64>,
+}
+
+impl Drop for WriteConn {
+    fn drop(&mut self) {
+        let held = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.busy.fetch_add(held, Ordering::Relaxed);
+    }
+}
 
 impl WriteConn {
     /// Says the holder ended its work cleanly (no transaction open): the next holder uses the
     /// connection as it is. Dropping without this makes the next holder check it first.
     pub(super) fn done(&mut self) {
-        self.0.unsettled = false;
+        self.slot.unsettled = false;
     }
 }
 
 impl Deref for WriteConn {
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
-        self.0.conn.as_ref().expect("acquire fills the slot")
+        self.slot.conn.as_ref().expect("acquire fills the slot")
     }
 }
 
 impl DerefMut for WriteConn {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        self.0.conn.as_mut().expect("acquire fills the slot")
+        self.slot.conn.as_mut().expect("acquire fills the slot")
     }
 }

@@ -97,6 +97,76 @@ async fn idempotency_keys_replay_or_conflict() {
     assert_error(s6, &h6, &b6, 409, "IDEMPOTENCY_KEY_REUSED");
 }
 
+/// A request under a key claims it, changes what it changes and records its response in one
+/// transaction: requests racing with the same key find nothing or the answer, never a
+/// half-done request, so all of them get the one instance.
+#[tokio::test]
+async fn concurrent_requests_with_one_key_make_one_instance_and_share_its_answer() {
+    let c = spawn().await;
+    let body = serde_json::json!({"name": "raced", "zone": "zone-b", "instance_type": "sim.small"});
+    let sends = (0..8).map(|_| {
+        let req = c
+            .http
+            .post(c.url("/v1/instances"))
+            .header("idempotency-key", "race-1")
+            .json(&body);
+        async move { decode(req.send().await.unwrap()).await }
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let ids: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|(status, _, body)| {
+            assert_eq!(
+                *status, 201,
+                "every request gets the created instance: {body}"
+            );
+            body["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one instance for one key: {ids:?}");
+    let replayed = answers
+        .iter()
+        .filter(|(_, headers, _)| headers.get("idempotent-replayed").is_some())
+        .count();
+    assert_eq!(replayed, 7, "all but the first are replays");
+    let all = c
+        .client
+        .list_all_instances(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+}
+
+/// A request that claimed its key and then failed (the name is taken) leaves nothing under
+/// the key: once the cause is gone, the same request with the same key runs.
+#[tokio::test]
+async fn a_request_that_fails_after_claiming_its_key_can_be_retried_with_it() {
+    let c = spawn().await;
+    let holder = c.instance("taken", "zone-a").await;
+    let body = serde_json::json!({"name": "taken", "zone": "zone-a", "instance_type": "sim.small"});
+    let send = || {
+        let req = c
+            .http
+            .post(c.url("/v1/instances"))
+            .header("idempotency-key", "retry-1")
+            .json(&body);
+        async move { decode(req.send().await.unwrap()).await }
+    };
+    let (status, headers, b) = send().await;
+    assert_error(status, &headers, &b, 409, "ALREADY_EXISTS");
+    c.client
+        .terminate_instance(holder.id.as_str())
+        .await
+        .unwrap();
+    let (status, headers, b) = send().await;
+    assert_eq!(status, 201, "{b}");
+    assert!(headers.get("idempotent-replayed").is_none());
+    let (status, headers, again) = send().await;
+    assert_eq!(status, 201);
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(again["id"], b["id"]);
+}
+
 #[tokio::test]
 async fn page_tokens_are_opaque_and_bound_to_their_query() {
     let c = spawn().await;

@@ -1,0 +1,228 @@
+//! A request under an idempotency key, written as one transaction.
+//!
+//! A create under a key used to take three: the key's claim, the create, and the stored
+//! response, each a turn of the write connection and a commit to the log. Inside [`scoped`]:
+//!
+//! - the first [`Db::begin`] claims the key in the transaction it opens (on SQLite in the same
+//!   round trip as `BEGIN`); a key with something recorded under it already is refused
+//!   ([`StoreError::KeyTaken`]) and [`RequestScope::refused`] says so, so the caller can decide
+//!   what the request gets instead (`domain::idempotency::decide`);
+//! - the operation's [`WriteTx::commit`] leaves its transaction open (parked in the scope);
+//! - [`Db::finish_request`] records the response in it and commits (on SQLite the record and
+//!   the `COMMIT` are one round trip), then waits for the disk.
+//!
+//! Claim, change and response so reach the log together or not at all, and another request
+//! with the same key, which waits for the write connection, finds either nothing or the
+//! recorded response. A request dropped before it finishes (its client went away) drops the
+//! parked transaction, which the connection's next holder rolls back: nothing was answered, so
+//! nothing is lost.
+//!
+//! What an operation sees does not change: anything that must see the parked changes or needs
+//! the write connection (a second `begin`, a read) commits them first, the claim with them, and
+//! the response is then recorded in a transaction of its own. No operation does that today.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use super::*;
+
+/// A POST under an `Idempotency-Key`: what its key is recorded with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentRequest {
+    pub project: String,
+    pub key: String,
+    pub method: String,
+    pub path: String,
+    pub body: Vec<u8>,
+}
+
+/// The writes of one request so far; see the module documentation.
+#[derive(Debug)]
+pub struct RequestScope {
+    request: Arc<IdempotentRequest>,
+    /// When the request arrived (its claim's time).
+    now: i64,
+    /// The operation's committed transaction, still open.
+    parked: Option<Parked>,
+    /// The claim is committed: it must be completed or released. False while it rides in an
+    /// open transaction, and when none was made.
+    claim_committed: bool,
+    /// The key was claimed here at least once (the claim may have been rolled back since).
+    claimed: bool,
+    refused: bool,
+    /// The number of the last commit made in the scope (0: none).
+    last_commit: u64,
+}
+
+#[derive(Debug)]
+struct Parked {
+    tx: WriteTx,
+    /// The commit would have woken event-log waiters.
+    wake: bool,
+}
+
+impl RequestScope {
+    /// A scope for `request`, arriving at `now`; `claimed`: its claim is committed already.
+    pub fn new(request: Arc<IdempotentRequest>, now: i64, claimed: bool) -> Self {
+        Self {
+            request,
+            now,
+            parked: None,
+            claim_committed: claimed,
+            claimed,
+            refused: false,
+            last_commit: 0,
+        }
+    }
+
+    /// The claim was refused: something is recorded under the key already.
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+
+    /// The key was claimed in the scope: when the request failed without, nothing says
+    /// whether something is recorded under the key (a request that fails before it writes
+    /// never claims).
+    pub fn claimed(&self) -> bool {
+        self.claimed
+    }
+
+    /// The claim is committed apart from the response, so a request dropped now leaves it
+    /// behind (see [`Db::finish_request`]).
+    pub fn claim_committed(&self) -> bool {
+        self.claim_committed
+    }
+}
+
+tokio::task_local! {
+    static SCOPE: RefCell<Option<RequestScope>>;
+}
+
+/// Runs `f` (the request's handler) in `scope`; returns its output and the scope, to pass to
+/// [`Db::finish_request`].
+pub async fn scoped<F: Future>(scope: RequestScope, f: F) -> (F::Output, RequestScope) {
+    SCOPE
+        .scope(RefCell::new(Some(scope)), async move {
+            let out = f.await;
+            let scope = SCOPE.with(|s| s.borrow_mut().take());
+            (out, scope.expect("the scope is taken only here"))
+        })
+        .await
+}
+
+/// Runs `f` on the current task's scope, if it is in one.
+fn with_scope<T>(f: impl FnOnce(&mut RequestScope) -> T) -> Option<T> {
+    SCOPE
+        .try_with(|s| s.borrow_mut().as_mut().map(f))
+        .ok()
+        .flatten()
+}
+
+pub(super) fn in_scope() -> bool {
+    with_scope(|_| ()).is_some()
+}
+
+/// Parks `tx`, committed by its operation, in the current scope; gives it back outside one.
+pub(super) fn park(tx: WriteTx, wake: bool) -> Result<(), WriteTx> {
+    let mut tx = Some(tx);
+    with_scope(|s| {
+        debug_assert!(s.parked.is_none(), "one transaction is open at a time");
+        s.parked = tx.take().map(|tx| Parked { tx, wake });
+    });
+    tx.map_or(Ok(()), Err)
+}
+
+impl Db {
+    /// Commits the parked transaction, if any, without waiting for the disk (the request's
+    /// last commit will): before anything that must see it or needs the write connection.
+    pub(super) async fn commit_parked(&self) -> Result<()> {
+        let Some(Parked { tx, wake }) = with_scope(|s| s.parked.take()).flatten() else {
+            return Ok(());
+        };
+        let claims = tx.claims;
+        let n = tx.commit_now(wake).await?;
+        with_scope(|s| {
+            s.last_commit = n;
+            s.claim_committed |= claims;
+        });
+        Ok(())
+    }
+
+    /// [`Db::begin`] inside a scope: claims the key with the first transaction.
+    pub(super) async fn begin_in_request(&self) -> Result<WriteTx> {
+        self.commit_parked().await?;
+        let (request, now, claimed) = with_scope(|s| (s.request.clone(), s.now, s.claim_committed))
+            .expect("called in a scope");
+        let claim = (!claimed).then_some((&*request, now));
+        match self.open(claim).await? {
+            Some(mut tx) => {
+                tx.in_request = true;
+                tx.claims = claim.is_some();
+                with_scope(|s| s.claimed |= tx.claims);
+                Ok(tx)
+            }
+            None => {
+                with_scope(|s| s.refused = true);
+                Err(StoreError::KeyTaken)
+            }
+        }
+    }
+
+    /// Ends a request's scope: with `response` (status and body of a success) records it and
+    /// commits what the request changed with it; without (a failure, which is not recorded so
+    /// that a retry runs) commits the changes and releases a committed claim. Returns once
+    /// all of it is on disk.
+    pub async fn finish_request(
+        &self,
+        scope: RequestScope,
+        response: Option<(u16, &[u8])>,
+    ) -> Result<()> {
+        let RequestScope {
+            request,
+            now,
+            parked,
+            claim_committed,
+            last_commit,
+            ..
+        } = scope;
+        let n = match (response, parked) {
+            (Some((status, body)), parked) => {
+                let (mut tx, wake) = match parked {
+                    Some(Parked { tx, wake }) => (tx, wake),
+                    None => (self.open(None).await?.expect("nothing to refuse"), false),
+                };
+                let record = (&*request, status, body, now);
+                if self.engine == Engine::Sqlite {
+                    // The record and the COMMIT in one round trip.
+                    record_response(RECORD_RESPONSE_AND_COMMIT_SQL, record)
+                        .execute(&mut *tx.conn)
+                        .await?;
+                    tx.committed(wake)
+                } else {
+                    record_response(RECORD_RESPONSE_SQL, record)
+                        .execute(&mut *tx.conn)
+                        .await?;
+                    tx.commit_now(wake).await?
+                }
+            }
+            (None, Some(Parked { mut tx, wake })) => {
+                // The operation committed and its response still failed. A failure is not
+                // recorded (the client may fix the cause and retry with the key): the claim goes.
+                if tx.claims || claim_committed {
+                    release_idempotency(&mut tx, &request.project, &request.key).await?;
+                }
+                tx.commit_now(wake).await?
+            }
+            (None, None) if claim_committed => {
+                let mut tx = self.open(None).await?.expect("nothing to refuse");
+                release_idempotency(&mut tx, &request.project, &request.key).await?;
+                tx.commit_now(false).await?
+            }
+            (None, None) => last_commit,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        self.sync(n).await
+    }
+}
