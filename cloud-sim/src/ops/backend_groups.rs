@@ -74,8 +74,7 @@ impl Cloud {
             &mut tx,
             &group_event(&ctx.project, &n.id, &n.zone, EventKind::Created),
             now,
-        )
-        .await?;
+        );
         let out = self.load_group(&mut tx, ctx, n.id.as_str()).await?.group;
         tx.commit().await?;
         tracing::info!(group = %out.id, name = %out.name, zone = %out.zone, members = out.members.len(), "backend group created");
@@ -159,8 +158,7 @@ impl Cloud {
             &mut tx,
             &group_event(&ctx.project, &cur.id, &cur.zone, EventKind::Updated),
             now,
-        )
-        .await?;
+        );
         let out = self.load_group(&mut tx, ctx, id).await?.group;
         tx.commit().await?;
         tracing::info!(group = %out.id, members = out.members.len(), "backend group updated");
@@ -192,8 +190,7 @@ impl Cloud {
             &mut tx,
             &group_event(&ctx.project, &cur.id, &cur.zone, EventKind::Deleted),
             now,
-        )
-        .await?;
+        );
         tx.commit().await?;
         tracing::info!(group = %cur.id, "backend group deleted");
         Ok(())

@@ -52,7 +52,7 @@ impl Cloud {
             state: Some(state.as_str()),
             zone: Some(name),
         };
-        store::append_event(&mut tx, &e, now).await?;
+        store::append_event(&mut tx, &e, now);
         tx.commit().await?;
         tracing::info!(zone = name, state = state.as_str(), "zone state set");
         self.zone(name).await

@@ -90,8 +90,7 @@ impl Cloud {
             &mut tx,
             &instance_event(&ctx.project, &n.id, &n.zone, EventKind::Created, n.state),
             now,
-        )
-        .await?;
+        );
         tx.commit().await?;
         tracing::info!(instance = %created.id, name = %created.name, zone = %created.zone, ip = %created.private_ip, state = %created.state, "instance created");
         Ok(created)
@@ -212,8 +211,7 @@ impl Cloud {
             &mut tx,
             &instance_event(&ctx.project, &i.id, &i.zone, EventKind::Updated, i.state),
             now,
-        )
-        .await?;
+        );
         let out = self.load_instance(&mut tx, ctx, id).await?;
         tx.commit().await?;
         Ok(out.instance)
@@ -252,8 +250,7 @@ impl Cloud {
             &mut tx,
             &instance_event(&ctx.project, &i.id, &i.zone, EventKind::StateChanged, state),
             now,
-        )
-        .await?;
+        );
         let out = self.load_instance(&mut tx, ctx, id).await?;
         tx.commit().await?;
         tracing::info!(instance = %i.id, action = action.as_str(), from = %i.state, to = %state, "instance state changed");
@@ -276,7 +273,7 @@ impl Cloud {
                 EventKind::StateChanged,
                 InstanceState::Terminated,
             );
-            store::append_event(&mut tx, &e, now).await?;
+            store::append_event(&mut tx, &e, now);
         }
         store::delete_instance(&mut tx, i.id.as_str()).await?;
         let e = instance_event(
@@ -286,7 +283,7 @@ impl Cloud {
             EventKind::Deleted,
             InstanceState::Terminated,
         );
-        store::append_event(&mut tx, &e, now).await?;
+        store::append_event(&mut tx, &e, now);
         tx.commit().await?;
         tracing::info!(instance = %i.id, "instance deleted");
         Ok(())

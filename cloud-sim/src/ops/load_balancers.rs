@@ -131,8 +131,7 @@ impl Cloud {
             &mut tx,
             &lb_event(&ctx.project, &n.id, EventKind::Created, n.state),
             now,
-        )
-        .await?;
+        );
         let out = store::get_lb(&mut tx, &self.config.region, &ctx.project, n.id.as_str()).await?;
         tx.commit().await?;
         let out = out
@@ -252,8 +251,7 @@ impl Cloud {
             &mut tx,
             &lb_event(&ctx.project, &lb.id, EventKind::Updated, lb.state),
             now,
-        )
-        .await?;
+        );
         let out = self.load_lb(&mut tx, ctx, id).await?;
         tx.commit().await?;
         tracing::info!(lb = %out.lb.id, backends = out.lb.backends.len(), backend_groups = out.lb.backend_groups.len(), "load balancer updated");
@@ -275,8 +273,7 @@ impl Cloud {
             &mut tx,
             &lb_event(&ctx.project, &cur.lb.id, EventKind::Deleted, cur.lb.state),
             now,
-        )
-        .await?;
+        );
         tx.commit().await?;
         tracing::info!(lb = %cur.lb.id, "load balancer deleted");
         Ok(())

@@ -109,7 +109,7 @@ impl Cloud {
             state: None,
             zone: None,
         };
-        store::append_event(&mut tx, &e, now).await?;
+        store::append_event(&mut tx, &e, now);
         tx.commit().await?;
         tracing::info!(route = %out.id, destination = %out.destination_cidr, target = %out.target_instance_id, "route created");
         Ok(out)
@@ -174,7 +174,7 @@ impl Cloud {
             state: None,
             zone: None,
         };
-        store::append_event(&mut tx, &e, now).await?;
+        store::append_event(&mut tx, &e, now);
         tx.commit().await?;
         tracing::info!(route = %id, "route deleted");
         Ok(())

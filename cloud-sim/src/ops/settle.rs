@@ -30,7 +30,7 @@ impl Cloud {
                 state: Some(next.as_str()),
                 zone: Some(&zone),
             };
-            store::append_event(&mut tx, &e, now).await?;
+            store::append_event(&mut tx, &e, now);
             tracing::debug!(instance = %id, state = %next, "instance settled");
             changed += 1;
         }
@@ -44,7 +44,7 @@ impl Cloud {
                 state: Some("active"),
                 zone: None,
             };
-            store::append_event(&mut tx, &e, now).await?;
+            store::append_event(&mut tx, &e, now);
             tracing::debug!(lb = %id, "load balancer active");
             changed += 1;
         }

@@ -14,21 +14,76 @@ pub struct NewEvent<'a> {
     pub zone: Option<&'a str>,
 }
 
-pub async fn append_event(conn: &mut AnyConnection, e: &NewEvent<'_>, now: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO events (project, time, resource_kind, resource_id, kind, state, zone) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(e.project)
-    .bind(now)
-    .bind(e.resource_kind.as_str())
-    .bind(e.resource_id)
-    .bind(e.kind.as_str())
-    .bind(e.state)
-    .bind(e.zone)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// Appends `e` to the log with `tx`: it is written with the commit (on SQLite in the commit's
+/// round trip), so an event costs no round trip of its own. Events keep their order.
+pub fn append_event(tx: &mut WriteTx, e: &NewEvent<'_>, now: i64) {
+    tx.log.push(QueuedEvent {
+        project: e.project.map(str::to_owned),
+        time: now,
+        resource_kind: e.resource_kind.as_str(),
+        resource_id: e.resource_id.to_owned(),
+        kind: e.kind.as_str(),
+        state: e.state.map(str::to_owned),
+        zone: e.zone.map(str::to_owned),
+    });
+}
+
+/// An event waiting in its transaction for the commit.
+#[derive(Debug)]
+pub(super) struct QueuedEvent {
+    project: Option<String>,
+    time: i64,
+    resource_kind: &'static str,
+    resource_id: String,
+    kind: &'static str,
+    state: Option<String>,
+    zone: Option<String>,
+}
+
+/// At most this many events go into one statement (7 parameters each; SQLite allows 32,766).
+pub(super) const EVENTS_PER_STATEMENT: usize = 1000;
+
+/// The insert of `n` events (at least one), its parameters numbered from `$first`.
+pub(super) fn insert_events_sql(n: usize, first: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::from(
+        "INSERT INTO events (project, time, resource_kind, resource_id, kind, state, zone) VALUES ",
+    );
+    for i in 0..n {
+        let p = first + 7 * i;
+        let sep = if i == 0 { "" } else { ", " };
+        write!(
+            sql,
+            "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            p,
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6
+        )
+        .expect("writing to a String cannot fail");
+    }
+    sql
+}
+
+/// `q` with the parameters of `events` bound after its own (see [`insert_events_sql`]).
+pub(super) fn bind_events<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    events: &'q [QueuedEvent],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    for e in events {
+        q = q
+            .bind(e.project.as_deref())
+            .bind(e.time)
+            .bind(e.resource_kind)
+            .bind(&e.resource_id)
+            .bind(e.kind)
+            .bind(e.state.as_deref())
+            .bind(e.zone.as_deref());
+    }
+    q
 }
 
 #[derive(sqlx::FromRow)]

@@ -51,7 +51,8 @@ macro_rules! claim_sql {
 }
 
 /// The response of a request ($6 status, $7 body), recorded over its claim or, if it made
-/// none (it wrote nothing else), as a new record; binds as [`claim_sql`] otherwise, $8 time.
+/// none (it wrote nothing else), as a new record; binds as [`claim_sql`] otherwise, $8 time
+/// (8 parameters: [`RECORD_RESPONSE_PARAMS`]).
 macro_rules! record_response_sql {
     () => {
         "INSERT INTO idempotency_keys (project, key, method, path, body, status, response, created_at) \
@@ -64,8 +65,8 @@ pub(super) const CLAIM_SQL: &str = claim_sql!();
 /// SQLite only (one round trip for two statements; PostgreSQL prepares one at a time).
 pub(super) const BEGIN_AND_CLAIM_SQL: &str = concat!("BEGIN; ", claim_sql!());
 pub(super) const RECORD_RESPONSE_SQL: &str = record_response_sql!();
-/// SQLite only, as [`BEGIN_AND_CLAIM_SQL`].
-pub(super) const RECORD_RESPONSE_AND_COMMIT_SQL: &str = concat!(record_response_sql!(), "; COMMIT");
+/// The parameters of [`RECORD_RESPONSE_SQL`]; statements sent after it number theirs on.
+pub(super) const RECORD_RESPONSE_PARAMS: usize = 8;
 
 /// `sql` (one of the claim statements) bound for `request` claiming its key at `now`.
 pub(super) fn claim_query<'q>(
@@ -81,9 +82,10 @@ pub(super) fn claim_query<'q>(
         .bind(now)
 }
 
-/// `sql` (one of the record statements) bound for `request`'s response.
+/// `sql` ([`RECORD_RESPONSE_SQL`], perhaps with statements after it) bound for `request`'s
+/// response.
 pub(super) fn record_response<'q>(
-    sql: &'static str,
+    sql: impl sqlx::SqlSafeStr,
     (request, status, body, now): (&'q IdempotentRequest, u16, &'q [u8], i64),
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
     sqlx::query(sql)

@@ -391,6 +391,7 @@ impl Db {
             _writing: writing,
             in_request: false,
             claims: false,
+            log: Vec::new(),
         }))
     }
 
@@ -481,6 +482,8 @@ pub struct WriteTx {
     in_request: bool,
     /// It holds the claim of the request's idempotency key.
     claims: bool,
+    /// Events appended, written with the commit ([`append_event`]).
+    log: Vec<QueuedEvent>,
 }
 
 impl std::fmt::Debug for WriteTx {
@@ -540,8 +543,40 @@ impl WriteTx {
                 .execute(&mut *self.conn)
                 .await?;
         }
-        self.conn.execute("COMMIT").await?;
+        let log = self.write_log_but_the_last().await?;
+        if log.is_empty() {
+            self.conn.execute("COMMIT").await?;
+        } else if self.engine == Engine::Sqlite {
+            // The events and the COMMIT in one round trip.
+            let sql = format!("{}; COMMIT", insert_events_sql(log.len(), 1));
+            bind_events(sqlx::query(sqlx::AssertSqlSafe(sql)), &log)
+                .execute(&mut *self.conn)
+                .await?;
+        } else {
+            self.write_events(&log).await?;
+            self.conn.execute("COMMIT").await?;
+        }
         Ok(self.committed(wake))
+    }
+
+    /// Writes the queued events except the last statement's worth, which it returns for the
+    /// caller to send with its last statements.
+    async fn write_log_but_the_last(&mut self) -> Result<Vec<QueuedEvent>> {
+        let mut log = std::mem::take(&mut self.log);
+        let last = log
+            .split_off(log.len().saturating_sub(1) / EVENTS_PER_STATEMENT * EVENTS_PER_STATEMENT);
+        for chunk in log.chunks(EVENTS_PER_STATEMENT) {
+            self.write_events(chunk).await?;
+        }
+        Ok(last)
+    }
+
+    async fn write_events(&mut self, events: &[QueuedEvent]) -> Result<()> {
+        let sql = insert_events_sql(events.len(), 1);
+        bind_events(sqlx::query(sqlx::AssertSqlSafe(sql)), events)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
     }
 
     /// What follows a `COMMIT` (sent by [`WriteTx::commit_now`] or at the end of a batch):

@@ -193,8 +193,18 @@ impl Db {
                 };
                 let record = (&*request, status, body, now);
                 if self.engine == Engine::Sqlite {
-                    // The record and the COMMIT in one round trip.
-                    record_response(RECORD_RESPONSE_AND_COMMIT_SQL, record)
+                    // The record, the operation's events and the COMMIT in one round trip.
+                    let log = tx.write_log_but_the_last().await?;
+                    let events = if log.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; {}",
+                            insert_events_sql(log.len(), RECORD_RESPONSE_PARAMS + 1)
+                        )
+                    };
+                    let sql = format!("{RECORD_RESPONSE_SQL}{events}; COMMIT");
+                    bind_events(record_response(sqlx::AssertSqlSafe(sql), record), &log)
                         .execute(&mut *tx.conn)
                         .await?;
                     tx.committed(wake)
