@@ -40,17 +40,11 @@ impl Cloud {
                         "private IP {ip} is in use by another instance"
                     )));
                 }
-                ip
+                store::NewAddress::Chosen(ip)
             }
             None => {
                 let (lo, hi) = usable_range(zone.instance_subnet);
-                let free = store::first_free_ip(&mut tx, store::INSTANCE_ADDRESSES, lo, hi).await?;
-                free.map(Ipv4Addr::from).ok_or_else(|| {
-                    ApiError::QuotaExceeded(format!(
-                        "subnet {} of {} has no free address",
-                        zone.instance_subnet, zone.name
-                    ))
-                })?
+                store::NewAddress::FirstFreeIn { lo, hi }
             }
         };
         let boot = deadline(self.config.instance_boot_delay, now);
@@ -71,7 +65,13 @@ impl Cloud {
         };
         // A live name is unique by index: the insert finds a clash without a query before it.
         let created = match store::insert_instance(&mut tx, &self.config.region, &n, now).await {
-            Ok(created) => created.instance,
+            Ok(Some(created)) => created.instance,
+            Ok(None) => {
+                return Err(ApiError::QuotaExceeded(format!(
+                    "subnet {} of {} has no free address",
+                    zone.instance_subnet, zone.name
+                )));
+            }
             Err(e) if store::is_unique_violation(&e) => {
                 // PostgreSQL refuses every statement of a transaction after an error: end it,
                 // and name the holder from a reader (it is committed, so readers see it).
@@ -81,7 +81,14 @@ impl Cloud {
                     store::live_instance_by_name(&mut conn, &ctx.project, &n.name).await?;
                 return Err(ApiError::AlreadyExists(match existing {
                     Some(id) => format!("instance name {:?} is in use by {id}", n.name),
-                    None => format!("private IP {private_ip} is in use by another instance"),
+                    None => match private_ip {
+                        store::NewAddress::Chosen(ip) => {
+                            format!("private IP {ip} is in use by another instance")
+                        }
+                        store::NewAddress::FirstFreeIn { .. } => {
+                            "the free address found was taken meanwhile; retry".to_owned()
+                        }
+                    },
                 }));
             }
             Err(e) => return Err(e.into()),

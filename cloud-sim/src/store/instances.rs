@@ -70,38 +70,76 @@ pub struct NewInstance {
     pub zone: String,
     pub instance_type: String,
     pub state: InstanceState,
-    pub private_ip: Ipv4Addr,
+    pub private_ip: NewAddress,
     pub tags: Tags,
     pub state_deadline: Option<i64>,
 }
 
+/// The address of a new instance.
+#[derive(Debug, Clone, Copy)]
+pub enum NewAddress {
+    /// The caller's, checked to be free.
+    Chosen(Ipv4Addr),
+    /// The lowest free one of the subnet `[lo, hi]`, found by the insert itself.
+    FirstFreeIn { lo: u32, hi: u32 },
+}
+
+/// Inserts the instance; `None` when it was to take a free address of a subnet that has none.
+/// The row comes back with the insert (RETURNING: no read after it), and a free address is
+/// found by the insert too (one statement, [`FIRST_FREE_INSTANCE_IP_SQL`]).
 pub async fn insert_instance(
     conn: &mut AnyConnection,
     region: &str,
     n: &NewInstance,
     now: i64,
-) -> Result<StoredInstance> {
-    // RETURNING: the stored row comes back with the insert (no read after it).
-    let sql = format!(
-        "INSERT INTO instances (id, project, name, zone, instance_type, state, private_ip, tags, version, \
-         created_at, updated_at, terminated_at, state_deadline) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, NULL, $10) RETURNING {INSTANCE_COLUMNS}"
-    );
-    let row: InstanceRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+) -> Result<Option<StoredInstance>> {
+    const COLUMNS: &str = "id, project, name, zone, instance_type, state, private_ip, tags, version, \
+                           created_at, updated_at, terminated_at, state_deadline";
+    let (sql, ip, range) = match n.private_ip {
+        NewAddress::Chosen(ip) => (
+            format!(
+                "INSERT INTO instances ({COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, NULL, $10) RETURNING {INSTANCE_COLUMNS}"
+            ),
+            Some(ip_to_db(ip)),
+            None,
+        ),
+        NewAddress::FirstFreeIn { lo, hi } => (
+            format!(
+                "WITH free (floor_ip, ip) AS ({FIRST_FREE_INSTANCE_IP_SQL}) \
+                 INSERT INTO instances ({COLUMNS}) \
+                 SELECT $1, $2, $3, $4, $5, $6, free.ip, $8, 1, $9, $9, NULL, $10 FROM free \
+                 WHERE free.ip <= $12 RETURNING {INSTANCE_COLUMNS}"
+            ),
+            None,
+            Some((i64::from(lo), i64::from(hi))),
+        ),
+    };
+    let mut insert = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(n.id.as_str())
         .bind(&n.project)
         .bind(&n.name)
         .bind(&n.zone)
         .bind(&n.instance_type)
         .bind(n.state.as_str())
-        .bind(ip_to_db(n.private_ip))
+        .bind(ip)
         .bind(to_json(&n.tags))
         .bind(now)
-        .bind(n.state_deadline)
-        .fetch_one(&mut *conn)
-        .await?;
+        .bind(n.state_deadline);
+    if let Some((lo, hi)) = range {
+        insert = insert.bind(lo).bind(hi);
+    }
+    let row: Option<InstanceRow> = insert.fetch_optional(&mut *conn).await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    if let Some((lo, _)) = range
+        && (row.private_ip - lo) % FLOOR_STEP == 0
+    {
+        raise_ip_floor(conn, range.expect("checked"), row.private_ip).await?;
+    }
     insert_tags(conn, n.id.as_str(), &n.tags).await?;
-    row.into_stored(region)
+    row.into_stored(region).map(Some)
 }
 
 /// The instance, if it exists and belongs to `project` (`None` for any project).
@@ -194,6 +232,9 @@ pub async fn set_instance_state(
     now: i64,
 ) -> Result<()> {
     let terminated_at = (state == InstanceState::Terminated).then_some(now);
+    if terminated_at.is_some() {
+        release_instance_ip(&mut *conn, id).await?;
+    }
     sqlx::query(
         "UPDATE instances SET state = $2, state_deadline = $3, updated_at = $4, version = version + 1, \
          terminated_at = COALESCE(terminated_at, $5) WHERE id = $1",
@@ -226,6 +267,7 @@ pub async fn set_instance_tags(
 }
 
 pub async fn delete_instance(conn: &mut AnyConnection, id: &str) -> Result<()> {
+    release_instance_ip(&mut *conn, id).await?;
     sqlx::query("DELETE FROM instances WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)
@@ -260,6 +302,55 @@ pub const FRONTEND_ADDRESSES: AddressSpace = AddressSpace {
     column: "ip",
     live: "ip IS NOT NULL",
 };
+
+/// A create whose address is this many past the subnet's first (0, 32, 64, ...) raises the
+/// floor to it: one statement every so many creates, and the walk from the floor stays short.
+const FLOOR_STEP: i64 = 32;
+
+/// The floor of the instance subnet starting at $11 (that address when it has none yet) and
+/// the lowest free address in `[floor, $12]`: `(floor, address)`, the address $12 + 1 when the
+/// subnet is full. Walks the address index from the floor, which the creates keep close to
+/// the end of the packed addresses. Numbered to follow the instance insert's parameters.
+pub(super) const FIRST_FREE_INSTANCE_IP_SQL: &str = "\
+    WITH start (floor_ip) AS (SELECT COALESCE(\
+        (SELECT floor_ip FROM instance_ip_floors WHERE range_first = $11), $11)) \
+    SELECT floor_ip, floor_ip FROM start WHERE NOT EXISTS (SELECT 1 FROM instances \
+        WHERE state <> 'terminated' AND private_ip = start.floor_ip) \
+    UNION ALL \
+    SELECT * FROM (SELECT start.floor_ip, a.private_ip + 1 FROM instances a, start \
+        WHERE a.state <> 'terminated' AND a.private_ip BETWEEN start.floor_ip AND $12 \
+        AND NOT EXISTS (SELECT 1 FROM instances b \
+            WHERE b.state <> 'terminated' AND b.private_ip = a.private_ip + 1) \
+        ORDER BY a.private_ip LIMIT 1) AS gap \
+    LIMIT 1";
+
+/// Raises the floor of the subnet `range` to `ip`, an address just taken as its lowest free
+/// one: every address below it is held then.
+async fn raise_ip_floor(conn: &mut AnyConnection, range: (i64, i64), ip: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO instance_ip_floors (range_first, range_last, floor_ip) VALUES ($1, $2, $3) \
+         ON CONFLICT (range_first) DO UPDATE SET floor_ip = excluded.floor_ip, range_last = excluded.range_last",
+    )
+    .bind(range.0)
+    .bind(range.1)
+    .bind(ip)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Lowers the floor of the subnet holding instance `id`'s address to it: the address is being
+/// released (the instance terminates or goes).
+async fn release_instance_ip(conn: &mut AnyConnection, id: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE instance_ip_floors SET floor_ip = i.private_ip FROM instances i \
+         WHERE i.id = $1 AND i.private_ip BETWEEN range_first AND range_last AND i.private_ip < floor_ip",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
 
 /// The lowest address in `[lo, hi]` nothing in `space` holds (the rule of
 /// `domain::net::first_free`), answered by the database without reading every address out:

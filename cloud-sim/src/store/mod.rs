@@ -784,6 +784,13 @@ mod tests {
             held.contains("USING COVERING INDEX instances_live_ip_state"),
             "{held}"
         );
+        let free = plan(&db, instances::FIRST_FREE_INSTANCE_IP_SQL).await;
+        assert!(
+            free.contains("USING COVERING INDEX instances_live_ip_state")
+                && !free.contains("SCAN instances")
+                && !free.contains("SCAN instance_ip_floors"),
+            "{free}"
+        );
         let held = plan(&db, &instances::held_sql(FRONTEND_ADDRESSES)).await;
         assert!(held.contains("USING COVERING INDEX"), "{held}");
         let overlap = plan(&db, routes::ROUTE_OVERLAP_SQL).await;

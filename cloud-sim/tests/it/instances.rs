@@ -116,6 +116,45 @@ async fn names_are_unique_among_live_instances() {
     c.instance("web", "zone-b").await;
 }
 
+/// A zone's addresses are found from a floor the creates raise as the subnet fills (so a create
+/// does not count the zone's instances); a release below it still comes first.
+#[tokio::test]
+async fn the_lowest_free_address_is_found_past_many_held_ones() {
+    let c = spawn_default().await;
+    let mut made = Vec::new();
+    for n in 0..80 {
+        made.push(c.instance(&format!("fill-{n}"), "zone-a").await);
+    }
+    let ips: Vec<String> = made.iter().map(|i| i.private_ip.to_string()).collect();
+    let expected: Vec<String> = (2..82).map(|h| format!("127.1.1.{h}")).collect();
+    assert_eq!(
+        ips, expected,
+        "packed from the subnet's first usable address"
+    );
+    // Release two below where the floor has risen to: the lower comes back first.
+    c.client
+        .terminate_instance(made[40].id.as_str())
+        .await
+        .unwrap();
+    c.client
+        .terminate_instance(made[5].id.as_str())
+        .await
+        .unwrap();
+    let first = c.instance("back-1", "zone-a").await;
+    assert_eq!(first.private_ip.to_string(), "127.1.1.7");
+    let second = c.instance("back-2", "zone-a").await;
+    assert_eq!(second.private_ip.to_string(), "127.1.1.42");
+    let end = c.instance("back-3", "zone-a").await;
+    assert_eq!(end.private_ip.to_string(), "127.1.1.82");
+    // A deleted instance releases its address as well.
+    c.client
+        .delete_instance(made[60].id.as_str())
+        .await
+        .unwrap();
+    let reused = c.instance("back-4", "zone-a").await;
+    assert_eq!(reused.private_ip.to_string(), "127.1.1.62");
+}
+
 #[tokio::test]
 async fn caller_chosen_addresses() {
     let c = spawn_default().await;
