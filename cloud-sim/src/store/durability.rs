@@ -107,6 +107,11 @@ impl GroupSync {
         Ok(())
     }
 
+    /// Commits counted so far.
+    pub fn commits(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
     /// Disk flushes so far.
     pub fn flushes(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)

@@ -236,3 +236,144 @@ impl Db {
         self.sync(n).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(key: &str) -> Arc<IdempotentRequest> {
+        Arc::new(IdempotentRequest {
+            project: "p".into(),
+            key: key.into(),
+            method: "POST".into(),
+            path: "/v1/things".into(),
+            body: b"{}".to_vec(),
+        })
+    }
+
+    /// An operation's write: one event, committed.
+    async fn operation(db: &Db, id: &str) -> Result<()> {
+        let mut tx = db.begin().await?;
+        let e = NewEvent {
+            project: Some("p"),
+            resource_kind: ResourceKind::Instance,
+            resource_id: id,
+            kind: EventKind::Created,
+            state: None,
+            zone: None,
+        };
+        append_event(&mut tx, &e, 1);
+        tx.commit().await
+    }
+
+    async fn events_of(db: &Db, id: &str) -> i64 {
+        let mut conn = db.reader().await.unwrap();
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events WHERE resource_id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        n
+    }
+
+    async fn recorded(db: &Db, key: &str) -> Option<crate::domain::idempotency::Recorded> {
+        let mut conn = db.reader().await.unwrap();
+        idempotency_key(&mut conn, "p", key).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn claim_change_and_response_are_one_commit() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        let before = db.sync.commits();
+        let scope = RequestScope::new(request("k1"), 5, false);
+        let (out, scope) = scoped(scope, operation(&db, "i-1")).await;
+        out.unwrap();
+        assert!(scope.claimed() && !scope.refused() && !scope.claim_committed());
+        db.finish_request(scope, Some((201, b"{\"id\":\"i-1\"}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            db.sync.commits() - before,
+            1,
+            "the request made exactly one commit"
+        );
+        assert_eq!(events_of(&db, "i-1").await, 1);
+        let r = recorded(&db, "k1").await.unwrap();
+        assert_eq!(r.response, Some((201, b"{\"id\":\"i-1\"}".to_vec())));
+        assert_eq!(r.claimed_at, 5);
+    }
+
+    #[tokio::test]
+    async fn a_taken_key_is_refused_before_the_operation_writes() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        let (out, scope) = scoped(
+            RequestScope::new(request("k1"), 5, false),
+            operation(&db, "i-1"),
+        )
+        .await;
+        out.unwrap();
+        db.finish_request(scope, Some((201, b"{}"))).await.unwrap();
+        let (out, scope) = scoped(
+            RequestScope::new(request("k1"), 6, false),
+            operation(&db, "i-2"),
+        )
+        .await;
+        assert!(matches!(out, Err(StoreError::KeyTaken)), "{out:?}");
+        assert!(scope.refused());
+        db.finish_request(scope, None).await.unwrap();
+        assert_eq!(
+            events_of(&db, "i-2").await,
+            0,
+            "the refused request wrote nothing"
+        );
+        assert_eq!(recorded(&db, "k1").await.unwrap().claimed_at, 5);
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_before_it_finishes_leaves_nothing() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        let run = scoped(RequestScope::new(request("k1"), 5, false), async {
+            operation(&db, "i-1").await.unwrap();
+            // Its client goes away while the response is on its way.
+            std::future::pending::<()>().await;
+        });
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), run)
+                .await
+                .is_err()
+        );
+        // The next writer rolls back what the dropped request left open.
+        assert_eq!(events_of(&db, "i-1").await, 0);
+        assert!(
+            recorded(&db, "k1").await.is_none(),
+            "the key is free for a retry"
+        );
+        let (out, scope) = scoped(
+            RequestScope::new(request("k1"), 6, false),
+            operation(&db, "i-1"),
+        )
+        .await;
+        out.unwrap();
+        db.finish_request(scope, Some((201, b"{}"))).await.unwrap();
+        assert_eq!(events_of(&db, "i-1").await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_after_the_operation_sees_its_change_and_the_claim_is_released_on_failure() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        let (seen, scope) = scoped(RequestScope::new(request("k1"), 5, false), async {
+            operation(&db, "i-1").await.unwrap();
+            events_of(&db, "i-1").await
+        })
+        .await;
+        assert_eq!(seen, 1, "read-your-writes inside the request");
+        assert!(
+            scope.claim_committed(),
+            "the read committed the claim with the change"
+        );
+        // The response failed: the change stays, the claim goes, so a retry runs.
+        db.finish_request(scope, None).await.unwrap();
+        assert_eq!(events_of(&db, "i-1").await, 1);
+        assert!(recorded(&db, "k1").await.is_none());
+    }
+}
