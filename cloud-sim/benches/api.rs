@@ -160,20 +160,20 @@ async fn main() {
 
 /// `cloudsim_db_log_flushes_total` as `/metrics` reports it.
 async fn log_flushes(http: &reqwest::Client, url: &str) -> u64 {
-    let text = http.get(url).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("cloudsim_db_log_flushes_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("cloud-sim reports cloudsim_db_log_flushes_total")
+    metric(http, url, "cloudsim_db_log_flushes_total").await as u64
 }
 
-/// `cloudsim_db_writer_busy_seconds_total` from the metrics.
 async fn writer_busy(http: &reqwest::Client, url: &str) -> f64 {
+    metric(http, url, "cloudsim_db_writer_busy_seconds_total").await
+}
+
+/// The value of the metric `name` (a counter: one line, no labels).
+async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
     let text = http.get(url).send().await.unwrap().text().await.unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix("cloudsim_db_writer_busy_seconds_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .expect("cloud-sim reports cloudsim_db_writer_busy_seconds_total")
+        .unwrap_or_else(|| panic!("cloud-sim reports {name}"))
 }
 
 /// CPU time this process has used (user + system), from `/proc/self/stat` (Linux; the kernel

@@ -73,13 +73,7 @@ pub(super) fn claim_query<'q>(
     sql: &'static str,
     (request, now): (&'q IdempotentRequest, i64),
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    sqlx::query(sql)
-        .bind(&request.project)
-        .bind(&request.key)
-        .bind(&request.method)
-        .bind(&request.path)
-        .bind(&request.body)
-        .bind(now)
+    bind_request(sqlx::query(sql), request).bind(now)
 }
 
 /// `sql` ([`RECORD_RESPONSE_SQL`], perhaps with statements after it) bound for `request`'s
@@ -88,15 +82,22 @@ pub(super) fn record_response<'q>(
     sql: impl sqlx::SqlSafeStr,
     (request, status, body, now): (&'q IdempotentRequest, u16, &'q [u8], i64),
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    sqlx::query(sql)
-        .bind(&request.project)
+    bind_request(sqlx::query(sql), request)
+        .bind(i64::from(status))
+        .bind(body)
+        .bind(now)
+}
+
+/// `q` with the request's key and what identifies the request bound as $1 to $5.
+fn bind_request<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    request: &'q IdempotentRequest,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    q.bind(&request.project)
         .bind(&request.key)
         .bind(&request.method)
         .bind(&request.path)
         .bind(&request.body)
-        .bind(i64::from(status))
-        .bind(body)
-        .bind(now)
 }
 
 /// Records a first claim of `request`'s key unless something is recorded under it already;
