@@ -8,8 +8,8 @@
 //!   ([`StoreError::KeyTaken`]) and [`RequestScope::refused`] says so, so the caller can decide
 //!   what the request gets instead (`domain::idempotency::decide`);
 //! - the operation's [`WriteTx::commit`] leaves its transaction open (parked in the scope);
-//! - [`Db::finish_request`] records the response in it and commits (on SQLite the record and
-//!   the `COMMIT` are one round trip), then waits for the disk.
+//! - [`Db::finish_request`] records the response in it and commits (on SQLite the record, the
+//!   operation's queued events and the `COMMIT` are one round trip), then waits for the disk.
 //!
 //! Claim, change and response so reach the log together or not at all, and another request
 //! with the same key, which waits for the write connection, finds either nothing or the
