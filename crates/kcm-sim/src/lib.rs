@@ -439,9 +439,16 @@ impl Sim {
     }
 
     async fn endpoint_slices(&mut self) {
-        // No Services and no slices of ours: nothing to compute (a sandbox of many nodes and no
-        // workloads would otherwise copy every Node on every heartbeat).
-        if self.services.state().is_empty() && self.slices.state().is_empty() {
+        // No Service with endpoints to manage and no slices of ours: nothing to compute (a
+        // sandbox of many nodes and no workloads would otherwise hash every Node on every pass,
+        // and every sandbox has `default/kubernetes`, whose endpoints are not ours).
+        if !self
+            .services
+            .state()
+            .iter()
+            .any(|s| endpointslice::manages(s))
+            && self.slices.state().is_empty()
+        {
             return;
         }
         let node_refs = self.nodes.state();
