@@ -133,10 +133,10 @@ pub async fn insert_instance(
     let Some(row) = row else {
         return Ok(None);
     };
-    if let Some((lo, _)) = range
+    if let Some(subnet @ (lo, _)) = range
         && (row.private_ip - lo) % FLOOR_STEP == 0
     {
-        raise_ip_floor(conn, range.expect("checked"), row.private_ip).await?;
+        raise_ip_floor(conn, subnet, row.private_ip).await?;
     }
     insert_tags(conn, n.id.as_str(), &n.tags).await?;
     row.into_stored(region).map(Some)

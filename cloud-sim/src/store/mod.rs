@@ -779,11 +779,6 @@ mod tests {
             by_name.contains("USING INDEX instances_name (project=? AND name=?"),
             "{by_name}"
         );
-        let held = plan(&db, &instances::held_sql(INSTANCE_ADDRESSES)).await;
-        assert!(
-            held.contains("USING COVERING INDEX instances_live_ip_state"),
-            "{held}"
-        );
         let free = plan(&db, instances::FIRST_FREE_INSTANCE_IP_SQL).await;
         assert!(
             free.contains("USING COVERING INDEX instances_live_ip_state")
