@@ -128,10 +128,11 @@ async fn run(kube: kube::Client, config: Config, stop: CancellationToken) {
         endpointslice::LABEL_MANAGED_BY,
         endpointslice::MANAGED_BY
     ));
-    let (nodes, t1) = reflect(
+    let (nodes, t1) = sim_common::reflect_trimmed(
         Api::all(kube.clone()),
         Default::default(),
         Some(changed.clone()),
+        scheduler::slim_node,
     );
     let (pods, t2) = reflect(
         Api::all(kube.clone()),

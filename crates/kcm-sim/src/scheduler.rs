@@ -40,6 +40,32 @@ pub fn node_ready(n: &Node) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// Trims a Node to what this crate reads of one (the scheduler and the endpoint-slice
+/// controller): its name, labels and spec, its allocatable resources and whether it is Ready.
+/// kcm-sim keeps every Node in a watch-fed store and never writes one back, so the rest (node
+/// info, addresses, managed fields, annotations, the other conditions and every condition's
+/// prose and times) is memory for nothing: about half of a kubelet's Node, times 10,000.
+pub fn slim_node(n: &mut Node) {
+    n.metadata.annotations = None;
+    n.metadata.managed_fields = None;
+    if let Some(s) = n.status.as_mut() {
+        *s = k8s_openapi::api::core::v1::NodeStatus {
+            allocatable: s.allocatable.take(),
+            conditions: s.conditions.take().map(|cs| {
+                cs.into_iter()
+                    .filter(|c| c.type_ == "Ready")
+                    .map(|c| k8s_openapi::api::core::v1::NodeCondition {
+                        type_: c.type_,
+                        status: c.status,
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            ..Default::default()
+        };
+    }
+}
+
 fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
     tolerations.iter().any(|t| {
         let effect_ok = t.effect.as_deref().unwrap_or("").is_empty()
@@ -475,7 +501,50 @@ mod tests {
         for c in cases {
             let got = schedule(&c.pod, &c.nodes, &c.bound);
             assert_eq!(got.as_deref().map_err(String::as_str), c.want, "{}", c.name);
+            // kcm-sim stores its Nodes slimmed: the same placements from what is left.
+            let mut slimmed = c.nodes.clone();
+            slimmed.iter_mut().for_each(slim_node);
+            let got = schedule(&c.pod, &slimmed, &c.bound);
+            assert_eq!(
+                got.as_deref().map_err(String::as_str),
+                c.want,
+                "{} (slimmed)",
+                c.name
+            );
         }
+    }
+
+    #[test]
+    fn slim_nodes_keep_what_scheduling_and_endpoints_read() {
+        let full = node(
+            "a1",
+            "zone-a",
+            json!({"metadata": {"annotations": {"a": "b"}, "uid": "u1"},
+                "spec": {"podCIDR": "10.0.1.0/24", "taints": [{"key": "k", "effect": "NoSchedule"}]},
+                "status": {"capacity": {"cpu": "2"}, "nodeInfo": {"kubeletVersion": "v1"},
+                    "addresses": [{"type": "Hostname", "address": "a1"}],
+                    "conditions": [
+                        {"type": "MemoryPressure", "status": "False"},
+                        {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                         "message": "ready", "lastHeartbeatTime": "2026-01-01T00:00:00Z"}]}}),
+        );
+        let mut slim = full.clone();
+        slim_node(&mut slim);
+        assert_eq!(slim.metadata.name, full.metadata.name);
+        assert_eq!(slim.metadata.uid, full.metadata.uid);
+        assert_eq!(slim.metadata.labels, full.metadata.labels);
+        assert_eq!(slim.metadata.annotations, None);
+        assert_eq!(slim.spec, full.spec);
+        assert_eq!(allocatable(&slim, "cpu"), Some(2000));
+        assert!(node_ready(&slim));
+        let status = slim.status.unwrap();
+        assert_eq!(status.node_info, None);
+        assert_eq!(status.addresses, None);
+        assert_eq!(status.capacity, None);
+        let conditions = status.conditions.unwrap();
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].message, None);
+        assert_eq!(conditions[0].last_heartbeat_time, None);
     }
 
     #[test]
