@@ -87,6 +87,11 @@ impl LabelSelector {
         Ok(Self(reqs))
     }
 
+    /// Selects every object (no requirements).
+    pub fn is_everything(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
@@ -150,6 +155,11 @@ impl FieldSelector {
             reqs.push((field.to_owned(), eq, value.trim().to_owned()));
         }
         Ok(Self(reqs))
+    }
+
+    /// Selects every object (no requirements).
+    pub fn is_everything(&self) -> bool {
+        self.0.is_empty()
     }
 
     pub fn matches(&self, obj: &Value) -> bool {

@@ -1,5 +1,11 @@
-//! The object store: every object as JSON keyed by (resource, namespace, name), one global
+//! The object store: every object as JSON text keyed by (resource, namespace, name), one global
 //! resourceVersion counter, and a bounded history of changes that watches replay from.
+//!
+//! Objects are kept as their serialized JSON ([`Object`]), not as `serde_json::Value` trees: a
+//! kubelet's Node is about 3 KB of text and 12 KiB as a tree (every small map is a B-tree node),
+//! and the store holds every object plus the older versions its watch history refers to. A
+//! write parses the current object for its decision and serializes the result once; every
+//! watcher then sends that same text.
 //!
 //! All writes go through [`Store::write`], which runs the caller's decision under the store lock,
 //! so a read-modify-write is atomic. A write that leaves the object byte-for-byte equal (ignoring
@@ -9,8 +15,34 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use axum::body::Bytes;
 use serde_json::Value;
 use tokio::sync::broadcast;
+
+/// An object as stored: its JSON text in storage form, resourceVersion included. Cheap to clone
+/// (the text is shared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object(Bytes);
+
+impl Object {
+    /// Serializes `v`.
+    pub fn new(v: &Value) -> Self {
+        Self(Bytes::from(
+            serde_json::to_vec(v).expect("a JSON value serializes"),
+        ))
+    }
+
+    /// The object as a JSON tree.
+    pub fn value(&self) -> Value {
+        // Only `new` makes an Object, from a Value: its text always parses.
+        serde_json::from_slice(&self.0).expect("a stored object is valid JSON")
+    }
+
+    /// The JSON text.
+    pub fn json(&self) -> &Bytes {
+        &self.0
+    }
+}
 
 /// Where an object lives.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,9 +83,9 @@ pub struct Change {
     pub kind: ChangeKind,
     /// The object after the change; for deletes, the last state stamped with the delete's RV.
     /// Shared with the store (and the next change's `old`): history costs no copies.
-    pub object: Arc<Value>,
+    pub object: Object,
     /// The object before the change (for selector transitions).
-    pub old: Option<Arc<Value>>,
+    pub old: Option<Object>,
 }
 
 /// Receives every committed change, in resourceVersion order.
@@ -68,19 +100,28 @@ pub enum Write {
     Delete,
 }
 
-/// What a write did, with the object as stored (shared with the store: no copy).
+/// What a write did, with the object as stored.
 #[derive(Debug, Clone)]
 pub enum Written {
-    Created(Arc<Value>),
-    Updated(Arc<Value>),
+    Created(Value),
+    Updated(Value),
     /// The new object equalled the stored one: nothing was persisted.
-    Unchanged(Arc<Value>),
+    Unchanged(Value),
     /// Removed; the object carries the delete's resourceVersion.
-    Deleted(Arc<Value>),
+    Deleted(Value),
 }
 
 impl Written {
     pub fn object(&self) -> &Value {
+        match self {
+            Written::Created(v)
+            | Written::Updated(v)
+            | Written::Unchanged(v)
+            | Written::Deleted(v) => v,
+        }
+    }
+
+    pub fn into_object(self) -> Value {
         match self {
             Written::Created(v)
             | Written::Updated(v)
@@ -102,7 +143,7 @@ pub struct Expired {
 struct Inner {
     rv: u64,
     /// Shared with the changes in `history` that carry them.
-    objects: BTreeMap<Key, Arc<Value>>,
+    objects: BTreeMap<Key, Object>,
     history: VecDeque<Arc<Change>>,
     /// Every change with an RV above this is in `history`.
     compacted: u64,
@@ -183,14 +224,24 @@ impl Store {
     }
 
     pub fn get(&self, key: &Key) -> Option<Value> {
-        self.lock().objects.get(key).map(|v| Value::clone(v))
+        let stored = self.lock().objects.get(key).cloned();
+        stored.map(|o| o.value())
+    }
+
+    /// Whether an object is stored under `key`.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.lock().objects.contains_key(key)
     }
 
     /// Objects of `storage` (in `namespace`, or all) with keys after `after`, in key order, and the
     /// current resourceVersion.
     pub fn list(&self, storage: &'static str, namespace: Option<&str>) -> (Vec<(Key, Value)>, u64) {
-        let inner = self.lock();
-        (Self::collect(&inner, storage, namespace), inner.rv)
+        let (items, rv) = {
+            let inner = self.lock();
+            (Self::collect(&inner, storage, namespace), inner.rv)
+        };
+        let items = items.into_iter().map(|(k, o)| (k, o.value())).collect();
+        (items, rv)
     }
 
     /// Visits the objects of `storage` (and `namespace`) in key order, starting after the object
@@ -202,7 +253,7 @@ impl Store {
         storage: &'static str,
         namespace: Option<&str>,
         after: Option<(&str, &str)>,
-        mut visit: impl FnMut(&Key, &Value) -> bool,
+        mut visit: impl FnMut(&Key, &Object) -> bool,
     ) -> u64 {
         use std::ops::Bound;
         let inner = self.lock();
@@ -222,7 +273,11 @@ impl Store {
     }
 
     /// Objects of one storage (and namespace), by key range rather than a full scan.
-    fn collect(inner: &Inner, storage: &'static str, namespace: Option<&str>) -> Vec<(Key, Value)> {
+    fn collect(
+        inner: &Inner,
+        storage: &'static str,
+        namespace: Option<&str>,
+    ) -> Vec<(Key, Object)> {
         let start = Key::new(storage, namespace.unwrap_or(""), "");
         inner
             .objects
@@ -230,7 +285,7 @@ impl Store {
             .take_while(|(k, _)| {
                 k.storage == storage && namespace.is_none_or(|ns| k.namespace == ns)
             })
-            .map(|(k, v)| (k.clone(), Value::clone(v)))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
 
@@ -241,15 +296,18 @@ impl Store {
         decide: impl FnOnce(Option<&Value>) -> Result<Write, E>,
     ) -> Result<Written, E> {
         let mut inner = self.lock();
-        let current = inner.objects.get(key).cloned();
-        let decision = decide(current.as_deref())?;
+        let old = inner.objects.get(key).cloned();
+        let current = old.as_ref().map(Object::value);
+        let decision = decide(current.as_ref())?;
         let written = match (decision, current) {
-            (Write::Put(new), Some(old)) if same_content(&new, &old) => Written::Unchanged(old),
-            (Write::Put(mut new), old) => {
+            (Write::Put(new), Some(current)) if same_content(&new, &current) => {
+                Written::Unchanged(current)
+            }
+            (Write::Put(mut new), _) => {
                 inner.rv += 1;
                 let rv = inner.rv;
                 set_resource_version(&mut new, rv);
-                let stored = Arc::new(new);
+                let stored = Object::new(&new);
                 inner.objects.insert(key.clone(), stored.clone());
                 let kind = if old.is_some() {
                     ChangeKind::Modified
@@ -262,36 +320,34 @@ impl Store {
                         rv,
                         key: key.clone(),
                         kind,
-                        object: stored.clone(),
+                        object: stored,
                         old,
                     },
                 );
                 if kind == ChangeKind::Added {
-                    Written::Created(stored)
+                    Written::Created(new)
                 } else {
-                    Written::Updated(stored)
+                    Written::Updated(new)
                 }
             }
-            (Write::Delete, Some(old)) => {
+            (Write::Delete, Some(mut gone)) => {
                 inner.rv += 1;
                 let rv = inner.rv;
                 inner.objects.remove(key);
-                let mut gone = Value::clone(&old);
                 set_resource_version(&mut gone, rv);
-                let gone = Arc::new(gone);
                 self.record(
                     &mut inner,
                     Change {
                         rv,
                         key: key.clone(),
                         kind: ChangeKind::Deleted,
-                        object: gone.clone(),
-                        old: Some(old),
+                        object: Object::new(&gone),
+                        old,
                     },
                 );
                 Written::Deleted(gone)
             }
-            (Write::Delete, None) => Written::Deleted(Arc::new(Value::Null)),
+            (Write::Delete, None) => Written::Deleted(Value::Null),
         };
         Ok(written)
     }
@@ -343,7 +399,7 @@ impl Store {
         &self,
         storage: &'static str,
         namespace: Option<&str>,
-    ) -> (Vec<(Key, Value)>, u64, ChangeReceiver) {
+    ) -> (Vec<(Key, Object)>, u64, ChangeReceiver) {
         let inner = self.lock();
         (
             Self::collect(&inner, storage, namespace),
@@ -456,7 +512,7 @@ mod tests {
             [mid + 1, mid + 2]
         );
         assert_eq!(replay[0].kind, ChangeKind::Modified);
-        assert_eq!(replay[0].old.as_ref().unwrap()["data"], "1");
+        assert_eq!(replay[0].old.as_ref().unwrap().value()["data"], "1");
     }
 
     #[test]

@@ -38,11 +38,30 @@ pub enum WatchControl {
     Cut,
 }
 
-fn line(kind: &str, object: &Value) -> Bytes {
-    let mut s = serde_json::to_string(&json!({"type": kind, "object": object}))
-        .expect("JSON values serialize");
-    s.push('\n');
+/// One event line, `{"type":KIND,"object":OBJECT}`, from the object's JSON text.
+fn line_json(kind: &str, object: &[u8]) -> Bytes {
+    let mut s = Vec::with_capacity(object.len() + kind.len() + 24);
+    s.extend_from_slice(b"{\"type\":\"");
+    s.extend_from_slice(kind.as_bytes());
+    s.extend_from_slice(b"\",\"object\":");
+    s.extend_from_slice(object);
+    s.extend_from_slice(b"}\n");
     Bytes::from(s)
+}
+
+fn line(kind: &str, object: &Value) -> Bytes {
+    line_json(
+        kind,
+        &serde_json::to_vec(object).expect("JSON values serialize"),
+    )
+}
+
+fn change_type(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Added => "ADDED",
+        ChangeKind::Modified => "MODIFIED",
+        ChangeKind::Deleted => "DELETED",
+    }
 }
 
 fn expired_event(message: &str) -> Bytes {
@@ -67,8 +86,9 @@ pub fn stream(
             async move { tx.send(Ok(b)).await.is_ok() }
         };
         let matches = |v: &Value| p.labels.matches(v) && p.fields.matches(v);
-        let mut headers = true;
-        let mut event = |kind: &str, obj: Value| -> Bytes {
+        // Column definitions go with the first event only.
+        let headers = std::sync::atomic::AtomicBool::new(true);
+        let event = |kind: &str, obj: Value| -> Bytes {
             let Some(include) = p.table else {
                 return line(kind, &obj);
             };
@@ -80,7 +100,7 @@ pub fn stream(
                 include,
                 jiff::Timestamp::now(),
             );
-            if !std::mem::replace(&mut headers, false) {
+            if !headers.swap(false, std::sync::atomic::Ordering::Relaxed) {
                 table["columnDefinitions"] = Value::Null;
             }
             line(kind, &table)
@@ -91,17 +111,39 @@ pub fn stream(
                     .as_deref()
                     .is_none_or(|ns| c.key.namespace == ns)
         };
+        // A watch of every object as JSON (what informers open) sends the stored text in an
+        // envelope; selectors and tables need the object parsed.
+        let plain = p.table.is_none() && p.labels.is_everything() && p.fields.is_everything();
+        let emit = |c: &Change| -> Option<Bytes> {
+            if !in_scope(c) {
+                return None;
+            }
+            if plain {
+                return Some(line_json(
+                    change_type(c.kind),
+                    &kinds::wire_json(t.def, &c.object),
+                ));
+            }
+            render(&t, c, &matches).map(|(kind, obj)| event(kind, obj))
+        };
 
         let (initial, mut last_rv, mut rx) = match p.resource_version {
             None => {
                 let (items, rv, rx) =
                     store.snapshot_and_subscribe(t.def.storage, t.namespace.as_deref());
-                let added: Vec<Bytes> = items
-                    .iter()
-                    .map(|(_, v)| kinds::to_wire(t.def, v))
-                    .filter(|v| matches(v))
-                    .map(|v| event("ADDED", v))
-                    .collect();
+                let added: Vec<Bytes> = if plain {
+                    items
+                        .iter()
+                        .map(|(_, o)| line_json("ADDED", &kinds::wire_json(t.def, o)))
+                        .collect()
+                } else {
+                    items
+                        .into_iter()
+                        .map(|(_, o)| kinds::to_wire(t.def, o.value()))
+                        .filter(|v| matches(v))
+                        .map(|v| event("ADDED", v))
+                        .collect()
+                };
                 (added, rv, rx)
             }
             Some(from) => match store.subscribe(from) {
@@ -110,11 +152,7 @@ pub fn stream(
                     let mut last = from;
                     for c in replay {
                         last = c.rv;
-                        if in_scope(&c)
-                            && let Some((kind, obj)) = render(&t, &c, &matches)
-                        {
-                            out.push(event(kind, obj));
-                        }
+                        out.extend(emit(&c));
                     }
                     (out, last, rx)
                 }
@@ -143,9 +181,8 @@ pub fn stream(
                             continue;
                         }
                         last_rv = c.rv;
-                        if in_scope(&c)
-                            && let Some((kind, obj)) = render(&t, &c, &matches)
-                            && !send(event(kind, obj)).await
+                        if let Some(b) = emit(&c)
+                            && !send(b).await
                         {
                             return;
                         }
@@ -185,12 +222,12 @@ fn render(
     c: &Change,
     matches: &impl Fn(&Value) -> bool,
 ) -> Option<(&'static str, Value)> {
-    let new = kinds::to_wire(t.def, &c.object);
+    let new = kinds::to_wire(t.def, c.object.value());
     match c.kind {
         ChangeKind::Added => matches(&new).then_some(("ADDED", new)),
         ChangeKind::Deleted => matches(&new).then_some(("DELETED", new)),
         ChangeKind::Modified => {
-            let old = c.old.as_ref().map(|o| kinds::to_wire(t.def, o));
+            let old = c.old.as_ref().map(|o| kinds::to_wire(t.def, o.value()));
             let was = old.as_ref().is_some_and(matches);
             match (was, matches(&new)) {
                 (false, true) => Some(("ADDED", new)),

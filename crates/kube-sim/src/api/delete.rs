@@ -89,7 +89,7 @@ impl Api {
                     .map(str::to_owned);
                 Ok((200, status::delete_success(def, &name, uid.as_deref())))
             }
-            other => Ok((200, kinds::to_wire(def, other.object()))),
+            other => Ok((200, kinds::to_wire(def, other.into_object()))),
         }
     }
 
@@ -121,7 +121,7 @@ impl Api {
             }
             Ok(Write::Put(new))
         })?;
-        let answer = kinds::to_wire(t.def, marked.object());
+        let answer = kinds::to_wire(t.def, marked.into_object());
         for k in self.store.keys_in_namespace(name) {
             let Some(def) = resources::by_storage(k.storage) else {
                 continue;

@@ -246,8 +246,7 @@ impl Api {
 
     pub(super) fn namespace_exists(&self, ns: &str) -> bool {
         self.store
-            .get(&Key::new(resources::NAMESPACES, "", ns))
-            .is_some()
+            .contains(&Key::new(resources::NAMESPACES, "", ns))
     }
 
     pub fn get(&self, t: &Target) -> Result<Value, StatusError> {
@@ -256,7 +255,7 @@ impl Api {
             .store
             .get(&key)
             .ok_or_else(|| StatusError::not_found(t.def, t.name()))?;
-        Ok(kinds::to_wire(t.def, &obj))
+        Ok(kinds::to_wire(t.def, obj))
     }
 
     pub fn list(&self, t: &Target, q: &ListQuery) -> Result<Value, StatusError> {
@@ -274,8 +273,11 @@ impl Api {
             }
         };
         let limit = q.limit.filter(|l| *l > 0);
-        let mut out = Vec::new();
-        let mut more = false;
+        // The objects are taken under the store's lock (a snapshot: cheap, they share their
+        // text with the store) and parsed and filtered after it. Without selectors, a page
+        // and one more (which says whether a continue token is due) are enough.
+        let selective = !q.labels.is_everything() || !q.fields.is_everything();
+        let mut candidates = Vec::new();
         let current_rv = self.store.scan(
             t.def.storage,
             t.namespace.as_deref(),
@@ -283,19 +285,24 @@ impl Api {
                 .as_ref()
                 .map(|(ns, name)| (ns.as_str(), name.as_str())),
             |_, obj| {
-                let wire = kinds::to_wire(t.def, obj);
-                if !q.labels.matches(&wire) || !q.fields.matches(&wire) {
-                    return true;
-                }
-                if limit.is_some_and(|l| out.len() == l) {
-                    // One more match exists: the page is full and a continue token is due.
-                    more = true;
-                    return false;
-                }
-                out.push(wire);
-                true
+                candidates.push(obj.clone());
+                selective || limit.is_none_or(|l| candidates.len() <= l)
             },
         );
+        let mut out = Vec::new();
+        let mut more = false;
+        for obj in candidates {
+            let wire = kinds::to_wire(t.def, obj.value());
+            if !q.labels.matches(&wire) || !q.fields.matches(&wire) {
+                continue;
+            }
+            if limit.is_some_and(|l| out.len() == l) {
+                // One more match exists: the page is full and a continue token is due.
+                more = true;
+                break;
+            }
+            out.push(wire);
+        }
         // Every page of one list reports the resourceVersion of its first page.
         let rv = token_rv.unwrap_or(current_rv);
         let next = more.then(|| encode_continue(rv, &last_key(&out, t)));
@@ -419,13 +426,13 @@ impl Api {
             kinds::prepare_service(def, &name, None, &mut obj, &mut alloc)?;
         }
         if dry_run {
-            return Ok((201, kinds::to_wire(def, &obj)));
+            return Ok((201, kinds::to_wire(def, obj)));
         }
         let written = self.store.write(&key, |cur| match cur {
             Some(_) => Err(StatusError::already_exists(def, &name)),
             None => Ok(Write::Put(obj)),
         })?;
-        Ok((201, kinds::to_wire(def, written.object())))
+        Ok((201, kinds::to_wire(def, written.into_object())))
     }
 
     /// Checks `apiVersion`/`kind` of a body against `def`.

@@ -37,7 +37,7 @@ impl Api {
             ));
         }
         let key = t.key()?;
-        if self.store.get(&key).is_none() {
+        if !self.store.contains(&key) {
             if def.create_on_update && !t.status {
                 let mut body = body;
                 if let Some(m) = body.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -169,7 +169,7 @@ impl Api {
             e
         };
         let now = now_seconds();
-        if self.store.get(&t.key()?).is_none() {
+        if !self.store.contains(&t.key()?) {
             let mut created =
                 crate::ssa::apply(node, None, &body, &t.manager, &api_version, &now, force)
                     .map_err(conflict)?;
@@ -227,7 +227,7 @@ impl Api {
             let Some(old) = cur else {
                 return Err(StatusError::not_found(def, &name));
             };
-            let old_wire = kinds::to_wire(def, old);
+            let old_wire = kinds::to_wire(def, old.clone());
             let (mut new_wire, precondition) = transform(&old_wire)?;
             let has_owners = old_wire
                 .pointer("/metadata/managedFields")
@@ -362,9 +362,9 @@ impl Api {
         if matches!(written, Written::Deleted(_)) {
             self.finish_namespace_if_drained(&key.namespace);
         }
-        let wire = match (&sent, dry_run) {
+        let wire = match (sent, dry_run) {
             (Some(sent), true) => kinds::to_wire(def, sent),
-            _ => kinds::to_wire(def, written.object()),
+            _ => kinds::to_wire(def, written.into_object()),
         };
         Ok((200, wire))
     }

@@ -1,6 +1,7 @@
 //! Per-kind behaviour: name rules, defaulting and allocation (Service), immutable fields (Node,
 //! Service), validation (Lease, events), and the two Event API forms sharing one storage.
 
+use axum::body::Bytes;
 use serde_json::{Map, Value, json};
 
 use crate::resources::{NameRule, ResourceDef};
@@ -117,17 +118,29 @@ pub fn selector_string(sel: &Value) -> String {
 }
 
 /// Converts a stored object to the form `def` serves.
-pub fn to_wire(def: &ResourceDef, stored: &Value) -> Value {
+pub fn to_wire(def: &ResourceDef, stored: Value) -> Value {
     let mut out = if def.group == "events.k8s.io" {
-        event_to_events_v1(stored)
+        event_to_events_v1(&stored)
     } else {
-        stored.clone()
+        stored
     };
     if let Some(o) = out.as_object_mut() {
         o.insert("apiVersion".into(), json!(def.api_version()));
         o.insert("kind".into(), json!(def.kind));
     }
     out
+}
+
+/// [`to_wire`] as JSON text. When `def` serves the storage form (every kind but the
+/// events.k8s.io view of Events), that is the stored text itself: no parse, no copy. Every
+/// stored object went through [`from_wire`], so it carries its canonical apiVersion and kind.
+pub fn wire_json(def: &ResourceDef, stored: &crate::store::Object) -> Bytes {
+    let canonical = crate::resources::by_storage(def.storage).unwrap_or(def);
+    if (canonical.group, canonical.version, canonical.kind) == (def.group, def.version, def.kind) {
+        debug_assert_eq!(stored.value()["kind"], def.kind, "stored in canonical form");
+        return stored.json().clone();
+    }
+    Bytes::from(serde_json::to_vec(&to_wire(def, stored.value())).expect("a JSON value serializes"))
 }
 
 /// Converts an object in the form `def` serves to the storage form.

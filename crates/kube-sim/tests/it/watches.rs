@@ -265,3 +265,52 @@ async fn injected_watch_faults() {
     assert!(s.post("/kube-sim/watches/cut", json!({})).await.body["watches"].as_u64() >= Some(1));
     assert!(w3.next(T).await.is_none());
 }
+
+/// A watch with no selector sends the stored text as it is; one with a selector parses it. Both
+/// must send the same objects, and each the object a GET returns (in both Event APIs).
+#[tokio::test]
+async fn plain_and_selecting_watches_send_what_a_get_returns() {
+    let s = start().await;
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+    const CORE_EVENTS: &str = "/api/v1/namespaces/default/events";
+    let from = rv(&s.get(CMS).await.body);
+    s.post(CMS, cm("a", "1")).await;
+    s.patch(&format!("{CMS}/a"), "merge", json!({"data": {"v": "2"}}))
+        .await;
+    let ev = json!({"metadata": {"name": "n1.1", "labels": {"app": "web"}},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "type": "Normal", "reason": "Synced",
+        "action": "Sync", "note": "synced", "reportingController": "c", "reportingInstance": "c-1",
+        "regarding": {"kind": "Node", "name": "n1", "apiVersion": "v1"}});
+    assert_eq!(s.post(EVENTS, ev).await.status, 201);
+    for (path, name, events) in [
+        (CMS, "a", ["ADDED", "MODIFIED"].as_slice()),
+        (EVENTS, "n1.1", ["ADDED"].as_slice()),
+        (CORE_EVENTS, "n1.1", ["ADDED"].as_slice()),
+    ] {
+        let current = s.get(&format!("{path}/{name}")).await.body;
+        let mut plain = s
+            .watch(&format!("{path}?watch=1&resourceVersion={from}"))
+            .await;
+        let mut selecting = s
+            .watch(&format!(
+                "{path}?watch=1&resourceVersion={from}&labelSelector=app%3Dweb"
+            ))
+            .await;
+        let mut last = None;
+        for want in events {
+            let (p, q) = (
+                plain.next(T).await.unwrap(),
+                selecting.next(T).await.unwrap(),
+            );
+            assert_eq!(p, q, "{path}");
+            assert_eq!(p["type"], *want, "{path}");
+            last = Some(p["object"].clone());
+        }
+        assert_eq!(
+            last.unwrap(),
+            current,
+            "{path}: the last event is the object now"
+        );
+        plain.quiet_for(Duration::from_millis(100)).await;
+    }
+}
