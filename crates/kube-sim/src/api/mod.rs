@@ -489,8 +489,12 @@ impl Api {
     }
 
     pub(super) fn service_allocations(&self, skip: (&str, &str)) -> Allocations {
-        let (items, _) = self.store.list(resources::SERVICES, None);
-        Allocations::from_services(items.iter().map(|(_, v)| v), skip)
+        let mut services = Vec::new();
+        self.store.scan(resources::SERVICES, None, None, |_, o| {
+            services.push(o.clone());
+            true
+        });
+        Allocations::from_services(services.iter(), skip)
     }
 
     /// Checks a watch can start at `rv`.

@@ -20,44 +20,57 @@ pub struct Allocations {
 }
 
 impl Allocations {
-    /// Collects allocations from `services`, skipping the one being written (`skip`: ns, name).
+    /// Collects allocations from stored Services, skipping the one being written (`skip`: ns,
+    /// name). Every Service write reads every Service: only the fields allocation needs are
+    /// deserialized, not whole objects.
     pub fn from_services<'a>(
-        services: impl Iterator<Item = &'a Value>,
+        services: impl Iterator<Item = &'a crate::store::Object>,
         skip: (&str, &str),
     ) -> Self {
+        /// What allocation reads of a Service; serde skips the rest without building it.
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Allocated {
+            metadata: AllocatedMeta,
+            spec: Option<AllocatedSpec>,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct AllocatedMeta {
+            namespace: String,
+            name: String,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default, rename_all = "camelCase")]
+        struct AllocatedSpec {
+            #[serde(rename = "clusterIP")]
+            cluster_ip: Value,
+            ports: Option<Vec<AllocatedPort>>,
+            health_check_node_port: Value,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default, rename_all = "camelCase")]
+        struct AllocatedPort {
+            node_port: Value,
+        }
+        let node_port = |v: &Value| v.as_u64().and_then(|n| u16::try_from(n).ok());
         let mut a = Self::default();
         for s in services {
-            if (
-                str_at(s, "/metadata/namespace").unwrap_or(""),
-                str_at(s, "/metadata/name").unwrap_or(""),
-            ) == skip
-            {
+            // Stored Services went through validation; one that does not read is skipped.
+            let Ok(s) = serde_json::from_slice::<Allocated>(s.json()) else {
+                continue;
+            };
+            if (s.metadata.namespace.as_str(), s.metadata.name.as_str()) == skip {
                 continue;
             }
-            if let Some(ip) = str_at(s, "/spec/clusterIP").and_then(|s| s.parse().ok()) {
+            let Some(spec) = s.spec else { continue };
+            if let Some(ip) = spec.cluster_ip.as_str().and_then(|s| s.parse().ok()) {
                 a.cluster_ips.insert(ip);
             }
-            for p in s
-                .pointer("/spec/ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(n) = p
-                    .get("nodePort")
-                    .and_then(Value::as_u64)
-                    .and_then(|n| u16::try_from(n).ok())
-                {
-                    a.node_ports.insert(n);
-                }
-            }
-            if let Some(n) = s
-                .pointer("/spec/healthCheckNodePort")
-                .and_then(Value::as_u64)
-                .and_then(|n| u16::try_from(n).ok())
-            {
-                a.node_ports.insert(n);
-            }
+            let ports = spec.ports.iter().flatten();
+            a.node_ports
+                .extend(ports.filter_map(|p| node_port(&p.node_port)));
+            a.node_ports.extend(node_port(&spec.health_check_node_port));
         }
         a
     }
@@ -292,5 +305,40 @@ pub fn default_ingress_ip_mode(svc: &mut Value) {
                 i.insert("ipMode".into(), json!("VIP"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Object;
+
+    #[test]
+    fn allocations_are_read_from_stored_services() {
+        let svc = |ns: &str, name: &str, spec: Value| {
+            Object::new(&json!({"metadata": {"namespace": ns, "name": name}, "spec": spec,
+                "status": {"loadBalancer": {}}}))
+        };
+        let stored = [
+            svc(
+                "default",
+                "lb",
+                json!({"clusterIP": "10.96.0.10", "healthCheckNodePort": 32000,
+                    "ports": [{"port": 80, "nodePort": 30080}, {"port": 81}]}),
+            ),
+            svc("default", "headless", json!({"clusterIP": "None", "ports": null})),
+            svc(
+                "other",
+                "being-written",
+                json!({"clusterIP": "10.96.0.11", "ports": [{"nodePort": 30081}]}),
+            ),
+            Object::new(&json!({"metadata": {"name": "no-spec"}})),
+        ];
+        let a = Allocations::from_services(stored.iter(), ("other", "being-written"));
+        assert_eq!(
+            a.cluster_ips,
+            BTreeSet::from(["10.96.0.10".parse::<Ipv4Addr>().unwrap()])
+        );
+        assert_eq!(a.node_ports, BTreeSet::from([30080, 32000]));
     }
 }
