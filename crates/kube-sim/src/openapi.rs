@@ -145,7 +145,7 @@ pub fn strip_unknown_fields(
         return Vec::new();
     };
     let mut out = Vec::new();
-    walk(s, schema, obj, "", &mut out);
+    walk(s, schema, obj, &mut String::new(), &mut out);
     out
 }
 
@@ -159,43 +159,56 @@ fn is_directive(key: &str) -> bool {
     key.starts_with('$')
 }
 
-fn walk(s: &Schemas, schema: &Value, v: &mut Value, path: &str, out: &mut Vec<String>) {
+/// Strips what `schema` does not declare from `v`. `path` is where `v` is (a buffer shared by
+/// the whole walk, restored on return: this runs on every write, over every field).
+fn walk(s: &Schemas, schema: &Value, v: &mut Value, path: &mut String, out: &mut Vec<String>) {
     let schema = resolve(s, schema);
     if schema["x-kubernetes-preserve-unknown-fields"] == Value::Bool(true) {
         return;
     }
-    let join = |k: &str| {
-        if path.is_empty() {
-            k.to_owned()
-        } else {
-            format!("{path}.{k}")
+    let len = path.len();
+    let mut enter = |path: &mut String, k: &str| {
+        if len > 0 {
+            path.push('.');
         }
+        path.push_str(k);
     };
     match v {
         Value::Object(fields) => {
             if let Some(Value::Object(props)) = schema.get("properties") {
-                fields.retain(|k, val| match props.get(k) {
-                    Some(p) => {
-                        walk(s, p, val, &join(k), out);
-                        true
-                    }
-                    None if is_directive(k) => true,
-                    None => {
-                        out.push(join(k));
-                        false
-                    }
+                fields.retain(|k, val| {
+                    let keep = match props.get(k) {
+                        Some(p) => {
+                            enter(path, k);
+                            walk(s, p, val, path, out);
+                            true
+                        }
+                        None if is_directive(k) => return true,
+                        None => {
+                            enter(path, k);
+                            out.push(path.clone());
+                            false
+                        }
+                    };
+                    path.truncate(len);
+                    keep
                 });
             } else if let Some(items) = schema.get("additionalProperties").filter(|a| a.is_object())
             {
                 for (k, val) in fields.iter_mut() {
-                    walk(s, items, val, &join(k), out);
+                    enter(path, k);
+                    walk(s, items, val, path, out);
+                    path.truncate(len);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item) = schema.get("items") {
                 for (i, val) in items.iter_mut().enumerate() {
-                    walk(s, item, val, &format!("{path}[{i}]"), out);
+                    use std::fmt::Write as _;
+                    let _ = write!(path, "[{i}]");
+                    walk(s, item, val, path, out);
+                    path.truncate(len);
                 }
             }
         }

@@ -316,8 +316,10 @@ mod tests {
     #[test]
     fn allocations_are_read_from_stored_services() {
         let svc = |ns: &str, name: &str, spec: Value| {
-            Object::new(&json!({"metadata": {"namespace": ns, "name": name}, "spec": spec,
-                "status": {"loadBalancer": {}}}))
+            Object::new(
+                &json!({"metadata": {"namespace": ns, "name": name}, "spec": spec,
+                "status": {"loadBalancer": {}}}),
+            )
         };
         let stored = [
             svc(
@@ -326,7 +328,11 @@ mod tests {
                 json!({"clusterIP": "10.96.0.10", "healthCheckNodePort": 32000,
                     "ports": [{"port": 80, "nodePort": 30080}, {"port": 81}]}),
             ),
-            svc("default", "headless", json!({"clusterIP": "None", "ports": null})),
+            svc(
+                "default",
+                "headless",
+                json!({"clusterIP": "None", "ports": null}),
+            ),
             svc(
                 "other",
                 "being-written",
