@@ -25,8 +25,9 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::names;
 
-/// One watch event, shared by every subscriber.
-pub type NodeEvent = Arc<watcher::Event<Node>>;
+/// One watch event, shared by every subscriber. Its Node is the store's own copy where the
+/// store holds that version: a Node queued for a slow subscriber costs no second copy.
+pub type NodeEvent = Arc<watcher::Event<Arc<Node>>>;
 
 /// The stream of Node events one controller receives.
 pub type NodeEvents = UnboundedReceiverStream<NodeEvent>;
@@ -94,6 +95,25 @@ pub fn slim(node: &mut Node) {
     }
 }
 
+/// `event` with its Node as the store holds it (the same `Arc`) when the store holds that very
+/// version, which it does after applying an `Apply`; an `InitApply` goes into a buffer the
+/// store shows only at `InitDone`, and a deleted Node is gone from it: those are wrapped.
+fn share(store: &Store<Node>, event: watcher::Event<Node>) -> watcher::Event<Arc<Node>> {
+    let stored = |n: Node| {
+        store
+            .get(&reflector::ObjectRef::from_obj(&n))
+            .filter(|s| s.metadata.resource_version == n.metadata.resource_version)
+            .unwrap_or_else(|| Arc::new(n))
+    };
+    match event {
+        watcher::Event::Apply(n) => watcher::Event::Apply(stored(n)),
+        watcher::Event::InitApply(n) => watcher::Event::InitApply(stored(n)),
+        watcher::Event::Delete(n) => watcher::Event::Delete(Arc::new(n)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
 pub struct NodeInformer {
     api: Api<Node>,
     store: Store<Node>,
@@ -138,7 +158,7 @@ impl NodeInformer {
             mut writer,
             mut subscribers,
             ready,
-            ..
+            store,
         } = self;
         let events = watcher(api, watcher::Config::default())
             .default_backoff()
@@ -150,7 +170,7 @@ impl NodeInformer {
                         if matches!(e, watcher::Event::InitDone) {
                             ready.send_replace(true);
                         }
-                        let e = Arc::new(e);
+                        let e = Arc::new(share(&store, e));
                         // A subscriber that stopped listening is dropped.
                         subscribers.retain(|s| s.send(e.clone()).is_ok());
                     }
@@ -258,5 +278,38 @@ mod tests {
         );
         assert_eq!((s.daemon_endpoints, s.volumes_in_use), (None, None));
         assert!(small * 2 < large, "{small} bytes vs {large}");
+    }
+
+    #[test]
+    fn events_share_the_stored_node_when_the_store_holds_that_version() {
+        let (store, mut writer) = reflector::store();
+        let at = |rv: &str| {
+            let mut n = kubelet_node();
+            n.metadata.resource_version = Some(rv.to_owned());
+            n
+        };
+        let node_of = |e: &watcher::Event<Arc<Node>>| match e {
+            watcher::Event::Apply(n) | watcher::Event::InitApply(n) | watcher::Event::Delete(n) => {
+                n.clone()
+            }
+            watcher::Event::Init | watcher::Event::InitDone => panic!("no node in {e:?}"),
+        };
+        let apply = watcher::Event::Apply(at("5"));
+        writer.apply_watcher_event(&apply);
+        let shared = node_of(&share(&store, apply));
+        let stored = store.state().pop().unwrap();
+        assert!(
+            Arc::ptr_eq(&shared, &stored),
+            "an applied Node is the store's"
+        );
+        // A relist buffers what it lists until it is done: the store still shows version 5.
+        writer.apply_watcher_event(&watcher::Event::Init);
+        let listed = watcher::Event::InitApply(at("7"));
+        writer.apply_watcher_event(&listed);
+        let own = node_of(&share(&store, listed));
+        assert_eq!(own.metadata.resource_version.as_deref(), Some("7"));
+        assert!(!Arc::ptr_eq(&own, &store.state().pop().unwrap()));
+        let deleted = node_of(&share(&store, watcher::Event::Delete(at("9"))));
+        assert_eq!(deleted.metadata.resource_version.as_deref(), Some("9"));
     }
 }

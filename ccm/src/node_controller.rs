@@ -314,7 +314,7 @@ pub async fn run(
         futures_util::future::ready(match &*e {
             watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
                 queue.add(&n.name_any());
-                Some(Ok(n.clone()))
+                Some(Ok(Node::clone(n)))
             }
             watcher::Event::Delete(n) => {
                 queue.forget(&n.name_any());

@@ -13,7 +13,7 @@ pub struct BackendTracker {
 }
 
 impl BackendTracker {
-    pub fn changed(&mut self, event: &watcher::Event<Node>) -> bool {
+    pub fn changed<N: std::borrow::Borrow<Node>>(&mut self, event: &watcher::Event<N>) -> bool {
         match event {
             watcher::Event::Init => {
                 self.relist = Some(Default::default());
@@ -21,9 +21,9 @@ impl BackendTracker {
             }
             watcher::Event::InitApply(n) => {
                 if let Some(seen) = &mut self.relist {
-                    seen.insert(n.name_any());
+                    seen.insert(n.borrow().name_any());
                 }
-                self.apply(n)
+                self.apply(n.borrow())
             }
             watcher::Event::InitDone => {
                 let seen = self.relist.take().unwrap_or_default();
@@ -31,8 +31,8 @@ impl BackendTracker {
                 self.known.retain(|name, _| seen.contains(name));
                 self.known.len() != before
             }
-            watcher::Event::Apply(n) => self.apply(n),
-            watcher::Event::Delete(n) => self.known.remove(&n.name_any()).is_some(),
+            watcher::Event::Apply(n) => self.apply(n.borrow()),
+            watcher::Event::Delete(n) => self.known.remove(&n.borrow().name_any()).is_some(),
         }
     }
 

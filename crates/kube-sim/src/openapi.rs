@@ -167,7 +167,7 @@ fn walk(s: &Schemas, schema: &Value, v: &mut Value, path: &mut String, out: &mut
         return;
     }
     let len = path.len();
-    let mut enter = |path: &mut String, k: &str| {
+    let enter = |path: &mut String, k: &str| {
         if len > 0 {
             path.push('.');
         }
