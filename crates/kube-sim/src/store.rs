@@ -233,15 +233,10 @@ impl Store {
         self.lock().objects.contains_key(key)
     }
 
-    /// Objects of `storage` (in `namespace`, or all) with keys after `after`, in key order, and the
-    /// current resourceVersion.
-    pub fn list(&self, storage: &'static str, namespace: Option<&str>) -> (Vec<(Key, Value)>, u64) {
-        let (items, rv) = {
-            let inner = self.lock();
-            (Self::collect(&inner, storage, namespace), inner.rv)
-        };
-        let items = items.into_iter().map(|(k, o)| (k, o.value())).collect();
-        (items, rv)
+    /// Objects of `storage` (in `namespace`, or all), in key order: a snapshot that shares their
+    /// text with the store.
+    pub fn objects(&self, storage: &'static str, namespace: Option<&str>) -> Vec<(Key, Object)> {
+        Self::collect(&self.lock(), storage, namespace)
     }
 
     /// Visits the objects of `storage` (and `namespace`) in key order, starting after the object

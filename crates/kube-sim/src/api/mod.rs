@@ -489,12 +489,8 @@ impl Api {
     }
 
     pub(super) fn service_allocations(&self, skip: (&str, &str)) -> Allocations {
-        let mut services = Vec::new();
-        self.store.scan(resources::SERVICES, None, None, |_, o| {
-            services.push(o.clone());
-            true
-        });
-        Allocations::from_services(services.iter(), skip)
+        let services = self.store.objects(resources::SERVICES, None);
+        Allocations::from_services(services.iter().map(|(_, o)| o), skip)
     }
 
     /// Checks a watch can start at `rv`.

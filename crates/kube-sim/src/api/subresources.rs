@@ -150,10 +150,9 @@ impl Api {
             storage: &'static str,
         ) -> Vec<T> {
             store
-                .list(storage, None)
-                .0
-                .into_iter()
-                .filter_map(|(_, v)| serde_json::from_value(v).ok())
+                .objects(storage, None)
+                .iter()
+                .filter_map(|(_, o)| serde_json::from_slice(o.json()).ok())
                 .collect()
         }
         crate::rbac::Policy {
