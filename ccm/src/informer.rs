@@ -45,9 +45,16 @@ impl SharedNodes {
         self.store.clone()
     }
 
-    /// Every Node as last seen.
+    /// Every Node as last seen. A pass that outlasts its snapshot pins every Node version in it
+    /// while the store moves on: take what the pass needs and drop the snapshot, then read
+    /// [`SharedNodes::get`] for the Nodes it acts on.
     pub fn state(&self) -> Vec<Arc<Node>> {
         self.store.state()
+    }
+
+    /// One Node as last seen, `None` once it is gone.
+    pub fn get(&self, name: &str) -> Option<Arc<Node>> {
+        self.store.get(&reflector::ObjectRef::new(name))
     }
 
     /// Resolves once the first list is in the store (at once if it already is; never if the
@@ -61,8 +68,8 @@ impl SharedNodes {
 }
 
 /// Drops what no controller reads of a Node before it is stored or queued: the kubelet's
-/// reports (images, system info, capacity, volumes), managed fields, annotations other than the
-/// kubelet's `--node-ip`, conditions other than `Ready` and `NetworkUnavailable`, and the
+/// reports (images, system info, capacity, volumes), managed fields, the kubelet's OS, arch and
+/// hostname labels, annotations other than the kubelet's `--node-ip`, conditions other than `Ready` and `NetworkUnavailable`, and the
 /// conditions' prose and times (their type, status and reason stay). At 10,000 Nodes the store
 /// and the events waiting for slow subscribers are most of the ccm's memory (a stored Node is
 /// about 4 KiB slimmed, 7 KiB as kubelet-sim reports it, more from a real kubelet). Safe because
@@ -70,6 +77,9 @@ impl SharedNodes {
 /// server, never as a write of a stored copy.
 pub fn slim(node: &mut Node) {
     node.metadata.managed_fields = None;
+    if let Some(l) = node.metadata.labels.as_mut() {
+        l.retain(|k, _| !names::KUBELET_LABELS_UNREAD.contains(&k.as_str()));
+    }
     if let Some(a) = node.metadata.annotations.as_mut() {
         a.retain(|k, _| k == names::ANNOTATION_PROVIDED_NODE_IP);
     }
@@ -187,6 +197,7 @@ impl NodeInformer {
 
 #[cfg(test)]
 mod tests {
+    use kube::ResourceExt as _;
     use serde_json::json;
 
     use super::*;
@@ -197,7 +208,9 @@ mod tests {
             "metadata": {
                 "name": "node-1",
                 "uid": "u-1",
-                "labels": {"topology.kubernetes.io/zone": "zone-a", "node.kubernetes.io/exclude-from-external-load-balancers": "true"},
+                "labels": {"topology.kubernetes.io/zone": "zone-a", "node.kubernetes.io/exclude-from-external-load-balancers": "true",
+                    "kubernetes.io/hostname": "node-1", "kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64",
+                    "simcloud.dev/instance-id": "i-0123456789abcdef"},
                 "annotations": {"alpha.kubernetes.io/provided-node-ip": "10.0.0.5", "node.alpha.kubernetes.io/ttl": "0",
                     "volumes.kubernetes.io/controller-managed-attach-detach": "true"},
                 "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}],
@@ -242,7 +255,15 @@ mod tests {
         // What the node, node-lifecycle, route and service controllers read: unchanged.
         assert_eq!(slimmed.metadata.name, full.metadata.name);
         assert_eq!(slimmed.metadata.uid, full.metadata.uid);
-        assert_eq!(slimmed.metadata.labels, full.metadata.labels);
+        let labels = |n: &Node| n.labels().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            labels(&slimmed),
+            [
+                names::LABEL_EXCLUDE_FROM_LB,
+                names::LABEL_INSTANCE_ID,
+                names::LABEL_ZONE
+            ]
+        );
         assert_eq!(
             slimmed.metadata.annotations,
             Some(
