@@ -271,14 +271,24 @@ pub async fn update_addresses(ctx: &NodeContext, node: &Node, cloud: &[NodeAddre
     }
 }
 
-/// One pass of the periodic address refresh over initialised simcloud nodes.
-pub async fn refresh_addresses(ctx: &NodeContext, nodes: Vec<Arc<Node>>, concurrency: usize) {
+/// One pass of the periodic address refresh over initialised simcloud nodes. Each Node is read
+/// from the store when its turn comes: a snapshot held for the whole pass (10,000 cloud calls)
+/// would pin every version the store has since replaced.
+pub async fn refresh_addresses(
+    ctx: &NodeContext,
+    nodes: &crate::informer::SharedNodes,
+    concurrency: usize,
+) {
     let started = Instant::now();
-    let n = nodes.len();
-    futures_util::stream::iter(nodes)
-        .for_each_concurrent(concurrency.max(1), |node| {
-            let span = tracing::debug_span!("refresh node addresses", node = %node.name_any());
+    let names: Vec<String> = nodes.state().iter().map(|n| n.name_any()).collect();
+    let n = names.len();
+    futures_util::stream::iter(names)
+        .for_each_concurrent(concurrency.max(1), |name| {
+            let span = tracing::debug_span!("refresh node addresses", node = %name);
             async move {
+            let Some(node) = nodes.get(&name) else {
+                return;
+            };
             if !is_ours(&node) || node_plan::has_uninitialized_taint(&node) {
                 return;
             }
@@ -286,7 +296,7 @@ pub async fn refresh_addresses(ctx: &NodeContext, nodes: Vec<Arc<Node>>, concurr
                 Ok(Some(md)) => md,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::warn!(node = %node.name_any(), error = %crate::error_chain(&e), "cannot refresh node addresses");
+                    tracing::warn!(node = %name, error = %crate::error_chain(&e), "cannot refresh node addresses");
                     return;
                 }
             };
@@ -331,7 +341,7 @@ pub async fn run(
             // Upstream runs a pass at start; wait for the first list so it sees every node.
             nodes.ready().await;
             loop {
-                refresh_addresses(&ctx, nodes.state(), usize::from(status_concurrency)).await;
+                refresh_addresses(&ctx, &nodes, usize::from(status_concurrency)).await;
                 tokio::time::sleep(status_every).await;
             }
         })

@@ -5,7 +5,7 @@
 //! blackhole routes, only inside `--cluster-cidr`), acts with up to 200 operations in flight, and
 //! sets each node's `NetworkUnavailable` condition (`RouteCreated` / `NoRouteCreated`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -285,19 +285,25 @@ enum Op {
     Created((String, String, Result<(), (String, Duration)>)),
 }
 
-/// One reconciliation pass over `nodes`.
+/// One reconciliation pass over `nodes`: planned from a snapshot of them, while the conditions
+/// and events at its end read each Node as it is by then. The snapshot is not kept across the
+/// pass: a pass outlasts many Node updates at bring-up, and would pin every old version.
 pub async fn reconcile(
     ctx: &RouteContext,
-    nodes: &[Arc<Node>],
+    nodes: &crate::informer::SharedNodes,
 ) -> Result<PassReport, crate::cloud::CloudError> {
     let routes_api = ctx.cloud.get();
     let routes = routes_api.list_routes(&ctx.cluster_name).await?;
     let infos: Vec<NodeInfo> = nodes
+        .state()
         .iter()
         .filter(|n| is_ours(n))
         .map(|n| NodeInfo::from_node(n))
         .collect();
     let p = plan(&infos, &routes, &ctx.cluster_cidrs);
+    // Which nodes had routes as the pass began decides their condition at its end; the list
+    // itself goes now (at 10,000 routes it is ~10 MiB, held for the whole pass).
+    let with_routes: HashSet<String> = routes.into_iter().map(|r| r.target_node).collect();
     let mut report = PassReport::default();
     // Owned data in every future, so the pass stays `Send` for any lifetime. One limit is shared
     // by creates and deletes, as upstream's semaphore of 200.
@@ -351,7 +357,6 @@ pub async fn reconcile(
     report.deleted = deleted.iter().filter(|ok| **ok).count();
     report.failed_deletes = deleted.len() - report.deleted;
     let mut failed = BTreeSet::new();
-    let node_objs: BTreeMap<String, &Arc<Node>> = nodes.iter().map(|n| (n.name_any(), n)).collect();
     for (node, cidr, res) in created {
         match res {
             Ok(()) => {
@@ -370,7 +375,7 @@ pub async fn reconcile(
                     continue;
                 }
                 tracing::warn!(node, destination = %cidr, error = %err, "creating route failed; retried every pass, reported again only if it changes");
-                if let Some(n) = node_objs.get(&node) {
+                if let Some(n) = nodes.get(&node) {
                     let note = format!(
                         "Could not create route {} {cidr} for node {node} after {took:?}: {err}",
                         by_name[node.as_str()].uid
@@ -389,19 +394,18 @@ pub async fn reconcile(
             }
         }
     }
-    // Nodes gone from the cluster are no longer failing.
+    // Nodes gone from the cluster (or never ours) are no longer failing.
     {
         let mut failing = ctx.failing.lock().expect("failing lock");
-        failing.retain(|node, _| node_objs.contains_key(node));
+        failing.retain(|node, _| by_name.contains_key(node.as_str()));
     }
-    let with_routes: HashSet<&str> = routes.iter().map(|r| r.target_node.as_str()).collect();
     for info in &infos {
-        let had_routes = with_routes.contains(info.name.as_str());
+        let had_routes = with_routes.contains(&info.name);
         if let (Some(unavailable), Some(n)) = (
             network_unavailable(info, had_routes, &failed),
-            node_objs.get(&info.name),
+            nodes.get(&info.name),
         ) {
-            set_condition(ctx, n, unavailable).await;
+            set_condition(ctx, &n, unavailable).await;
         }
     }
     Ok(report)
@@ -460,7 +464,7 @@ pub async fn run(
             queue.start(crate::metrics::PASS);
             ctx.metrics.route_syncs.inc();
             let pass = tracing::debug_span!("route pass", cluster = %ctx.cluster_name);
-            let result = reconcile(&ctx, &nodes.state()).instrument(pass).await;
+            let result = reconcile(&ctx, &nodes).instrument(pass).await;
             queue.done(crate::metrics::PASS);
             if result.is_err() {
                 queue.failed();
