@@ -36,15 +36,17 @@ impl Cloud {
         validate::tags("tags", &req.tags)?;
         let now = now_ms();
         let mut tx = self.db.begin().await?;
-        let target = store::get_instance(
+        let checks = store::route_create_checks(
             &mut tx,
-            &self.config.region,
-            Some(&ctx.project),
+            &ctx.project,
+            table,
+            &req.name,
             req.target_instance_id.as_str(),
+            &dest,
         )
         .await?;
-        let target_state = match target {
-            Some(t) if lifecycle::is_live(t.instance.state) => t.instance.state,
+        let target_state = match checks.target_state {
+            Some(state) if lifecycle::is_live(state) => state,
             Some(_) => {
                 return Err(Invalid::new(
                     "target_instance_id",
@@ -63,7 +65,7 @@ impl Cloud {
                 .into());
             }
         };
-        if let Some(id) = store::route_by_name(&mut tx, &ctx.project, table, &req.name).await? {
+        if let Some(id) = checks.name_taken_by {
             return Err(ApiError::AlreadyExists(format!(
                 "route name {:?} is in use by {id}",
                 req.name
@@ -77,8 +79,7 @@ impl Cloud {
         }
         // Only the routes the index finds near `dest` (a table of 10,000 routes used to be read
         // whole, inside the write transaction, for every new route).
-        let near = store::route_overlap_candidates(&mut tx, &ctx.project, table, &dest).await?;
-        for (id, name, cidr) in &near {
+        for (id, name, cidr) in &checks.near {
             let other: IpNet = cidr.parse().map_err(|e| store::StoreError::Corrupt {
                 what: "route destination",
                 detail: format!("{e}"),

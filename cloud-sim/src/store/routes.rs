@@ -141,53 +141,79 @@ pub async fn list_routes(
     rows.into_iter().map(RouteRow::into_stored).collect()
 }
 
-/// `(id, name, destination)` of the routes in the table whose destination may overlap `dest`,
-/// which the caller checks by parsing: those without a stored range (IPv6, or stored before
-/// ranges were), and of the IPv4 ones the one starting last at or before `dest`'s end. The
-/// stored IPv4 ranges of a table never overlap (a create that would is refused), so if that one
-/// ends before `dest` starts, so does every one before it: two index lookups, where testing
-/// every range that starts before `dest` ends read the whole table for each new route.
-pub async fn route_overlap_candidates(
-    conn: &mut AnyConnection,
-    project: &str,
-    table: &str,
-    dest: &ipnet::IpNet,
-) -> Result<Vec<(String, String, String)>> {
-    Ok(sqlx::query_as(ROUTE_OVERLAP_SQL)
-        .bind(project)
-        .bind(table)
-        .bind(v4_range(dest).map(|r| i64::from(r.1)))
-        .fetch_all(conn)
-        .await?)
+/// What creating a route checks before it writes, read in one statement (one round trip on the
+/// single writer, where three separate reads were): the target instance's state, the route that
+/// already holds the name, and the routes whose destination may overlap the new one's.
+#[derive(Debug, Default)]
+pub struct RouteCreateChecks {
+    /// `None`: no instance with the target ID in the project.
+    pub target_state: Option<InstanceState>,
+    /// The ID of the route in the table that has the name already.
+    pub name_taken_by: Option<String>,
+    /// `(id, name, destination)` of the routes that may overlap, which the caller checks by
+    /// parsing (see [`ROUTE_CREATE_CHECKS_SQL`]).
+    pub near: Vec<(String, String, String)>,
 }
 
-/// Binds project, table, `dest`'s last IPv4 address (NULL for IPv6: no IPv4 route overlaps it).
-/// Filtering the nearest on its end too would walk the index past every route that ends before
-/// `dest`: the caller checks the one it gets.
-pub(super) const ROUTE_OVERLAP_SQL: &str = "SELECT id, name, destination_cidr FROM routes \
-     WHERE project = $1 AND route_table = $2 AND dest_first IS NULL \
-     UNION ALL \
-     SELECT * FROM (SELECT id, name, destination_cidr FROM routes \
-       WHERE project = $1 AND route_table = $2 AND dest_first <= $3 \
-       ORDER BY dest_first DESC LIMIT 1) AS nearest";
-
-/// The ID of the route named `name` in the table.
-pub async fn route_by_name(
+/// Reads [`RouteCreateChecks`] for a route named `name` to `dest` via instance `target`.
+pub async fn route_create_checks(
     conn: &mut AnyConnection,
     project: &str,
     table: &str,
     name: &str,
-) -> Result<Option<String>> {
-    let row: Option<(String,)> = sqlx::query_as(
-        "SELECT id FROM routes WHERE project = $1 AND route_table = $2 AND name = $3",
-    )
-    .bind(project)
-    .bind(table)
-    .bind(name)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| r.0))
+    target: &str,
+    dest: &ipnet::IpNet,
+) -> Result<RouteCreateChecks> {
+    let rows: Vec<(String, String, Option<String>, Option<String>)> =
+        sqlx::query_as(ROUTE_CREATE_CHECKS_SQL)
+            .bind(project)
+            .bind(table)
+            .bind(v4_range(dest).map(|r| i64::from(r.1)))
+            .bind(target)
+            .bind(name)
+            .fetch_all(conn)
+            .await?;
+    let mut out = RouteCreateChecks::default();
+    for (what, a, b, c) in rows {
+        match (what.as_str(), b, c) {
+            ("target", _, _) => out.target_state = Some(parse("instance state", &a)?),
+            ("taken", _, _) => out.name_taken_by = Some(a),
+            ("near", Some(name), Some(cidr)) => out.near.push((a, name, cidr)),
+            _ => {
+                return Err(corrupt(
+                    "route create checks",
+                    format!("unexpected row {what:?}"),
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
+
+/// Binds project, table, `dest`'s last IPv4 address (NULL for IPv6: no IPv4 route overlaps it),
+/// the target instance ID, the route's name. Rows are `(what, a, b, c)`: `('target', state)`,
+/// `('taken', route id)`, `('near', id, name, destination)`.
+///
+/// The routes that may overlap `dest` are those without a stored range (IPv6, or stored before
+/// ranges were), and of the IPv4 ones the one starting last at or before `dest`'s end. The
+/// stored IPv4 ranges of a table never overlap (a create that would is refused), so if that one
+/// ends before `dest` starts, so does every one before it: two index lookups, where testing
+/// every range that starts before `dest` ends read the whole table for each new route.
+/// Filtering the nearest on its end too would walk the index past every route that ends before
+/// `dest`: the caller checks the one it gets.
+pub(super) const ROUTE_CREATE_CHECKS_SQL: &str = "\
+     SELECT 'target' AS what, state AS a, CAST(NULL AS TEXT) AS b, CAST(NULL AS TEXT) AS c \
+       FROM instances WHERE id = $4 AND project = $1 \
+     UNION ALL \
+     SELECT 'taken', id, NULL, NULL FROM routes \
+       WHERE project = $1 AND route_table = $2 AND name = $5 \
+     UNION ALL \
+     SELECT 'near', id, name, destination_cidr FROM routes \
+       WHERE project = $1 AND route_table = $2 AND dest_first IS NULL \
+     UNION ALL \
+     SELECT * FROM (SELECT 'near', id, name, destination_cidr FROM routes \
+       WHERE project = $1 AND route_table = $2 AND dest_first <= $3 \
+       ORDER BY dest_first DESC LIMIT 1) AS nearest";
 
 pub async fn count_routes(conn: &mut AnyConnection, project: &str, table: &str) -> Result<u32> {
     let n: Option<(i64,)> =
