@@ -1,4 +1,5 @@
-//! API benchmark: create N instances, list them all page by page, get each one.
+//! API benchmark: create N instances, list them all page by page, get each one, then create a
+//! route to each (as the ccm's route controller does: a /24 per node, two tags).
 //!
 //! Prints operations per second and p50/p99 latency per operation, next to a baseline measured in
 //! the same run (`GET /healthz`: the HTTP round trip with no database work), so the figures can be
@@ -18,7 +19,7 @@ use cloud_sim::Server;
 #[path = "support.rs"]
 mod support;
 
-use support::{CONCURRENCY, Stats, baseline, config, instance, timed};
+use support::{CONCURRENCY, Stats, baseline, config, instance, route, timed};
 
 #[tokio::main]
 async fn main() {
@@ -35,7 +36,9 @@ async fn main() {
     } else {
         format!("sqlite://{}", dir.join("bench.db").display())
     };
-    let server = Server::start(config(), &url, "127.0.0.1:0".parse().unwrap())
+    let mut cfg = config();
+    cfg.route_quota = u32::try_from(n).unwrap();
+    let server = Server::start(cfg, &url, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let client = Client::builder(server.base_url())
@@ -101,13 +104,27 @@ async fn main() {
 
     let ids = Arc::new(ids);
     let c = client.clone();
+    let get_ids = ids.clone();
     let get = timed("get instance", n, CONCURRENCY, move |i| {
-        let (c, ids) = (c.clone(), ids.clone());
+        let (c, ids) = (c.clone(), get_ids.clone());
         async move {
             assert!(c.get_instance(&ids[i]).await.unwrap().is_some());
         }
     })
     .await;
+
+    let busy_before = writer_busy(&http_metrics, &metrics_url).await;
+    let c = client.clone();
+    let routes = timed("create route", n, CONCURRENCY, move |i| {
+        let (c, ids) = (c.clone(), ids.clone());
+        async move {
+            c.create_route(cloud_client::DEFAULT_ROUTE_TABLE, &route(i, &ids[i]))
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let route_busy = writer_busy(&http_metrics, &metrics_url).await - busy_before;
 
     let base_p50 = baseline.pct(0.5).as_secs_f64();
     println!();
@@ -115,7 +132,7 @@ async fn main() {
         "{:<24} {:>7} {:>10} {:>10} {:>10} {:>14}",
         "operation", "count", "ops/s", "p50 ms", "p99 ms", "p50 / baseline"
     );
-    for s in [&baseline, &create, &list, &get] {
+    for s in [&baseline, &create, &list, &get, &routes] {
         println!(
             "{:<24} {:>7} {:>10.0} {:>10.2} {:>10.2} {:>13.1}x",
             s.name,
@@ -137,6 +154,11 @@ async fn main() {
          (writes are serialised on it: at 100% it is the ceiling)",
         100.0 * create_busy / create.wall.as_secs_f64(),
         create_busy * 1e6 / n as f64
+    );
+    println!(
+        "routes: the write connection was held {:.0}% of the time, {:.0} us per create",
+        100.0 * route_busy / routes.wall.as_secs_f64(),
+        route_busy * 1e6 / n as f64
     );
     println!(
         "\nfull listing of {n} instances: {:.1} ms over {} pages",

@@ -99,6 +99,20 @@ pub async fn baseline(name: &'static str, base: &str, n: usize) -> Stats {
 }
 
 /// The `i`-th instance a benchmark creates: `bench-<i>`, zones in turn.
+/// The `i`th route: `10.<i / 256>.<i % 256>.0/24` to `instance`, tagged as the ccm tags its own.
+pub fn route(i: usize, instance: &str) -> cloud_api::CreateRouteRequest {
+    cloud_api::CreateRouteRequest {
+        name: format!("bench-route-{i:05}"),
+        destination_cidr: format!("10.{}.{}.0/24", (i / 256) % 256, i % 256),
+        target_instance_id: instance.parse().unwrap(),
+        tags: [
+            ("kubernetes.io/cluster/bench".to_owned(), "owned".to_owned()),
+            ("simcloud.dev/route-node".to_owned(), format!("node-{i}")),
+        ]
+        .into(),
+    }
+}
+
 pub fn instance(i: usize) -> cloud_api::CreateInstanceRequest {
     cloud_api::CreateInstanceRequest {
         name: format!("bench-{i:05}"),
