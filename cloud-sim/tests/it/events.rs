@@ -114,6 +114,26 @@ async fn long_poll_returns_as_soon_as_an_event_arrives() {
     assert!(t.elapsed() >= Duration::from_secs(1));
 }
 
+/// A long poll may outlast the client's timeout by its wait: kubelet-sim follows the log with
+/// 25 s polls on a 10 s client, and timed out (with a warning each time) whenever the cloud was
+/// quiet for 10 s.
+#[tokio::test]
+async fn a_long_poll_longer_than_the_clients_timeout_is_not_a_timeout() {
+    let c = spawn().await;
+    let client = cloud_client::Client::builder(c.server.base_url())
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let head = client.event_head().await.unwrap();
+    let t = Instant::now();
+    let page = client
+        .events(head, 100, Duration::from_secs(1))
+        .await
+        .expect("the poll is answered when its wait ends, within the client's timeout after it");
+    assert!(page.events.is_empty());
+    assert!(t.elapsed() >= Duration::from_secs(1));
+}
+
 #[tokio::test]
 async fn only_passes_that_change_something_wake_event_waiters() {
     let mut config = cloud_sim::Config::for_tests();

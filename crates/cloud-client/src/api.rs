@@ -437,8 +437,12 @@ impl Client {
             limit: Some(limit),
             wait_seconds: Some(wait.as_secs()),
         };
-        self.json(Call::new(Method::GET, "/v1/events").query(&q))
-            .await
+        self.json(
+            Call::new(Method::GET, "/v1/events")
+                .query(&q)
+                .held_up_to(wait),
+        )
+        .await
     }
 
     /// The sequence number of the newest event: where to start following the log from now on.

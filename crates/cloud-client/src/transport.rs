@@ -35,7 +35,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Per-attempt timeout (default 10 s).
+    /// Per-attempt timeout (default 10 s); a long poll (`events` with a wait) gets its wait on top.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -90,6 +90,9 @@ pub(crate) struct Call<'a> {
     body: Option<Vec<u8>>,
     if_match: Option<&'a str>,
     idempotency_key: Option<String>,
+    /// How long the server may hold the request before answering (a long poll): added to the
+    /// client's timeout.
+    held: Duration,
 }
 
 impl<'a> Call<'a> {
@@ -101,7 +104,14 @@ impl<'a> Call<'a> {
             body: None,
             if_match: None,
             idempotency_key: None,
+            held: Duration::ZERO,
         }
+    }
+
+    /// A long poll the server may hold for up to `wait` before it answers.
+    pub(crate) fn held_up_to(mut self, wait: Duration) -> Self {
+        self.held = wait;
+        self
     }
 
     pub(crate) fn json(mut self, body: &impl Serialize) -> Self {
@@ -165,7 +175,11 @@ impl Client {
         if !call.query.is_empty() {
             url = format!("{url}?{}", call.query);
         }
-        let mut req = self.http.request(call.method.clone(), &url);
+        let timeout = self.timeout + call.held;
+        let mut req = self
+            .http
+            .request(call.method.clone(), &url)
+            .timeout(timeout);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -188,7 +202,7 @@ impl Client {
                 Error::Timeout {
                     method: call.method.clone(),
                     path: call.path.clone(),
-                    timeout: self.timeout,
+                    timeout,
                 }
             } else {
                 Error::Send {
