@@ -21,6 +21,11 @@ use crate::up::{ControlPlaneKind, NodeSpec, Sandbox, UpArgs};
 pub const WORKLOAD: &str = "app";
 /// The workload's container port.
 pub const POD_PORT: i32 = 8080;
+/// How long the scheduler's "cannot be placed" must stand before a run gives up on it. A node
+/// still starting has taints that clear within seconds (`not-ready`, and `network-unavailable`
+/// until its route exists, set by the real kube-controller-manager), and the scheduler retries
+/// as they go; a workload that does not fit keeps its report.
+pub const UNSCHEDULABLE_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -175,7 +180,7 @@ fn service(s: &Scenario, mode: Mode) -> anyhow::Result<Service> {
 
 /// Waits until the workload is served: every replica Ready, in the slices, slices stable, the
 /// load balancer (north-south) up, and a probe from every client zone answered by a Pod.
-/// Unschedulable Pods end the wait with the scheduler's reason.
+/// A Pod unschedulable for [`UNSCHEDULABLE_GRACE`] ends the wait with the scheduler's reason.
 async fn wait_served(
     sandbox: &Sandbox,
     kube: &kube::Client,
@@ -188,6 +193,7 @@ async fn wait_served(
     let mut last = String::new();
     let mut stable = 0;
     let mut state = String::from("nothing yet");
+    let mut unschedulable_since: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
         if Instant::now() > deadline {
             bail!("the workload was not served in time; last seen: {state}");
@@ -196,21 +202,37 @@ async fn wait_served(
         let list = pods
             .list(&ListParams::default().labels(&format!("app={WORKLOAD}")))
             .await?;
-        if let Some((name, why)) = list.items.iter().find_map(|p| {
-            let c = p
-                .status
-                .as_ref()?
-                .conditions
-                .as_ref()?
-                .iter()
-                .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
-            Some((
-                p.metadata.name.clone()?,
-                c.message.clone().unwrap_or_default(),
-            ))
-        }) {
-            bail!("the workload cannot be placed: pod {name}: {why}");
+        let unschedulable: BTreeMap<String, String> = list
+            .items
+            .iter()
+            .filter_map(|p| {
+                let c = p
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+                Some((
+                    p.metadata.name.clone()?,
+                    c.message.clone().unwrap_or_default(),
+                ))
+            })
+            .collect();
+        unschedulable_since.retain(|name, _| unschedulable.contains_key(name));
+        for (name, why) in &unschedulable {
+            let since = *unschedulable_since
+                .entry(name.clone())
+                .or_insert_with(Instant::now);
+            if since.elapsed() >= UNSCHEDULABLE_GRACE {
+                bail!("the workload cannot be placed: pod {name}: {why}");
+            }
         }
+        let placing = unschedulable
+            .iter()
+            .next()
+            .map(|(name, why)| format!("; pod {name} not placed yet: {why}"))
+            .unwrap_or_default();
         let ready = list
             .items
             .iter()
@@ -230,7 +252,9 @@ async fn wait_served(
             .flat_map(|x| &x.endpoints)
             .filter(|e| topology::endpoint_ready(e))
             .count();
-        state = format!("{ready}/{replicas} pods ready, {in_slices} ready endpoints in slices");
+        state = format!(
+            "{ready}/{replicas} pods ready, {in_slices} ready endpoints in slices{placing}"
+        );
         if ready != replicas || in_slices != replicas {
             stable = 0;
             continue;
