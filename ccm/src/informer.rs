@@ -69,9 +69,9 @@ impl SharedNodes {
 
 /// Drops what no controller reads of a Node before it is stored or queued: the kubelet's
 /// reports (images, system info, capacity, volumes), managed fields, the kubelet's OS, arch and
-/// hostname labels, annotations other than the kubelet's `--node-ip`, conditions other than `Ready` and `NetworkUnavailable`, and the
-/// conditions' prose and times (their type, status and reason stay). At 10,000 Nodes the store
-/// and the events waiting for slow subscribers are most of the ccm's memory (a stored Node is
+/// hostname labels, annotations other than the kubelet's `--node-ip`, conditions other than
+/// `Ready` and `NetworkUnavailable`, and the conditions' prose and times (their type, status
+/// and reason stay). At 10,000 Nodes the store is most of the ccm's memory (a stored Node is
 /// about 4 KiB slimmed, 7 KiB as kubelet-sim reports it, more from a real kubelet). Safe because
 /// every write of a Node goes out as a patch, or as an update of a Node just read from the API
 /// server, never as a write of a stored copy.
