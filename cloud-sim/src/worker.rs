@@ -19,6 +19,9 @@ pub const MAX_IDLE: Duration = Duration::from_secs(1);
 /// index ~1,800 times a second and settled the instances due one transaction each.
 pub const WRITE_COALESCE: Duration = Duration::from_millis(10);
 
+/// After a failed settle, how long before the worker tries again.
+pub const RETRY_AFTER: Duration = Duration::from_millis(100);
+
 /// How often expired records are purged.
 pub const PURGE_EVERY: Duration = Duration::from_secs(1);
 
@@ -29,16 +32,22 @@ pub async fn run(cloud: Cloud, shutdown: CancellationToken) {
         let notified = cloud.changes().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if let Err(e) = cloud.settle_due().await {
-            tracing::warn!(error = %crate::http::error::error_chain(&e), "settling due resources failed; will retry");
-        }
         if purged_at.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
             purged_at = Some(tokio::time::Instant::now());
             if let Err(e) = cloud.purge_expired().await {
                 tracing::warn!(error = %crate::http::error::error_chain(&e), "purging expired records failed; will retry");
             }
         }
+        // One read of the deadline index per pass; settling (which reads it again, under its
+        // transaction) only when something is due, then a fresh look.
         let sleep = match cloud.next_deadline().await {
+            Ok(Some(at)) if at <= now_ms() => match cloud.settle_due().await {
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %crate::http::error::error_chain(&e), "settling due resources failed; will retry");
+                    RETRY_AFTER
+                }
+            },
             Ok(Some(at)) => {
                 Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(MAX_IDLE)
             }

@@ -7,10 +7,9 @@ impl Cloud {
     /// provisioning -> active). Returns how many resources changed.
     pub async fn settle_due(&self) -> Result<usize> {
         let now = now_ms();
-        // Every commit wakes the worker, and nearly every time nothing is due: look with a
-        // reader first, so the single writer is not taken hundreds of times a second for
-        // nothing. (A replica that finds it due after another settled it reads nothing due in
-        // its transaction below.)
+        // Look with a reader first, so the single writer is not taken for nothing (the worker
+        // calls this only when it saw something due, but another replica may have settled it
+        // since; one that gets here anyway reads nothing due in its transaction below).
         if self.next_deadline().await?.is_none_or(|at| at > now) {
             return Ok(0);
         }
