@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloud_api::{
-    ApiErrorBody, CreateInstanceRequest, Instance, InstanceState, Page, UpdateInstanceRequest,
+    ApiErrorBody, BatchCreateInstancesRequest, BatchCreateInstancesResponse, CreateInstanceRequest,
+    Instance, InstanceState, Page, UpdateInstanceRequest,
 };
 
 use crate::domain::instance::Action;
@@ -18,6 +19,7 @@ use crate::store::InstanceFilter;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/instances", post(create).get(list))
+        .route("/v1/instances:batchCreate", post(batch_create))
         .route("/v1/instances/{id}", get(read).patch(update).delete(delete))
         .route("/v1/instances/{id}/start", post(start))
         .route("/v1/instances/{id}/stop", post(stop))
@@ -35,6 +37,23 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         Json(s.cloud.create_instance(&ctx, req).await?),
+    ))
+}
+
+/// All or none: the first create that cannot be made fails the batch, naming it
+/// (`instances[i]`).
+#[utoipa::path(post, path = "/v1/instances:batchCreate", tag = "instances", request_body = BatchCreateInstancesRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the batch safe to retry")),
+    responses((status = 201, body = BatchCreateInstancesResponse), (status = 409, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+pub async fn batch_create(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    ApiJson(req): ApiJson<BatchCreateInstancesRequest>,
+) -> Result<(StatusCode, Json<BatchCreateInstancesResponse>), ApiError> {
+    let instances = s.cloud.batch_create_instances(&ctx, req.instances).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BatchCreateInstancesResponse { instances }),
     ))
 }
 

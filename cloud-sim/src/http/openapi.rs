@@ -22,6 +22,7 @@ use super::{admin, backend_groups, events, instances, load_balancers, regions, r
         regions::whoami,
         regions::usage,
         instances::create,
+        instances::batch_create,
         instances::list,
         instances::read,
         instances::update,

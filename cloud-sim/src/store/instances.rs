@@ -84,10 +84,11 @@ pub enum NewAddress {
     FirstFreeIn { lo: u32, hi: u32 },
 }
 
-/// Inserts the instance; `None` when it was to take a free address of a subnet that has none.
-/// The row comes back with the insert (RETURNING: no read after it), and a free address is
-/// found by the insert too (one statement, [`FIRST_FREE_INSTANCE_IP_SQL`]).
-pub async fn insert_instance(
+/// Inserts the instance's row, not its tags ([`insert_tags`], or [`insert_tags_of`] for a
+/// batch); `None` when it was to take a free address of a subnet that has none. The row comes
+/// back with the insert (RETURNING: no read after it), and a free address is found by the
+/// insert too (one statement, [`FIRST_FREE_INSTANCE_IP_SQL`]).
+pub async fn insert_instance_row(
     conn: &mut AnyConnection,
     region: &str,
     n: &NewInstance,
@@ -138,7 +139,6 @@ pub async fn insert_instance(
     {
         raise_ip_floor(conn, subnet, row.private_ip).await?;
     }
-    insert_tags(conn, n.id.as_str(), &n.tags).await?;
     row.into_stored(region).map(Some)
 }
 

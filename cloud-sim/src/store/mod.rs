@@ -721,25 +721,37 @@ async fn replace_tags(conn: &mut AnyConnection, resource_id: &str, tags: &Tags) 
     insert_tags(conn, resource_id, tags).await
 }
 
-/// Tags of a resource that has none yet (one statement per tag, none without tags).
-/// Inserts the resource's tags in one statement (a round trip per tag was one of a route
-/// create's nine on the single writer).
-async fn insert_tags(conn: &mut AnyConnection, resource_id: &str, tags: &Tags) -> Result<()> {
-    if tags.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<String> = (0..tags.len())
-        .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
+/// Inserts the tags of a resource that has none yet in one statement (a round trip per tag was
+/// one of a route create's nine on the single writer).
+pub async fn insert_tags(conn: &mut AnyConnection, resource_id: &str, tags: &Tags) -> Result<()> {
+    insert_tags_of(conn, &[(resource_id, tags)]).await
+}
+
+/// Rows of one tag insert at most: three parameters each, well under SQLite's 32,766 and
+/// PostgreSQL's 65,535 parameters per statement.
+const TAG_ROWS_PER_INSERT: usize = 2_000;
+
+/// Inserts the tags of resources that have none yet (a batch create's), as few statements as
+/// the parameter limits allow: one for up to [`TAG_ROWS_PER_INSERT`] tags.
+pub async fn insert_tags_of(conn: &mut AnyConnection, resources: &[(&str, &Tags)]) -> Result<()> {
+    let rows: Vec<(&str, &String, &String)> = resources
+        .iter()
+        .flat_map(|(id, tags)| tags.iter().map(move |(k, v)| (*id, k, v)))
         .collect();
-    let sql = format!(
-        "INSERT INTO tags (resource_id, key, value) VALUES {}",
-        rows.join(", ")
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(resource_id);
-    for (k, v) in tags {
-        q = q.bind(k).bind(v);
+    for chunk in rows.chunks(TAG_ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO tags (resource_id, key, value) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, k, v) in chunk {
+            q = q.bind(*id).bind(*k).bind(*v);
+        }
+        q.execute(&mut *conn).await?;
     }
-    q.execute(&mut *conn).await?;
     Ok(())
 }
 

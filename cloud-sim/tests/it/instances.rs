@@ -98,6 +98,159 @@ async fn create_rejects_bad_input_naming_the_field() {
     assert_error(status, &headers, &body, 400, "INVALID_ARGUMENT");
 }
 
+/// A batch create makes every instance, in order, with the same addresses, tags, events and
+/// idempotency as one-by-one creates; a batch with one create that cannot be made makes none.
+#[tokio::test]
+async fn batch_create_makes_all_or_none() {
+    let c = spawn_default().await;
+    let before = c
+        .client
+        .events(0, 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .last_seq;
+    let mut reqs: Vec<CreateInstanceRequest> = (0..5)
+        .map(|i| {
+            instance_req(
+                &format!("b-{i}"),
+                if i % 2 == 0 { "zone-a" } else { "zone-b" },
+            )
+        })
+        .collect();
+    reqs[1].tags.insert("team".into(), "net".into());
+    reqs[4].private_ip = Some("127.1.1.9".parse().unwrap());
+    let made = c.client.batch_create_instances(&reqs).await.unwrap();
+    let names: Vec<&str> = made.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names, ["b-0", "b-1", "b-2", "b-3", "b-4"]);
+    let ips: Vec<String> = made.iter().map(|x| x.private_ip.to_string()).collect();
+    assert_eq!(
+        ips,
+        [
+            "127.1.1.2",
+            "127.1.2.2",
+            "127.1.1.3",
+            "127.1.2.3",
+            "127.1.1.9"
+        ]
+    );
+    for (x, req) in made.iter().zip(&reqs) {
+        let read = c.client.get_instance(x.id.as_str()).await.unwrap().unwrap();
+        assert_eq!(&read, x, "what the batch answered is what is stored");
+        assert_eq!(read.tags, req.tags);
+    }
+    let tagged = c
+        .client
+        .list_all_instances(&InstanceFilter {
+            tag: Some(("team".into(), "net".into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tagged.len(), 1, "tags are indexed for filters too");
+    assert_eq!(tagged[0].name, "b-1");
+    let events = c.client.events(before, 100, Duration::ZERO).await.unwrap();
+    let created: Vec<&str> = events
+        .events
+        .iter()
+        .filter(|e| e.kind == cloud_api::EventKind::Created)
+        .map(|e| e.resource_id.as_str())
+        .collect();
+    let ids: Vec<&str> = made.iter().map(|x| x.id.as_str()).collect();
+    assert_eq!(created, ids, "one Created event per instance, in order");
+
+    // One create that cannot be made fails the batch, naming it; the others are not made.
+    let taken = vec![instance_req("c-0", "zone-a"), instance_req("b-3", "zone-a")];
+    let err = c.client.batch_create_instances(&taken).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::AlreadyExists), "{err}");
+    assert!(err.to_string().contains(made[3].id.as_str()), "{err}");
+    let mut ip_taken = vec![instance_req("c-0", "zone-a"), instance_req("c-1", "zone-a")];
+    ip_taken[1].private_ip = Some("127.1.1.9".parse().unwrap());
+    let err = c
+        .client
+        .batch_create_instances(&ip_taken)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::AlreadyExists), "{err}");
+    let all = c
+        .client
+        .list_all_instances(&InstanceFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 5, "a failed batch made nothing: {all:?}");
+    // The addresses a failed batch would have taken are still free.
+    let next = c.instance("c-0", "zone-a").await;
+    assert_eq!(next.private_ip.to_string(), "127.1.1.4");
+
+    // The same key and body replay the batch's answer; nothing is made twice.
+    let body = serde_json::json!({"instances": [instance_req("d-0", "zone-b"), instance_req("d-1", "zone-b")]});
+    let post = || {
+        c.http
+            .post(c.url("/v1/instances:batchCreate"))
+            .header("idempotency-key", "batch-1")
+            .json(&body)
+            .send()
+    };
+    let (s1, _, first) = crate::common::decode(post().await.unwrap()).await;
+    let (s2, _, second) = crate::common::decode(post().await.unwrap()).await;
+    assert_eq!((s1, s2), (201, 201), "{first} / {second}");
+    assert_eq!(first, second);
+    let all = c
+        .client
+        .list_all_instances(&InstanceFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 8);
+}
+
+/// A bad batch is refused before anything is written, the error naming the member and field.
+#[tokio::test]
+async fn batch_create_names_the_bad_member() {
+    let c = spawn().await;
+    let ok = serde_json::json!({"name": "ok", "zone": "zone-a", "instance_type": "sim.small"});
+    let many: Vec<serde_json::Value> = (0..=cloud_api::MAX_BATCH_CREATE)
+        .map(|i| serde_json::json!({"name": format!("n-{i}"), "zone": "zone-a", "instance_type": "sim.small"}))
+        .collect();
+    let cases = [
+        (serde_json::json!({"instances": []}), "instances"),
+        (serde_json::json!({"instances": many}), "instances"),
+        (
+            serde_json::json!({"instances": [ok, {"name": "Bad_Name", "zone": "zone-a", "instance_type": "sim.small"}]}),
+            "instances[1].name",
+        ),
+        (
+            serde_json::json!({"instances": [ok, {"name": "x", "zone": "zone-q", "instance_type": "sim.small"}]}),
+            "instances[1].zone",
+        ),
+        (
+            serde_json::json!({"instances": [{"name": "x", "zone": "zone-a", "instance_type": "sim.huge"}, ok]}),
+            "instances[0].instance_type",
+        ),
+        (
+            serde_json::json!({"instances": [ok, ok]}),
+            "instances[1].name",
+        ),
+        (
+            serde_json::json!({"instances": [
+                {"name": "x", "zone": "zone-a", "instance_type": "sim.small", "private_ip": "10.0.0.1"},
+                ok,
+            ]}),
+            "instances[0].private_ip",
+        ),
+        (serde_json::json!({"instances": [ok], "count": 3}), "count"),
+    ];
+    for (body, field) in cases {
+        let (status, headers, resp) = c.post_json("/v1/instances:batchCreate", &body).await;
+        assert_error(status, &headers, &resp, 422, "VALIDATION_FAILED");
+        assert_eq!(resp["error"]["field"], field, "{resp}");
+    }
+    let all = c
+        .client
+        .list_all_instances(&InstanceFilter::default())
+        .await
+        .unwrap();
+    assert!(all.is_empty(), "nothing was made: {all:?}");
+}
+
 #[tokio::test]
 async fn names_are_unique_among_live_instances() {
     let c = spawn().await;

@@ -113,6 +113,30 @@ pub struct CreateInstanceRequest {
     pub private_ip: Option<Ipv4Addr>,
 }
 
+/// Creates several instances in one request, all or none (Google's AIP-233 batch create;
+/// EC2's `RunInstances` with a count and GCE's `instances.bulkInsert` serve the same need). The
+/// response lists the instances in the order asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BatchCreateInstancesRequest {
+    /// At most [`MAX_BATCH_CREATE`] creates, each as `POST /v1/instances` takes it; no name twice.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 500))]
+    pub instances: Vec<CreateInstanceRequest>,
+}
+
+/// The most instances one batch create makes.
+pub const MAX_BATCH_CREATE: usize = 500;
+// The request schema states the same bound (`max_items`), which takes only a literal.
+const _: () = assert!(MAX_BATCH_CREATE == 500);
+
+/// What a batch create made, in the order asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchCreateInstancesResponse {
+    pub instances: Vec<Instance>,
+}
+
 /// Replaces the instance's tags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

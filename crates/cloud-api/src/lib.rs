@@ -32,7 +32,8 @@ pub use ids::{
     BackendGroupId, IdError, InstanceId, LoadBalancerId, ProviderId, ProviderIdError, RouteId,
 };
 pub use instance::{
-    CreateInstanceRequest, Instance, InstanceState, InstanceType, UpdateInstanceRequest,
+    BatchCreateInstancesRequest, BatchCreateInstancesResponse, CreateInstanceRequest, Instance,
+    InstanceState, InstanceType, MAX_BATCH_CREATE, UpdateInstanceRequest,
 };
 pub use list::{
     EventsQuery, ListBackendGroupsQuery, ListInstancesQuery, ListLoadBalancersQuery,

@@ -137,6 +137,27 @@ impl Client {
         .await
     }
 
+    /// Creates the instances in one request, all or none, in the order given (at most
+    /// [`cloud_api::MAX_BATCH_CREATE`]).
+    pub async fn batch_create_instances(
+        &self,
+        reqs: &[CreateInstanceRequest],
+    ) -> Result<Vec<Instance>> {
+        /// `BatchCreateInstancesRequest`, borrowing the creates.
+        #[derive(serde::Serialize)]
+        struct Batch<'a> {
+            instances: &'a [CreateInstanceRequest],
+        }
+        let resp: cloud_api::BatchCreateInstancesResponse = self
+            .json(
+                Call::new(Method::POST, "/v1/instances:batchCreate")
+                    .json(&Batch { instances: reqs })
+                    .idempotent(),
+            )
+            .await?;
+        Ok(resp.instances)
+    }
+
     pub async fn get_instance(&self, id: &str) -> Result<Option<Instance>> {
         self.json_opt(Call::new(
             Method::GET,
