@@ -1,5 +1,6 @@
-//! API benchmark: create N instances, list them all page by page, get each one, then create a
-//! route to each (as the ccm's route controller does: a /24 per node, two tags).
+//! API benchmark: create N instances, list them all page by page, get each one, create a route
+//! to each (as the ccm's route controller does: a /24 per node, two tags), then N instances
+//! more in batch creates of 100 (as `simctl up` makes its nodes).
 //!
 //! Prints operations per second and p50/p99 latency per operation, next to a baseline measured in
 //! the same run (`GET /healthz`: the HTTP round trip with no database work), so the figures can be
@@ -126,13 +127,33 @@ async fn main() {
     .await;
     let route_busy = writer_busy(&http_metrics, &metrics_url).await - busy_before;
 
+    // The same number of instances again, BATCH to a batch create.
+    let busy_before = writer_busy(&http_metrics, &metrics_url).await;
+    let c = client.clone();
+    let batches = timed(
+        "batch create (100 each)",
+        n.div_ceil(BATCH),
+        CONCURRENCY,
+        move |b| {
+            let c = c.clone();
+            async move {
+                let reqs: Vec<_> = (n + b * BATCH..(n + (b + 1) * BATCH).min(2 * n))
+                    .map(instance)
+                    .collect();
+                c.batch_create_instances(&reqs).await.unwrap();
+            }
+        },
+    )
+    .await;
+    let batch_busy = writer_busy(&http_metrics, &metrics_url).await - busy_before;
+
     let base_p50 = baseline.pct(0.5).as_secs_f64();
     println!();
     println!(
         "{:<24} {:>7} {:>10} {:>10} {:>10} {:>14}",
         "operation", "count", "ops/s", "p50 ms", "p99 ms", "p50 / baseline"
     );
-    for s in [&baseline, &create, &list, &get, &routes] {
+    for s in [&baseline, &create, &list, &get, &routes, &batches] {
         println!(
             "{:<24} {:>7} {:>10.0} {:>10.2} {:>10.2} {:>13.1}x",
             s.name,
@@ -160,6 +181,14 @@ async fn main() {
         100.0 * route_busy / routes.wall.as_secs_f64(),
         route_busy * 1e6 / n as f64
     );
+    let batched = n as f64 / batches.wall.as_secs_f64();
+    println!(
+        "batch creates: {batched:.0} instances/s ({:.1}x one by one), the write connection held \
+         {:.0}% of the time, {:.0} us per instance",
+        batched / create.ops_per_sec(),
+        100.0 * batch_busy / batches.wall.as_secs_f64(),
+        batch_busy * 1e6 / n as f64
+    );
     println!(
         "\nfull listing of {n} instances: {:.1} ms over {} pages",
         list.wall.as_secs_f64() * 1e3,
@@ -179,6 +208,9 @@ async fn main() {
     server.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Instances per batch create, as `simctl up` sends them.
+const BATCH: usize = 100;
 
 /// `cloudsim_db_log_flushes_total` as `/metrics` reports it.
 async fn log_flushes(http: &reqwest::Client, url: &str) -> u64 {

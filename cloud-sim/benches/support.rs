@@ -118,7 +118,8 @@ pub fn instance(i: usize) -> cloud_api::CreateInstanceRequest {
         name: format!("bench-{i:05}"),
         zone: ["zone-a", "zone-b", "zone-c"][i % 3].into(),
         instance_type: "sim.small".into(),
-        tags: Default::default(),
+        // The tag every instance of a cluster carries (`simctl up`'s, kind's).
+        tags: [("kubernetes.io/cluster/bench".to_owned(), "owned".to_owned())].into(),
         private_ip: None,
     }
 }

@@ -14,7 +14,7 @@ impl Cloud {
             Ok(created) => created,
             Err(clash) => return Err(self.name_clash(tx, ctx, clash).await),
         };
-        store::insert_tags(&mut tx, n.id.as_str(), &n.tags).await?;
+        store::queue_tags(&mut tx, n.id.as_str(), &n.tags);
         store::append_event(
             &mut tx,
             &instance_event(&ctx.project, &n.id, &n.zone, EventKind::Created, n.state),
@@ -56,10 +56,8 @@ impl Cloud {
                 Err(e) => return Err(within(i)(e)),
             }
         }
-        let tags: Vec<(&str, &cloud_api::Tags)> =
-            news.iter().map(|n| (n.id.as_str(), &n.tags)).collect();
-        store::insert_tags_of(&mut tx, &tags).await?;
         for n in &news {
+            store::queue_tags(&mut tx, n.id.as_str(), &n.tags);
             store::append_event(
                 &mut tx,
                 &instance_event(&ctx.project, &n.id, &n.zone, EventKind::Created, n.state),

@@ -17,7 +17,7 @@ pub struct NewEvent<'a> {
 /// Appends `e` to the log with `tx`: it is written with the commit (on SQLite in the commit's
 /// round trip), so an event costs no round trip of its own. Events keep their order.
 pub fn append_event(tx: &mut WriteTx, e: &NewEvent<'_>, now: i64) {
-    tx.log.push(QueuedEvent {
+    tx.queued.events.push(QueuedEvent {
         project: e.project.map(str::to_owned),
         time: now,
         resource_kind: e.resource_kind.as_str(),
@@ -38,6 +38,21 @@ pub(super) struct QueuedEvent {
     kind: &'static str,
     state: Option<String>,
     zone: Option<String>,
+}
+
+#[cfg(test)]
+impl QueuedEvent {
+    pub(super) fn for_tests(resource_id: &str) -> Self {
+        Self {
+            project: Some("p".into()),
+            time: 1,
+            resource_kind: ResourceKind::Instance.as_str(),
+            resource_id: resource_id.into(),
+            kind: EventKind::Created.as_str(),
+            state: None,
+            zone: None,
+        }
+    }
 }
 
 /// At most this many events go into one statement (7 parameters each; SQLite allows 32,766).

@@ -84,10 +84,10 @@ pub enum NewAddress {
     FirstFreeIn { lo: u32, hi: u32 },
 }
 
-/// Inserts the instance's row, not its tags ([`insert_tags`], or [`insert_tags_of`] for a
-/// batch); `None` when it was to take a free address of a subnet that has none. The row comes
-/// back with the insert (RETURNING: no read after it), and a free address is found by the
-/// insert too (one statement, [`FIRST_FREE_INSTANCE_IP_SQL`]).
+/// Inserts the instance's row, not its tags' index rows (the caller queues them:
+/// [`queue_tags`]); `None` when it was to take a free address of a subnet that has none. The
+/// row comes back with the insert (RETURNING: no read after it), and a free address is found
+/// by the insert too (one statement, [`FIRST_FREE_INSTANCE_IP_SQL`]).
 pub async fn insert_instance_row(
     conn: &mut AnyConnection,
     region: &str,

@@ -46,6 +46,7 @@ mod events;
 mod idempotency;
 mod instances;
 mod load_balancers;
+mod queued;
 pub mod request;
 mod routes;
 mod traffic;
@@ -57,6 +58,7 @@ pub use events::*;
 pub use idempotency::*;
 pub use instances::*;
 pub use load_balancers::*;
+pub use queued::queue_tags;
 pub use request::{IdempotentRequest, RequestScope};
 pub use routes::*;
 pub use traffic::*;
@@ -391,7 +393,7 @@ impl Db {
             _writing: writing,
             in_request: false,
             claims: false,
-            log: Vec::new(),
+            queued: queued::Queued::default(),
         }))
     }
 
@@ -482,8 +484,8 @@ pub struct WriteTx {
     in_request: bool,
     /// It holds the claim of the request's idempotency key.
     claims: bool,
-    /// Events appended, written with the commit ([`append_event`]).
-    log: Vec<QueuedEvent>,
+    /// Events and tag-index rows written with the commit ([`queued`]).
+    queued: queued::Queued,
 }
 
 impl std::fmt::Debug for WriteTx {
@@ -543,40 +545,29 @@ impl WriteTx {
                 .execute(&mut *self.conn)
                 .await?;
         }
-        let log = self.write_log_but_the_last().await?;
-        if log.is_empty() {
+        let last = self.write_queued_but_the_last().await?;
+        if last.is_empty() {
             self.conn.execute("COMMIT").await?;
         } else if self.engine == Engine::Sqlite {
-            // The events and the COMMIT in one round trip.
-            let sql = format!("{}; COMMIT", insert_events_sql(log.len(), 1));
-            bind_events(sqlx::query(sqlx::AssertSqlSafe(sql)), &log)
+            // The last of the queued writes and the COMMIT in one round trip.
+            let mut sql = last.statements(1);
+            sql.push("COMMIT".to_owned());
+            last.bind(sqlx::query(sqlx::AssertSqlSafe(sql.join("; "))))
                 .execute(&mut *self.conn)
                 .await?;
         } else {
-            self.write_events(&log).await?;
+            last.write_each(&mut self.conn).await?;
             self.conn.execute("COMMIT").await?;
         }
         Ok(self.committed(wake))
     }
 
-    /// Writes the queued events except the last statement's worth, which it returns for the
-    /// caller to send with its last statements.
-    async fn write_log_but_the_last(&mut self) -> Result<Vec<QueuedEvent>> {
-        let mut log = std::mem::take(&mut self.log);
-        let last = log
-            .split_off(log.len().saturating_sub(1) / EVENTS_PER_STATEMENT * EVENTS_PER_STATEMENT);
-        for chunk in log.chunks(EVENTS_PER_STATEMENT) {
-            self.write_events(chunk).await?;
-        }
-        Ok(last)
-    }
-
-    async fn write_events(&mut self, events: &[QueuedEvent]) -> Result<()> {
-        let sql = insert_events_sql(events.len(), 1);
-        bind_events(sqlx::query(sqlx::AssertSqlSafe(sql)), events)
-            .execute(&mut *self.conn)
-            .await?;
-        Ok(())
+    /// Writes the queued writes but the last statement's worth of each kind, which it returns
+    /// for the caller to send with its last statements.
+    async fn write_queued_but_the_last(&mut self) -> Result<queued::Queued> {
+        let full = self.queued.split_off_full();
+        full.write_each(&mut self.conn).await?;
+        Ok(std::mem::take(&mut self.queued))
     }
 
     /// What follows a `COMMIT` (sent by [`WriteTx::commit_now`] or at the end of a batch):
@@ -721,37 +712,24 @@ async fn replace_tags(conn: &mut AnyConnection, resource_id: &str, tags: &Tags) 
     insert_tags(conn, resource_id, tags).await
 }
 
-/// Inserts the tags of a resource that has none yet in one statement (a round trip per tag was
-/// one of a route create's nine on the single writer).
-pub async fn insert_tags(conn: &mut AnyConnection, resource_id: &str, tags: &Tags) -> Result<()> {
-    insert_tags_of(conn, &[(resource_id, tags)]).await
-}
-
-/// Rows of one tag insert at most: three parameters each, well under SQLite's 32,766 and
-/// PostgreSQL's 65,535 parameters per statement.
-const TAG_ROWS_PER_INSERT: usize = 2_000;
-
-/// Inserts the tags of resources that have none yet (a batch create's), as few statements as
-/// the parameter limits allow: one for up to [`TAG_ROWS_PER_INSERT`] tags.
-pub async fn insert_tags_of(conn: &mut AnyConnection, resources: &[(&str, &Tags)]) -> Result<()> {
-    let rows: Vec<(&str, &String, &String)> = resources
-        .iter()
-        .flat_map(|(id, tags)| tags.iter().map(move |(k, v)| (*id, k, v)))
-        .collect();
-    for chunk in rows.chunks(TAG_ROWS_PER_INSERT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-            .collect();
-        let sql = format!(
-            "INSERT INTO tags (resource_id, key, value) VALUES {}",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, k, v) in chunk {
-            q = q.bind(*id).bind(*k).bind(*v);
-        }
-        q.execute(&mut *conn).await?;
+/// Inserts the tags of a resource that has none yet, at once (in a create, [`queue_tags`]
+/// sends them with the commit instead).
+async fn insert_tags(conn: &mut AnyConnection, resource_id: &str, tags: &Tags) -> Result<()> {
+    if tags.is_empty() {
+        return Ok(());
     }
+    let rows: Vec<String> = (0..tags.len())
+        .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
+        .collect();
+    let sql = format!(
+        "INSERT INTO tags (resource_id, key, value) VALUES {}",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(resource_id);
+    for (k, v) in tags {
+        q = q.bind(k).bind(v);
+    }
+    q.execute(&mut *conn).await?;
     Ok(())
 }
 

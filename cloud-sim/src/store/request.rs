@@ -193,18 +193,14 @@ impl Db {
                 };
                 let record = (&*request, status, body, now);
                 if self.engine == Engine::Sqlite {
-                    // The record, the operation's events and the COMMIT in one round trip.
-                    let log = tx.write_log_but_the_last().await?;
-                    let events = if log.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            "; {}",
-                            insert_events_sql(log.len(), RECORD_RESPONSE_PARAMS + 1)
-                        )
-                    };
-                    let sql = format!("{RECORD_RESPONSE_SQL}{events}; COMMIT");
-                    bind_events(record_response(sqlx::AssertSqlSafe(sql), record), &log)
+                    // The record, the last of the operation's queued writes and the COMMIT in
+                    // one round trip.
+                    let last = tx.write_queued_but_the_last().await?;
+                    let mut sql = vec![RECORD_RESPONSE_SQL.to_owned()];
+                    sql.extend(last.statements(RECORD_RESPONSE_PARAMS + 1));
+                    sql.push("COMMIT".to_owned());
+                    let sql = sql.join("; ");
+                    last.bind(record_response(sqlx::AssertSqlSafe(sql), record))
                         .execute(&mut *tx.conn)
                         .await?;
                     tx.committed(wake)

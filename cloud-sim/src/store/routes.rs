@@ -63,7 +63,7 @@ pub struct NewRoute {
 /// Inserts the route (its target, in state `target_state`, checked by the caller) and returns
 /// it as stored.
 pub async fn insert_route(
-    conn: &mut AnyConnection,
+    tx: &mut WriteTx,
     n: &NewRoute,
     target_state: InstanceState,
     now: i64,
@@ -86,9 +86,9 @@ pub async fn insert_route(
     .bind(v4_range(&n.destination_cidr).map(|r| i64::from(r.0)))
     .bind(v4_range(&n.destination_cidr).map(|r| i64::from(r.1)))
     .bind(target_state.as_str())
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut **tx)
     .await?;
-    insert_tags(conn, n.id.as_str(), &n.tags).await?;
+    queue_tags(tx, n.id.as_str(), &n.tags);
     row.into_stored()
 }
 

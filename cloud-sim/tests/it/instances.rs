@@ -202,6 +202,60 @@ async fn batch_create_makes_all_or_none() {
     assert_eq!(all.len(), 8);
 }
 
+/// The tag index, which creates write with their commit, finds what every kind of create
+/// tagged: with an idempotency key (the record, the index rows and the COMMIT go together),
+/// without one, and in a batch.
+#[tokio::test]
+async fn tag_filters_find_what_every_kind_of_create_tagged() {
+    let c = spawn().await;
+    let tagged = |name: &str| {
+        let mut req = instance_req(name, "zone-a");
+        req.tags.insert("tier".into(), "web".into());
+        req.tags.insert("owner".into(), name.into());
+        req
+    };
+    c.client.create_instance(&tagged("keyed")).await.unwrap();
+    let (status, _, body) = c
+        .post_json(
+            "/v1/instances",
+            &serde_json::to_value(tagged("unkeyed")).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    c.client
+        .batch_create_instances(&[
+            tagged("batch-0"),
+            tagged("batch-1"),
+            instance_req("plain", "zone-a"),
+        ])
+        .await
+        .unwrap();
+    let find = |k: &str, v: &str| {
+        let filter = InstanceFilter {
+            tag: Some((k.into(), v.into())),
+            ..Default::default()
+        };
+        let client = c.client.clone();
+        async move {
+            let mut names: Vec<String> = client
+                .list_all_instances(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|x| x.name)
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(
+        find("tier", "web").await,
+        ["batch-0", "batch-1", "keyed", "unkeyed"]
+    );
+    assert_eq!(find("owner", "unkeyed").await, ["unkeyed"]);
+    assert_eq!(find("owner", "batch-1").await, ["batch-1"]);
+}
+
 /// A bad batch is refused before anything is written, the error naming the member and field.
 #[tokio::test]
 async fn batch_create_names_the_bad_member() {
