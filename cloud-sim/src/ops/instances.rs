@@ -10,16 +10,10 @@ impl Cloud {
         let now = now_ms();
         let mut tx = self.db.begin().await?;
         let n = self.new_instance(ctx, req, &zone, address, now);
-        let created = match self.insert_checked(&mut tx, &n, now).await? {
+        let created = match self.insert_checked(&mut tx, ctx, &n, now).await? {
             Ok(created) => created,
             Err(clash) => return Err(self.name_clash(tx, ctx, clash).await),
         };
-        store::queue_tags(&mut tx, n.id.as_str(), &n.tags);
-        store::append_event(
-            &mut tx,
-            &instance_event(&ctx.project, &n.id, &n.zone, EventKind::Created, n.state),
-            now,
-        );
         tx.commit().await?;
         tracing::info!(instance = %created.id, name = %created.name, zone = %created.zone, ip = %created.private_ip, state = %created.state, "instance created");
         Ok(created)
@@ -27,8 +21,8 @@ impl Cloud {
 
     /// Creates every instance of `reqs` in one transaction, or none: the first that cannot be
     /// made fails the batch, its error naming it (`instances[i]`). The writer is held for one
-    /// insert per instance plus a few statements, against four round trips and a wait for the
-    /// disk per instance when they come one by one.
+    /// insert per instance plus a few statements, against three round trips and a wait for
+    /// the disk per instance when they come one by one.
     pub async fn batch_create_instances(
         &self,
         ctx: &Ctx,
@@ -48,21 +42,13 @@ impl Cloud {
             .collect();
         let mut created = Vec::with_capacity(news.len());
         for (i, n) in news.iter().enumerate() {
-            match self.insert_checked(&mut tx, n, now).await {
+            match self.insert_checked(&mut tx, ctx, n, now).await {
                 Ok(Ok(made)) => created.push(made),
                 Ok(Err(clash)) => {
                     return Err(within(i)(self.name_clash(tx, ctx, clash).await));
                 }
                 Err(e) => return Err(within(i)(e)),
             }
-        }
-        for n in &news {
-            store::queue_tags(&mut tx, n.id.as_str(), &n.tags);
-            store::append_event(
-                &mut tx,
-                &instance_event(&ctx.project, &n.id, &n.zone, EventKind::Created, n.state),
-                now,
-            );
         }
         tx.commit().await?;
         tracing::info!(
@@ -146,11 +132,12 @@ impl Cloud {
         }
     }
 
-    /// Inserts the instance row (its tags are the caller's); `Ok(Err(_))` when a unique index
-    /// refused it, for [`Cloud::name_clash`] to explain.
+    /// Inserts the instance, and queues its tags and its `created` event for the commit;
+    /// `Ok(Err(_))` when a unique index refused it, for [`Cloud::name_clash`] to explain.
     async fn insert_checked(
         &self,
         tx: &mut store::WriteTx,
+        ctx: &Ctx,
         n: &store::NewInstance,
         now: i64,
     ) -> Result<std::result::Result<Instance, Clash>> {
@@ -163,7 +150,15 @@ impl Cloud {
         }
         // A live name is unique by index: the insert finds a clash without a query before it.
         match store::insert_instance_row(tx, &self.config.region, n, now).await {
-            Ok(Some(created)) => Ok(Ok(created.instance)),
+            Ok(Some(created)) => {
+                store::queue_tags(tx, n.id.as_str(), &n.tags);
+                store::append_event(
+                    tx,
+                    &instance_event(&ctx.project, &n.id, &n.zone, EventKind::Created, n.state),
+                    now,
+                );
+                Ok(Ok(created.instance))
+            }
             Ok(None) => {
                 let zone = self.config.zone(&n.zone).expect("checked before");
                 Err(ApiError::QuotaExceeded(format!(
