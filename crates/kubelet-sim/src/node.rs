@@ -136,6 +136,17 @@ pub fn ready_transition(node: &Value, ready: bool, now: &str) -> String {
         .to_owned()
 }
 
+/// `node` already carries the Ready condition a kubelet that is (or is not) `ready` reports:
+/// a Node just created from [`registration`] does, so its first status report is not needed.
+pub fn reports_ready_as(node: &k8s_openapi::api::core::v1::Node, ready: bool) -> bool {
+    let want = if ready { "True" } else { "False" };
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == want)
+}
+
 /// The node's heartbeat Lease in `kube-node-lease`, owned by the Node as a kubelet makes it
 /// (so deleting the Node collects it).
 pub fn lease(node: &str, node_uid: &str, duration_seconds: i64, renew: &str) -> Value {
@@ -192,6 +203,35 @@ mod tests {
         assert_eq!(ready_transition(&node, true, "t2"), "t0");
         assert_eq!(ready_transition(&node, false, "t2"), "t2");
         assert_eq!(ready_transition(&json!({}), true, "t2"), "t2");
+    }
+
+    #[test]
+    fn a_node_reports_ready_as_its_ready_condition_says() {
+        let node = |status: Value| -> k8s_openapi::api::core::v1::Node {
+            serde_json::from_value(json!({"metadata": {"name": "n"}, "status": status})).unwrap()
+        };
+        let t = "2026-12-03T10:00:00Z";
+        let with = |ready: bool| node(json!({"conditions": conditions(ready, t, t)}));
+        let unknown = node(json!({"conditions": [{"type": "Ready", "status": "Unknown"}]}));
+        let other = node(json!({"conditions": [{"type": "MemoryPressure", "status": "False"}]}));
+        for (n, ready, reports) in [
+            (with(true), true, true),
+            (with(true), false, false),
+            (with(false), false, true),
+            (with(false), true, false),
+            (unknown.clone(), true, false),
+            (unknown, false, false),
+            (other, false, false),
+            (node(json!({})), true, false),
+            (node(Value::Null), false, false),
+        ] {
+            assert_eq!(
+                reports_ready_as(&n, ready),
+                reports,
+                "{:?} ready={ready}",
+                n.status
+            );
+        }
     }
 
     #[test]

@@ -249,9 +249,13 @@ impl Sim {
                 Ok(created) => {
                     tracing::info!(node = %job.node, instance = %r.instance_id, pod_cidr = ?r.pod_cidr, "kubelet: node registered");
                     // Just created: its status and its (new) Lease follow from the Node the
-                    // create returned, without reading it back or trying to renew first.
+                    // create returned, without reading it back or trying to renew first. The
+                    // create carried the conditions (as a kubelet's does), so a status report
+                    // follows only if the instance changed state meanwhile.
                     if let Some(node) = created {
-                        self.report_status(&node, job.ready).await;
+                        if !node::reports_ready_as(&node, job.ready) {
+                            self.report_status(&node, job.ready).await;
+                        }
                         let uid = node.metadata.uid.unwrap_or_default();
                         self.create_lease(&job.node, &uid, &node::now_micro_time())
                             .await;
