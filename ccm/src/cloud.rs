@@ -11,6 +11,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{LoadBalancerStatus, Node, Service};
 
+/// The nodes a load balancer sends to, as upstream passes them to `EnsureLoadBalancer`, shared:
+/// the service controller hands the same list to every Service until the backend set changes,
+/// so a provider may work out what it derives from them once per list (same list:
+/// [`Arc::ptr_eq`]; a `Weak` of it keeps its address from being reused).
+pub type BackendNodes = Arc<[Arc<Node>]>;
+
 pub mod fake;
 pub mod simcloud;
 pub mod simcloud_lb;
@@ -189,7 +195,7 @@ pub trait LoadBalancer: Send + Sync {
         &self,
         cluster: &str,
         svc: &Service,
-        nodes: &[Arc<Node>],
+        nodes: &BackendNodes,
     ) -> Result<Ensured, CloudError>;
 
     /// Updates the backends only.
@@ -197,7 +203,7 @@ pub trait LoadBalancer: Send + Sync {
         &self,
         cluster: &str,
         svc: &Service,
-        nodes: &[Arc<Node>],
+        nodes: &BackendNodes,
     ) -> Result<(), CloudError>;
 
     /// Deletes the load balancer; succeeds if there is none.

@@ -346,7 +346,7 @@ impl LoadBalancer for FakeCloud {
         &self,
         _cluster: &str,
         svc: &Service,
-        nodes: &[Arc<Node>],
+        nodes: &super::BackendNodes,
     ) -> Result<crate::cloud::Ensured, CloudError> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -371,7 +371,7 @@ impl LoadBalancer for FakeCloud {
         &self,
         _cluster: &str,
         svc: &Service,
-        nodes: &[Arc<Node>],
+        nodes: &super::BackendNodes,
     ) -> Result<(), CloudError> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;

@@ -10,8 +10,8 @@ use cloud_client::{Client, InstanceFilter};
 use k8s_openapi::api::core::v1::{LoadBalancerStatus, Node, Service};
 
 use super::{
-    CloudError, CloudProvider, CloudRoute, InstanceMetadata, InstancesV2, LoadBalancer,
-    NodeAddress, OwnedLoadBalancer, RouteSpec, Routes, provider_id, simcloud_lb,
+    BackendNodes, CloudError, CloudProvider, CloudRoute, InstanceMetadata, InstancesV2,
+    LoadBalancer, NodeAddress, OwnedLoadBalancer, RouteSpec, Routes, provider_id, simcloud_lb,
 };
 use crate::names;
 
@@ -25,7 +25,17 @@ pub struct SimCloud {
     /// update asks for the groups; only the first after a change of the node set (or after
     /// [`GROUP_RECHECK`]) writes them.
     groups: Arc<tokio::sync::Mutex<BTreeMap<String, KnownGroup>>>,
+    /// [`simcloud_lb::zone_members`] of the last node list asked about: the service controller
+    /// passes the same list to every Service until the backends change, and at 10,000 nodes
+    /// working the members out for each of 1,000 Services took most of the ccm's CPU.
+    members: Arc<std::sync::Mutex<Option<MembersOf>>>,
 }
+
+/// A node list (held weakly: see [`SimCloud::zone_members`]) and its members.
+type MembersOf = (std::sync::Weak<[Arc<Node>]>, Arc<ZoneMembers>);
+
+/// The instance IDs of the nodes that can be backends, by zone ([`simcloud_lb::zone_members`]).
+type ZoneMembers = BTreeMap<String, Vec<InstanceId>>;
 
 /// A backend group the provider wrote (or checked) and what it held then.
 #[derive(Debug, Clone)]
@@ -86,6 +96,7 @@ impl SimCloud {
             client,
             expected_region,
             groups: Arc::default(),
+            members: Arc::default(),
         }
     }
 
@@ -303,22 +314,22 @@ impl SimCloud {
     async fn ensure_groups(
         &self,
         cluster: &str,
-        nodes: &[Arc<Node>],
+        nodes: &BackendNodes,
     ) -> Result<Vec<BackendGroupId>, CloudError> {
-        let mut want = simcloud_lb::zone_members(nodes);
+        let members = self.zone_members(nodes);
         let mut known = self.groups.lock().await;
-        for zone in known.keys() {
-            want.entry(zone.clone()).or_default();
-        }
+        let zones: std::collections::BTreeSet<String> =
+            members.keys().chain(known.keys()).cloned().collect();
         let mut ids = Vec::new();
-        for (zone, members) in want {
+        for zone in zones {
+            let want: &[InstanceId] = members.get(&zone).map_or(&[], Vec::as_slice);
             let fresh = known
                 .get(&zone)
-                .filter(|k| k.members == members && k.checked.elapsed() < GROUP_RECHECK);
+                .filter(|k| k.members == want && k.checked.elapsed() < GROUP_RECHECK);
             let id = match fresh {
                 Some(k) => k.id.clone(),
                 None => match self
-                    .sync_group(cluster, &zone, &members, known.get(&zone).map(|k| &k.id))
+                    .sync_group(cluster, &zone, want, known.get(&zone).map(|k| &k.id))
                     .await
                 {
                     Ok(g) => {
@@ -326,7 +337,7 @@ impl SimCloud {
                             zone.clone(),
                             KnownGroup {
                                 id: g.id.clone(),
-                                members: members.clone(),
+                                members: want.to_vec(),
                                 checked: Instant::now(),
                             },
                         );
@@ -338,11 +349,25 @@ impl SimCloud {
                     }
                 },
             };
-            if !members.is_empty() {
+            if !want.is_empty() {
                 ids.push(id);
             }
         }
         Ok(ids)
+    }
+
+    /// [`simcloud_lb::zone_members`] of `nodes`, worked out once per list. The `Weak` kept of the
+    /// list keeps its allocation, so a later list cannot take its address.
+    fn zone_members(&self, nodes: &BackendNodes) -> Arc<ZoneMembers> {
+        let mut cached = self.members.lock().expect("no code panics holding it");
+        if let Some((list, members)) = &*cached
+            && std::sync::Weak::ptr_eq(list, &Arc::downgrade(nodes))
+        {
+            return members.clone();
+        }
+        let members = Arc::new(simcloud_lb::zone_members(nodes));
+        *cached = Some((Arc::downgrade(nodes), members.clone()));
+        members
     }
 
     /// Creates or updates the cluster's group in `zone` to hold exactly `members`. A group this
@@ -470,7 +495,7 @@ impl LoadBalancer for SimCloud {
         &self,
         cluster: &str,
         svc: &Service,
-        nodes: &[Arc<Node>],
+        nodes: &BackendNodes,
     ) -> Result<crate::cloud::Ensured, CloudError> {
         let groups = self.ensure_groups(cluster, nodes).await?;
         let mut want =
@@ -523,7 +548,7 @@ impl LoadBalancer for SimCloud {
         &self,
         cluster: &str,
         svc: &Service,
-        nodes: &[Arc<Node>],
+        nodes: &BackendNodes,
     ) -> Result<(), CloudError> {
         let groups = self.ensure_groups(cluster, nodes).await?;
         let Some(lb) = self.find_lb(svc).await? else {
@@ -638,5 +663,44 @@ mod tests {
         assert!(route_name("__", "u", "c").starts_with("route-"));
         // Names are what a restarted (or upgraded) ccm finds its routes by: pinned.
         assert_eq!(a, "kubernetes-c9693f91480b0e36");
+    }
+
+    /// The members of a node list are worked out once per list (the service controller passes
+    /// a new list when the backends change).
+    #[test]
+    fn zone_members_are_worked_out_once_per_list() {
+        let cloud = SimCloud::new(Client::builder("http://127.0.0.1:9").build().unwrap(), None);
+        let node = |name: &str, pid: Option<&str>| -> Arc<Node> {
+            Arc::new(
+                serde_json::from_value(
+                    serde_json::json!({"metadata": {"name": name}, "spec": {"providerID": pid}}),
+                )
+                .unwrap(),
+            )
+        };
+        let a = node("a", Some("simcloud://zone-a/i-0000000000000001"));
+        let b = node("b", Some("simcloud://zone-b/i-0000000000000002"));
+        let list: BackendNodes = vec![a.clone(), b.clone()].into();
+        let first = cloud.zone_members(&list);
+        assert_eq!(*first, simcloud_lb::zone_members(&list));
+        assert!(Arc::ptr_eq(&first, &cloud.zone_members(&list.clone())));
+        let mut previous = first;
+        for changed in [
+            vec![a.clone()],
+            vec![a.clone(), b.clone(), node("c", None)],
+            vec![
+                a.clone(),
+                node("c", Some("simcloud://zone-a/i-0000000000000003")),
+            ],
+            // The same nodes in a new list (the backends changed and changed back): worked out
+            // again, and equal.
+            vec![a.clone(), b.clone()],
+        ] {
+            let list: BackendNodes = changed.into();
+            let members = cloud.zone_members(&list);
+            assert!(!Arc::ptr_eq(&previous, &members), "{list:?}");
+            assert_eq!(*members, simcloud_lb::zone_members(&list));
+            previous = members;
+        }
     }
 }

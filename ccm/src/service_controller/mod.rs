@@ -91,7 +91,7 @@ struct Synced {
 /// set and shared by every Service's sync until the next.
 #[derive(Debug, Default)]
 struct Backends {
-    nodes: Vec<Arc<Node>>,
+    nodes: crate::cloud::BackendNodes,
     set: Arc<NodeSet>,
 }
 
@@ -222,7 +222,10 @@ impl ServiceContext {
             .collect();
         nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let set = Arc::new(service_plan::node_set(nodes.iter().map(|n| &**n)));
-        let b = Arc::new(Backends { nodes, set });
+        let b = Arc::new(Backends {
+            nodes: nodes.into(),
+            set,
+        });
         let mut cached = self.backends.lock().expect("backends lock");
         if self.backend_generation.load(SeqCst) == generation {
             *cached = Some((generation, b.clone()));
