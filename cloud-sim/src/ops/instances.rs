@@ -6,7 +6,8 @@ use super::*;
 
 impl Cloud {
     pub async fn create_instance(&self, ctx: &Ctx, req: CreateInstanceRequest) -> Result<Instance> {
-        let (zone, address) = self.check_create(ctx, &req).await?;
+        let (zone, address) = self.check_create(&req).await?;
+        self.zonal_faults(ctx, &zone.name).await?;
         let now = now_ms();
         let mut tx = self.db.begin().await?;
         let n = self.new_instance(ctx, req, &zone, address, now);
@@ -31,7 +32,14 @@ impl Cloud {
         check_batch(&reqs)?;
         let mut checked = Vec::with_capacity(reqs.len());
         for (i, req) in reqs.iter().enumerate() {
-            checked.push(self.check_create(ctx, req).await.map_err(within(i))?);
+            checked.push(self.check_create(req).await.map_err(within(i))?);
+        }
+        // A zone's fault rules apply once per request that touches it, not once per instance
+        // (a latency rule would otherwise sleep a hundred times for a batch of a hundred).
+        let zones: std::collections::BTreeSet<&str> =
+            checked.iter().map(|(z, _)| z.name.as_str()).collect();
+        for zone in zones {
+            self.zonal_faults(ctx, zone).await?;
         }
         let now = now_ms();
         let mut tx = self.db.begin().await?;
@@ -61,10 +69,9 @@ impl Cloud {
     }
 
     /// What a create needs checked before the store sees it (name, zone, tags, type, a chosen
-    /// address's place), and its zone's faults: its zone and the address it is to take.
+    /// address's place): its zone and the address it is to take.
     async fn check_create(
         &self,
-        ctx: &Ctx,
         req: &CreateInstanceRequest,
     ) -> Result<(crate::config::ZoneConfig, store::NewAddress)> {
         validate::dns1123_subdomain("name", &req.name)?;
@@ -82,7 +89,6 @@ impl Cloud {
             })?
             .clone();
         validate::tags("tags", &req.tags)?;
-        self.zonal_faults(ctx, &zone.name).await?;
         if !self.is_instance_type(&req.instance_type).await? {
             return Err(Invalid::new(
                 "instance_type",

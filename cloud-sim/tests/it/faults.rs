@@ -238,6 +238,48 @@ async fn zonal_faults_hit_only_that_zone() {
     assert!(c.client.get_instance(b.id.as_str()).await.is_ok());
 }
 
+/// A batch create is one request: a zone's rule affects it once, however many of its
+/// instances are in that zone, and a failure fails the whole batch.
+#[tokio::test]
+async fn a_batch_create_meets_each_zones_faults_once() {
+    let c = spawn().await;
+    let mut slow = rule(FaultEffect::Latency { millis: 1 });
+    slow.zone = Some("zone-a".into());
+    slow.count = Some(3);
+    c.client.add_fault(&slow).await.unwrap();
+    let batch: Vec<_> = (0..5)
+        .map(|i| instance_req(&format!("a{i}"), "zone-a"))
+        .chain([instance_req("b0", "zone-b")])
+        .collect();
+    c.client.batch_create_instances(&batch).await.unwrap();
+    let rules = c.client.list_faults().await.unwrap();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0].remaining, Some(2), "the batch was affected once");
+
+    let mut failing = rule(FaultEffect::Error {
+        status: 503,
+        retry_after_seconds: None,
+    });
+    failing.zone = Some("zone-b".into());
+    c.client.add_fault(&failing).await.unwrap();
+    let batch = [instance_req("a9", "zone-a"), instance_req("b9", "zone-b")];
+    let err = c.client.batch_create_instances(&batch).await.unwrap_err();
+    assert_eq!(err.status().unwrap().as_u16(), 503, "{err}");
+    c.client.clear_faults().await.unwrap();
+    let names: Vec<String> = c
+        .client
+        .list_all_instances(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.name)
+        .collect();
+    assert!(
+        !names.contains(&"a9".to_owned()),
+        "the failed batch made nothing: {names:?}"
+    );
+}
+
 #[tokio::test]
 async fn bad_fault_rules_are_rejected() {
     let c = spawn().await;
