@@ -1,4 +1,5 @@
-//! Durability with the real binary: every create that got a 2xx survives `kill -9`.
+//! Durability with the real binary: every create (one or a batch) that got a 2xx survives
+//! `kill -9`.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -104,11 +105,23 @@ async fn acknowledged_creates_survive_kill_9() {
         workers.push(tokio::spawn(async move {
             for n in 0.. {
                 let zone = ["zone-a", "zone-b", "zone-c"][(w + n) % 3];
-                match client
-                    .create_instance(&instance_req(&format!("w{w}-n{n}"), zone))
-                    .await
-                {
-                    Ok(i) => acked.lock().unwrap().push(i.id.to_string()),
+                // Two of the eight send batch creates of ten, all acknowledged together.
+                let made = if w < 6 {
+                    client
+                        .create_instance(&instance_req(&format!("w{w}-n{n}"), zone))
+                        .await
+                        .map(|i| vec![i])
+                } else {
+                    let batch: Vec<_> = (0..10)
+                        .map(|k| instance_req(&format!("w{w}-n{n}-{k}"), zone))
+                        .collect();
+                    client.batch_create_instances(&batch).await
+                };
+                match made {
+                    Ok(made) => acked
+                        .lock()
+                        .unwrap()
+                        .extend(made.iter().map(|i| i.id.to_string())),
                     Err(_) => return,
                 }
             }
