@@ -404,16 +404,22 @@ async fn ensure_instances(
         .filter(|x| x.state != InstanceState::Terminated)
         .map(|x| (x.name.as_str(), x))
         .collect();
-    for n in nodes {
-        if let Some(x) = live.get(n.name.as_str())
-            && x.state == InstanceState::Stopped
-        {
+    let stopped = nodes
+        .iter()
+        .filter_map(|n| live.get(n.name.as_str()))
+        .filter(|x| x.state == InstanceState::Stopped);
+    futures_util::stream::iter(stopped)
+        .map(|x| async move {
             client
                 .start_instance(x.id.as_str())
                 .await
-                .with_context(|| format!("starting instance {}", n.name))?;
-        }
-    }
+                .with_context(|| format!("starting instance {}", x.name))
+        })
+        .buffer_unordered(STARTS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let missing: Vec<CreateInstanceRequest> = nodes
         .iter()
         .filter(|n| !live.contains_key(n.name.as_str()))
@@ -453,6 +459,8 @@ async fn ensure_instances(
 /// waiting for the last.
 const BATCH: usize = 100;
 const _: () = assert!(BATCH <= cloud_api::MAX_BATCH_CREATE);
+/// Instance starts `simctl up` has in flight at once (there is no batch start).
+const STARTS_AT_ONCE: usize = 8;
 /// Batch creates `simctl up` has in flight at once: one is decoded and checked while another
 /// holds the writer.
 const BATCHES_AT_ONCE: usize = 2;
