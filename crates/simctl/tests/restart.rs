@@ -7,36 +7,17 @@ use std::time::Duration;
 
 use cloud_api::InstanceState;
 use k8s_openapi::api::core::v1::Node;
-use simctl::up::{ControlPlaneKind, NodeSpec, Sandbox, UpArgs};
+use simctl::up::{NodeSpec, Sandbox, UpArgs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_up_keeps_the_instances_and_starts_the_stopped_ones() {
     let dir = std::env::temp_dir().join(format!("simctl-restart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     // Blocks of this test's own: instances 127.236.x, pools 127.237.x, pods 127.238.0.0/16.
-    let block = common::zone_blocks;
     let args = UpArgs {
-        data_dir: dir.clone(),
         nodes: 12,
-        zones: ["zone-a", "zone-b", "zone-c"].map(String::from).to_vec(),
-        instance_type: "sim.small".into(),
-        cloud_listen: "127.0.0.1:0".parse().unwrap(),
-        control_plane: ControlPlaneKind::KubeSim,
-        kube_listen: "127.0.0.1:0".parse().unwrap(),
-        instance_subnets: block(236),
-        lb_pools: block(237),
-        cluster_cidr: None,
-        node_cidr_mask_size: 24,
-        pod_loopback_cidr: Some("127.238.0.0/16".parse().unwrap()),
-        cluster_name: "simcloud".into(),
-        boot_delay: Duration::ZERO,
-        node_monitor_grace_period: Duration::from_secs(40),
-        node_monitor_period: Duration::from_secs(5),
-        route_quota: None,
-        timeout: Duration::from_secs(120),
-        ccm: simctl::up::CcmMode::InProcess,
         data_plane: false,
-        log_filter: "warn".into(),
+        ..common::up_args(&dir, 236)
     };
     let nodes: Vec<NodeSpec> = simctl::up::default_nodes(&args);
     let first = Sandbox::start(&args, &nodes).await.expect("first up");

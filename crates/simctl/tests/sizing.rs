@@ -7,38 +7,19 @@ mod common;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
-use simctl::up::{ControlPlaneKind, NodeSpec, Sandbox, UpArgs};
+use simctl::up::{NodeSpec, Sandbox, UpArgs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_nodes_come_up_sized_to_fit() {
     let dir = std::env::temp_dir().join(format!("simctl-sizing-{}", std::process::id()));
-    let zones = ["zone-a", "zone-b", "zone-c"];
     // Blocks of this test's own: instances 127.241.x, pools 127.242.x; the pod network and its
     // loopback block are sized by the sandbox (a /15 each for 300 nodes of /24), placed at
     // 127.246.0.0/15 here so they do not meet another sandbox's default 127.244.0.0/16.
-    let block = common::zone_blocks;
     let args = UpArgs {
-        data_dir: dir.clone(),
         nodes: 300,
-        zones: zones.map(String::from).to_vec(),
-        instance_type: "sim.small".into(),
-        cloud_listen: "127.0.0.1:0".parse().unwrap(),
-        control_plane: ControlPlaneKind::KubeSim,
-        kube_listen: "127.0.0.1:0".parse().unwrap(),
-        instance_subnets: block(241),
-        lb_pools: block(242),
-        cluster_cidr: None,
-        node_cidr_mask_size: 24,
         pod_loopback_cidr: Some("127.246.0.0/15".parse().unwrap()),
-        cluster_name: "simcloud".into(),
-        boot_delay: Duration::ZERO,
-        node_monitor_grace_period: Duration::from_secs(40),
-        node_monitor_period: Duration::from_secs(5),
-        route_quota: None,
         timeout: Duration::from_secs(240),
-        ccm: simctl::up::CcmMode::InProcess,
-        data_plane: true,
-        log_filter: "warn".into(),
+        ..common::up_args(&dir, 241)
     };
     let nodes: Vec<NodeSpec> = simctl::up::default_nodes(&args);
     assert_eq!(nodes.len(), 300);

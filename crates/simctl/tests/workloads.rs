@@ -12,22 +12,10 @@ use common::kubectl;
 use simctl::up::{ControlPlaneKind, NodeSpec, Sandbox, UpArgs};
 
 fn args(dir: &std::path::Path, control_plane: ControlPlaneKind, b: u8) -> UpArgs {
-    let block = common::zone_blocks;
     UpArgs {
-        data_dir: dir.to_owned(),
-        nodes: 0,
-        zones: ["zone-a", "zone-b", "zone-c"].map(String::from).to_vec(),
         instance_type: "sim.large".into(),
-        cloud_listen: "127.0.0.1:0".parse().unwrap(),
         control_plane,
-        kube_listen: "127.0.0.1:0".parse().unwrap(),
-        instance_subnets: block(b),
-        lb_pools: block(b + 1),
         cluster_cidr: Some("10.244.0.0/16".parse().unwrap()),
-        node_cidr_mask_size: 24,
-        pod_loopback_cidr: Some(format!("127.{}.0.0/16", b + 2).parse().unwrap()),
-        cluster_name: "simcloud".into(),
-        boot_delay: Duration::ZERO,
         // kube-controller-manager wants a few seconds; kube-sim's stand-in is quick.
         node_monitor_grace_period: Duration::from_secs(match control_plane {
             ControlPlaneKind::KubeSim => 1,
@@ -36,9 +24,7 @@ fn args(dir: &std::path::Path, control_plane: ControlPlaneKind, b: u8) -> UpArgs
         node_monitor_period: Duration::from_millis(300),
         route_quota: Some(100),
         timeout: Duration::from_secs(60),
-        ccm: simctl::up::CcmMode::InProcess,
-        data_plane: true,
-        log_filter: "warn".into(),
+        ..common::up_args(dir, b)
     }
 }
 

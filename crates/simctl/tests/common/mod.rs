@@ -55,3 +55,33 @@ pub fn zone_blocks(b: u8) -> Vec<(String, ipnet::Ipv4Net)> {
         })
         .collect()
 }
+
+/// `simctl up`'s options for a test sandbox on kube-sim with its own blocks: instances in
+/// 127.`b`.x, load-balancer pools in 127.`b+1`.x, pods in 127.`b+2`.0.0/16; three zones, no boot
+/// delay, the ccm in process. Tests change what they need with `..common::up_args(..)`.
+#[allow(dead_code)]
+pub fn up_args(dir: &Path, b: u8) -> simctl::up::UpArgs {
+    simctl::up::UpArgs {
+        data_dir: dir.to_owned(),
+        nodes: 0,
+        zones: ["zone-a", "zone-b", "zone-c"].map(String::from).to_vec(),
+        instance_type: "sim.small".into(),
+        cloud_listen: "127.0.0.1:0".parse().unwrap(),
+        control_plane: simctl::up::ControlPlaneKind::KubeSim,
+        kube_listen: "127.0.0.1:0".parse().unwrap(),
+        instance_subnets: zone_blocks(b),
+        lb_pools: zone_blocks(b + 1),
+        cluster_cidr: None,
+        node_cidr_mask_size: 24,
+        pod_loopback_cidr: Some(format!("127.{}.0.0/16", b + 2).parse().unwrap()),
+        cluster_name: "simcloud".into(),
+        boot_delay: Duration::ZERO,
+        node_monitor_grace_period: Duration::from_secs(40),
+        node_monitor_period: Duration::from_secs(5),
+        route_quota: None,
+        timeout: Duration::from_secs(120),
+        ccm: simctl::up::CcmMode::InProcess,
+        data_plane: true,
+        log_filter: "warn".into(),
+    }
+}
