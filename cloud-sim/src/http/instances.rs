@@ -28,7 +28,7 @@ pub fn router() -> Router<AppState> {
 
 #[utoipa::path(post, path = "/v1/instances", tag = "instances", request_body = CreateInstanceRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the create safe to retry")),
-    responses((status = 201, body = Instance), (status = 409, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+    responses((status = 201, body = Instance), (status = 409, body = ApiErrorBody, description = "the name or address in use, or the zone's subnet full (QUOTA_EXCEEDED)"), (status = 422, body = ApiErrorBody)))]
 pub async fn create(
     State(s): State<AppState>,
     ctx: Ctx,
@@ -44,7 +44,7 @@ pub async fn create(
 /// (`instances[i]`).
 #[utoipa::path(post, path = "/v1/instances:batchCreate", tag = "instances", request_body = BatchCreateInstancesRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the batch safe to retry")),
-    responses((status = 201, body = BatchCreateInstancesResponse), (status = 409, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+    responses((status = 201, body = BatchCreateInstancesResponse), (status = 409, body = ApiErrorBody, description = "a name or address in use, or a zone's subnet full (QUOTA_EXCEEDED); nothing was made"), (status = 422, body = ApiErrorBody, description = "a bad member, named in the error's field (instances[i].name)")))]
 pub async fn batch_create(
     State(s): State<AppState>,
     ctx: Ctx,

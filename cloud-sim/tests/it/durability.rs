@@ -98,10 +98,11 @@ async fn acknowledged_creates_survive_kill_9() {
         .build()
         .unwrap();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let batches_acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for w in 0..8 {
         let client = client.clone();
-        let acked = acked.clone();
+        let (acked, batches_acked) = (acked.clone(), batches_acked.clone());
         workers.push(tokio::spawn(async move {
             for n in 0.. {
                 let zone = ["zone-a", "zone-b", "zone-c"][(w + n) % 3];
@@ -115,7 +116,11 @@ async fn acknowledged_creates_survive_kill_9() {
                     let batch: Vec<_> = (0..10)
                         .map(|k| instance_req(&format!("w{w}-n{n}-{k}"), zone))
                         .collect();
-                    client.batch_create_instances(&batch).await
+                    let made = client.batch_create_instances(&batch).await;
+                    if made.is_ok() {
+                        batches_acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    made
                 };
                 match made {
                     Ok(made) => acked
@@ -127,11 +132,18 @@ async fn acknowledged_creates_survive_kill_9() {
             }
         }));
     }
-    let a = acked.clone();
-    wait_for("150 acknowledged creates", Duration::from_secs(120), || {
-        let a = a.clone();
-        async move { (a.lock().unwrap().len() >= 150).then_some(()) }
-    })
+    let (a, b) = (acked.clone(), batches_acked.clone());
+    wait_for(
+        "150 acknowledged creates, batches among them",
+        Duration::from_secs(120),
+        || {
+            let (a, b) = (a.clone(), b.clone());
+            async move {
+                let batches = b.load(std::sync::atomic::Ordering::Relaxed);
+                (a.lock().unwrap().len() >= 150 && batches >= 2).then_some(())
+            }
+        },
+    )
     .await;
     proc.child.kill().expect("kill -9");
     proc.child.wait().unwrap();

@@ -143,15 +143,13 @@ impl Client {
         &self,
         reqs: &[CreateInstanceRequest],
     ) -> Result<Vec<Instance>> {
-        /// `BatchCreateInstancesRequest`, borrowing the creates.
-        #[derive(serde::Serialize)]
-        struct Batch<'a> {
-            instances: &'a [CreateInstanceRequest],
-        }
+        let batch = cloud_api::BatchCreateInstancesRequest {
+            instances: reqs.to_vec(),
+        };
         let resp: cloud_api::BatchCreateInstancesResponse = self
             .json(
                 Call::new(Method::POST, "/v1/instances:batchCreate")
-                    .json(&Batch { instances: reqs })
+                    .json(&batch)
                     .idempotent(),
             )
             .await?;
