@@ -9,12 +9,18 @@ impl Cloud {
         let (zone, address) = self.check_create(&req).await?;
         self.zonal_faults(ctx, &zone.name).await?;
         let now = now_ms();
-        let mut tx = self.db.begin().await?;
         let n = self.new_instance(ctx, req, &zone, address, now);
-        let created = match self.insert_checked(&mut tx, ctx, &n, now).await? {
-            Ok(created) => created,
-            Err(clash) => return Err(self.name_clash(tx, ctx, clash).await),
+        // The transaction begins with the insert: one round trip to the database for both.
+        let (mut tx, inserted) =
+            match store::begin_inserting_instance(&self.db, &self.config.region, &n, now).await {
+                Ok(begun) => begun,
+                Err(e) => return Err(self.insert_failed(ctx, &n, e).await),
+            };
+        let Some(created) = inserted else {
+            tx.rollback().await?;
+            return Err(self.subnet_full(&n));
         };
+        let created = self.queue_created(&mut tx, ctx, &n, created, now);
         tx.commit().await?;
         tracing::info!(instance = %created.id, name = %created.name, zone = %created.zone, ip = %created.private_ip, state = %created.state, "instance created");
         Ok(created)
@@ -50,12 +56,16 @@ impl Cloud {
             .collect();
         let mut created = Vec::with_capacity(news.len());
         for (i, n) in news.iter().enumerate() {
-            match self.insert_checked(&mut tx, ctx, n, now).await {
-                Ok(Ok(made)) => created.push(made),
-                Ok(Err(clash)) => {
-                    return Err(within(i)(self.name_clash(tx, ctx, clash).await));
+            match store::insert_instance_row(&mut tx, &self.config.region, n, now).await {
+                Ok(Some(made)) => created.push(self.queue_created(&mut tx, ctx, n, made, now)),
+                Ok(None) => {
+                    tx.rollback().await?;
+                    return Err(within(i)(self.subnet_full(n)));
                 }
-                Err(e) => return Err(within(i)(e)),
+                Err(e) => {
+                    tx.rollback().await?;
+                    return Err(within(i)(self.insert_failed(ctx, n, e).await));
+                }
             }
         }
         tx.commit().await?;
@@ -138,67 +148,57 @@ impl Cloud {
         }
     }
 
-    /// Inserts the instance, and queues its tags and its `created` event for the commit;
-    /// `Ok(Err(_))` when a unique index refused it, for [`Cloud::name_clash`] to explain.
-    async fn insert_checked(
+    /// Queues the tags and the `created` event of `n`, just inserted as `created`, for the
+    /// commit.
+    fn queue_created(
         &self,
         tx: &mut store::WriteTx,
         ctx: &Ctx,
         n: &store::NewInstance,
+        created: store::StoredInstance,
         now: i64,
-    ) -> Result<std::result::Result<Instance, Clash>> {
-        if let store::NewAddress::Chosen(ip) = n.private_ip
-            && store::ip_in_use(tx, store::INSTANCE_ADDRESSES, u32::from(ip)).await?
-        {
-            return Err(ApiError::AlreadyExists(format!(
-                "private IP {ip} is in use by another instance"
-            )));
-        }
-        // A live name is unique by index: the insert finds a clash without a query before it.
-        match store::insert_instance_row(tx, &self.config.region, n, now).await {
-            Ok(Some(created)) => {
-                store::queue_tags(tx, n.id.as_str(), &n.tags);
-                store::append_event(
-                    tx,
-                    &instance_event(&ctx.project, &n.id, &n.zone, EventKind::Created, n.state),
-                    now,
-                );
-                Ok(Ok(created.instance))
-            }
-            Ok(None) => {
-                let zone = self.config.zone(&n.zone).expect("checked before");
-                Err(ApiError::QuotaExceeded(format!(
-                    "subnet {} of {} has no free address",
-                    zone.instance_subnet, zone.name
-                )))
-            }
-            Err(e) if store::is_unique_violation(&e) => Ok(Err(Clash {
-                name: n.name.clone(),
-                address: n.private_ip,
-            })),
-            Err(e) => Err(e.into()),
-        }
+    ) -> Instance {
+        store::queue_tags(tx, n.id.as_str(), &n.tags);
+        store::append_event(
+            tx,
+            &instance_event(&ctx.project, &n.id, &n.zone, EventKind::Created, n.state),
+            now,
+        );
+        created.instance
     }
 
-    /// The error for an insert a unique index refused: names the instance holding the name, or
-    /// the address. Ends `tx` first: PostgreSQL refuses every statement of a transaction after
-    /// an error, and the holder is committed, so a reader sees it.
-    async fn name_clash(&self, tx: store::WriteTx, ctx: &Ctx, clash: Clash) -> ApiError {
-        if let Err(e) = tx.rollback().await {
+    /// The error for an instance that was to take a free address of a subnet that has none.
+    fn subnet_full(&self, n: &store::NewInstance) -> ApiError {
+        let zone = self.config.zone(&n.zone).expect("checked before");
+        ApiError::QuotaExceeded(format!(
+            "subnet {} of {} has no free address",
+            zone.instance_subnet, zone.name
+        ))
+    }
+
+    /// The error for an insert of `n` that failed (its transaction ended): a unique index's
+    /// refusal explained, naming the instance holding the name, or the address; any other
+    /// error as it is.
+    async fn insert_failed(
+        &self,
+        ctx: &Ctx,
+        n: &store::NewInstance,
+        e: store::StoreError,
+    ) -> ApiError {
+        if !store::is_unique_violation(&e) {
             return e.into();
         }
+        // Read after the end of the transaction: the holder is committed, so a reader sees it.
         let existing = match self.db.reader().await {
-            Ok(mut conn) => {
-                store::live_instance_by_name(&mut conn, &ctx.project, &clash.name).await
-            }
+            Ok(mut conn) => store::live_instance_by_name(&mut conn, &ctx.project, &n.name).await,
             Err(e) => Err(e),
         };
         match existing {
             Err(e) => e.into(),
             Ok(Some(id)) => {
-                ApiError::AlreadyExists(format!("instance name {:?} is in use by {id}", clash.name))
+                ApiError::AlreadyExists(format!("instance name {:?} is in use by {id}", n.name))
             }
-            Ok(None) => ApiError::AlreadyExists(match clash.address {
+            Ok(None) => ApiError::AlreadyExists(match n.private_ip {
                 store::NewAddress::Chosen(ip) => {
                     format!("private IP {ip} is in use by another instance")
                 }
@@ -401,12 +401,6 @@ impl Cloud {
         tracing::info!(instance = %i.id, "instance deleted");
         Ok(())
     }
-}
-
-/// An insert a unique index refused: the name, or the address, is taken.
-struct Clash {
-    name: String,
-    address: store::NewAddress,
 }
 
 /// A batch's shape: 1 to [`cloud_api::MAX_BATCH_CREATE`] creates, no name or chosen address

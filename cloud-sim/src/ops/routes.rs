@@ -35,9 +35,8 @@ impl Cloud {
             .map_err(|r| Invalid::new("destination_cidr", r))?;
         validate::tags("tags", &req.tags)?;
         let now = now_ms();
-        let mut tx = self.db.begin().await?;
-        let checks = store::route_create_checks(
-            &mut tx,
+        let (mut tx, checks) = store::begin_route_create(
+            &self.db,
             &ctx.project,
             table,
             &req.name,

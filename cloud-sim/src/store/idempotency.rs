@@ -62,6 +62,39 @@ macro_rules! record_response_sql {
 }
 
 pub(super) const CLAIM_SQL: &str = claim_sql!();
+
+/// The claim as [`claim_sql`] makes it, its parameters numbered from `first` (for a round trip
+/// with other statements), refused with a unique violation ([`is_claim_refusal`]) instead of an
+/// empty result; bind with [`add_claim_args`].
+pub(super) fn strict_claim_sql(first: usize) -> String {
+    let p: Vec<String> = (first..first + 6).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO idempotency_keys (project, key, method, path, body, status, response, created_at) \
+         VALUES ({}, {}, {}, {}, {}, NULL, NULL, {})",
+        p[0], p[1], p[2], p[3], p[4], p[5]
+    )
+}
+
+/// Adds the values of [`strict_claim_sql`]'s parameters to `args`.
+pub(super) fn add_claim_args(
+    args: &mut sqlx::any::AnyArguments,
+    (request, now): (&IdempotentRequest, i64),
+) -> Result<(), sqlx::error::BoxDynError> {
+    use sqlx::Arguments;
+    args.add(request.project.as_str())?;
+    args.add(request.key.as_str())?;
+    args.add(request.method.as_str())?;
+    args.add(request.path.as_str())?;
+    args.add(request.body.as_slice())?;
+    args.add(now)
+}
+
+/// True when `e` is [`strict_claim_sql`] refused: the key's row exists. (SQLite names the
+/// columns of the violated key in its message; the rows of no other table are keyed so.)
+pub(super) fn is_claim_refusal(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d)
+        if d.is_unique_violation() && d.message().contains("idempotency_keys."))
+}
 /// SQLite only (one round trip for two statements; PostgreSQL prepares one at a time).
 pub(super) const BEGIN_AND_CLAIM_SQL: &str = concat!("BEGIN; ", claim_sql!());
 pub(super) const RECORD_RESPONSE_SQL: &str = record_response_sql!();

@@ -78,7 +78,7 @@ pub struct NewInstance {
 /// The address of a new instance.
 #[derive(Debug, Clone, Copy)]
 pub enum NewAddress {
-    /// The caller's, checked to be free.
+    /// The caller's (the index of live addresses refuses one in use).
     Chosen(Ipv4Addr),
     /// The lowest free one of the subnet `[lo, hi]`, found by the insert itself.
     FirstFreeIn { lo: u32, hi: u32 },
@@ -87,57 +87,86 @@ pub enum NewAddress {
 /// Inserts the instance's row, not its tags' index rows (the caller queues them:
 /// [`queue_tags`]); `None` when it was to take a free address of a subnet that has none. The
 /// row comes back with the insert (RETURNING: no read after it), and a free address is found
-/// by the insert too (one statement, [`FIRST_FREE_INSTANCE_IP_SQL`]).
+/// by the insert too (one statement, [`FIRST_FREE_INSTANCE_IP_SQL`]). A name or address in use
+/// is a unique violation ([`is_unique_violation`]).
 pub async fn insert_instance_row(
-    conn: &mut AnyConnection,
+    tx: &mut WriteTx,
     region: &str,
     n: &NewInstance,
     now: i64,
 ) -> Result<Option<StoredInstance>> {
+    let row = insert_instance_query(n, now)
+        .fetch_optional(&mut **tx)
+        .await?;
+    instance_inserted(tx, region, n, row.as_ref()).await
+}
+
+/// Begins a write transaction with the insert of [`insert_instance_row`] as its first statement
+/// ([`Db::begin_with`]: one round trip on SQLite). On an error nothing is left open; on `None`
+/// (no free address) the caller ends the transaction.
+pub async fn begin_inserting_instance(
+    db: &Db,
+    region: &str,
+    n: &NewInstance,
+    now: i64,
+) -> Result<(WriteTx, Option<StoredInstance>)> {
+    let (mut tx, rows) = db.begin_with(insert_instance_query(n, now)).await?;
+    let created = instance_inserted(&mut tx, region, n, rows.first()).await?;
+    Ok((tx, created))
+}
+
+/// The insert of `n`: see [`insert_instance_row`].
+fn insert_instance_query(n: &NewInstance, now: i64) -> FirstStatement<'_> {
     const COLUMNS: &str = "id, project, name, zone, instance_type, state, private_ip, tags, version, \
                            created_at, updated_at, terminated_at, state_deadline";
-    let (sql, ip, range) = match n.private_ip {
-        NewAddress::Chosen(ip) => (
-            format!(
-                "INSERT INTO instances ({COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, NULL, $10) RETURNING {INSTANCE_COLUMNS}"
-            ),
-            Some(ip_to_db(ip)),
-            None,
+    let sql = match n.private_ip {
+        NewAddress::Chosen(_) => format!(
+            "INSERT INTO instances ({COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, NULL, $10) RETURNING {INSTANCE_COLUMNS}"
         ),
-        NewAddress::FirstFreeIn { lo, hi } => (
-            format!(
-                "WITH free (floor_ip, ip) AS ({FIRST_FREE_INSTANCE_IP_SQL}) \
-                 INSERT INTO instances ({COLUMNS}) \
-                 SELECT $1, $2, $3, $4, $5, $6, free.ip, $8, 1, $9, $9, NULL, $10 FROM free \
-                 WHERE free.ip <= $12 RETURNING {INSTANCE_COLUMNS}"
-            ),
-            None,
-            Some((i64::from(lo), i64::from(hi))),
+        NewAddress::FirstFreeIn { .. } => format!(
+            "WITH free (floor_ip, ip) AS ({FIRST_FREE_INSTANCE_IP_SQL}) \
+             INSERT INTO instances ({COLUMNS}) \
+             SELECT $1, $2, $3, $4, $5, $6, free.ip, $8, 1, $9, $9, NULL, $10 FROM free \
+             WHERE free.ip <= $12 RETURNING {INSTANCE_COLUMNS}"
         ),
     };
-    let mut insert = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let insert = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(n.id.as_str())
         .bind(&n.project)
         .bind(&n.name)
         .bind(&n.zone)
         .bind(&n.instance_type)
         .bind(n.state.as_str())
-        .bind(ip)
+        .bind(match n.private_ip {
+            NewAddress::Chosen(ip) => Some(ip_to_db(ip)),
+            NewAddress::FirstFreeIn { .. } => None,
+        })
         .bind(to_json(&n.tags))
         .bind(now)
         .bind(n.state_deadline);
-    if let Some((lo, hi)) = range {
-        insert = insert.bind(lo).bind(hi);
+    match n.private_ip {
+        NewAddress::Chosen(_) => insert,
+        NewAddress::FirstFreeIn { lo, hi } => insert.bind(i64::from(lo)).bind(i64::from(hi)),
     }
-    let row: Option<InstanceRow> = insert.fetch_optional(&mut *conn).await?;
+}
+
+/// What the insert of `n` returned, as stored; raises the subnet's free-address floor when the
+/// address taken was on a step of it.
+async fn instance_inserted(
+    tx: &mut WriteTx,
+    region: &str,
+    n: &NewInstance,
+    row: Option<&AnyRow>,
+) -> Result<Option<StoredInstance>> {
     let Some(row) = row else {
         return Ok(None);
     };
-    if let Some(subnet @ (lo, _)) = range
-        && (row.private_ip - lo) % FLOOR_STEP == 0
+    let row: InstanceRow = sqlx::FromRow::from_row(row)?;
+    if let NewAddress::FirstFreeIn { lo, hi } = n.private_ip
+        && (row.private_ip - i64::from(lo)) % FLOOR_STEP == 0
     {
-        raise_ip_floor(conn, subnet, row.private_ip).await?;
+        raise_ip_floor(tx, (i64::from(lo), i64::from(hi)), row.private_ip).await?;
     }
     row.into_stored(region).map(Some)
 }

@@ -33,10 +33,10 @@ use cloud_api::{
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyPoolOptions;
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Arguments, ConnectOptions, Connection, Execute, Executor};
 use tokio::sync::Notify;
 
 mod backend_groups;
@@ -343,49 +343,61 @@ impl Db {
     /// Starts a write transaction. Commit it with [`WriteTx::commit`]. Inside a request under an
     /// idempotency key it also claims the key, see [`request`].
     pub async fn begin(&self) -> Result<WriteTx> {
-        if request::in_scope() {
-            return self.begin_in_request().await;
-        }
-        Ok(self.open(None).await?.expect("nothing to refuse"))
+        Ok(self.begin_first(None).await?.0)
     }
 
-    /// Takes the write connection and begins a transaction; with `claim`, claims the key in it,
-    /// or gives `None` (nothing open) when something is recorded under the key already.
-    async fn open(&self, claim: Option<(&IdempotentRequest, i64)>) -> Result<Option<WriteTx>> {
+    /// [`Db::begin`], with `first` as the transaction's first statement: gives its rows too. On
+    /// SQLite the `BEGIN`, a request's key claim and `first` go to the database in one round
+    /// trip, where [`Db::begin`] and a statement take two. When `first` fails the transaction
+    /// is ended and its error returned (a unique violation is the caller's to explain).
+    pub(super) async fn begin_with(
+        &self,
+        first: FirstStatement<'_>,
+    ) -> Result<(WriteTx, Vec<AnyRow>)> {
+        self.begin_first(Some(first)).await
+    }
+
+    async fn begin_first(
+        &self,
+        first: Option<FirstStatement<'_>>,
+    ) -> Result<(WriteTx, Vec<AnyRow>)> {
+        if request::in_scope() {
+            return self.begin_in_request(first).await;
+        }
+        Ok(self.open(None, first).await?.expect("nothing to refuse"))
+    }
+
+    /// Takes the write connection and begins a transaction, running `first` in it if given; with
+    /// `claim`, claims the key first, or gives `None` (nothing open) when something is recorded
+    /// under the key already.
+    async fn open(
+        &self,
+        claim: Option<(&IdempotentRequest, i64)>,
+        first: Option<FirstStatement<'_>>,
+    ) -> Result<Option<(WriteTx, Vec<AnyRow>)>> {
         let writing = self.sync.writing();
         let mut conn = self.write.acquire().await?;
-        let claimed = match (self.engine, claim) {
-            // All rows, not the first result: that is `BEGIN`'s (sqlx's `Any` driver's
-            // `fetch_optional` would stop at it).
-            (Engine::Sqlite, Some(claim)) => !claim_query(BEGIN_AND_CLAIM_SQL, claim)
-                .fetch_all(&mut *conn)
-                .await?
-                .is_empty(),
-            (Engine::Sqlite, None) => {
-                conn.execute("BEGIN").await?;
-                true
-            }
-            (Engine::Postgres, claim) => {
-                conn.execute("BEGIN").await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(WRITE_LOCK)
-                    .execute(&mut *conn)
-                    .await?;
-                match claim {
-                    Some(claim) => claim_query(CLAIM_SQL, claim)
-                        .fetch_optional(&mut *conn)
-                        .await?
-                        .is_some(),
-                    None => true,
+        let opened = match self.engine {
+            Engine::Sqlite => open_sqlite(&mut conn, claim, first).await,
+            Engine::Postgres => open_postgres(&mut conn, claim, first).await,
+        };
+        let rows = match opened {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Ends the transaction if `BEGIN` ran; if this fails too, the connection stays
+                // unsettled and its next holder checks it.
+                if conn.execute("ROLLBACK").await.is_ok() {
+                    conn.done();
                 }
+                return Err(e);
             }
         };
-        if !claimed {
+        let Some(rows) = rows else {
             conn.execute("ROLLBACK").await?;
             conn.done();
             return Ok(None);
-        }
-        Ok(Some(WriteTx {
+        };
+        let tx = WriteTx {
             conn,
             engine: self.engine,
             sync: self.sync.clone(),
@@ -394,7 +406,8 @@ impl Db {
             in_request: false,
             claims: false,
             queued: queued::Queued::default(),
-        }))
+        };
+        Ok(Some((tx, rows)))
     }
 
     /// Returns once commit `n` (a number [`durability::GroupSync::committed`] gave) is on disk.
@@ -442,6 +455,83 @@ impl Db {
             read.close().await;
         }
     }
+}
+
+/// A transaction's first statement for [`Db::begin_with`]: a query numbering its parameters
+/// from `$1`, as built for the connection.
+pub(super) type FirstStatement<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
+
+/// `BEGIN`, the claim and the first statement on SQLite (see [`Db::open`]): `None` when the
+/// claim was refused, else the first statement's rows.
+async fn open_sqlite(
+    conn: &mut AnyConnection,
+    claim: Option<(&IdempotentRequest, i64)>,
+    first: Option<FirstStatement<'_>>,
+) -> Result<Option<Vec<AnyRow>>> {
+    let Some(mut first) = first else {
+        return Ok(match claim {
+            // All rows, not the first result: that is `BEGIN`'s (sqlx's `Any` driver's
+            // `fetch_optional` would stop at it).
+            Some(claim) => {
+                let claimed = claim_query(BEGIN_AND_CLAIM_SQL, claim)
+                    .fetch_all(conn)
+                    .await?;
+                (!claimed.is_empty()).then(Vec::new)
+            }
+            None => {
+                conn.execute("BEGIN").await?;
+                Some(Vec::new())
+            }
+        });
+    };
+    let mut args = first
+        .take_arguments()
+        .map_err(sqlx::Error::Encode)?
+        .unwrap_or_default();
+    let mut sql = String::from("BEGIN; ");
+    if let Some(claim) = claim {
+        // Numbered on from the first statement's parameters; run before it, and refused with an
+        // error (which ends the round trip there) rather than by an empty result, since the
+        // rows that come back are all the first statement's.
+        sql.push_str(&strict_claim_sql(args.len() + 1));
+        sql.push_str("; ");
+        add_claim_args(&mut args, claim).map_err(sqlx::Error::Encode)?;
+    }
+    sql.push_str(first.sql().as_str());
+    match sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+        .fetch_all(conn)
+        .await
+    {
+        Ok(rows) => Ok(Some(rows)),
+        Err(e) if claim.is_some() && is_claim_refusal(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `BEGIN`, the write lock, the claim and the first statement on PostgreSQL, one statement per
+/// round trip (it prepares one at a time); as [`open_sqlite`].
+async fn open_postgres(
+    conn: &mut AnyConnection,
+    claim: Option<(&IdempotentRequest, i64)>,
+    first: Option<FirstStatement<'_>>,
+) -> Result<Option<Vec<AnyRow>>> {
+    conn.execute("BEGIN").await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(WRITE_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    if let Some(claim) = claim
+        && claim_query(CLAIM_SQL, claim)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_none()
+    {
+        return Ok(None);
+    }
+    Ok(Some(match first {
+        Some(first) => first.fetch_all(conn).await?,
+        None => Vec::new(),
+    }))
 }
 
 /// A connection to read from (see [`Db::reader`]).

@@ -148,18 +148,22 @@ impl Db {
         Ok(())
     }
 
-    /// [`Db::begin`] inside a scope: claims the key with the first transaction.
-    pub(super) async fn begin_in_request(&self) -> Result<WriteTx> {
+    /// [`Db::begin`] (or [`Db::begin_with`]) inside a scope: claims the key with the first
+    /// transaction.
+    pub(super) async fn begin_in_request(
+        &self,
+        first: Option<super::FirstStatement<'_>>,
+    ) -> Result<(WriteTx, Vec<sqlx::any::AnyRow>)> {
         self.commit_parked().await?;
         let (request, now, claimed) = with_scope(|s| (s.request.clone(), s.now, s.claim_committed))
             .expect("called in a scope");
         let claim = (!claimed).then_some((&*request, now));
-        match self.open(claim).await? {
-            Some(mut tx) => {
+        match self.open(claim, first).await? {
+            Some((mut tx, rows)) => {
                 tx.in_request = true;
                 tx.claims = claim.is_some();
                 with_scope(|s| s.claimed |= tx.claims);
-                Ok(tx)
+                Ok((tx, rows))
             }
             None => {
                 with_scope(|s| s.refused = true);
@@ -189,7 +193,10 @@ impl Db {
             (Some((status, body)), parked) => {
                 let (mut tx, wake) = match parked {
                     Some(Parked { tx, wake }) => (tx, wake),
-                    None => (self.open(None).await?.expect("nothing to refuse"), false),
+                    None => (
+                        self.open(None, None).await?.expect("nothing to refuse").0,
+                        false,
+                    ),
                 };
                 let record = (&*request, status, body, now);
                 if self.engine == Engine::Sqlite {
@@ -220,7 +227,7 @@ impl Db {
                 tx.commit_now(wake).await?
             }
             (None, None) if claim_committed => {
-                let mut tx = self.open(None).await?.expect("nothing to refuse");
+                let mut tx = self.open(None, None).await?.expect("nothing to refuse").0;
                 release_idempotency(&mut tx, &request.project, &request.key).await?;
                 tx.commit_now(false).await?
             }
@@ -297,6 +304,86 @@ mod tests {
         let r = recorded(&db, "k1").await.unwrap();
         assert_eq!(r.response, Some((201, b"{\"id\":\"i-1\"}".to_vec())));
         assert_eq!(r.claimed_at, 5);
+    }
+
+    /// The first statement of [`Db::begin_with`]: an insert that returns what it inserted
+    /// (a unique violation when `zone` is there already).
+    fn insert_zone(zone: &str) -> super::super::FirstStatement<'_> {
+        sqlx::query(
+            "INSERT INTO zone_states (zone, state, updated_at) VALUES ($1, 'up', 1) RETURNING zone",
+        )
+        .bind(zone)
+    }
+
+    async fn zones(db: &Db) -> Vec<String> {
+        let mut conn = db.reader().await.unwrap();
+        sqlx::query_as::<_, (String,)>("SELECT zone FROM zone_states ORDER BY zone")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(z,)| z)
+            .collect()
+    }
+
+    fn zone_of(rows: &[sqlx::any::AnyRow]) -> Vec<String> {
+        use sqlx::Row;
+        rows.iter().map(|r| r.get::<String, _>(0)).collect()
+    }
+
+    /// `BEGIN`, the claim and the first statement go together (one round trip on SQLite): each
+    /// outcome leaves the database and the key as the three sent one by one would.
+    #[tokio::test]
+    async fn begin_with_claims_the_key_with_its_first_statement_or_leaves_nothing() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        // Outside a request: the statement's rows, in a transaction the commit ends.
+        let (tx, rows) = db.begin_with(insert_zone("z0")).await.unwrap();
+        assert_eq!(zone_of(&rows), ["z0"]);
+        tx.commit().await.unwrap();
+
+        // In a request: claimed, run and recorded in one commit.
+        let before = db.sync.commits();
+        let (out, scope) = scoped(RequestScope::new(request("k1"), 5, false), async {
+            let (tx, rows) = db.begin_with(insert_zone("z1")).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(zone_of(&rows))
+        })
+        .await;
+        assert_eq!(out.unwrap(), ["z1"]);
+        assert!(scope.claimed() && !scope.refused());
+        db.finish_request(scope, Some((201, b"{}"))).await.unwrap();
+        assert_eq!(db.sync.commits() - before, 1);
+        assert_eq!(recorded(&db, "k1").await.unwrap().claimed_at, 5);
+
+        // The key is taken: refused before the statement runs, nothing left open.
+        let (out, scope) = scoped(
+            RequestScope::new(request("k1"), 6, false),
+            db.begin_with(insert_zone("z2")),
+        )
+        .await;
+        assert!(matches!(out, Err(StoreError::KeyTaken)));
+        assert!(scope.refused());
+        db.finish_request(scope, None).await.unwrap();
+
+        // The statement fails: its error (not a refusal), the claim undone with it.
+        let (out, scope) = scoped(
+            RequestScope::new(request("k2"), 7, false),
+            db.begin_with(insert_zone("z1")),
+        )
+        .await;
+        let Err(e) = out else {
+            panic!("z1 is there already")
+        };
+        assert!(is_unique_violation(&e), "{e:?}");
+        assert!(!scope.refused());
+        db.finish_request(scope, None).await.unwrap();
+        assert!(recorded(&db, "k2").await.is_none(), "the key is free");
+
+        assert_eq!(zones(&db).await, ["z0", "z1"]);
+        // Nothing was left open: the next transaction begins and commits.
+        let (tx, _) = db.begin_with(insert_zone("z3")).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(zones(&db).await, ["z0", "z1", "z3"]);
     }
 
     #[tokio::test]

@@ -155,26 +155,28 @@ pub struct RouteCreateChecks {
     pub near: Vec<(String, String, String)>,
 }
 
-/// Reads [`RouteCreateChecks`] for a route named `name` to `dest` via instance `target`.
-pub async fn route_create_checks(
-    conn: &mut AnyConnection,
+/// Begins the write transaction that creates a route named `name` to `dest` via instance
+/// `target`, reading its [`RouteCreateChecks`] as its first statement ([`Db::begin_with`]: one
+/// round trip with the `BEGIN` on SQLite).
+pub async fn begin_route_create(
+    db: &Db,
     project: &str,
     table: &str,
     name: &str,
     target: &str,
     dest: &ipnet::IpNet,
-) -> Result<RouteCreateChecks> {
-    let rows: Vec<(String, String, Option<String>, Option<String>)> =
-        sqlx::query_as(ROUTE_CREATE_CHECKS_SQL)
-            .bind(project)
-            .bind(table)
-            .bind(v4_range(dest).map(|r| i64::from(r.1)))
-            .bind(target)
-            .bind(name)
-            .fetch_all(conn)
-            .await?;
+) -> Result<(WriteTx, RouteCreateChecks)> {
+    let checks = sqlx::query(ROUTE_CREATE_CHECKS_SQL)
+        .bind(project)
+        .bind(table)
+        .bind(v4_range(dest).map(|r| i64::from(r.1)))
+        .bind(target)
+        .bind(name);
+    let (tx, rows) = db.begin_with(checks).await?;
     let mut out = RouteCreateChecks::default();
-    for (what, a, b, c) in rows {
+    for row in &rows {
+        let (what, a, b, c): (String, String, Option<String>, Option<String>) =
+            sqlx::FromRow::from_row(row)?;
         match (what.as_str(), b, c) {
             ("target", _, _) => out.target_state = Some(parse("instance state", &a)?),
             ("taken", _, _) => out.name_taken_by = Some(a),
@@ -187,7 +189,7 @@ pub async fn route_create_checks(
             }
         }
     }
-    Ok(out)
+    Ok((tx, out))
 }
 
 /// Binds project, table, `dest`'s last IPv4 address (NULL for IPv6: no IPv4 route overlaps it),
