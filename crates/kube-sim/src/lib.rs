@@ -11,7 +11,8 @@
 //! `kubelet-sim` simulated kubelets against it, over HTTP like any other client.
 //!
 //! [`openapi`] serves kube-apiserver's OpenAPI v3 documents of the pinned release and drops (or
-//! with `fieldValidation=Strict` refuses) fields they do not declare; [`rbac`] answers
+//! with `fieldValidation=Strict` refuses) fields they do not declare; [`swagger`] serves the
+//! OpenAPI v2 document derived from them (kubectl validates a `kind: List` file with it); [`rbac`] answers
 //! SelfSubjectAccessReview and SelfSubjectRulesReview from the stored roles.
 //!
 //! [`protobuf`] decodes Kubernetes protobuf request bodies (answers are JSON).
@@ -19,8 +20,8 @@
 //! [`ssa`] is server-side apply (field owners from an object's first apply on).
 //!
 //! Not served, on purpose: TLS and authentication (plain HTTP on loopback). Not served yet:
-//! OpenAPI v2 (404; kubectl uses v3) and garbage collection. docs/kube-sim.md has the details. [`tables`] answers `kubectl get`'s Table requests (lists, single objects and
-//! watches) with kube-apiserver's columns.
+//! garbage collection. docs/kube-sim.md has the details. [`tables`] answers `kubectl get`'s
+//! Table requests (lists, single objects and watches) with kube-apiserver's columns.
 //!
 //! What it does serve is checked against the real kube-apiserver: `tests/it/differential.rs`
 //! runs the same requests against both and compares status codes, reasons and the fields our
@@ -51,6 +52,7 @@ pub mod selectors;
 pub mod ssa;
 pub mod status;
 pub mod store;
+pub mod swagger;
 pub mod tables;
 pub mod watch;
 

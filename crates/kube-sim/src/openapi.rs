@@ -2,7 +2,7 @@
 //! `/openapi/v3/<path>` is that document. The documents are kube-apiserver's own, from the
 //! pinned Kubernetes release (`openapi/update.sh` copies them, gzipped, for the group versions
 //! kube-sim serves), so `kubectl apply` validates and `kubectl explain` answers as on a cluster.
-//! OpenAPI v2 is not served; kubectl uses v3 when the server has it.
+//! OpenAPI v2 is derived from them ([`crate::swagger`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
@@ -128,6 +128,15 @@ fn schemas() -> &'static Schemas {
         }
         Schemas { by_name, by_kind }
     })
+}
+
+/// Every schema of the served documents, by name (for [`crate::swagger`]).
+pub(crate) fn all_schemas() -> BTreeMap<&'static str, &'static Value> {
+    schemas()
+        .by_name
+        .iter()
+        .map(|(name, schema)| (name.as_str(), schema))
+        .collect()
 }
 
 /// Removes the fields of `obj` (a `group`/`version` `kind`) that its schema does not declare

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -128,7 +128,7 @@ async fn handle(s: &AppState, req: Request) -> Result<Response, StatusError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     if let Some(rest) = path.strip_prefix("/openapi/") {
-        return openapi_response(rest);
+        return openapi_response(rest, &parts.headers);
     }
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     // Group-version discovery.
@@ -369,14 +369,30 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     resp
 }
 
-/// `/openapi/v3` and its documents; v2 is not served (kubectl uses v3 when it is there).
-fn openapi_response(rest: &str) -> Result<Response, StatusError> {
+/// `/openapi/v3` and its documents, and `/openapi/v2` (protobuf when asked for, as kubectl
+/// does; JSON otherwise).
+fn openapi_response(rest: &str, headers: &HeaderMap) -> Result<Response, StatusError> {
     let not_found = |what: &str| StatusError::new(404, "NotFound", what.to_owned());
     match rest.trim_end_matches('/') {
         "v3" => Ok(json_response(200, &crate::openapi::index())),
-        "v2" => Err(not_found(
-            "kube-sim serves OpenAPI v3 only (/openapi/v3), which kubectl prefers",
-        )),
+        "v2" => {
+            let doc = crate::swagger::document();
+            let protobuf = headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(crate::swagger::wants_protobuf);
+            let (content_type, body) = if protobuf {
+                (crate::swagger::PROTOBUF, doc.protobuf.as_slice())
+            } else {
+                ("application/json", doc.json.as_slice())
+            };
+            Ok((
+                [(header::CONTENT_TYPE, content_type)],
+                Bytes::from_static(body),
+            )
+                .into_response())
+        }
         other => {
             let doc = other
                 .strip_prefix("v3/")

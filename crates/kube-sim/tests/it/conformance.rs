@@ -751,7 +751,13 @@ async fn discovery_version_and_unsupported_requests() {
         (r.status, r.body["reason"].as_str()),
         (400, Some("BadRequest"))
     );
-    assert_eq!(s.get("/openapi/v2").await.status, 404);
+    let v2 = s.get("/openapi/v2").await;
+    assert_eq!(v2.status, 200);
+    assert_eq!(v2.body["swagger"], "2.0");
+    assert_eq!(
+        v2.body["definitions"]["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"]["$ref"],
+        "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+    );
     let index = s.get("/openapi/v3").await;
     assert_eq!(index.status, 200);
     let apps = index.body["paths"]["apis/apps/v1"]["serverRelativeURL"]

@@ -366,6 +366,38 @@ async fn script(d: &mut Diff<'_>) {
     d.step("discovery /api", |_| get("/api"), fields(&["/versions"]))
         .await;
     d.step(
+        "openapi v2 definitions",
+        |_| get("/openapi/v2"),
+        |r, _| {
+            // kube-sim's document holds the served kinds only: compare those kinds' shapes.
+            let shape = |name: &str| {
+                let def = &r.body["definitions"][name];
+                let mut props: Vec<String> = def["properties"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}{}", v["$ref"].as_str().map_or("", |_| "->ref")))
+                    .collect();
+                props.sort();
+                format!(
+                    "{name}: {} required={} gvk={}",
+                    props.join(","),
+                    def["required"],
+                    def["x-kubernetes-group-version-kind"]
+                )
+            };
+            format!(
+                "{} {} | {} | {} | {}",
+                r.outcome(),
+                r.str_at("/swagger"),
+                shape("io.k8s.api.core.v1.Service"),
+                shape("io.k8s.api.core.v1.ServicePort"),
+                shape("io.k8s.api.apps.v1.Deployment")
+            )
+        },
+    )
+    .await;
+    d.step(
         "discovery /apis groups",
         |_| get("/apis"),
         |r, _| {
@@ -1909,6 +1941,46 @@ fn kubectl_script(d: &mut Diff<'_>, bin: &Path, sim: &Path, real: &Path, dir: &P
             );
         }
         d.record(name, a, b);
+    }
+    // A `kind: List` file: kubectl validates it against the server's OpenAPI v2.
+    let list = |name: &str, port_field: &str| {
+        let file = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {{name: {name}, namespace: kdiff}}\n  spec:\n    ports:\n    - {{port: 80, {port_field}: 8080}}\n"
+            ),
+        )
+        .unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    let typo = list("listed-typo", "targetPortt");
+    let good = list("listed", "targetPort");
+    for (name, file) in [
+        ("kubectl create List with a misspelt field", typo),
+        ("kubectl create List", good),
+    ] {
+        let run = |kubeconfig: &Path, cache: &str| {
+            let out = std::process::Command::new(bin)
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .arg("--cache-dir")
+                .arg(dir.join(cache))
+                .args(["create", "-f", &file])
+                .env_remove("KUBECONFIG")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            format!(
+                "{} {} refused-by-v2-validation:{}",
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).trim(),
+                stderr.contains(
+                    r#"ValidationError(Service.spec.ports[0]): unknown field "targetPortt" in io.k8s.api.core.v1.ServicePort"#
+                )
+            )
+        };
+        d.record(name, run(sim, "cache-sim"), run(real, "cache-real"));
     }
 }
 

@@ -339,6 +339,59 @@ async fn apply_validates_and_explain_answers() {
     assert!(out.contains("service/web created"), "{out}");
 }
 
+/// A file holding a `kind: List` is validated by kubectl against the server's OpenAPI v2 (it
+/// cannot use v3 for a List): as with kube-apiserver, a misspelt field in an item is refused on
+/// the client before anything is sent, and the corrected file creates every item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_file_is_validated_against_openapi_v2_and_created() {
+    let k = setup().await;
+    let indent = |yaml: &str| {
+        yaml.lines()
+            .enumerate()
+            .map(|(i, l)| format!("{}{l}\n", if i == 0 { "- " } else { "  " }))
+            .collect::<String>()
+    };
+    let list = |svc: &str| {
+        format!(
+            "apiVersion: v1\nkind: List\nitems:\n{}{}",
+            indent("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: listed\ndata:\n  a: b"),
+            indent(svc)
+        )
+    };
+    let typo = k.write(
+        "typo-list.yaml",
+        &list(&SVC_YAML.replace("targetPort:", "targetPortt:")),
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        k.cmd(&["create", "-f", &typo]).output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a misspelt field was accepted");
+    assert!(
+        stderr.contains(r#"unknown field "targetPortt" in io.k8s.api.core.v1.ServicePort"#),
+        "kubectl's own (v2) validation refused it: {stderr}"
+    );
+    assert_eq!(
+        k.sim
+            .get("/api/v1/namespaces/default/configmaps/listed")
+            .await
+            .status,
+        404,
+        "nothing was sent"
+    );
+    let out = k
+        .ok(&["create", "-f", &k.write("list.yaml", &list(SVC_YAML))])
+        .await;
+    assert!(
+        out.contains("configmap/listed created") && out.contains("service/web created"),
+        "{out}"
+    );
+}
+
 /// `kubectl scale` goes through the Deployment's scale subresource.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_sets_a_deployments_replicas() {
