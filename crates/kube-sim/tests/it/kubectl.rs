@@ -67,6 +67,16 @@ impl Kubectl {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs kubectl, asserts failure, returns stderr.
+    async fn fails(&self, args: &[&str]) -> String {
+        let out = tokio::time::timeout(Duration::from_secs(60), self.cmd(args).output())
+            .await
+            .expect("kubectl timed out")
+            .unwrap();
+        assert!(!out.status.success(), "kubectl {args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     fn write(&self, name: &str, content: &str) -> String {
         let p = self.dir.join(name);
         std::fs::write(&p, content).unwrap();
@@ -307,15 +317,7 @@ async fn apply_validates_and_explain_answers() {
         "typo.yaml",
         &SVC_YAML.replace("targetPort:", "targetPortt:"),
     );
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        k.cmd(&["apply", "-f", &typo]).output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a misspelt field was accepted");
+    let stderr = k.fails(&["apply", "-f", &typo]).await;
     assert!(
         stderr.contains(r#"strict decoding error: unknown field "spec.ports[0].targetPortt""#),
         "{stderr}"
@@ -362,15 +364,7 @@ async fn a_list_file_is_validated_against_openapi_v2_and_created() {
         "typo-list.yaml",
         &list(&SVC_YAML.replace("targetPort:", "targetPortt:")),
     );
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        k.cmd(&["create", "-f", &typo]).output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a misspelt field was accepted");
+    let stderr = k.fails(&["create", "-f", &typo]).await;
     assert!(
         stderr.contains(r#"unknown field "targetPortt" in io.k8s.api.core.v1.ServicePort"#),
         "kubectl's own (v2) validation refused it: {stderr}"
