@@ -164,6 +164,25 @@ pub fn tags(field: &str, tags: &Tags) -> Result<(), Invalid> {
 }
 
 /// Parses a `key=value` tag filter.
+/// An `ids` list filter: comma-separated, 1 to [`cloud_api::MAX_LIST_IDS`] IDs, none empty.
+pub fn ids_filter(s: &str) -> Result<Vec<String>, Invalid> {
+    let ids: Vec<String> = s.split(',').map(str::to_owned).collect();
+    if ids.iter().any(String::is_empty) {
+        return Err(Invalid::new("ids", format!("ids {s:?} has an empty ID")));
+    }
+    if ids.len() > cloud_api::MAX_LIST_IDS {
+        return Err(Invalid::new(
+            "ids",
+            format!(
+                "ids has {} IDs; a list takes at most {}",
+                ids.len(),
+                cloud_api::MAX_LIST_IDS
+            ),
+        ));
+    }
+    Ok(ids)
+}
+
 pub fn tag_filter(s: &str) -> Result<(String, String), Invalid> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),

@@ -13,7 +13,7 @@ use crate::domain::instance::Action;
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::extract::{ApiJson, ApiQuery, IfMatch};
-use crate::ops::{Ctx, ListParams, tag_filter};
+use crate::ops::{Ctx, ListParams, ids_filter, tag_filter};
 use crate::store::InstanceFilter;
 
 pub fn router() -> Router<AppState> {
@@ -75,6 +75,7 @@ pub async fn list(
         state,
         name: q.name,
         tag: tag_filter(q.tag.as_deref())?,
+        ids: ids_filter(q.ids.as_deref())?,
     };
     let params = ListParams {
         page_size: q.page_size,

@@ -281,12 +281,14 @@ impl Cloud {
         let size = page_size(params.page_size);
         let state = filter.state.map(InstanceState::as_str);
         let tag = filter.tag.as_ref().map(|(k, v)| format!("{k}={v}"));
+        let ids = filter.ids.join(",");
         let fp = fingerprint(&[
             Some("instances"),
             filter.zone.as_deref(),
             state,
             filter.name.as_deref(),
             tag.as_deref(),
+            (!ids.is_empty()).then_some(ids.as_str()),
         ]);
         let after = decode_token(params, fp)?;
         let mut conn = self.db.reader().await?;

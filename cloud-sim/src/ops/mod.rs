@@ -287,6 +287,14 @@ fn lb_event<'a>(
 }
 
 /// Tags as a `key=value` filter, validated.
+/// An `ids` list filter (none: every ID).
+pub fn ids_filter(s: Option<&str>) -> Result<Vec<String>> {
+    Ok(s.map(validate::ids_filter)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.reason))?
+        .unwrap_or_default())
+}
+
 pub fn tag_filter(s: Option<&str>) -> Result<Option<(String, String)>> {
     s.map(validate::tag_filter)
         .transpose()

@@ -873,10 +873,15 @@ mod tests {
     #[tokio::test]
     async fn per_create_queries_are_answered_from_indexes() {
         let db = Db::connect("sqlite::memory:").await.unwrap();
-        let by_name = plan(&db, &instances::list_instances_sql(true)).await;
+        let by_name = plan(&db, &instances::list_instances_sql(true, 0)).await;
         assert!(
             by_name.contains("USING INDEX instances_name (project=? AND name=?"),
             "{by_name}"
+        );
+        let by_ids = plan(&db, &instances::list_instances_sql(false, 3)).await;
+        assert!(
+            by_ids.contains("USING INDEX sqlite_autoindex_instances_1 (id=?)"),
+            "{by_ids}"
         );
         let free = plan(&db, instances::FIRST_FREE_INSTANCE_IP_SQL).await;
         assert!(

@@ -671,3 +671,88 @@ async fn malformed_ids_are_bad_requests_and_unknown_ids_not_found() {
             .is_none()
     );
 }
+
+/// `ids` lists just those instances (terminated ones too; an unknown ID is left out), pages
+/// through them with the same guarantees, and refuses an empty ID or more than the limit.
+#[tokio::test]
+async fn the_ids_filter_lists_just_those_instances() {
+    let c = spawn().await;
+    let mut made = Vec::new();
+    for n in 0..5 {
+        made.push(c.instance(&format!("id{n}"), "zone-a").await);
+    }
+    c.client
+        .terminate_instance(made[3].id.as_str())
+        .await
+        .unwrap();
+    let wanted = [&made[1], &made[3], &made[4]];
+    let mut ids: Vec<String> = wanted.iter().map(|i| i.id.to_string()).collect();
+    ids.push("i-0000000000000000".into());
+    let filter = InstanceFilter {
+        ids: ids.clone(),
+        ..Default::default()
+    };
+    let names = |items: &[cloud_api::Instance]| -> Vec<String> {
+        items.iter().map(|i| i.name.clone()).collect()
+    };
+    let all = c.client.list_all_instances(&filter).await.unwrap();
+    assert_eq!(names(&all), ["id1", "id3", "id4"]);
+    assert_eq!(all[1].state, InstanceState::Terminated);
+    // Two pages of two and one, each item once.
+    let first = c
+        .client
+        .list_instances(
+            &filter,
+            &PageRequest {
+                page_size: Some(2),
+                page_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&first.items), ["id1", "id3"]);
+    let second = c
+        .client
+        .list_instances(
+            &filter,
+            &PageRequest {
+                page_size: Some(2),
+                page_token: first.next_page_token.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&second.items), ["id4"]);
+    assert_eq!(second.next_page_token, None);
+    // The token belongs to this filter.
+    let e = c
+        .client
+        .list_instances(
+            &InstanceFilter::default(),
+            &PageRequest {
+                page_size: Some(2),
+                page_token: first.next_page_token,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().unwrap().as_u16(), 400);
+
+    let (status, headers, body) = c
+        .get_json(&format!("/v1/instances?ids={},,{}", ids[0], ids[1]))
+        .await;
+    assert_error(status, &headers, &body, 400, "INVALID_ARGUMENT");
+    let too_many: Vec<String> = (0..=cloud_api::MAX_LIST_IDS)
+        .map(|n| format!("i-{n:016x}"))
+        .collect();
+    let (status, headers, body) = c
+        .get_json(&format!("/v1/instances?ids={}", too_many.join(",")))
+        .await;
+    assert_error(status, &headers, &body, 400, "INVALID_ARGUMENT");
+    let at_most: Vec<String> = too_many[1..].to_vec();
+    let (status, _, body) = c
+        .get_json(&format!("/v1/instances?ids={}", at_most.join(",")))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"], serde_json::json!([]));
+}

@@ -37,7 +37,7 @@ pub use instance::{
 };
 pub use list::{
     EventsQuery, ListBackendGroupsQuery, ListInstancesQuery, ListLoadBalancersQuery,
-    ListRoutesQuery,
+    ListRoutesQuery, MAX_LIST_IDS,
 };
 pub use load_balancer::{
     Backend, Balancing, CreateLoadBalancerRequest, Frontend, HealthCheck, HealthCheckProtocol,

@@ -22,6 +22,10 @@ pub struct ListInstancesQuery {
     /// `key=value`: only instances with this tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// Comma-separated instance IDs, at most [`MAX_LIST_IDS`]: only these instances (an ID with
+    /// no instance is left out, as a terminated instance's once it is purged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<String>,
     /// Items per page: default 50; any 32-bit count is accepted, larger ones coerced down to 500.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", param(value_type = Option<u64>, maximum = 4294967295_u64))]
@@ -30,6 +34,9 @@ pub struct ListInstancesQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_token: Option<String>,
 }
+
+/// The most IDs one instance list takes (`ids`).
+pub const MAX_LIST_IDS: usize = 100;
 
 /// `GET /v1/load-balancers`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,6 +24,8 @@ pub struct InstanceFilter {
     pub name: Option<String>,
     /// `(key, value)`.
     pub tag: Option<(String, String)>,
+    /// Only these instances (empty: any); at most [`cloud_api::MAX_LIST_IDS`] a list.
+    pub ids: Vec<String>,
 }
 
 impl InstanceFilter {
@@ -34,6 +36,7 @@ impl InstanceFilter {
             state: self.state.map(|s| s.as_str().to_owned()),
             name: self.name.clone(),
             tag: self.tag.as_ref().map(tag_query),
+            ids: (!self.ids.is_empty()).then(|| self.ids.join(",")),
             page_size: page.page_size,
             page_token: page.page_token.clone(),
         }

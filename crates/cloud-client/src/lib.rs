@@ -53,6 +53,7 @@ mod tests {
             state: Some(InstanceState::Running),
             name: None,
             tag: Some(("team".into(), "x=y".into())),
+            ids: vec!["i-1".into(), "i-2".into()],
         };
         let page = PageRequest {
             page_size: Some(10),
@@ -61,11 +62,11 @@ mod tests {
         let q = f.to_query(&page);
         assert_eq!(
             serde_urlencoded::to_string(&q).unwrap(),
-            "zone=zone-a&state=running&tag=team%3Dx%3Dy&page_size=10&page_token=ab"
+            "zone=zone-a&state=running&tag=team%3Dx%3Dy&ids=i-1%2Ci-2&page_size=10&page_token=ab"
         );
         // What the server deserialises is what was meant.
         let back: cloud_api::ListInstancesQuery = serde_urlencoded::from_str(
-            "zone=zone-a&state=running&tag=team%3Dx%3Dy&page_size=10&page_token=ab",
+            "zone=zone-a&state=running&tag=team%3Dx%3Dy&ids=i-1%2Ci-2&page_size=10&page_token=ab",
         )
         .unwrap();
         assert_eq!(back, q);

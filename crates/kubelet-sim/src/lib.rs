@@ -392,28 +392,46 @@ async fn run(mut sim: Sim, stop: CancellationToken) {
 const BATCH: usize = 1024;
 
 impl Sim {
-    /// Reads the instances behind `ids` (each once) and reconciles their kubelets.
+    /// Reads the instances behind `ids` (each once, [`cloud_api::MAX_LIST_IDS`] to a list
+    /// request) and reconciles their kubelets.
     async fn instances_changed(&mut self, mut ids: Vec<String>) {
         ids.sort_unstable();
         ids.dedup();
         let client = &self.client;
-        let read: Vec<(String, Result<Option<Instance>, cloud_client::Error>)> =
-            futures_util::stream::iter(ids)
-                .map(|id| async move {
-                    let r = client.get_instance(&id).await;
-                    (id, r)
+        let chunks: Vec<Vec<String>> = ids
+            .chunks(cloud_api::MAX_LIST_IDS)
+            .map(<[String]>::to_vec)
+            .collect();
+        let read: Vec<(Vec<String>, cloud_client::Result<Vec<Instance>>)> =
+            futures_util::stream::iter(chunks)
+                .map(|ids| async move {
+                    let filter = InstanceFilter {
+                        ids,
+                        ..InstanceFilter::default()
+                    };
+                    let r = client.list_all_instances(&filter).await;
+                    (filter.ids, r)
                 })
-                .buffer_unordered(16)
+                .buffer_unordered(4)
                 .collect()
                 .await;
         let mut present = Vec::new();
-        for (id, r) in read {
+        for (asked, r) in read {
             match r {
-                Ok(Some(i)) => present.push(i),
-                Ok(None) => self.instance_gone(&id),
-                Err(e) => {
-                    tracing::warn!(instance = %id, error = %e, "kubelets: cannot read instance")
+                Ok(found) => {
+                    for id in &asked {
+                        if !found.iter().any(|i| i.id.as_str() == id) {
+                            self.instance_gone(id);
+                        }
+                    }
+                    present.extend(found);
                 }
+                Err(e) => tracing::warn!(
+                    instances = asked.len(),
+                    first = %asked[0],
+                    error = %e,
+                    "kubelets: cannot read changed instances"
+                ),
             }
         }
         self.reconcile_all(present).await;
