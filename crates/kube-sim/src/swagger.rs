@@ -9,6 +9,7 @@
 
 use std::sync::OnceLock;
 
+use prost::encoding::{WireType, encode_key, encode_varint};
 use serde_json::{Map, Value, json};
 
 /// The protobuf media type kube-apiserver answers with.
@@ -133,20 +134,9 @@ const ITEM_VALUES: u32 = 1;
 /// `Any.yaml`: a value as YAML text (JSON is YAML).
 const ANY_YAML: u32 = 2;
 
-const VARINT: u32 = 0;
-const LEN: u32 = 2;
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn len_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    varint(out, u64::from(field << 3 | LEN));
-    varint(out, bytes.len() as u64);
+    encode_key(field, WireType::LengthDelimited, out);
+    encode_varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
 }
 
@@ -213,10 +203,7 @@ fn encode_schema(out: &mut Vec<u8>, schema: &Value) {
                 }
             }
             "additionalProperties" => message(out, SCHEMA_ADDITIONAL_PROPERTIES, |m| match v {
-                Value::Bool(b) => {
-                    varint(m, u64::from(ADDITIONAL_BOOLEAN << 3 | VARINT));
-                    varint(m, u64::from(*b));
-                }
+                Value::Bool(b) => prost::encoding::bool::encode(ADDITIONAL_BOOLEAN, b, m),
                 _ => message(m, ADDITIONAL_SCHEMA, |s| encode_schema(s, v)),
             }),
             "type" => message(out, SCHEMA_TYPE, |m| match v {
@@ -312,9 +299,6 @@ mod tests {
         let pb = &document().protobuf;
         assert_eq!(&pb[..5], b"\x0a\x032.0");
         assert_eq!(pb[5], 0x12);
-        let mut out = Vec::new();
-        varint(&mut out, 300);
-        assert_eq!(out, [0xac, 0x02]);
         // A field above 15 takes a two-byte key: vendor_extension = 31, length-delimited.
         let mut out = Vec::new();
         encode_schema(&mut out, &json!({"x-a": 1}));
