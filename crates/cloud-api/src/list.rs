@@ -22,8 +22,8 @@ pub struct ListInstancesQuery {
     /// `key=value`: only instances with this tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    /// Comma-separated instance IDs, at most [`MAX_LIST_IDS`]: only these instances (an ID with
-    /// no instance is left out, as a terminated instance's once it is purged).
+    /// Comma-separated instance IDs, at most 100 (`MAX_LIST_IDS`): only these instances (an ID
+    /// with no instance is left out, as a terminated instance's once it is purged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ids: Option<String>,
     /// Items per page: default 50; any 32-bit count is accepted, larger ones coerced down to 500.
@@ -37,6 +37,8 @@ pub struct ListInstancesQuery {
 
 /// The most IDs one instance list takes (`ids`).
 pub const MAX_LIST_IDS: usize = 100;
+// `ListInstancesQuery::ids` states the same bound in the API's documentation.
+const _: () = assert!(MAX_LIST_IDS == 100);
 
 /// `GET /v1/load-balancers`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
