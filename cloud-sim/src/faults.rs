@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cloud_api::{CreateFaultRequest, FaultEffect, FaultRule};
+use cloud_api::{
+    CreateFaultRequest, FaultEffect, FaultRule, MAX_FAULT_LATENCY_MS, MAX_FAULT_TTL_SECONDS,
+};
 use jiff::Timestamp;
 
 use sim_common::TokenBucket;
@@ -86,8 +88,11 @@ impl Faults {
                     "must be an error status (400-599)",
                 ));
             }
-            FaultEffect::Latency { millis } if *millis > 600_000 => {
-                return Err(invalid("effect.millis", "must be at most 600000"));
+            FaultEffect::Latency { millis } if *millis > MAX_FAULT_LATENCY_MS => {
+                return Err(invalid(
+                    "effect.millis",
+                    &format!("must be at most {MAX_FAULT_LATENCY_MS}"),
+                ));
             }
             FaultEffect::Throttle {
                 rate_per_second,
@@ -103,6 +108,12 @@ impl Faults {
         if req.count == Some(0) {
             return Err(invalid("count", "must be at least 1"));
         }
+        if req.ttl_seconds.is_some_and(|s| s > MAX_FAULT_TTL_SECONDS) {
+            return Err(invalid(
+                "ttl_seconds",
+                &format!("must be at most {MAX_FAULT_TTL_SECONDS} (a year)"),
+            ));
+        }
         let mut inner = self.inner.lock().expect("fault rules lock");
         let id = format!("fault-{}", inner.next_id);
         inner.next_id += 1;
@@ -114,12 +125,9 @@ impl Faults {
             effect: req.effect,
             probability: req.probability,
             remaining: req.count,
-            expires_at: req.ttl_seconds.and_then(|s| {
-                Timestamp::now()
-                    .checked_add(jiff::SignedDuration::from_secs(
-                        i64::try_from(s).unwrap_or(i64::MAX),
-                    ))
-                    .ok()
+            expires_at: req.ttl_seconds.map(|s| {
+                let ttl = jiff::SignedDuration::from_secs(s.cast_signed());
+                Timestamp::now() + ttl
             }),
             hits: 0,
         };

@@ -8,6 +8,13 @@ pub const CLAIM_TIMEOUT_MS: i64 = 60_000;
 /// How long keys are kept.
 pub const RETENTION_MS: i64 = 24 * 3600 * 1000;
 
+/// Whether `key` is a well-formed `Idempotency-Key`: 1 to [`cloud_api::MAX_IDEMPOTENCY_KEY`]
+/// visible ASCII characters (`!` to `~`), the rule [`cloud_api::IDEMPOTENCY_KEY_PATTERN`] states.
+pub fn is_valid_key(key: &[u8]) -> bool {
+    (1..=cloud_api::MAX_IDEMPOTENCY_KEY).contains(&key.len())
+        && key.iter().all(|b| (b'!'..=b'~').contains(b))
+}
+
 /// The request a key was first used with, and its response once it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
@@ -63,6 +70,29 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_1_to_255_visible_ascii_characters() {
+        let long = "k".repeat(cloud_api::MAX_IDEMPOTENCY_KEY);
+        for (key, valid) in [
+            ("0f3c2a9b7d1e4c55", true),
+            ("!~", true),
+            (long.as_str(), true),
+            (&format!("{long}k"), false),
+            ("", false),
+            ("a b", false),
+            ("a\tb", false),
+            ("caf\u{e9}", false),
+            ("\u{7f}", false),
+        ] {
+            assert_eq!(is_valid_key(key.as_bytes()), valid, "{key:?}");
+        }
+        // The document's pattern states the same bound.
+        assert_eq!(
+            cloud_api::IDEMPOTENCY_KEY_PATTERN,
+            format!("^[!-~]{{1,{}}}$", cloud_api::MAX_IDEMPOTENCY_KEY)
+        );
+    }
 
     fn rec(response: Option<(u16, &str)>, claimed_at: i64) -> Recorded {
         Recorded {

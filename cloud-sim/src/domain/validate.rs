@@ -1,7 +1,10 @@
 //! Field validation. Each check returns the offending field (a JSON path) and why, which the HTTP
 //! layer turns into a 422 `VALIDATION_FAILED`.
 
-use cloud_api::{HealthCheck, HealthCheckProtocol, Listener, Tags};
+use cloud_api::{
+    HealthCheck, HealthCheckProtocol, Listener, MAX_LISTENERS, MAX_TAG_KEY, MAX_TAG_VALUE,
+    MAX_TAGS, Tags,
+};
 
 /// A field that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,16 +22,6 @@ impl Invalid {
         }
     }
 }
-
-pub const MAX_TAGS: usize = 50;
-pub const MAX_TAG_KEY: usize = 128;
-pub const MAX_TAG_VALUE: usize = 256;
-pub const MAX_LISTENERS: usize = 50;
-pub const MAX_BACKENDS: usize = 5000;
-/// Members of one backend group (GCE allows 2,000 per instance group; a sandbox zone may hold more
-/// nodes than that).
-pub const MAX_GROUP_MEMBERS: usize = 20_000;
-pub const MAX_BACKEND_GROUPS: usize = 50;
 
 /// At most `max` IDs, none twice; the error names the first repeat (`field[i]`).
 pub fn distinct<T: Eq + std::hash::Hash + std::fmt::Display>(
@@ -141,7 +134,7 @@ pub fn tags(field: &str, tags: &Tags) -> Result<(), Invalid> {
         ));
     }
     for (k, v) in tags {
-        if k.is_empty() || k.len() > MAX_TAG_KEY {
+        if k.is_empty() || k.chars().count() > MAX_TAG_KEY {
             return Err(Invalid::new(
                 format!("{field}.{k}"),
                 format!("tag keys must be 1-{MAX_TAG_KEY} characters"),
@@ -153,7 +146,7 @@ pub fn tags(field: &str, tags: &Tags) -> Result<(), Invalid> {
                 "tags must not contain control characters",
             ));
         }
-        if v.len() > MAX_TAG_VALUE {
+        if v.chars().count() > MAX_TAG_VALUE {
             return Err(Invalid::new(
                 format!("{field}.{k}"),
                 format!("tag values must be at most {MAX_TAG_VALUE} characters"),
@@ -163,7 +156,6 @@ pub fn tags(field: &str, tags: &Tags) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Parses a `key=value` tag filter.
 /// An `ids` list filter: comma-separated, 1 to [`cloud_api::MAX_LIST_IDS`] IDs, none empty.
 pub fn ids_filter(s: &str) -> Result<Vec<String>, Invalid> {
     let ids: Vec<String> = s.split(',').map(str::to_owned).collect();
@@ -183,6 +175,7 @@ pub fn ids_filter(s: &str) -> Result<Vec<String>, Invalid> {
     Ok(ids)
 }
 
+/// Parses a `key=value` tag filter.
 pub fn tag_filter(s: &str) -> Result<(String, String), Invalid> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
@@ -193,7 +186,11 @@ pub fn tag_filter(s: &str) -> Result<(String, String), Invalid> {
     }
 }
 
+/// 1 to [`MAX_LISTENERS`] listeners with ports 1-65535, no protocol and port twice.
 pub fn listeners(field: &str, listeners: &[Listener]) -> Result<(), Invalid> {
+    if listeners.is_empty() {
+        return Err(Invalid::new(field, "at least one listener is required"));
+    }
     if listeners.len() > MAX_LISTENERS {
         return Err(Invalid::new(
             field,

@@ -14,7 +14,7 @@ use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 
 use crate::config::Principal;
-use crate::domain::idempotency::Decision;
+use crate::domain::idempotency::{self, Decision};
 use crate::error::ApiError;
 use crate::faults::Target;
 use crate::http::AppState;
@@ -157,11 +157,12 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         return next.run(req).await;
     };
     let key = match key.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_owned(),
+        Ok(k) if idempotency::is_valid_key(k.as_bytes()) => k.to_owned(),
         _ => {
-            return ApiError::BadRequest(
-                "Idempotency-Key must be 1-255 visible ASCII characters".into(),
-            )
+            return ApiError::BadRequest(format!(
+                "Idempotency-Key must be 1-{} visible ASCII characters",
+                cloud_api::MAX_IDEMPOTENCY_KEY
+            ))
             .into_response();
         }
     };

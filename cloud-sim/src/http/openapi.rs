@@ -1,8 +1,10 @@
 //! The OpenAPI document, generated from the handlers' annotations and the `cloud-api` types.
 
 use axum::Json;
+use cloud_api::{IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_PATTERN};
 use utoipa::openapi::link::LinkBuilder;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -220,10 +222,20 @@ impl Modify for CommonResponses {
                 if let (Some(tag), Some(id)) = (tag, op.operation_id.as_mut()) {
                     *id = format!("{}_{id}", tag.replace('-', "_"));
                 }
+                for p in op.parameters.iter_mut().flatten().filter(|p| {
+                    matches!(p.parameter_in, ParameterIn::Header)
+                        && p.name.eq_ignore_ascii_case(IDEMPOTENCY_KEY_HEADER)
+                }) {
+                    p.schema = Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some(IDEMPOTENCY_KEY_PATTERN))
+                            .into(),
+                    );
+                }
                 let has_query = op.parameters.as_ref().is_some_and(|ps| {
-                    ps.iter().any(|p| {
-                        matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
-                    })
+                    ps.iter()
+                        .any(|p| matches!(p.parameter_in, ParameterIn::Query))
                 });
                 let shape = Shape {
                     method,
@@ -332,6 +344,12 @@ pub fn document_for(zones: &[String], instance_types: &[String]) -> serde_json::
     set("CreateBackendGroupRequest", "name", "pattern", LABEL.into());
     set("CreateBackendGroupRequest", "zone", "enum", zones.clone());
     set("CreateRouteRequest", "name", "pattern", SUBDOMAIN.into());
+    // Optional: absent or null matches every zone.
+    let mut zone_or_null = zones.clone();
+    if let Some(z) = zone_or_null.as_array_mut() {
+        z.push(serde_json::Value::Null);
+    }
+    set("CreateFaultRequest", "zone", "enum", zone_or_null);
     set(
         "CreateRouteRequest",
         "target_instance_id",
@@ -355,6 +373,18 @@ pub fn document_for(zones: &[String], instance_types: &[String]) -> serde_json::
         ),
         (
             "/CreateBackendGroupRequest/properties/members/items",
+            "/v1/instances/",
+        ),
+        (
+            "/UpdateLoadBalancerRequest/properties/backends/items",
+            "/v1/instances/",
+        ),
+        (
+            "/UpdateLoadBalancerRequest/properties/backend_groups/items",
+            "/v1/backend-groups/",
+        ),
+        (
+            "/UpdateBackendGroupRequest/properties/members/items",
             "/v1/instances/",
         ),
     ] {
@@ -491,6 +521,297 @@ mod tests {
                 "{method} {path}"
             );
         }
+    }
+
+    /// Whether a rule with a bound of the document accepts a value.
+    type Accepts<'a> = Box<dyn Fn(i64) -> bool + 'a>;
+
+    /// Every numeric bound the document states is the one the server applies: the bound itself is
+    /// accepted and the next value past it refused. (A bound of a field's type alone, as 65535
+    /// for a port, is refused by deserialisation already; the conversions below stand for it.)
+    #[test]
+    fn the_documented_bounds_are_the_ones_the_server_applies() {
+        use crate::domain::validate;
+        use cloud_api::{FaultEffect, HealthCheck, Listener, Protocol, Tags, ZonePolicy};
+
+        let listener = |port: u16, backend_port: u16| Listener {
+            protocol: Protocol::Tcp,
+            port,
+            backend_port,
+        };
+        let health = |f: fn(&mut HealthCheck, u32)| -> Accepts<'static> {
+            Box::new(move |v| {
+                u32::try_from(v).is_ok_and(|v| {
+                    let mut hc = HealthCheck {
+                        interval_seconds: 300,
+                        ..HealthCheck::default()
+                    };
+                    f(&mut hc, v);
+                    validate::health_check("hc", &hc).is_ok()
+                })
+            })
+        };
+        let latency_rule = || cloud_api::CreateFaultRequest {
+            method: None,
+            path_prefix: None,
+            zone: None,
+            effect: FaultEffect::Latency { millis: 1 },
+            probability: 1.0,
+            count: None,
+            ttl_seconds: None,
+        };
+        // A latency rule with one field set from the value (`None`: the value does not fit).
+        let fault =
+            |set: fn(&mut cloud_api::CreateFaultRequest, u64) -> Option<()>| -> Accepts<'static> {
+                Box::new(move |v| {
+                    let mut req = latency_rule();
+                    u64::try_from(v)
+                        .ok()
+                        .and_then(|v| set(&mut req, v))
+                        .is_some()
+                        && crate::faults::Faults::new(None).add(req, &[]).is_ok()
+                })
+            };
+        let error = |r: &mut cloud_api::CreateFaultRequest, v: u64| {
+            let status = u16::try_from(v).ok()?;
+            r.effect = FaultEffect::Error {
+                status,
+                retry_after_seconds: None,
+            };
+            Some(())
+        };
+        let tags = |n: usize, key_chars: usize, value_chars: usize| -> bool {
+            let tags: Tags = (0..n)
+                .map(|i| {
+                    (
+                        format!("{i}{}", "é".repeat(key_chars)),
+                        "é".repeat(value_chars),
+                    )
+                })
+                .collect();
+            validate::tags("tags", &tags).is_ok()
+        };
+        let len = |v: i64| usize::try_from(v).unwrap_or(usize::MAX);
+        let ids = |n: i64, max: usize| -> bool {
+            let ids: Vec<String> = (0..len(n)).map(|i| format!("i-{i:016x}")).collect();
+            validate::distinct("ids", &ids, max, "instance").is_ok()
+        };
+        let listener_count = |n: i64| -> bool {
+            let ls: Vec<Listener> = (1..=len(n))
+                .map(|p| listener(u16::try_from(p).unwrap_or(u16::MAX), 80))
+                .collect();
+            validate::listeners("listeners", &ls).is_ok()
+        };
+        let zone_policy = |v: i64| {
+            u32::try_from(v).is_ok_and(|v| {
+                let zp = ZonePolicy {
+                    panic_threshold_percent: v,
+                    ..ZonePolicy::default()
+                };
+                validate::zone_policy("zp", &zp).is_ok()
+            })
+        };
+
+        let s = "/components/schemas";
+        let cases: Vec<(String, Accepts<'_>)> = vec![
+            (
+                format!("{s}/Listener/properties/port/minimum"),
+                Box::new(move |v| {
+                    u16::try_from(v)
+                        .is_ok_and(|p| validate::listeners("l", &[listener(p, 80)]).is_ok())
+                }),
+            ),
+            (
+                format!("{s}/Listener/properties/port/maximum"),
+                Box::new(move |v| {
+                    u16::try_from(v)
+                        .is_ok_and(|p| validate::listeners("l", &[listener(p, 80)]).is_ok())
+                }),
+            ),
+            (
+                format!("{s}/Listener/properties/backend_port/minimum"),
+                Box::new(move |v| {
+                    u16::try_from(v)
+                        .is_ok_and(|p| validate::listeners("l", &[listener(80, p)]).is_ok())
+                }),
+            ),
+            (
+                format!("{s}/CreateLoadBalancerRequest/properties/listeners/minItems"),
+                Box::new(listener_count),
+            ),
+            (
+                format!("{s}/CreateLoadBalancerRequest/properties/listeners/maxItems"),
+                Box::new(listener_count),
+            ),
+            (
+                format!("{s}/UpdateLoadBalancerRequest/properties/listeners/minItems"),
+                Box::new(listener_count),
+            ),
+            (
+                format!("{s}/UpdateLoadBalancerRequest/properties/listeners/maxItems"),
+                Box::new(listener_count),
+            ),
+            (
+                format!("{s}/HealthCheck/properties/port/minimum"),
+                Box::new(|v| {
+                    u16::try_from(v).is_ok_and(|p| {
+                        let hc = HealthCheck {
+                            port: Some(p),
+                            ..HealthCheck::default()
+                        };
+                        validate::health_check("hc", &hc).is_ok()
+                    })
+                }),
+            ),
+            (
+                format!("{s}/HealthCheck/properties/interval_seconds/minimum"),
+                health(|hc, v| {
+                    hc.interval_seconds = v;
+                    hc.timeout_seconds = 1;
+                }),
+            ),
+            (
+                format!("{s}/HealthCheck/properties/interval_seconds/maximum"),
+                health(|hc, v| hc.interval_seconds = v),
+            ),
+            (
+                format!("{s}/HealthCheck/properties/timeout_seconds/minimum"),
+                health(|hc, v| hc.timeout_seconds = v),
+            ),
+            (
+                format!("{s}/HealthCheck/properties/timeout_seconds/maximum"),
+                health(|hc, v| hc.timeout_seconds = v),
+            ),
+            (
+                format!("{s}/HealthCheck/properties/healthy_threshold/minimum"),
+                health(|hc, v| hc.healthy_threshold = v),
+            ),
+            (
+                format!("{s}/HealthCheck/properties/healthy_threshold/maximum"),
+                health(|hc, v| hc.healthy_threshold = v),
+            ),
+            (
+                format!("{s}/HealthCheck/properties/unhealthy_threshold/minimum"),
+                health(|hc, v| hc.unhealthy_threshold = v),
+            ),
+            (
+                format!("{s}/HealthCheck/properties/unhealthy_threshold/maximum"),
+                health(|hc, v| hc.unhealthy_threshold = v),
+            ),
+            (
+                format!("{s}/ZonePolicy/properties/panic_threshold_percent/maximum"),
+                Box::new(zone_policy),
+            ),
+            (
+                format!("{s}/Tags/maxProperties"),
+                Box::new(move |v| tags(len(v), 1, 0)),
+            ),
+            (
+                // Keys are numbered: a one-character key is the number alone.
+                format!("{s}/Tags/propertyNames/minLength"),
+                Box::new(move |v| {
+                    let key = "k".repeat(len(v));
+                    validate::tags("tags", &Tags::from([(key, String::new())])).is_ok()
+                }),
+            ),
+            (
+                format!("{s}/Tags/propertyNames/maxLength"),
+                Box::new(move |v| tags(1, len(v).saturating_sub(1), 0)),
+            ),
+            (
+                format!("{s}/Tags/additionalProperties/maxLength"),
+                Box::new(move |v| tags(1, 1, len(v))),
+            ),
+            (
+                format!("{s}/CreateLoadBalancerRequest/properties/backends/maxItems"),
+                Box::new(move |n| ids(n, cloud_api::MAX_BACKENDS)),
+            ),
+            (
+                format!("{s}/CreateLoadBalancerRequest/properties/backend_groups/maxItems"),
+                Box::new(move |n| ids(n, cloud_api::MAX_BACKEND_GROUPS)),
+            ),
+            (
+                format!("{s}/CreateBackendGroupRequest/properties/members/maxItems"),
+                Box::new(move |n| ids(n, cloud_api::MAX_GROUP_MEMBERS)),
+            ),
+            (
+                format!("{s}/FaultEffect/oneOf/0/properties/status/minimum"),
+                fault(error),
+            ),
+            (
+                format!("{s}/FaultEffect/oneOf/0/properties/status/maximum"),
+                fault(error),
+            ),
+            (
+                format!("{s}/FaultEffect/oneOf/1/properties/millis/maximum"),
+                fault(|r, millis| {
+                    r.effect = FaultEffect::Latency { millis };
+                    Some(())
+                }),
+            ),
+            (
+                format!("{s}/FaultEffect/oneOf/2/properties/burst/minimum"),
+                fault(|r, v| {
+                    r.effect = FaultEffect::Throttle {
+                        rate_per_second: 1.0,
+                        burst: u32::try_from(v).ok()?,
+                    };
+                    Some(())
+                }),
+            ),
+            (
+                format!("{s}/CreateFaultRequest/properties/count/minimum"),
+                fault(|r, v| {
+                    r.count = Some(v);
+                    Some(())
+                }),
+            ),
+            (
+                format!("{s}/CreateFaultRequest/properties/ttl_seconds/maximum"),
+                fault(|r, v| {
+                    r.ttl_seconds = Some(v);
+                    Some(())
+                }),
+            ),
+        ];
+        let doc = document();
+        for (at, accepts) in cases {
+            let bound = doc
+                .pointer(&at)
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or_else(|| panic!("the document states no bound at {at}"));
+            let past =
+                if at.ends_with("minimum") || at.ends_with("minItems") || at.ends_with("minLength")
+                {
+                    bound - 1
+                } else {
+                    bound + 1
+                };
+            assert!(accepts(bound), "{at} = {bound} is refused");
+            assert!(!accepts(past), "{at}: {past} is accepted");
+        }
+        // The real-valued bounds: a probability in [0, 1].
+        let probability = |p: f64| {
+            let req = cloud_api::CreateFaultRequest {
+                probability: p,
+                ..latency_rule()
+            };
+            crate::faults::Faults::new(None).add(req, &[]).is_ok()
+        };
+        let at = format!("{s}/CreateFaultRequest/properties/probability");
+        let bound = |k: &str| {
+            doc.pointer(&format!("{at}/{k}"))
+                .and_then(serde_json::Value::as_f64)
+        };
+        assert_eq!((bound("minimum"), bound("maximum")), (Some(0.0), Some(1.0)));
+        assert!(probability(0.0) && probability(1.0));
+        assert!(!probability(-1e-9) && !probability(1.0 + 1e-9));
+        assert_eq!(
+            doc.pointer(&format!(
+                "{s}/BatchCreateInstancesRequest/properties/instances/maxItems"
+            )),
+            Some(&serde_json::json!(cloud_api::MAX_BATCH_CREATE))
+        );
     }
 
     #[test]

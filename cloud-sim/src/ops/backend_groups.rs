@@ -15,7 +15,7 @@ impl Cloud {
         current: &HashSet<&InstanceId>,
     ) -> Result<()> {
         const FIELD: &str = "members";
-        validate::distinct(FIELD, ids, validate::MAX_GROUP_MEMBERS, "instance")?;
+        validate::distinct(FIELD, ids, cloud_api::MAX_GROUP_MEMBERS, "instance")?;
         let new: Vec<&str> = ids
             .iter()
             .filter(|id| !current.contains(id))
@@ -134,6 +134,8 @@ impl Cloud {
         if_match: Option<&str>,
         req: UpdateBackendGroupRequest,
     ) -> Result<BackendGroup> {
+        // A malformed ID is refused (400) before the body is judged (422).
+        parse_id::<BackendGroupId>(id)?;
         if let Some(t) = &req.tags {
             validate::tags("tags", t)?;
         }

@@ -311,6 +311,8 @@ impl Cloud {
         if_match: Option<&str>,
         req: UpdateInstanceRequest,
     ) -> Result<Instance> {
+        // A malformed ID is refused (400) before the body is judged (422).
+        parse_id::<InstanceId>(id)?;
         validate::tags("tags", &req.tags)?;
         self.instance_faults(ctx, id).await?;
         let now = now_ms();

@@ -13,7 +13,7 @@ impl Cloud {
         field: &str,
         ids: &[InstanceId],
     ) -> Result<()> {
-        validate::distinct(field, ids, validate::MAX_BACKENDS, "instance")?;
+        validate::distinct(field, ids, cloud_api::MAX_BACKENDS, "instance")?;
         let wanted: Vec<&str> = ids.iter().map(InstanceId::as_str).collect();
         let found = store::instance_zones_of(conn, &ctx.project, &wanted).await?;
         validate::all_found_in_zone(field, &wanted, &found, None, "instance")?;
@@ -28,7 +28,7 @@ impl Cloud {
         ids: &[BackendGroupId],
     ) -> Result<()> {
         const FIELD: &str = "backend_groups";
-        validate::distinct(FIELD, ids, validate::MAX_BACKEND_GROUPS, "backend group")?;
+        validate::distinct(FIELD, ids, cloud_api::MAX_BACKEND_GROUPS, "backend group")?;
         let wanted: Vec<&str> = ids.iter().map(BackendGroupId::as_str).collect();
         let found = store::group_zones(conn, &ctx.project, &wanted).await?;
         validate::all_found_in_zone(FIELD, &wanted, &found, None, "backend group")?;
@@ -41,9 +41,6 @@ impl Cloud {
         req: CreateLoadBalancerRequest,
     ) -> Result<LoadBalancer> {
         validate::dns1123_label("name", &req.name)?;
-        if req.listeners.is_empty() {
-            return Err(Invalid::new("listeners", "at least one listener is required").into());
-        }
         validate::listeners("listeners", &req.listeners)?;
         validate::health_check("health_check", &req.health_check)?;
         validate::zone_policy("zone_policy", &req.zone_policy)?;
@@ -192,10 +189,9 @@ impl Cloud {
         if_match: Option<&str>,
         req: UpdateLoadBalancerRequest,
     ) -> Result<LoadBalancer> {
+        // A malformed ID is refused (400) before the body is judged (422).
+        parse_id::<LoadBalancerId>(id)?;
         if let Some(l) = &req.listeners {
-            if l.is_empty() {
-                return Err(Invalid::new("listeners", "at least one listener is required").into());
-            }
             validate::listeners("listeners", l)?;
         }
         if let Some(hc) = &req.health_check {

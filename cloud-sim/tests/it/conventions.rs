@@ -95,6 +95,16 @@ async fn idempotency_keys_replay_or_conflict() {
     )
     .await;
     assert_error(s6, &h6, &b6, 409, "IDEMPOTENCY_KEY_REUSED");
+    // A key with a space in it is not a key (the document's pattern says so too): 400, and no
+    // instance is made.
+    let (s7, h7, b7) = send("key 3", body.clone()).await;
+    assert_error(s7, &h7, &b7, 400, "INVALID_ARGUMENT");
+    let all = c
+        .client
+        .list_all_instances(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
 }
 
 /// A request under a key claims it, changes what it changes and records its response in one
@@ -325,6 +335,23 @@ async fn openapi_document_lists_every_route() {
     assert!(types.contains(&"sim.small".into()), "{types:?}");
     let id = &paths["/v1/instances/{id}"]["get"]["parameters"][0];
     assert_eq!(id["schema"]["pattern"], "^i-[0-9a-f]{16}$", "{id}");
+    // The rules a schema can state are stated: an Idempotency-Key's form, tags' bounds.
+    let key = &paths["/v1/instances"]["post"]["parameters"][0];
+    assert_eq!(key["name"], "Idempotency-Key");
+    assert_eq!(
+        key["schema"]["pattern"],
+        cloud_api::IDEMPOTENCY_KEY_PATTERN,
+        "{key}"
+    );
+    assert_eq!(
+        schemas["CreateInstanceRequest"]["properties"]["tags"]["$ref"],
+        "#/components/schemas/Tags"
+    );
+    assert_eq!(schemas["Tags"]["maxProperties"], cloud_api::MAX_TAGS);
+    assert_eq!(
+        schemas["Tags"]["propertyNames"]["maxLength"],
+        cloud_api::MAX_TAG_KEY
+    );
     // Creates link to what follows, with OpenAPI's own key names.
     let links = &paths["/v1/instances"]["post"]["responses"]["201"]["links"];
     assert_eq!(

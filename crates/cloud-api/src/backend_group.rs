@@ -21,11 +21,18 @@ pub struct BackendGroup {
     pub zone: String,
     /// The member instances, in the order they were added. Zone and address are the instance's.
     pub members: Vec<Backend>,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::TagsSchema))]
     pub tags: Tags,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub etag: String,
 }
+
+/// The most members one backend group has (GCE allows 2,000 per instance group; a sandbox zone
+/// may hold more nodes than that).
+pub const MAX_GROUP_MEMBERS: usize = 20_000;
+// The request schemas state the same bound (`max_items`), which takes only a literal.
+const _: () = assert!(MAX_GROUP_MEMBERS == 20_000);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -33,11 +40,13 @@ pub struct BackendGroup {
 pub struct CreateBackendGroupRequest {
     pub name: String,
     pub zone: String,
-    /// Instances of `zone` in the caller's project, each at most once.
+    /// At most 20,000 instances (`MAX_GROUP_MEMBERS`) of `zone` in the caller's project, each
+    /// at most once.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>, max_items = 20000))]
     pub members: Vec<InstanceId>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::TagsSchema))]
     pub tags: Tags,
 }
 
@@ -47,8 +56,12 @@ pub struct CreateBackendGroupRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateBackendGroupRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<Vec<String>>, max_items = 20000)
+    )]
     pub members: Option<Vec<InstanceId>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::TagsSchema>))]
     pub tags: Option<Tags>,
 }

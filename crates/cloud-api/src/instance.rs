@@ -82,6 +82,7 @@ pub struct Instance {
     pub private_ip: Ipv4Addr,
     /// `simcloud://<zone>/<id>`, what the ccm writes into `Node.spec.providerID`.
     pub provider_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::TagsSchema))]
     pub tags: Tags,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -105,11 +106,12 @@ pub struct CreateInstanceRequest {
     pub zone: String,
     pub instance_type: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::TagsSchema))]
     pub tags: Tags,
     /// Register an existing machine (a kind node, say) at this address. It must lie in the
     /// region's network CIDR and not be in use. Omit it to allocate from the zone's subnet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Ipv4))]
     pub private_ip: Option<Ipv4Addr>,
 }
 
@@ -120,7 +122,7 @@ pub struct CreateInstanceRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BatchCreateInstancesRequest {
-    /// At most [`MAX_BATCH_CREATE`] creates, each as `POST /v1/instances` takes it; no name twice.
+    /// At most 500 creates (`MAX_BATCH_CREATE`), each as `POST /v1/instances` takes it; no name twice.
     #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 500))]
     pub instances: Vec<CreateInstanceRequest>,
 }
@@ -142,5 +144,6 @@ pub struct BatchCreateInstancesResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateInstanceRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::TagsSchema))]
     pub tags: Tags,
 }

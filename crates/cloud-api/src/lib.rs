@@ -2,7 +2,8 @@
 //!
 //! Layout: [`ids`] holds the resource ID newtypes and the provider ID that Kubernetes nodes carry,
 //! [`error`] the one error body every endpoint returns, and one module per resource family
-//! ([`account`], [`region`], [`instance`], [`backend_group`], [`load_balancer`], [`route`], [`event`], [`fault`]).
+//! ([`account`], [`region`], [`instance`], [`backend_group`], [`load_balancer`], [`route`], [`event`], [`fault`]);
+//! [`tags`] holds the rules every resource's tags follow.
 //! [`page`] is the list envelope shared by every collection.
 //!
 //! This crate does no I/O: it is the contract between `cloud-sim` (the server) and `cloud-client`
@@ -21,13 +22,19 @@ pub mod load_balancer;
 pub mod page;
 pub mod region;
 pub mod route;
+pub mod tags;
 pub mod traffic;
 
 pub use account::{Caller, Usage, ZoneUsage};
-pub use backend_group::{BackendGroup, CreateBackendGroupRequest, UpdateBackendGroupRequest};
+pub use backend_group::{
+    BackendGroup, CreateBackendGroupRequest, MAX_GROUP_MEMBERS, UpdateBackendGroupRequest,
+};
 pub use error::{ApiErrorBody, ErrorCode, ErrorDetail};
 pub use event::{Event, EventKind, EventPage, ResourceKind};
-pub use fault::{CreateFaultRequest, FaultEffect, FaultRule, SetZoneStateRequest};
+pub use fault::{
+    CreateFaultRequest, FaultEffect, FaultRule, MAX_FAULT_LATENCY_MS, MAX_FAULT_TTL_SECONDS,
+    SetZoneStateRequest,
+};
 pub use ids::{
     BackendGroupId, IdError, InstanceId, LoadBalancerId, ProviderId, ProviderIdError, RouteId,
 };
@@ -41,21 +48,26 @@ pub use list::{
 };
 pub use load_balancer::{
     Backend, Balancing, CreateLoadBalancerRequest, Frontend, HealthCheck, HealthCheckProtocol,
-    IpMode, Listener, LoadBalancer, LoadBalancerState, Protocol, Scheme, UpdateLoadBalancerRequest,
-    ZoneAffinity, ZonePolicy,
+    IpMode, Listener, LoadBalancer, LoadBalancerState, MAX_BACKEND_GROUPS, MAX_BACKENDS,
+    MAX_LISTENERS, Protocol, Scheme, UpdateLoadBalancerRequest, ZoneAffinity, ZonePolicy,
 };
 pub use page::Page;
 pub use region::{Region, Zone, ZoneState};
 pub use route::{CreateRouteRequest, Route, RouteState, RouteTable};
 pub use traffic::{BackendHealth, TrafficReport, TrafficRow};
 
-/// Resource tags: an ordered map so that bodies and etags are deterministic.
-pub type Tags = std::collections::BTreeMap<String, String>;
+#[cfg(feature = "openapi")]
+pub use tags::TagsSchema;
+pub use tags::{MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS, TAG_PATTERN, Tags};
 
 /// Header carrying the request ID on every response (and accepted on requests).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Header that makes a mutating POST idempotent.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// The longest `Idempotency-Key`: keys are 1 to this many visible ASCII characters (`!` to `~`).
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// The same rule as a pattern, for the OpenAPI document.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
 /// The project used when cloud-sim runs without a tokens file.
 pub const DEFAULT_PROJECT: &str = "default";
 /// Default and maximum `page_size` of list calls.

@@ -52,8 +52,10 @@ pub enum IpMode {
 pub struct Listener {
     pub protocol: Protocol,
     /// Port on the frontend IPs.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub port: u16,
     /// Port on the backends (a Service's nodePort).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub backend_port: u16,
 }
 
@@ -84,13 +86,20 @@ pub struct HealthCheck {
     pub protocol: HealthCheckProtocol,
     /// Port to probe; absent means each listener's backend port.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub port: Option<u16>,
-    /// Path for `http` checks.
+    /// Path for `http` checks (required for them, refused for `tcp`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^/"))]
     pub path: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 300))]
     pub interval_seconds: u32,
+    /// At most `interval_seconds`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 300))]
     pub timeout_seconds: u32,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub healthy_threshold: u32,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub unhealthy_threshold: u32,
 }
 
@@ -159,8 +168,18 @@ pub struct ZonePolicy {
     pub min_cluster_size: u32,
     /// `balanced` only: with fewer than this percentage of backends healthy, health is ignored
     /// (Envoy's `healthy_panic_threshold`, default 50; 0 turns it off).
+    #[cfg_attr(feature = "openapi", schema(maximum = 100))]
     pub panic_threshold_percent: u32,
 }
+
+/// The most listeners one load balancer has.
+pub const MAX_LISTENERS: usize = 50;
+/// The most instances one load balancer lists one by one (`backends`).
+pub const MAX_BACKENDS: usize = 5000;
+/// The most backend groups one load balancer refers to.
+pub const MAX_BACKEND_GROUPS: usize = 50;
+// The request schemas state the same bounds (`max_items`), which take only literals.
+const _: () = assert!(MAX_LISTENERS == 50 && MAX_BACKENDS == 5000 && MAX_BACKEND_GROUPS == 50);
 
 /// Envoy's defaults for [`ZonePolicy::min_cluster_size`] and
 /// [`ZonePolicy::panic_threshold_percent`].
@@ -211,6 +230,7 @@ pub struct LoadBalancer {
     pub health_check: HealthCheck,
     pub zone_policy: ZonePolicy,
     pub frontends: Vec<Frontend>,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::TagsSchema))]
     pub tags: Tags,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -226,13 +246,17 @@ pub struct CreateLoadBalancerRequest {
     pub scheme: Scheme,
     #[serde(default)]
     pub ip_mode: IpMode,
+    /// 1 to 50 listeners (`MAX_LISTENERS`), no protocol and port twice.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 50))]
     pub listeners: Vec<Listener>,
+    /// At most 5,000 instances (`MAX_BACKENDS`) of the caller's project, each at most once.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>, max_items = 5000))]
     pub backends: Vec<InstanceId>,
-    /// Backend groups of the caller's project whose members are backends too.
+    /// At most 50 backend groups (`MAX_BACKEND_GROUPS`) of the caller's project whose members
+    /// are backends too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>, max_items = 50))]
     pub backend_groups: Vec<BackendGroupId>,
     #[serde(default)]
     pub health_check: HealthCheck,
@@ -243,9 +267,10 @@ pub struct CreateLoadBalancerRequest {
     pub zones: Option<Vec<String>>,
     /// Specific frontend addresses to use, at most one per zone, each inside its zone's pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>, format = Ipv4))]
     pub requested_ips: Vec<Ipv4Addr>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::TagsSchema))]
     pub tags: Tags,
 }
 
@@ -257,17 +282,25 @@ pub struct UpdateLoadBalancerRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_mode: Option<IpMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 50))]
     pub listeners: Option<Vec<Listener>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<Vec<String>>, max_items = 5000)
+    )]
     pub backends: Option<Vec<InstanceId>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<Vec<String>>, max_items = 50)
+    )]
     pub backend_groups: Option<Vec<BackendGroupId>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone_policy: Option<ZonePolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::TagsSchema>))]
     pub tags: Option<Tags>,
 }

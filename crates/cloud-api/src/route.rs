@@ -40,6 +40,7 @@ pub struct Route {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub target_instance_id: InstanceId,
     pub state: RouteState,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::TagsSchema))]
     pub tags: Tags,
     pub created_at: Timestamp,
     pub etag: String,
@@ -57,5 +58,6 @@ pub struct CreateRouteRequest {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub target_instance_id: InstanceId,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::TagsSchema))]
     pub tags: Tags,
 }
