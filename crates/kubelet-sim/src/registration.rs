@@ -412,41 +412,62 @@ impl Sim {
         }
     }
 
+    /// Renews the Lease of `node`, making it again (owned by the Node with UID `uid`) when it
+    /// is gone.
     pub(crate) async fn renew_lease(&self, node: &str, uid: &str) {
-        let secs = i64::try_from(self.config.lease_duration.as_secs()).unwrap_or(40);
         let renew = node::now_micro_time();
-        let pp = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..Default::default()
-        };
-        let patch = json!({"spec": {"renewTime": renew, "holderIdentity": node, "leaseDurationSeconds": secs}});
-        match self.leases.patch(node, &pp, &Patch::Merge(patch)).await {
-            Ok(_) => {}
+        match self.patch_lease(node, &renew).await {
+            Ok(()) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => self.create_lease(node, uid, &renew).await,
             Err(e) => tracing::warn!(node, error = %e, "kubelet: cannot renew its Lease"),
         }
     }
 
+    /// Sets the Lease of `node` renewed at `renew`.
+    async fn patch_lease(&self, node: &str, renew: &str) -> Result<(), kube::Error> {
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        let patch = json!({"spec": {
+            "renewTime": renew,
+            "holderIdentity": node,
+            "leaseDurationSeconds": self.lease_seconds(),
+        }});
+        self.leases
+            .patch(node, &pp, &Patch::Merge(patch))
+            .await
+            .map(drop)
+    }
+
+    fn lease_seconds(&self) -> i64 {
+        i64::try_from(self.config.lease_duration.as_secs()).unwrap_or(40)
+    }
+
     /// Creates the Lease of `node` (owned by the Node with UID `uid`), renewed at `renew`; one
-    /// that exists already is renewed instead.
+    /// that exists already is renewed instead (once: a Lease that vanishes again is the next
+    /// heartbeat's business).
     async fn create_lease(&self, node: &str, uid: &str, renew: &str) {
-        let secs = i64::try_from(self.config.lease_duration.as_secs()).unwrap_or(40);
-        let lease = node::lease(node, uid, secs, renew);
-        let Ok(lease) = serde_json::from_value::<Lease>(lease) else {
-            return;
+        let lease = node::lease(node, uid, self.lease_seconds(), renew);
+        let lease = match serde_json::from_value::<Lease>(lease) {
+            Ok(lease) => lease,
+            Err(e) => {
+                tracing::error!(node, error = %e, "kubelet: its Lease does not decode (a bug)");
+                return;
+            }
         };
         let pp = PostParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..Default::default()
         };
-        match self.leases.create(&pp, &lease).await {
-            Ok(_) => {}
+        let made = match self.leases.create(&pp, &lease).await {
             // Left from an earlier Node of the same name (the garbage collector had not got to
             // it): renew it.
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                Box::pin(self.renew_lease(node, uid)).await
-            }
-            Err(e) => tracing::warn!(node, error = %e, "kubelet: cannot create its Lease"),
+            Err(kube::Error::Api(s)) if s.code == 409 => self.patch_lease(node, renew).await,
+            other => other.map(drop),
+        };
+        if let Err(e) = made {
+            tracing::warn!(node, error = %e, "kubelet: cannot create its Lease");
         }
     }
 

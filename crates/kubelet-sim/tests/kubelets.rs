@@ -139,6 +139,22 @@ async fn nodes_follow_their_instances(kube: kube::Client, config: KubeletConfig,
         ready(n).as_deref() == Some("True")
     })
     .await;
+    // A Lease deleted under a running kubelet is made again at its next renewal.
+    let old = leases.get("node-a").await.unwrap().metadata.uid;
+    leases.delete("node-a", &Default::default()).await.unwrap();
+    let lease = wait_for("node-a's Lease made again", T, || async {
+        leases
+            .get_opt("node-a")
+            .await
+            .ok()
+            .flatten()
+            .filter(|l| l.metadata.uid != old)
+    })
+    .await;
+    assert_eq!(
+        lease.spec.as_ref().unwrap().holder_identity.as_deref(),
+        Some("node-a")
+    );
     // Terminate: the Node stays (for the ccm to delete), Unknown.
     cloud.terminate_instance(b.id.as_str()).await.unwrap();
     node_with(&nodes, "node-b", "Ready Unknown", |n| {
