@@ -14,7 +14,8 @@
 //! - Every process logs to a file in the fixture's directory. A process that exits or does
 //!   not become ready during start is an error naming it, with the tail of its log. Dropping
 //!   the [`ControlPlane`] kills every process (also while a test panics, when it prints each
-//!   log's tail and keeps the directory for a look).
+//!   log's tail and keeps the directory for a look). A fixture whose owner was killed outright
+//!   leaves its processes running; the next fixture to start kills them (see `orphans`).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
+mod orphans;
 pub mod pki;
 mod process;
 
@@ -190,15 +192,23 @@ impl ControlPlane {
 
     pub async fn start_with(bins: Binaries, opts: Options) -> Result<Self, Error> {
         let begun = Instant::now();
+        // Fixtures whose owner was killed outright (no drop ran) have left processes running.
+        orphans::sweep(&std::env::temp_dir());
         let (dir, remove_dir) = match &opts.dir {
             Some(d) => (d.clone(), false),
             None => (
-                std::env::temp_dir().join(format!("control-plane-{:016x}", rand::random::<u64>())),
+                std::env::temp_dir().join(format!(
+                    "{}{:016x}",
+                    orphans::DIR_PREFIX,
+                    rand::random::<u64>()
+                )),
                 true,
             ),
         };
         std::fs::create_dir_all(dir.join("etcd"))
             .map_err(io(format!("create {}", dir.display())))?;
+        orphans::record_owner(&dir)
+            .map_err(io(format!("write the owner into {}", dir.display())))?;
         let pki = pki::write(&dir)?;
         let ports = reserve_ports(5)?;
         let [etcd_client, etcd_peer, api, kcm, sched] = [0, 1, 2, 3, 4].map(|i| port(&ports[i]));
@@ -331,8 +341,10 @@ impl ControlPlane {
 
     fn spawn(&mut self, name: &'static str, args: &[String]) -> Result<(), Error> {
         let p = Proc::spawn(name, &self.bins.path(name), args, &self.dir)?;
+        let pid = p.pid();
         self.procs.push(p);
-        Ok(())
+        orphans::record_process(&self.dir, pid)
+            .map_err(io(format!("record {name} in {}", self.dir.display())))
     }
 
     /// Polls `path` on a component until it answers `ok`; fails at once if any process exits.
