@@ -11,6 +11,7 @@
 //! cargo bench -p cloud-sim --bench api -- 1000 memory
 //! ```
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,7 @@ async fn main() {
 
     let flushes_before = log_flushes(&http_metrics, &metrics_url).await;
     let busy_before = writer_busy(&http_metrics, &metrics_url).await;
+    let cpu_before = (process_cpu(), threads_cpu(SQLITE_THREAD));
     let c = client.clone();
     let create = timed("create instance", n, CONCURRENCY, move |i| {
         let c = c.clone();
@@ -72,6 +74,12 @@ async fn main() {
     })
     .await;
 
+    let create_cpu = (
+        process_cpu().zip(cpu_before.0).map(|(b, a)| b - a),
+        threads_cpu(SQLITE_THREAD)
+            .zip(cpu_before.1)
+            .map(|(b, a)| b - a),
+    );
     let create_flushes = log_flushes(&http_metrics, &metrics_url).await - flushes_before;
     let create_busy = writer_busy(&http_metrics, &metrics_url).await - busy_before;
 
@@ -176,6 +184,17 @@ async fn main() {
         100.0 * create_busy / create.wall.as_secs_f64(),
         create_busy * 1e6 / n as f64
     );
+    if let (Some(all), Some(sqlite)) = create_cpu {
+        // Where the time goes: a create's SQLite work against everything else (HTTP, JSON,
+        // the client). Waiting for a core does not count here, but a busy machine (shared
+        // caches, another VM) inflates these too.
+        println!(
+            "creates: {:.0} us of CPU per create (the whole process: clients, server, SQLite), \
+             {:.0} us of it on SQLite's connection threads",
+            all.as_secs_f64() * 1e6 / n as f64,
+            sqlite.as_secs_f64() * 1e6 / n as f64
+        );
+    }
     println!(
         "routes: the write connection was held {:.0}% of the time, {:.0} us per create",
         100.0 * route_busy / routes.wall.as_secs_f64(),
@@ -230,10 +249,34 @@ async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("cloud-sim reports {name}"))
 }
 
+/// The name sqlx gives the thread of each SQLite connection (`sqlx-sqlite-worker-<n>`), as the
+/// kernel keeps it (15 characters).
+const SQLITE_THREAD: &str = "sqlx-sqlite-wor";
+
 /// CPU time this process has used (user + system), from `/proc/self/stat` (Linux; the kernel
 /// reports it in USER_HZ = 100 ticks per second).
 fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    stat_cpu(Path::new("/proc/self/stat"))
+}
+
+/// CPU time of this process's threads whose names start with `prefix`, from
+/// `/proc/self/task/<tid>/stat`.
+fn threads_cpu(prefix: &str) -> Option<Duration> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let mut total = Duration::ZERO;
+    for task in tasks.flatten().map(|t| t.path()) {
+        let named = std::fs::read_to_string(task.join("comm"))
+            .is_ok_and(|comm| comm.trim_end().starts_with(prefix));
+        if named {
+            total += stat_cpu(&task.join("stat"))?;
+        }
+    }
+    Some(total)
+}
+
+/// utime + stime of a `stat` file of `/proc`.
+fn stat_cpu(path: &Path) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
