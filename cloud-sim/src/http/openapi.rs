@@ -534,10 +534,17 @@ mod tests {
         use crate::domain::validate;
         use cloud_api::{FaultEffect, HealthCheck, Listener, Protocol, Tags, ZonePolicy};
 
-        let listener = |port: u16, backend_port: u16| Listener {
-            protocol: Protocol::Tcp,
-            port,
-            backend_port,
+        fn listener(port: u16, backend_port: u16) -> Listener {
+            Listener {
+                protocol: Protocol::Tcp,
+                port,
+                backend_port,
+            }
+        }
+        let ports = |make: fn(u16) -> Listener| -> Accepts<'static> {
+            Box::new(move |v| {
+                u16::try_from(v).is_ok_and(|p| validate::listeners("l", &[make(p)]).is_ok())
+            })
         };
         let health = |f: fn(&mut HealthCheck, u32)| -> Accepts<'static> {
             Box::new(move |v| {
@@ -616,24 +623,15 @@ mod tests {
         let cases: Vec<(String, Accepts<'_>)> = vec![
             (
                 format!("{s}/Listener/properties/port/minimum"),
-                Box::new(move |v| {
-                    u16::try_from(v)
-                        .is_ok_and(|p| validate::listeners("l", &[listener(p, 80)]).is_ok())
-                }),
+                ports(|p| listener(p, 80)),
             ),
             (
                 format!("{s}/Listener/properties/port/maximum"),
-                Box::new(move |v| {
-                    u16::try_from(v)
-                        .is_ok_and(|p| validate::listeners("l", &[listener(p, 80)]).is_ok())
-                }),
+                ports(|p| listener(p, 80)),
             ),
             (
                 format!("{s}/Listener/properties/backend_port/minimum"),
-                Box::new(move |v| {
-                    u16::try_from(v)
-                        .is_ok_and(|p| validate::listeners("l", &[listener(80, p)]).is_ok())
-                }),
+                ports(|p| listener(80, p)),
             ),
             (
                 format!("{s}/CreateLoadBalancerRequest/properties/listeners/minItems"),
@@ -707,7 +705,6 @@ mod tests {
                 Box::new(move |v| tags(len(v), 1, 0)),
             ),
             (
-                // Keys are numbered: a one-character key is the number alone.
                 format!("{s}/Tags/propertyNames/minLength"),
                 Box::new(move |v| {
                     let key = "k".repeat(len(v));
@@ -715,6 +712,7 @@ mod tests {
                 }),
             ),
             (
+                // `tags` numbers its keys: one digit, then the rest.
                 format!("{s}/Tags/propertyNames/maxLength"),
                 Box::new(move |v| tags(1, len(v).saturating_sub(1), 0)),
             ),

@@ -122,7 +122,8 @@ pub struct CreateInstanceRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BatchCreateInstancesRequest {
-    /// At most 500 creates (`MAX_BATCH_CREATE`), each as `POST /v1/instances` takes it; no name twice.
+    /// At most 500 creates (`MAX_BATCH_CREATE`), each as `POST /v1/instances` takes it; no
+    /// name twice.
     #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 500))]
     pub instances: Vec<CreateInstanceRequest>,
 }
