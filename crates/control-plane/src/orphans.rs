@@ -3,8 +3,8 @@
 //! Dropping a [`ControlPlane`](crate::ControlPlane) kills its processes, but a `kill -9` of the
 //! process that owns it (a test runner's timeout, a CI job stopped) runs no drop, and etcd and
 //! the Kubernetes components then run on, holding memory, ports and their directory. Each
-//! fixture directory therefore names its owner and its processes, and a fixture that starts
-//! first ends those of directories under the same parent whose owner is gone.
+//! fixture directory therefore names its owner and its processes, and each fixture, as it
+//! starts, ends the processes of directories under the same parent whose owner is gone.
 //!
 //! A recorded process is killed only while `/proc/<pid>/exe` is still the executable recorded
 //! for it, so a process ID reused by something else is left alone. Linux only: elsewhere
@@ -55,16 +55,17 @@ pub(crate) fn sweep(parent: &Path) -> usize {
         return 0;
     };
     let mut killed = 0;
-    for dir in entries.flatten().map(|e| e.path()) {
-        let named = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(DIR_PREFIX));
+    let fixtures = entries.flatten().filter(|e| {
+        e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(DIR_PREFIX))
+    });
+    for dir in fixtures.map(|e| e.path()) {
         let owner = std::fs::read_to_string(dir.join(OWNER_FILE))
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok());
         // No owner recorded: not a fixture's, or one being made right now.
-        let Some(owner) = owner.filter(|_| named) else {
+        let Some(owner) = owner else {
             continue;
         };
         if alive(owner) {

@@ -467,7 +467,7 @@ impl Sim {
             other => other.map(drop),
         };
         if let Err(e) = made {
-            tracing::warn!(node, error = %e, "kubelet: cannot create its Lease");
+            tracing::warn!(node, error = %e, "kubelet: cannot create its Lease, or renew the one there");
         }
     }
 
