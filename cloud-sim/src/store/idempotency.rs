@@ -41,8 +41,8 @@ pub async fn idempotency_key(
 }
 
 /// The claim of a key nothing is recorded under yet ($1 project, $2 key, $3 method, $4 path,
-/// $5 body, $6 time); returns a row if it claimed. (A row, not the count of changed rows:
-/// after `BEGIN` in the same batch SQLite would report the count of an earlier statement.)
+/// $5 body, $6 time); returns a row if it claimed. On SQLite a request's first transaction
+/// claims with [`strict_claim_sql`] instead, in the round trip that begins it.
 macro_rules! claim_sql {
     () => {
         "INSERT INTO idempotency_keys (project, key, method, path, body, status, response, created_at) \
@@ -95,8 +95,7 @@ pub(super) fn is_claim_refusal(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d)
         if d.is_unique_violation() && d.message().contains("idempotency_keys."))
 }
-/// SQLite only (one round trip for two statements; PostgreSQL prepares one at a time).
-pub(super) const BEGIN_AND_CLAIM_SQL: &str = concat!("BEGIN; ", claim_sql!());
+
 pub(super) const RECORD_RESPONSE_SQL: &str = record_response_sql!();
 /// The parameters of [`RECORD_RESPONSE_SQL`]; statements sent after it number theirs on.
 pub(super) const RECORD_RESPONSE_PARAMS: usize = 8;

@@ -478,36 +478,33 @@ async fn open_sqlite(
     claim: Option<(&IdempotentRequest, i64)>,
     first: Option<FirstStatement<'_>>,
 ) -> Result<Option<Vec<AnyRow>>> {
-    let Some(mut first) = first else {
-        return Ok(match claim {
-            // All rows, not the first result: that is `BEGIN`'s (sqlx's `Any` driver's
-            // `fetch_optional` would stop at it).
-            Some(claim) => {
-                let claimed = claim_query(BEGIN_AND_CLAIM_SQL, claim)
-                    .fetch_all(conn)
-                    .await?;
-                (!claimed.is_empty()).then(Vec::new)
-            }
-            None => {
-                conn.execute("BEGIN").await?;
-                Some(Vec::new())
-            }
-        });
+    if claim.is_none() && first.is_none() {
+        conn.execute("BEGIN").await?;
+        return Ok(Some(Vec::new()));
+    }
+    let (first_sql, mut args) = match first {
+        Some(mut first) => {
+            let args = first
+                .take_arguments()
+                .map_err(sqlx::Error::Encode)?
+                .unwrap_or_default();
+            (Some(first.sql().as_str().to_owned()), args)
+        }
+        None => (None, AnyArguments::default()),
     };
-    let mut args = first
-        .take_arguments()
-        .map_err(sqlx::Error::Encode)?
-        .unwrap_or_default();
-    let mut sql = String::from("BEGIN; ");
+    let mut sql = String::from("BEGIN");
     if let Some(claim) = claim {
         // Numbered on from the first statement's parameters; run before it, and refused with an
         // error (which ends the round trip there) rather than by an empty result, since the
         // rows that come back are all the first statement's.
-        sql.push_str(&strict_claim_sql(args.len() + 1));
         sql.push_str("; ");
+        sql.push_str(&strict_claim_sql(args.len() + 1));
         add_claim_args(&mut args, claim).map_err(sqlx::Error::Encode)?;
     }
-    sql.push_str(first.sql().as_str());
+    if let Some(first) = first_sql {
+        sql.push_str("; ");
+        sql.push_str(&first);
+    }
     match sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
         .fetch_all(conn)
         .await
