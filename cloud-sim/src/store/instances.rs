@@ -102,8 +102,9 @@ pub async fn insert_instance_row(
 }
 
 /// Begins a write transaction with the insert of [`insert_instance_row`] as its first statement
-/// ([`Db::begin_with`]: one round trip on SQLite). On an error nothing is left open; on `None`
-/// (no free address) the caller ends the transaction.
+/// ([`Db::begin_with`]: one round trip on SQLite). On an error the transaction is rolled back
+/// (at once, or by the write connection's next holder); on `None` (no free address) the caller
+/// ends it.
 pub async fn begin_inserting_instance(
     db: &Db,
     region: &str,
@@ -119,16 +120,24 @@ pub async fn begin_inserting_instance(
 fn insert_instance_query(n: &NewInstance, now: i64) -> FirstStatement<'_> {
     const COLUMNS: &str = "id, project, name, zone, instance_type, state, private_ip, tags, version, \
                            created_at, updated_at, terminated_at, state_deadline";
-    let sql = match n.private_ip {
-        NewAddress::Chosen(_) => format!(
-            "INSERT INTO instances ({COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, NULL, $10) RETURNING {INSTANCE_COLUMNS}"
+    let (sql, ip, range) = match n.private_ip {
+        NewAddress::Chosen(ip) => (
+            format!(
+                "INSERT INTO instances ({COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, NULL, $10) RETURNING {INSTANCE_COLUMNS}"
+            ),
+            Some(ip_to_db(ip)),
+            None,
         ),
-        NewAddress::FirstFreeIn { .. } => format!(
-            "WITH free (floor_ip, ip) AS ({FIRST_FREE_INSTANCE_IP_SQL}) \
-             INSERT INTO instances ({COLUMNS}) \
-             SELECT $1, $2, $3, $4, $5, $6, free.ip, $8, 1, $9, $9, NULL, $10 FROM free \
-             WHERE free.ip <= $12 RETURNING {INSTANCE_COLUMNS}"
+        NewAddress::FirstFreeIn { lo, hi } => (
+            format!(
+                "WITH free (floor_ip, ip) AS ({FIRST_FREE_INSTANCE_IP_SQL}) \
+                 INSERT INTO instances ({COLUMNS}) \
+                 SELECT $1, $2, $3, $4, $5, $6, free.ip, $8, 1, $9, $9, NULL, $10 FROM free \
+                 WHERE free.ip <= $12 RETURNING {INSTANCE_COLUMNS}"
+            ),
+            None,
+            Some((i64::from(lo), i64::from(hi))),
         ),
     };
     let insert = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -138,16 +147,13 @@ fn insert_instance_query(n: &NewInstance, now: i64) -> FirstStatement<'_> {
         .bind(&n.zone)
         .bind(&n.instance_type)
         .bind(n.state.as_str())
-        .bind(match n.private_ip {
-            NewAddress::Chosen(ip) => Some(ip_to_db(ip)),
-            NewAddress::FirstFreeIn { .. } => None,
-        })
+        .bind(ip)
         .bind(to_json(&n.tags))
         .bind(now)
         .bind(n.state_deadline);
-    match n.private_ip {
-        NewAddress::Chosen(_) => insert,
-        NewAddress::FirstFreeIn { lo, hi } => insert.bind(i64::from(lo)).bind(i64::from(hi)),
+    match range {
+        Some((lo, hi)) => insert.bind(lo).bind(hi),
+        None => insert,
     }
 }
 
