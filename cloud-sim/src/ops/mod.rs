@@ -286,7 +286,6 @@ fn lb_event<'a>(
     }
 }
 
-/// Tags as a `key=value` filter, validated.
 /// An `ids` list filter (none: every ID).
 pub fn ids_filter(s: Option<&str>) -> Result<Vec<String>> {
     Ok(s.map(validate::ids_filter)
@@ -295,6 +294,7 @@ pub fn ids_filter(s: Option<&str>) -> Result<Vec<String>> {
         .unwrap_or_default())
 }
 
+/// Tags as a `key=value` filter, validated.
 pub fn tag_filter(s: Option<&str>) -> Result<Option<(String, String)>> {
     s.map(validate::tag_filter)
         .transpose()
