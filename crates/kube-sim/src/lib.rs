@@ -12,8 +12,8 @@
 //!
 //! [`openapi`] serves kube-apiserver's OpenAPI v3 documents of the pinned release and drops (or
 //! with `fieldValidation=Strict` refuses) fields they do not declare; [`swagger`] serves the
-//! OpenAPI v2 document derived from them (kubectl validates a `kind: List` file with it); [`rbac`] answers
-//! SelfSubjectAccessReview and SelfSubjectRulesReview from the stored roles.
+//! OpenAPI v2 document derived from them (kubectl validates a `kind: List` file with it);
+//! [`rbac`] answers SelfSubjectAccessReview and SelfSubjectRulesReview from the stored roles.
 //!
 //! [`protobuf`] decodes Kubernetes protobuf request bodies (answers are JSON).
 //!
